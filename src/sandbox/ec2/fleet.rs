@@ -882,7 +882,13 @@ impl Fleet {
         let state = self.instances.get(id)?.state;
         (state == from).then(|| {
             let reason = StateReason::new("Server.InternalError", message);
-            self.set_state(id, to, now, Some(reason))
+            let change = self.set_state(id, to, now, Some(reason.clone()));
+            // Kept even when rolled back to `running`, so the failure stays visible.
+            self.instances
+                .get_mut(id)
+                .expect("checked above")
+                .state_reason = Some(reason);
+            change
         })
     }
 

@@ -5,6 +5,15 @@
 //! and an HTTP endpoint speaking the EC2 query protocol so that the unmodified
 //! `aws-sdk-ec2` client can describe, tag, stop, start and terminate them ([`server`]).
 //!
+//! Supported actions: `DescribeInstances` (filters `tag:KEY`, `tag-key`, `tag-value`,
+//! `instance-state-name`, `instance-state-code`, `instance-id`, `instance-type`,
+//! `private-ip-address`, `reservation-id`, `availability-zone`; `*`/`?` wildcards;
+//! `InstanceId.N`; `MaxResults` 5..=1000 with `NextToken`), `DescribeInstanceStatus`,
+//! `TerminateInstances`, `StopInstances`, `StartInstances`, `CreateTags`, `DeleteTags`,
+//! `DescribeTags` (filters `resource-id`, `resource-type`, `key`, `value`). `DryRun=true` on
+//! a valid request answers `DryRunOperation` (HTTP 412) and changes nothing. Errors use EC2's
+//! codes (`InvalidInstanceID.NotFound`, `IncorrectInstanceState`, `InvalidAction`, ...).
+//!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! use std::sync::Arc;
