@@ -69,10 +69,10 @@ impl InstanceDriver for NoopDriver {
 /// Maps instances to local process ids and signals them: SIGKILL to terminate, SIGSTOP to
 /// stop, SIGCONT to start.
 ///
-/// The launcher attaches each pid right after registering the instance, and detaches it (or
-/// reports the exit through the fleet handle, which does not detach by itself) before the
-/// process is reaped, so that a recycled pid is never signalled. A successful terminate
-/// detaches the pid.
+/// The launcher attaches each pid right after registering the instance and detaches it
+/// before reaping the process (reporting the exit with `FleetHandle::mark_exited` does not
+/// detach), so that a recycled pid is never signalled. A successful terminate detaches the
+/// pid itself. Only the process is signalled, not its process group.
 #[derive(Debug, Default)]
 pub struct ProcessDriver {
     pids: Mutex<HashMap<InstanceId, Pid>>,
