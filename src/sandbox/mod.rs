@@ -2,4 +2,5 @@
 //!
 //! Each submodule is one component with its own endpoint; the supervisor wires them.
 
+pub mod bus;
 pub mod ec2;
