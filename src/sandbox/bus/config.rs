@@ -70,6 +70,10 @@ fn default_drain() -> Duration {
 /// handling an event. Each invocation takes `base` plus a uniform draw in `[0, jitter]`;
 /// the first invocation on a new slot first spends `cold_start` initialising it. A slot left
 /// idle for longer than `keep_warm` is reclaimed, so the next invocation is cold again.
+///
+/// Each invocation is billed its drawn handler duration rounded up to the millisecond (the
+/// real timer may overrun it by ~1 ms; that simulation artefact is not billed), times
+/// `memory_mb`. Cold-start time is reported apart (`init_ms`), not billed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FunctionSpec {

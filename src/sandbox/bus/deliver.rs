@@ -156,15 +156,17 @@ impl Bus {
     /// for its modelled duration, account and report.
     async fn invoke(&self, f: &Function, job: &Job, attempt: u32) -> Result<(), DeliveryError> {
         let spec = &f.spec;
-        let started_ms = epoch_ms();
         let start = f
             .ledger
             .lock()
             .start(Instant::now())
             .map_err(|_| DeliveryError::Throttled(spec.name.clone()))?;
+        // Taken inside the slot's lifetime, so completions of one function never overlap
+        // more than its concurrency limit allows.
+        let started_ms = epoch_ms();
         let mut slot = Slot {
             function: f,
-            handler_started: None,
+            handler: None,
             finished: false,
         };
         let init = if start.cold && !spec.cold_start.is_zero() {
@@ -180,19 +182,20 @@ impl Bus {
             let fail = spec.error_rate > 0.0 && rng.random_bool(spec.error_rate);
             (spec.base + Duration::from_nanos(extra), fail)
         };
-        let handler_started = Instant::now();
-        slot.handler_started = Some(handler_started);
+        slot.handler = Some((Instant::now(), duration));
         tokio::time::sleep(duration).await;
-        let done = Instant::now();
+        let done_ms = epoch_ms();
+        // Billed: the modelled duration. The timer may overrun it by its ~1 ms granularity,
+        // an artefact of the simulation rather than work the function did.
         f.ledger
             .lock()
-            .finish(done, done - handler_started, init, !fail);
+            .finish(Instant::now(), duration, init, !fail);
         slot.finished = true;
         (self.on_complete)(Completion {
             event_id: job.event.id.clone(),
             function: spec.name.clone(),
             started_ms,
-            done_ms: epoch_ms(),
+            done_ms,
             cold: start.cold,
             ok: !fail,
             attempt,
@@ -205,17 +208,21 @@ impl Bus {
     }
 }
 
-/// Releases a slot whose invocation was dropped midway (shutdown past its deadline).
+/// Releases a slot whose invocation was dropped midway (shutdown past its deadline), billing
+/// the part of the handler that ran.
 struct Slot<'a> {
     function: &'a Function,
-    handler_started: Option<Instant>,
+    /// When the handler started and its modelled duration.
+    handler: Option<(Instant, Duration)>,
     finished: bool,
 }
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
         if !self.finished {
-            let ran = self.handler_started.map_or(Duration::ZERO, |t| t.elapsed());
+            let ran = self
+                .handler
+                .map_or(Duration::ZERO, |(t, d)| t.elapsed().min(d));
             self.function.ledger.lock().abort(ran);
         }
     }
