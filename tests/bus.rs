@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use shakedown::sandbox::bus::{
-    Bus, BusConfig, BusStats, Completion, FunctionSpec, RetryPolicy, Rule, Target,
+    Bus, BusConfig, BusStats, Completion, Event, FunctionSpec, PublishError, RetryPolicy, Rule,
+    Target,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -448,6 +449,13 @@ async fn shutdown_finishes_in_flight_invocations() {
     assert_eq!(run.drain_completions().len(), 3);
     // Stopped means stopped: the port no longer answers and publishing is refused.
     assert!(http().get(format!("{base}/stats")).send().await.is_err());
+    let late = Event::parse(
+        br#"{"source":"s","detail-type":"T"}"#,
+        None,
+        chrono::Utc::now(),
+    )
+    .unwrap();
+    assert_eq!(run.bus.publish(late), Err(PublishError::Closed));
 }
 
 #[tokio::test]
