@@ -667,8 +667,9 @@ async fn drain_queue(c: &aws_sdk_sqs::Client, url: &str, want: usize) -> Vec<Val
 
 #[tokio::test]
 async fn queue_targets_receive_matching_events_via_sqs() {
-    // SAFETY: set before any SDK configuration in this binary is built; the variable only
-    // keeps the SDK from probing the instance-metadata address.
+    // SAFETY: this is the only test building SDK clients, and it sets the variable before
+    // any; the other tests only touch the environment through std, which serialises its own
+    // reads and writes (no libc getenv races with this write).
     unsafe { std::env::set_var("AWS_EC2_METADATA_DISABLED", "true") };
     let Some(moto) = Moto::start() else { return };
     let client = sqs(&moto.endpoint);
