@@ -3,5 +3,6 @@
 //! Each submodule is one component with its own endpoint; the supervisor wires them.
 
 pub mod asg;
+pub mod bus;
 pub mod ec2;
 pub mod lb;
