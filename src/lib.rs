@@ -4,5 +4,7 @@
 //!
 //! | module | job | pure? |
 //! |---|---|---|
+//! | [`units`] | human-readable durations, sizes and rates: parse and format | pure |
 //! | [`sandbox`] | the embedded reference system: SQS- and EC2-compatible endpoints, balancer, fleet | IO |
 pub mod sandbox;
+pub mod units;
