@@ -43,7 +43,7 @@ pub fn parse_toml<T: DeserializeOwned>(text: &str, path: &Path) -> (Option<T>, V
     let tree: Option<Spanned<Loose>> = toml::from_str(text).ok();
     let mut work = text.to_string();
     let mut diagnostics = Vec::new();
-    for _ in 0..=MAX_UNKNOWN_FIELDS {
+    for _ in 0..MAX_UNKNOWN_FIELDS {
         let err = match toml::from_str::<T>(&work) {
             Ok(value) => return (Some(value), diagnostics),
             Err(err) => err,
@@ -74,6 +74,12 @@ pub fn parse_toml<T: DeserializeOwned>(text: &str, path: &Path) -> (Option<T>, V
             return (None, diagnostics);
         }
     }
+    diagnostics.push(Diagnostic::whole_file(
+        path,
+        format!(
+            "stopped after {MAX_UNKNOWN_FIELDS} unknown fields; is this the right kind of file?"
+        ),
+    ));
     (None, diagnostics)
 }
 

@@ -614,10 +614,12 @@ impl Checker<'_> {
                 }
             });
         let transport = self.transport(&raw, kind);
-        let request = match kind {
-            Some(kind) => self.request(raw.request.as_ref(), kind, transport.as_ref()),
-            None => None,
-        };
+        // With an unknown kind, still check the request with upload defaults: more errors at once.
+        let request = self.request(
+            raw.request.as_ref(),
+            kind.unwrap_or(StreamKind::Upload),
+            transport.as_ref(),
+        );
         let arrival = match &raw.arrival {
             None => Some(Arrival::Uniform),
             Some(a) => self.choice(a, "arrival", &ARRIVALS).map(|a| {
@@ -632,7 +634,16 @@ impl Checker<'_> {
         let body = match kind {
             Some(StreamKind::Upload) => self.upload_body(&raw),
             Some(StreamKind::Event) => self.event_body(&raw),
-            None => None,
+            None => {
+                // Check what is there; which of the two belongs is unknown until `kind` is fixed.
+                if let Some(size) = &raw.size {
+                    self.size_dist(size);
+                }
+                if let Some(body) = &raw.body {
+                    self.body(body);
+                }
+                None
+            }
         };
         Some(Stream {
             name: name?,
