@@ -1,14 +1,72 @@
 //! shakedown: a load generator and chaos-testing harness for decoupled architectures.
 //!
-//! Map of the crate (pure modules know nothing of tokio, files or AWS):
+//! A driver replays upload and event traffic against a target while (in later
+//! modules) a chaos module injects faults and an analyzer checks the
+//! architecture's promises. Map of the crate; *pure* modules know nothing of
+//! tokio, files or AWS, so they are tested with plain unit tests and proptest:
 //!
 //! | module | job | pure? |
 //! |---|---|---|
-//! | [`units`] | human-readable durations, sizes and rates: parse and format | pure |
-//! | [`template`] | request templates (`/upload/{id}`, JSON bodies with `{uuid}`...), parsed once, rendered fast | pure |
-//! | [`config`] | config files: TOML -> validated plans (profiles), every error at once with file:line:col | files only |
-//! | [`sandbox`] | the embedded reference system: SQS- and EC2-compatible endpoints, balancer, fleet | IO |
+//! | [`cli`] | the command line: one clap `Args` struct per subcommand | yes |
+//! | [`cmd`] | one file per subcommand, wiring plan, IO and terminal; [`cmd::Outcome`] -> exit code | no |
+//! | [`config`] | files -> validated plans (`profile`), diagnostics with file:line:col | yes |
+//! | [`units`] | human-readable durations, sizes and rates | yes |
+//! | [`template`] | `{id}`/`{seq}`/random-field templates for paths, headers and bodies | yes |
+//! | [`schedule`] | the arrival schedule: exact send times from profile + seed, segments | yes |
+//! | [`metrics`] | per-second windows, HDR histograms, the sharded recorder, summaries | yes |
+//! | [`driver`] | lanes (keep-alive connections), open/closed model, hyper transport, request bodies | no |
+//! | [`results`] | `results/<run-id>/`: run.json, timeline.csv, latency.hlog, written as the run goes | no |
+//! | [`live`] | progress bar or plain lines during a run | no |
+//! | [`shutdown`] | Ctrl-C / SIGTERM -> a cancellation token handed down the task tree | no |
+//! | [`sandbox`] | the embedded reference system: SQS- and EC2-compatible endpoints, balancer, fleet | no |
+
+pub mod cli;
+pub mod cmd;
 pub mod config;
+pub mod driver;
+pub mod live;
+pub mod metrics;
+pub mod results;
 pub mod sandbox;
+pub mod schedule;
+pub mod shutdown;
 pub mod template;
 pub mod units;
+
+use cli::{Cli, Command};
+use cmd::Outcome;
+
+/// Runs a parsed command line and returns how it ended. Errors are printed
+/// here (with their cause chain); the caller only maps the outcome to an exit code.
+pub fn run(cli: Cli) -> Outcome {
+    let command_line: Vec<String> = std::env::args().collect();
+    let threads = cli.threads;
+    match cli.command {
+        Command::Validate(args) => cmd::validate::validate(&args),
+        Command::Load(args) => block_on(threads, cmd::load::load(*args, command_line)),
+    }
+}
+
+fn block_on(
+    threads: Option<usize>,
+    fut: impl std::future::Future<Output = anyhow::Result<Outcome>>,
+) -> Outcome {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = threads {
+        builder.worker_threads(n.max(1));
+    }
+    let runtime = match builder.enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return Outcome::Error;
+        }
+    };
+    match runtime.block_on(fut) {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            Outcome::Error
+        }
+    }
+}

@@ -29,7 +29,10 @@ pub enum Policy {
     TargetTracking { backlog_per_instance: f64 },
     /// Add `add` instances when backlog >= `backlog`; the largest reached step wins.
     /// When the backlog is zero, remove `scale_in_step` instances.
-    Step { steps: Vec<Step>, scale_in_step: u32 },
+    Step {
+        steps: Vec<Step>,
+        scale_in_step: u32,
+    },
     /// Never scale (desired stays where it is; terminated instances are still replaced).
     Fixed,
 }
@@ -87,7 +90,12 @@ pub struct Controller {
 
 impl Controller {
     pub fn new(spec: GroupSpec) -> Controller {
-        Controller { spec, last_out: None, last_any: None, low: None }
+        Controller {
+            spec,
+            last_out: None,
+            last_any: None,
+            low: None,
+        }
     }
 
     pub fn spec(&self) -> &GroupSpec {
@@ -99,16 +107,27 @@ impl Controller {
         let s = &self.spec;
         let raw = match &s.policy {
             Policy::Fixed => return obs.desired.clamp(s.min, s.max),
-            Policy::TargetTracking { backlog_per_instance } => {
+            Policy::TargetTracking {
+                backlog_per_instance,
+            } => {
                 let per = backlog_per_instance.max(f64::MIN_POSITIVE);
                 let n = (obs.backlog as f64 / per).ceil() as u64;
                 if obs.backlog > 0 { n.max(1) } else { 0 }
             }
-            Policy::Step { steps, scale_in_step } => {
-                let add = steps.iter().filter(|st| obs.backlog >= st.backlog).map(|st| st.add).max();
+            Policy::Step {
+                steps,
+                scale_in_step,
+            } => {
+                let add = steps
+                    .iter()
+                    .filter(|st| obs.backlog >= st.backlog)
+                    .map(|st| st.add)
+                    .max();
                 match add {
                     Some(a) => u64::from(obs.desired) + u64::from(a),
-                    None if obs.backlog == 0 => u64::from(obs.desired.saturating_sub(*scale_in_step)),
+                    None if obs.backlog == 0 => {
+                        u64::from(obs.desired.saturating_sub(*scale_in_step))
+                    }
                     None => u64::from(obs.desired.max(1)),
                 }
             }
@@ -131,7 +150,9 @@ impl Controller {
             return Some(self.decide(obs, most, "in"));
         }
         self.low = None;
-        if wanted > obs.desired && since(self.last_out) >= self.spec.scale_out_cooldown.as_secs_f64() {
+        if wanted > obs.desired
+            && since(self.last_out) >= self.spec.scale_out_cooldown.as_secs_f64()
+        {
             self.last_out = Some(obs.now);
             return Some(self.decide(obs, wanted, "out"));
         }
@@ -149,12 +170,18 @@ impl Controller {
             obs.desired,
             to
         );
-        Decision { from: obs.desired, to, cause }
+        Decision {
+            from: obs.desired,
+            to,
+            cause,
+        }
     }
 
     fn describe(&self) -> String {
         match &self.spec.policy {
-            Policy::TargetTracking { backlog_per_instance } => format!("target {backlog_per_instance} per instance"),
+            Policy::TargetTracking {
+                backlog_per_instance,
+            } => format!("target {backlog_per_instance} per instance"),
             Policy::Step { .. } => "step policy".into(),
             Policy::Fixed => "fixed".into(),
         }
@@ -177,12 +204,18 @@ mod tests {
     }
 
     fn obs(now: f64, backlog: u64, desired: u32) -> Observation {
-        Observation { now, backlog, desired }
+        Observation {
+            now,
+            backlog,
+            desired,
+        }
     }
 
     #[test]
     fn target_tracking_scales_out_from_zero_and_clamps_to_max() {
-        let mut c = Controller::new(spec(Policy::TargetTracking { backlog_per_instance: 10.0 }));
+        let mut c = Controller::new(spec(Policy::TargetTracking {
+            backlog_per_instance: 10.0,
+        }));
         let d = c.evaluate(&obs(0.0, 1, 0)).unwrap();
         assert_eq!((d.from, d.to), (0, 1), "any backlog wakes a group at zero");
         assert!(d.cause.contains("scaling out"));
@@ -194,9 +227,15 @@ mod tests {
 
     #[test]
     fn scale_in_waits_for_its_cooldown_and_reaches_zero() {
-        let mut c = Controller::new(spec(Policy::TargetTracking { backlog_per_instance: 10.0 }));
+        let mut c = Controller::new(spec(Policy::TargetTracking {
+            backlog_per_instance: 10.0,
+        }));
         c.evaluate(&obs(0.0, 45, 0)).unwrap(); // -> 5
-        assert_eq!(c.evaluate(&obs(1.0, 0, 5)), None, "the low backlog must be sustained");
+        assert_eq!(
+            c.evaluate(&obs(1.0, 0, 5)),
+            None,
+            "the low backlog must be sustained"
+        );
         assert_eq!(c.evaluate(&obs(20.0, 0, 5)), None);
         let d = c.evaluate(&obs(31.0, 0, 5)).unwrap();
         assert_eq!((d.from, d.to), (5, 0));
@@ -205,7 +244,9 @@ mod tests {
 
     #[test]
     fn scale_in_goes_only_to_the_most_wanted_over_the_window() {
-        let mut c = Controller::new(spec(Policy::TargetTracking { backlog_per_instance: 10.0 }));
+        let mut c = Controller::new(spec(Policy::TargetTracking {
+            backlog_per_instance: 10.0,
+        }));
         c.evaluate(&obs(0.0, 80, 0)).unwrap(); // -> 8
         assert_eq!(c.evaluate(&obs(40.0, 0, 8)), None);
         assert_eq!(c.evaluate(&obs(50.0, 30, 8)), None);
@@ -215,9 +256,11 @@ mod tests {
 
     #[test]
     fn min_is_respected_and_fixed_never_changes() {
-        let mut s = spec(Policy::TargetTracking { backlog_per_instance: 10.0 });
+        let mut s = spec(Policy::TargetTracking {
+            backlog_per_instance: 10.0,
+        });
         s.min = 2;
-        let mut c = Controller::new(s);
+        let c = Controller::new(s);
         assert_eq!(c.wanted(&obs(0.0, 0, 3)), 2);
         let mut f = Controller::new(spec(Policy::Fixed));
         assert_eq!(f.evaluate(&obs(0.0, 10_000, 2)), None);
@@ -226,8 +269,20 @@ mod tests {
 
     #[test]
     fn step_policy_takes_the_largest_reached_step() {
-        let steps = vec![Step { backlog: 10, add: 1 }, Step { backlog: 100, add: 3 }];
-        let c = Controller::new(spec(Policy::Step { steps, scale_in_step: 1 }));
+        let steps = vec![
+            Step {
+                backlog: 10,
+                add: 1,
+            },
+            Step {
+                backlog: 100,
+                add: 3,
+            },
+        ];
+        let c = Controller::new(spec(Policy::Step {
+            steps,
+            scale_in_step: 1,
+        }));
         assert_eq!(c.wanted(&obs(0.0, 5, 2)), 2);
         assert_eq!(c.wanted(&obs(0.0, 50, 2)), 3);
         assert_eq!(c.wanted(&obs(0.0, 150, 2)), 5);
@@ -236,7 +291,9 @@ mod tests {
 
     #[test]
     fn no_flapping_under_a_steady_backlog() {
-        let mut c = Controller::new(spec(Policy::TargetTracking { backlog_per_instance: 10.0 }));
+        let mut c = Controller::new(spec(Policy::TargetTracking {
+            backlog_per_instance: 10.0,
+        }));
         let mut desired = 0;
         let mut changes = 0;
         for t in 0..600 {

@@ -1,0 +1,26 @@
+//! The subcommands: each wires the pure plan, the IO modules and the
+//! terminal together, and returns an [`Outcome`].
+
+pub mod load;
+pub mod validate;
+
+/// How a command ended; maps to the process exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Exit 0: done, every check held.
+    Ok,
+    /// Exit 1: a check (promise, gate) failed.
+    Failed,
+    /// Exit 2: usage, configuration or runtime error (already reported).
+    Error,
+}
+
+impl Outcome {
+    pub fn code(self) -> u8 {
+        match self {
+            Outcome::Ok => 0,
+            Outcome::Failed => 1,
+            Outcome::Error => 2,
+        }
+    }
+}

@@ -1,0 +1,459 @@
+//! The load driver: sends a profile's traffic at a target and records what
+//! happened into a [`Recorder`].
+//!
+//! One mechanism serves both load models. A *lane* is one keep-alive
+//! connection that takes jobs one at a time; lanes differ only in where jobs
+//! come from:
+//!
+//! - **open model** (default): one dispatcher per stream walks the stream's
+//!   [`Schedule`] and queues each arrival at its intended time whether or not
+//!   the target keeps up; idle lanes take them, and a new lane opens when all
+//!   are busy, up to `max_in_flight`. Latency is measured from the intended
+//!   time, so waiting for a connection shows up in it (no coordinated
+//!   omission). A job picked up more than `late_after` behind schedule counts
+//!   as late, one more than `max_lateness` behind is dropped (counted, never sent);
+//! - **closed model** (`concurrency`): a fixed number of lanes send back to back.
+
+mod body;
+mod http;
+mod request;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use self::body::Body;
+pub use self::http::{HttpConn, Response, classify_hyper, classify_io};
+pub use self::request::{BuildError, ID_HEADER, RequestFactory, Target, request_id};
+use crate::config::profile::{Profile, Settings};
+use crate::metrics::{ErrorClass, Recorder};
+use crate::schedule::{Schedule, Segment, derive_seed};
+
+/// How the load is generated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Arrivals follow the profile's schedule.
+    Open,
+    /// `concurrency` connections send back to back for `duration`, or until
+    /// `requests` have been started.
+    Closed {
+        concurrency: usize,
+        duration: Duration,
+        requests: Option<u64>,
+    },
+}
+
+/// Everything the driver needs, validated.
+pub struct DriverPlan {
+    pub profile: Arc<Profile>,
+    pub factory: Arc<RequestFactory>,
+    /// The resolved address of the target.
+    pub addr: SocketAddr,
+    pub seed: u64,
+    pub mode: Mode,
+    pub segment: Segment,
+    pub settings: Settings,
+    /// After Ctrl-C/SIGTERM, how long in-flight requests may still finish.
+    pub grace: Duration,
+}
+
+/// How the driver ended.
+#[derive(Debug, Clone, Default)]
+pub struct DriverReport {
+    /// Connections opened at most at once (lanes).
+    pub lanes: usize,
+    /// Whether sending was stopped before the schedule ended.
+    pub stopped_early: bool,
+    /// In-flight requests cut off at the drain deadline.
+    pub aborted: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Job {
+    stream: usize,
+    seq: u64,
+    intended: Instant,
+}
+
+struct Ctx {
+    plan: DriverPlan,
+    recorder: Arc<Recorder>,
+    /// Stop taking new jobs (Ctrl-C, SIGTERM, a guardrail).
+    stop: CancellationToken,
+    /// Mirrors `stop` as a plain flag for the hot path (the token's own check takes a lock).
+    stopping: AtomicBool,
+    lanes: TaskTracker,
+    /// To cut off lanes still busy at the drain deadline.
+    lane_handles: parking_lot::Mutex<Vec<tokio::task::AbortHandle>>,
+    lane_count: AtomicUsize,
+    idle: AtomicUsize,
+    aborted: AtomicU64,
+}
+
+/// Runs the load until the schedule (or duration) ends or `stop` fires, then
+/// drains in-flight requests: up to the request timeout after a normal end,
+/// up to `grace` after a stop.
+pub async fn run(
+    plan: DriverPlan,
+    recorder: Arc<Recorder>,
+    stop: CancellationToken,
+) -> DriverReport {
+    let ctx = Arc::new(Ctx {
+        plan,
+        recorder,
+        stop: stop.clone(),
+        stopping: AtomicBool::new(false),
+        lanes: TaskTracker::new(),
+        lane_handles: parking_lot::Mutex::new(Vec::new()),
+        lane_count: AtomicUsize::new(0),
+        idle: AtomicUsize::new(0),
+        aborted: AtomicU64::new(0),
+    });
+    let flag = {
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            ctx.stop.cancelled().await;
+            ctx.stopping.store(true, Ordering::Relaxed);
+        })
+    };
+    let leftover = match ctx.plan.mode {
+        Mode::Open => run_open(&ctx).await,
+        Mode::Closed {
+            concurrency,
+            duration,
+            requests,
+        } => {
+            let feed = Arc::new(ClosedFeed::new(&ctx, duration, requests));
+            for _ in 0..concurrency.max(1) {
+                spawn_lane(&ctx, Source::Closed(feed.clone()));
+            }
+            // No lane is added later: waiting on the tracker ends when the last lane does.
+            ctx.lanes.close();
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = tokio::time::sleep_until((feed.deadline).into()) => {}
+                _ = ctx.lanes.wait() => {}
+            }
+            None
+        }
+    };
+    ctx.lanes.close();
+    let drain = if stop.is_cancelled() {
+        ctx.plan.grace
+    } else {
+        ctx.plan.settings.request_timeout
+    };
+    if tokio::time::timeout(drain, ctx.lanes.wait()).await.is_err() {
+        abort_lanes(&ctx).await;
+    }
+    flag.abort();
+    // Arrivals queued but never picked up: they were due, so they count as dropped.
+    if let Some(rx) = leftover {
+        for job in rx.drain() {
+            ctx.recorder
+                .record(0, job.stream, |w| w.counters.dropped += 1);
+        }
+    }
+    DriverReport {
+        lanes: ctx.lane_count.load(Ordering::Relaxed),
+        stopped_early: stop.is_cancelled(),
+        aborted: ctx.aborted.load(Ordering::Relaxed),
+    }
+}
+
+async fn run_open(ctx: &Arc<Ctx>) -> Option<flume::Receiver<Job>> {
+    let (tx, rx) = flume::unbounded::<Job>();
+    let dispatchers = TaskTracker::new();
+    for (index, stream) in ctx.plan.profile.streams.iter().enumerate() {
+        let seed = derive_seed(ctx.plan.seed, &[index as u64]);
+        let schedule = Schedule::new(&stream.stages, stream.arrival, seed, ctx.plan.segment);
+        dispatchers.spawn(dispatch(
+            ctx.clone(),
+            index,
+            schedule,
+            tx.clone(),
+            rx.clone(),
+        ));
+    }
+    drop(tx);
+    dispatchers.close();
+    dispatchers.wait().await;
+    Some(rx)
+}
+
+/// Cuts off every lane still running; what was in flight counts as aborted.
+async fn abort_lanes(ctx: &Ctx) {
+    for handle in ctx.lane_handles.lock().drain(..) {
+        handle.abort();
+    }
+    ctx.lanes.wait().await;
+    for stream in 0..ctx.recorder.streams() {
+        let cut = ctx.recorder.in_flight(stream).max(0);
+        if cut > 0 {
+            ctx.recorder.in_flight_add(stream, -cut);
+            ctx.aborted.fetch_add(cut as u64, Ordering::Relaxed);
+            ctx.recorder.record(stream, stream, |w| {
+                for _ in 0..cut {
+                    w.record_failure(ErrorClass::Aborted);
+                }
+            });
+        }
+    }
+}
+
+/// Queues one stream's arrivals at their intended times.
+async fn dispatch(
+    ctx: Arc<Ctx>,
+    stream: usize,
+    schedule: Schedule,
+    tx: flume::Sender<Job>,
+    rx: flume::Receiver<Job>,
+) {
+    let start = ctx.recorder.start();
+    for arrival in schedule {
+        let intended = start + arrival.at;
+        if intended > Instant::now() {
+            tokio::select! {
+                biased;
+                _ = ctx.stop.cancelled() => return,
+                _ = tokio::time::sleep_until(intended.into()) => {}
+            }
+        } else if ctx.stopping.load(Ordering::Relaxed) {
+            return;
+        }
+        ctx.recorder
+            .record(stream, stream, |w| w.counters.intended += 1);
+        if tx
+            .send(Job {
+                stream,
+                seq: arrival.seq,
+                intended,
+            })
+            .is_err()
+        {
+            return;
+        }
+        // Open a lane when queued jobs outnumber idle lanes, up to the cap.
+        if rx.len() > ctx.idle.load(Ordering::Relaxed)
+            && ctx.lane_count.load(Ordering::Relaxed) < ctx.plan.settings.max_in_flight
+        {
+            spawn_lane(&ctx, Source::Open(rx.clone()));
+        }
+    }
+}
+
+/// The closed model's endless supply of jobs, bounded by time and count.
+struct ClosedFeed {
+    next: AtomicU64,
+    limit: u64,
+    deadline: Instant,
+    /// Stream of each slot, repeated in proportion to the streams' mean rates.
+    wheel: Vec<usize>,
+}
+
+impl ClosedFeed {
+    fn new(ctx: &Ctx, duration: Duration, requests: Option<u64>) -> ClosedFeed {
+        let weights: Vec<f64> = ctx
+            .plan
+            .profile
+            .streams
+            .iter()
+            .map(|s| crate::schedule::RateCurve::new(&s.stages))
+            .map(|c| {
+                if c.duration() > 0.0 {
+                    c.total() / c.duration()
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        ClosedFeed {
+            next: AtomicU64::new(0),
+            limit: requests.unwrap_or(u64::MAX),
+            deadline: ctx.recorder.start() + duration,
+            wheel: weighted_wheel(&weights, 100),
+        }
+    }
+
+    fn next(&self, ctx: &Ctx) -> Option<Job> {
+        let now = Instant::now();
+        if ctx.stopping.load(Ordering::Relaxed) || now >= self.deadline {
+            return None;
+        }
+        let seq = self.next.fetch_add(1, Ordering::Relaxed);
+        if seq >= self.limit {
+            return None;
+        }
+        let stream = self.wheel[(seq % self.wheel.len() as u64) as usize];
+        Some(Job {
+            stream,
+            seq,
+            intended: now,
+        })
+    }
+}
+
+/// A list of stream indexes in which each appears in proportion to its weight
+/// (equal shares when no weight is positive).
+fn weighted_wheel(weights: &[f64], slots: usize) -> Vec<usize> {
+    let total: f64 = weights.iter().filter(|w| **w > 0.0).sum();
+    if total <= 0.0 {
+        return (0..weights.len().max(1)).collect();
+    }
+    let mut wheel = Vec::with_capacity(slots);
+    for (i, w) in weights.iter().enumerate() {
+        let n = ((w.max(0.0) / total) * slots as f64).round() as usize;
+        wheel.extend(std::iter::repeat_n(i, n.max(usize::from(*w > 0.0))));
+    }
+    // Interleave so that streams alternate rather than come in runs.
+    let mut interleaved: Vec<(f64, usize)> = Vec::with_capacity(wheel.len());
+    let mut seen = vec![0usize; weights.len()];
+    let counts: Vec<usize> = (0..weights.len())
+        .map(|i| wheel.iter().filter(|&&s| s == i).count())
+        .collect();
+    for &s in &wheel {
+        interleaved.push(((seen[s] as f64 + 0.5) / counts[s] as f64, s));
+        seen[s] += 1;
+    }
+    interleaved.sort_by(|a, b| a.0.total_cmp(&b.0));
+    interleaved.into_iter().map(|(_, s)| s).collect()
+}
+
+enum Source {
+    Open(flume::Receiver<Job>),
+    Closed(Arc<ClosedFeed>),
+}
+
+impl Source {
+    async fn next(&self, ctx: &Ctx) -> Option<Job> {
+        match self {
+            Source::Open(rx) => {
+                let job = rx.recv_async().await.ok()?;
+                if ctx.stopping.load(Ordering::Relaxed) {
+                    // Due but not started when the run was stopped.
+                    ctx.recorder
+                        .record(job.seq as usize, job.stream, |w| w.counters.dropped += 1);
+                    return None;
+                }
+                Some(job)
+            }
+            Source::Closed(feed) => {
+                let job = feed.next(ctx)?;
+                ctx.recorder
+                    .record(job.seq as usize, job.stream, |w| w.counters.intended += 1);
+                Some(job)
+            }
+        }
+    }
+}
+
+fn spawn_lane(ctx: &Arc<Ctx>, source: Source) {
+    let id = ctx.lane_count.fetch_add(1, Ordering::Relaxed);
+    let handle = ctx.lanes.spawn(lane(ctx.clone(), id, source));
+    ctx.lane_handles.lock().push(handle.abort_handle());
+}
+
+/// One connection taking jobs one at a time until its source runs dry.
+async fn lane(ctx: Arc<Ctx>, id: usize, source: Source) {
+    let settings = &ctx.plan.settings;
+    let open = matches!(source, Source::Open(_));
+    let mut conn: Option<HttpConn> = None;
+    loop {
+        ctx.idle.fetch_add(1, Ordering::Relaxed);
+        let job = source.next(&ctx).await;
+        ctx.idle.fetch_sub(1, Ordering::Relaxed);
+        let Some(job) = job else { break };
+        let sent_at = Instant::now();
+        let lateness = sent_at.saturating_duration_since(job.intended);
+        if open && lateness > settings.max_lateness {
+            ctx.recorder
+                .record(id, job.stream, |w| w.counters.dropped += 1);
+            continue;
+        }
+        let request = ctx.plan.factory.build(job.stream, job.seq, unix_ms());
+        let request = match request {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!("{e}");
+                ctx.recorder
+                    .record(id, job.stream, |w| w.record_failure(ErrorClass::Other));
+                continue;
+            }
+        };
+        let body_len = request.body().len();
+        let late = lateness > settings.late_after;
+        ctx.recorder.record(id, job.stream, |w| {
+            w.record_send(body_len, micros(lateness), late)
+        });
+        ctx.recorder.in_flight_add(job.stream, 1);
+        let outcome = exchange(&ctx, &mut conn, request).await;
+        ctx.recorder.in_flight_add(job.stream, -1);
+        let done = Instant::now();
+        let corrected = micros(done - job.intended);
+        let uncorrected = micros(done - sent_at);
+        match outcome {
+            Ok(resp) => ctx.recorder.record(id, job.stream, |w| {
+                w.counters.bytes_received += resp.bytes_received;
+                w.record_response(corrected, uncorrected, resp.error_class());
+            }),
+            Err(class) => {
+                conn = None;
+                ctx.recorder
+                    .record(id, job.stream, |w| w.record_failure(class));
+            }
+        }
+    }
+}
+
+/// Connects if needed, then sends within the request timeout.
+async fn exchange(
+    ctx: &Ctx,
+    conn: &mut Option<HttpConn>,
+    request: ::http::Request<Body>,
+) -> Result<Response, ErrorClass> {
+    let settings = &ctx.plan.settings;
+    if !conn.as_ref().is_some_and(HttpConn::is_open) {
+        *conn = Some(HttpConn::connect(ctx.plan.addr, settings.connect_timeout).await?);
+    }
+    let c = conn.as_mut().expect("connected above");
+    match tokio::time::timeout(settings.request_timeout, c.send(request)).await {
+        Ok(r) => r,
+        Err(_) => Err(ErrorClass::Timeout),
+    }
+}
+
+fn micros(d: Duration) -> u64 {
+    d.as_micros().min(u128::from(u64::MAX)) as u64
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wheel_follows_weights_and_interleaves() {
+        let wheel = weighted_wheel(&[70.0, 30.0], 100);
+        assert_eq!(wheel.len(), 100);
+        assert_eq!(wheel.iter().filter(|&&s| s == 0).count(), 70);
+        // No long runs of one stream.
+        let longest = wheel
+            .chunk_by(|a, b| a == b)
+            .map(|r| r.len())
+            .max()
+            .unwrap();
+        assert!(longest <= 3, "{wheel:?}");
+        assert_eq!(weighted_wheel(&[0.0, 0.0], 100), vec![0, 1]);
+        // A tiny but positive weight still gets a slot.
+        assert!(weighted_wheel(&[1000.0, 0.001], 100).contains(&1));
+    }
+}

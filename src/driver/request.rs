@@ -1,0 +1,376 @@
+//! Turning (stream, seq) into an HTTP request: the target, the id every
+//! request carries, rendered templates and generated bodies.
+//!
+//! Everything random here comes from [`crate::schedule::request_rng`], so the
+//! same seed gives the same requests on every machine and segment.
+
+use std::fmt;
+use std::str::FromStr;
+
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
+use http::{HeaderName, HeaderValue, Method, Request};
+use rand::{Rng, RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::body::Body;
+use crate::config::profile::{BodySpec, Profile, UploadEncoding};
+use crate::schedule::request_rng;
+use crate::template::{Fields, Template};
+
+/// The header that carries each request's unique id.
+pub const ID_HEADER: &str = "x-shakedown-id";
+
+/// Size of the shared buffer upload bodies are cut from.
+const SHARED_BUFFER: usize = 4 * 1024 * 1024;
+
+/// Where the load goes: an `http://host:port[/base]` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+    /// Prefix for every request path, without a trailing slash ("" for none).
+    pub base_path: String,
+    authority: HeaderValue,
+}
+
+impl Target {
+    pub fn authority(&self) -> &HeaderValue {
+        &self.authority
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "http://{}:{}{}", self.host, self.port, self.base_path)
+    }
+}
+
+impl FromStr for Target {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let uri: http::Uri = s.parse().map_err(|e| {
+            format!("`{s}` is not a URL ({e}); expected something like http://127.0.0.1:8080")
+        })?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some("https") => {
+                return Err(format!(
+                    "`{s}`: https targets are not supported by this version; point shakedown at an http:// endpoint"
+                ));
+            }
+            _ => {
+                return Err(format!(
+                    "`{s}` needs a scheme: expected something like http://127.0.0.1:8080"
+                ));
+            }
+        }
+        let host = uri.host().ok_or_else(|| {
+            format!("`{s}` has no host; expected something like http://127.0.0.1:8080")
+        })?;
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let port = uri.port_u16().unwrap_or(80);
+        let authority =
+            HeaderValue::from_str(uri.authority().map_or(host.as_str(), |a| a.as_str()))
+                .map_err(|e| format!("`{s}`: bad host ({e})"))?;
+        let base_path = uri.path().trim_end_matches('/').to_string();
+        Ok(Target {
+            host,
+            port,
+            base_path,
+            authority,
+        })
+    }
+}
+
+/// Builds the requests of every stream of a profile.
+pub struct RequestFactory {
+    target: Target,
+    streams: Vec<StreamRequests>,
+    seed: u64,
+    run_tag: String,
+    shared: Bytes,
+}
+
+struct StreamRequests {
+    name: String,
+    method: Method,
+    path: Template,
+    headers: Vec<(HeaderName, Template)>,
+    body: BodySpec,
+}
+
+/// A request that could not be built (a template rendered to an invalid path or header).
+#[derive(Debug, thiserror::Error)]
+#[error("stream `{stream}`: {message}")]
+pub struct BuildError {
+    pub stream: String,
+    pub message: String,
+}
+
+/// The id of request `seq` of stream `stream` in run `run_tag`.
+pub fn request_id(run_tag: &str, stream: usize, seq: u64) -> String {
+    format!("{run_tag}-{stream}-{seq}")
+}
+
+impl RequestFactory {
+    pub fn new(profile: &Profile, target: Target, seed: u64, run_tag: String) -> RequestFactory {
+        let mut shared = vec![0u8; SHARED_BUFFER];
+        ChaCha8Rng::seed_from_u64(seed).fill_bytes(&mut shared);
+        let streams = profile
+            .streams
+            .iter()
+            .map(|s| StreamRequests {
+                name: s.name.clone(),
+                method: s.request.method.clone(),
+                path: s.request.path.clone(),
+                headers: s.request.headers.clone(),
+                body: s.body.clone(),
+            })
+            .collect();
+        RequestFactory {
+            target,
+            streams,
+            seed,
+            run_tag,
+            shared: Bytes::from(shared),
+        }
+    }
+
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    pub fn run_tag(&self) -> &str {
+        &self.run_tag
+    }
+
+    /// The request for arrival `seq` of `stream`; `now_ms` fills `{now_ms}`.
+    pub fn build(&self, stream: usize, seq: u64, now_ms: u64) -> Result<Request<Body>, BuildError> {
+        let spec = &self.streams[stream];
+        let err = |message: String| BuildError {
+            stream: spec.name.clone(),
+            message,
+        };
+        let id = request_id(&self.run_tag, stream, seq);
+        let fields = Fields {
+            id: &id,
+            seq,
+            stream: &spec.name,
+            now_ms,
+        };
+        let mut rng = request_rng(self.seed, stream, seq);
+        let mut buf = Vec::with_capacity(64);
+
+        buf.extend_from_slice(self.target.base_path.as_bytes());
+        spec.path.render(&fields, &mut rng, &mut buf);
+        let path = http::uri::PathAndQuery::try_from(buf.as_slice()).map_err(|e| {
+            err(format!(
+                "rendered path {:?} is not valid: {e}",
+                String::from_utf8_lossy(&buf)
+            ))
+        })?;
+        let mut builder = Request::builder()
+            .method(spec.method.clone())
+            .uri(http::Uri::from(path))
+            .header(HOST, self.target.authority.clone())
+            .header(
+                ID_HEADER,
+                HeaderValue::from_str(&id).map_err(|e| err(e.to_string()))?,
+            );
+        for (name, value) in &spec.headers {
+            buf.clear();
+            value.render(&fields, &mut rng, &mut buf);
+            let value =
+                HeaderValue::from_bytes(&buf).map_err(|e| err(format!("header `{name}`: {e}")))?;
+            builder = builder.header(name, value);
+        }
+        let (body, content_type) = self.body(spec, &fields, &mut rng);
+        if let Some(ct) = content_type {
+            builder = builder.header(CONTENT_TYPE, ct);
+        }
+        builder = builder.header(CONTENT_LENGTH, body.len());
+        builder.body(body).map_err(|e| err(e.to_string()))
+    }
+
+    fn body(
+        &self,
+        spec: &StreamRequests,
+        fields: &Fields,
+        rng: &mut ChaCha8Rng,
+    ) -> (Body, Option<HeaderValue>) {
+        match &spec.body {
+            BodySpec::None => (Body::Empty, None),
+            BodySpec::Template {
+                template,
+                content_type,
+            } => {
+                let mut out = Vec::with_capacity(256);
+                template.render(fields, rng, &mut out);
+                (
+                    Body::Full(Some(Bytes::from(out))),
+                    header_value(content_type),
+                )
+            }
+            BodySpec::Upload {
+                size,
+                encoding,
+                content_type,
+            } => {
+                let len = size.sample(rng);
+                let offset = rng.random_range(0..self.shared.len());
+                match encoding {
+                    UploadEncoding::Raw => (
+                        Body::generated(None, self.shared.clone(), offset, len, None),
+                        header_value(content_type),
+                    ),
+                    UploadEncoding::Multipart { field, filename } => {
+                        let mut name = Vec::new();
+                        filename.render(fields, rng, &mut name);
+                        let boundary = format!("shakedown-{}", fields.id);
+                        let prefix = format!(
+                            "--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{}\"\r\nContent-Type: {content_type}\r\n\r\n",
+                            String::from_utf8_lossy(&name).replace('"', "'")
+                        );
+                        let suffix = format!("\r\n--{boundary}--\r\n");
+                        (
+                            Body::generated(
+                                Some(Bytes::from(prefix)),
+                                self.shared.clone(),
+                                offset,
+                                len,
+                                Some(Bytes::from(suffix)),
+                            ),
+                            header_value(&format!("multipart/form-data; boundary={boundary}")),
+                        )
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn header_value(s: &str) -> Option<HeaderValue> {
+    HeaderValue::from_str(s).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::config::profile::{
+        Arrival, RequestSpec, Settings, SizeDist, Stage, Stream, StreamKind, Transport,
+    };
+    use http_body_util::BodyExt;
+
+    fn upload_profile(encoding: UploadEncoding) -> Profile {
+        Profile {
+            name: "p".into(),
+            seed: None,
+            settings: Settings::default(),
+            streams: vec![Stream {
+                name: "photos".into(),
+                kind: StreamKind::Upload,
+                transport: Transport::Http,
+                request: RequestSpec {
+                    method: Method::PUT,
+                    path: Template::literal("/upload/x"),
+                    headers: vec![],
+                },
+                body: BodySpec::Upload {
+                    size: SizeDist::Fixed(100_000),
+                    encoding,
+                    content_type: "image/jpeg".into(),
+                },
+                arrival: Arrival::Uniform,
+                stages: vec![Stage {
+                    duration: std::time::Duration::from_secs(1),
+                    from: 1.0,
+                    to: 1.0,
+                }],
+            }],
+            path: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn raw_upload_has_its_size_id_and_headers() {
+        let f = RequestFactory::new(
+            &upload_profile(UploadEncoding::Raw),
+            "http://127.0.0.1:1/base".parse().unwrap(),
+            1,
+            "run".into(),
+        );
+        let req = f.build(0, 7, 0).unwrap();
+        assert_eq!(req.uri().path(), "/base/upload/x");
+        assert_eq!(req.headers()[ID_HEADER], "run-0-7");
+        assert_eq!(req.headers()[CONTENT_LENGTH], "100000");
+        assert_eq!(req.headers()[CONTENT_TYPE], "image/jpeg");
+        assert_eq!(req.headers()[HOST], "127.0.0.1:1");
+        let body = req.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body.len(), 100_000);
+        // Same seed, same request: reproducible bodies.
+        let again = f
+            .build(0, 7, 0)
+            .unwrap()
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes();
+        assert_eq!(body, again);
+    }
+
+    #[tokio::test]
+    async fn multipart_upload_is_well_framed() {
+        let encoding = UploadEncoding::Multipart {
+            field: "file".into(),
+            filename: Template::literal("photo.jpg"),
+        };
+        let f = RequestFactory::new(
+            &upload_profile(encoding),
+            "http://127.0.0.1:1".parse().unwrap(),
+            1,
+            "run".into(),
+        );
+        let req = f.build(0, 3, 0).unwrap();
+        let ct = req.headers()[CONTENT_TYPE].to_str().unwrap().to_string();
+        let boundary = ct
+            .strip_prefix("multipart/form-data; boundary=")
+            .expect(&ct)
+            .to_string();
+        let declared: u64 = req.headers()[CONTENT_LENGTH]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let body = req.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body.len() as u64, declared);
+        let head = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"photo.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n"
+        );
+        assert!(body.starts_with(head.as_bytes()));
+        assert!(body.ends_with(format!("\r\n--{boundary}--\r\n").as_bytes()));
+        assert_eq!(body.len(), head.len() + 100_000 + boundary.len() + 8);
+    }
+
+    #[test]
+    fn target_parsing() {
+        let t: Target = "http://127.0.0.1:8080/api/".parse().unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.port, t.base_path.as_str()),
+            ("127.0.0.1", 8080, "/api")
+        );
+        assert_eq!(t.authority(), "127.0.0.1:8080");
+        let t: Target = "http://[::1]:9000".parse().unwrap();
+        assert_eq!(t.host, "::1");
+        assert_eq!(t.base_path, "");
+        assert!("https://x".parse::<Target>().unwrap_err().contains("https"));
+        assert!("127.0.0.1:80".parse::<Target>().is_err());
+        assert!("not a url".parse::<Target>().is_err());
+    }
+}

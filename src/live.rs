@@ -1,0 +1,108 @@
+//! The live view: an indicatif progress line on a terminal, plain periodic
+//! lines otherwise (CI logs), fed once a second.
+
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// What the view shows, for the last complete second and the run so far.
+#[derive(Debug, Clone, Default)]
+pub struct LiveSnapshot {
+    pub elapsed: Duration,
+    /// Arrivals due in the last second (all streams).
+    pub intended: u64,
+    /// Requests started in the last second.
+    pub sent: u64,
+    pub ok_total: u64,
+    pub errors_total: u64,
+    pub dropped_total: u64,
+    /// p99 latency of the last second, ms (from the intended time).
+    pub p99_ms: Option<f64>,
+    pub in_flight: i64,
+}
+
+impl LiveSnapshot {
+    fn line(&self) -> String {
+        let p99 = self.p99_ms.map_or("-".to_string(), |v| format!("{v:.1}ms"));
+        format!(
+            "rate {}/s (intended {}/s)  ok {}  errors {}  dropped {}  p99 {}  in-flight {}",
+            self.sent,
+            self.intended,
+            self.ok_total,
+            self.errors_total,
+            self.dropped_total,
+            p99,
+            self.in_flight
+        )
+    }
+}
+
+pub enum LiveView {
+    Bar(ProgressBar),
+    Plain {
+        every: u64,
+        next: u64,
+        total: Duration,
+    },
+    Off,
+}
+
+impl LiveView {
+    /// A bar when stdout is a terminal, plain lines every `plain_every`
+    /// seconds otherwise; nothing when `quiet`.
+    pub fn new(total: Duration, quiet: bool, plain_every: u64) -> LiveView {
+        if quiet {
+            return LiveView::Off;
+        }
+        if std::io::stdout().is_terminal() {
+            let bar = ProgressBar::with_draw_target(
+                Some(total.as_secs().max(1)),
+                ProgressDrawTarget::stdout(),
+            );
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{elapsed_precise}/{duration_precise} [{bar:30}] {msg}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            LiveView::Bar(bar)
+        } else {
+            LiveView::Plain {
+                every: plain_every.max(1),
+                next: plain_every.max(1),
+                total,
+            }
+        }
+    }
+
+    pub fn update(&mut self, snap: &LiveSnapshot) {
+        match self {
+            LiveView::Bar(bar) => {
+                bar.set_position(snap.elapsed.as_secs());
+                bar.set_message(snap.line());
+            }
+            LiveView::Plain { every, next, total } => {
+                if snap.elapsed.as_secs() >= *next {
+                    *next += *every;
+                    let mut out = std::io::stdout().lock();
+                    let _ = writeln!(
+                        out,
+                        "[{:>4}s/{}s] {}",
+                        snap.elapsed.as_secs(),
+                        total.as_secs(),
+                        snap.line()
+                    );
+                }
+            }
+            LiveView::Off => {}
+        }
+    }
+
+    pub fn finish(&mut self) {
+        if let LiveView::Bar(bar) = self {
+            bar.finish_and_clear();
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! Measurements: per-second windows of counters and HDR histograms, the sharded
+//! recorder the driver writes into, and the rows and summaries made from them.
+//!
+//! Pure: no tokio, no files. Latencies are microseconds, histograms HDR with
+//! 3 significant digits; "corrected" latency is measured from the intended send
+//! time (open model), "uncorrected" from the actual send (service time).
+
+mod recorder;
+mod summary;
+mod window;
+
+pub use recorder::{Recorder, SecondStats};
+pub use summary::{Percentiles, StreamSummary, render_table};
+pub use window::{Counters, ErrorClass, Window, new_histogram};

@@ -1,0 +1,216 @@
+//! The real binary as a process: signals, exit codes, memory.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use shakedown::results::{RunMeta, RunStatus};
+use support::target::{self, Behaviour};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_shakedown"))
+}
+
+/// Waits for a child at most `limit`; kills it and fails the test past that.
+fn wait_bounded(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the process did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_sending_flushes_results_and_exits_2() {
+    let (addr, _) = target::http_server(Behaviour::Ok).await;
+    let results = tempfile::tempdir().unwrap();
+    let mut child = bin()
+        .args([
+            "load",
+            "--quiet",
+            "--run-id",
+            "t",
+            "--rate",
+            "100/s",
+            "--duration",
+            "60s",
+        ])
+        .arg("--target")
+        .arg(format!("http://{addr}"))
+        .arg("--results")
+        .arg(results.path())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status =
+        tokio::task::spawn_blocking(move || wait_bounded(&mut child, Duration::from_secs(10)))
+            .await
+            .unwrap();
+    assert_eq!(status.code(), Some(2), "an interrupted load exits 2");
+
+    let dir = results.path().join("t");
+    let meta: RunMeta =
+        serde_json::from_slice(&std::fs::read(dir.join("run.json")).unwrap()).unwrap();
+    assert_eq!(meta.status, RunStatus::Interrupted);
+    let s = &meta.summary[0];
+    assert!(
+        (200..=300).contains(&s.sent),
+        "sent {} in ~2.5 s at 100/s",
+        s.sent
+    );
+    assert_eq!(
+        s.ok, s.sent,
+        "in-flight requests finished during the grace period"
+    );
+    let csv = std::fs::read_to_string(dir.join("timeline.csv")).unwrap();
+    let sent: u64 = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(3).unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(
+        sent, s.sent,
+        "the timeline holds every second up to the stop"
+    );
+}
+
+#[test]
+fn usage_errors_exit_2_with_a_hint() {
+    let out = bin()
+        .args(["load", "--target", "http://127.0.0.1:9"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("nothing to send"), "{stderr}");
+
+    let out = bin()
+        .args([
+            "load",
+            "--target",
+            "ftp://x",
+            "--rate",
+            "1/s",
+            "--duration",
+            "1s",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("http://"));
+}
+
+/// Peak RSS of a finished child, in KiB (reaps it).
+fn wait_rss_kib(child: std::process::Child) -> (i32, i64) {
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waiting on our own child with valid out-pointers.
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32);
+    (libc::WEXITSTATUS(status), usage.ru_maxrss)
+}
+
+/// Bodies are streamed from one shared buffer: 20 concurrent 16 MiB uploads
+/// (640 MiB in all) must not cost anything like 20 x 16 MiB of memory.
+/// (The full-scale figure, 50 x 100 MiB, is in BENCHMARKS.md: bench/load.sh.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_memory_does_not_grow_with_body_size_times_concurrency() {
+    let (addr, seen) = target::http_server(Behaviour::Ok).await;
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("big.toml");
+    std::fs::write(
+        &profile,
+        r#"name = "big"
+[[stream]]
+name = "videos"
+kind = "upload"
+size = { dist = "fixed", size = "16MiB" }
+stages = [ { for = "10s", rate = "4/s" } ]
+"#,
+    )
+    .unwrap();
+    let child = bin()
+        .args([
+            "load",
+            "--quiet",
+            "--run-id",
+            "t",
+            "--concurrency",
+            "20",
+            "--requests",
+            "40",
+        ])
+        .arg(&profile)
+        .arg("--target")
+        .arg(format!("http://{addr}"))
+        .arg("--results")
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (code, rss_kib) = tokio::task::spawn_blocking(move || wait_rss_kib(child))
+        .await
+        .unwrap();
+    assert_eq!(code, 0);
+    assert_eq!(
+        seen.body_bytes.load(std::sync::atomic::Ordering::Relaxed),
+        40 * 16 * 1024 * 1024
+    );
+    let rss_mib = rss_kib / 1024;
+    eprintln!("peak RSS for 20 x 16 MiB concurrent uploads: {rss_mib} MiB");
+    assert!(
+        rss_mib < 120,
+        "peak RSS {rss_mib} MiB: bodies are being buffered"
+    );
+}
+
+#[test]
+fn validate_reports_every_error_with_location_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "name = \"x\"\n[[stream]]\nname = \"a\"\nkind = \"uplaod\"\nstages = [ { for = \"0s\", rate = \"fast\" } ]\n").unwrap();
+    let out = bin().arg("validate").arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "bad.toml:4:8",
+        "did you mean `upload`",
+        "bad.toml:5:20",
+        "bad.toml:5:33",
+        "like `400/s`",
+        "3 errors in",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing {expected:?} in:\n{stderr}"
+        );
+    }
+
+    let out = bin()
+        .args(["validate", "profiles/uploads.toml", "profiles/events.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).matches("ok: ").count(),
+        2
+    );
+}
