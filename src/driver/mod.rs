@@ -72,6 +72,9 @@ pub struct DriverReport {
     pub aborted: u64,
 }
 
+/// Most connections being opened at once by the open model's lane growth.
+const MAX_CONNECTING: usize = 16;
+
 #[derive(Debug, Clone, Copy)]
 struct Job {
     stream: usize,
@@ -91,6 +94,8 @@ struct Ctx {
     lane_handles: parking_lot::Mutex<Vec<tokio::task::AbortHandle>>,
     lane_count: AtomicUsize,
     idle: AtomicUsize,
+    /// Lanes in the middle of opening their connection.
+    connecting: AtomicUsize,
     aborted: AtomicU64,
 }
 
@@ -111,6 +116,7 @@ pub async fn run(
         lane_handles: parking_lot::Mutex::new(Vec::new()),
         lane_count: AtomicUsize::new(0),
         idle: AtomicUsize::new(0),
+        connecting: AtomicUsize::new(0),
         aborted: AtomicU64::new(0),
     });
     let flag = {
@@ -237,8 +243,12 @@ async fn dispatch(
         {
             return;
         }
-        // Open a lane when queued jobs outnumber idle lanes, up to the cap.
+        // Open a lane when queued jobs outnumber idle lanes, up to the cap,
+        // but never while many lanes are still connecting: when the target is
+        // slow to accept, more connections only make it slower (a connect
+        // storm); the queued jobs wait instead, and their latency says so.
         if rx.len() > ctx.idle.load(Ordering::Relaxed)
+            && ctx.connecting.load(Ordering::Relaxed) < MAX_CONNECTING
             && ctx.lane_count.load(Ordering::Relaxed) < ctx.plan.settings.max_in_flight
         {
             spawn_lane(&ctx, Source::Open(rx.clone()));
@@ -353,58 +363,63 @@ impl Source {
 
 fn spawn_lane(ctx: &Arc<Ctx>, source: Source) {
     let id = ctx.lane_count.fetch_add(1, Ordering::Relaxed);
+    // A new lane counts as idle from birth: until it is waiting for work the
+    // dispatcher must not open yet another one for the same backlog (that
+    // feedback opened thousands of connections when the machine was overloaded).
+    ctx.idle.fetch_add(1, Ordering::Relaxed);
     let handle = ctx.lanes.spawn(lane(ctx.clone(), id, source));
     ctx.lane_handles.lock().push(handle.abort_handle());
 }
 
 /// One connection taking jobs one at a time until its source runs dry.
+/// The lane counts as idle while it waits for a job (and from its birth: see
+/// [`spawn_lane`]).
 async fn lane(ctx: Arc<Ctx>, id: usize, source: Source) {
-    let settings = &ctx.plan.settings;
     let open = matches!(source, Source::Open(_));
     let mut conn: Option<HttpConn> = None;
     loop {
-        ctx.idle.fetch_add(1, Ordering::Relaxed);
         let job = source.next(&ctx).await;
         ctx.idle.fetch_sub(1, Ordering::Relaxed);
         let Some(job) = job else { break };
-        let sent_at = Instant::now();
-        let lateness = sent_at.saturating_duration_since(job.intended);
-        if open && lateness > settings.max_lateness {
-            ctx.recorder
-                .record(id, job.stream, |w| w.counters.dropped += 1);
-            continue;
+        serve(&ctx, id, open, &mut conn, job).await;
+        ctx.idle.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Sends one job's request on the lane's connection and records the outcome.
+async fn serve(ctx: &Ctx, id: usize, open: bool, conn: &mut Option<HttpConn>, job: Job) {
+    let settings = &ctx.plan.settings;
+    let sent_at = Instant::now();
+    let lateness = sent_at.saturating_duration_since(job.intended);
+    if open && lateness > settings.max_lateness {
+        ctx.recorder.record(id, job.stream, |w| w.counters.dropped += 1);
+        return;
+    }
+    let request = match ctx.plan.factory.build(job.stream, job.seq, unix_ms()) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!("{e}");
+            ctx.recorder.record(id, job.stream, |w| w.record_failure(ErrorClass::Other));
+            return;
         }
-        let request = ctx.plan.factory.build(job.stream, job.seq, unix_ms());
-        let request = match request {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!("{e}");
-                ctx.recorder
-                    .record(id, job.stream, |w| w.record_failure(ErrorClass::Other));
-                continue;
-            }
-        };
-        let body_len = request.body().len();
-        let late = lateness > settings.late_after;
-        ctx.recorder.record(id, job.stream, |w| {
-            w.record_send(body_len, micros(lateness), late)
-        });
-        ctx.recorder.in_flight_add(job.stream, 1);
-        let outcome = exchange(&ctx, &mut conn, request).await;
-        ctx.recorder.in_flight_add(job.stream, -1);
-        let done = Instant::now();
-        let corrected = micros(done - job.intended);
-        let uncorrected = micros(done - sent_at);
-        match outcome {
-            Ok(resp) => ctx.recorder.record(id, job.stream, |w| {
-                w.counters.bytes_received += resp.bytes_received;
-                w.record_response(corrected, uncorrected, resp.error_class());
-            }),
-            Err(class) => {
-                conn = None;
-                ctx.recorder
-                    .record(id, job.stream, |w| w.record_failure(class));
-            }
+    };
+    let body_len = request.body().len();
+    let late = lateness > settings.late_after;
+    ctx.recorder.record(id, job.stream, |w| w.record_send(body_len, micros(lateness), late));
+    ctx.recorder.in_flight_add(job.stream, 1);
+    let outcome = exchange(ctx, conn, request).await;
+    ctx.recorder.in_flight_add(job.stream, -1);
+    let done = Instant::now();
+    let corrected = micros(done - job.intended);
+    let uncorrected = micros(done - sent_at);
+    match outcome {
+        Ok(resp) => ctx.recorder.record(id, job.stream, |w| {
+            w.counters.bytes_received += resp.bytes_received;
+            w.record_response(corrected, uncorrected, resp.error_class());
+        }),
+        Err(class) => {
+            *conn = None;
+            ctx.recorder.record(id, job.stream, |w| w.record_failure(class));
         }
     }
 }
@@ -417,7 +432,10 @@ async fn exchange(
 ) -> Result<Response, ErrorClass> {
     let settings = &ctx.plan.settings;
     if !conn.as_ref().is_some_and(HttpConn::is_open) {
-        *conn = Some(HttpConn::connect(ctx.plan.addr, settings.connect_timeout).await?);
+        ctx.connecting.fetch_add(1, Ordering::Relaxed);
+        let connected = HttpConn::connect(ctx.plan.addr, settings.connect_timeout).await;
+        ctx.connecting.fetch_sub(1, Ordering::Relaxed);
+        *conn = Some(connected?);
     }
     let c = conn.as_mut().expect("connected above");
     match tokio::time::timeout(settings.request_timeout, c.send(request)).await {
