@@ -1,0 +1,3 @@
+//! SQS-compatible endpoint.
+pub mod digest;
+pub mod model;
