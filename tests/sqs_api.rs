@@ -1228,3 +1228,37 @@ async fn ours_refuses_bodies_with_invalid_characters() {
     assert_eq!(batch.successful().len(), 1);
     assert_eq!(batch.failed()[0].code(), "InvalidMessageContents");
 }
+
+/// moto ignores MaxResults/NextToken and always returns every queue, so this is ours only.
+#[tokio::test]
+async fn ours_list_queues_paginates_with_max_results() {
+    let ours = Ours::start().await;
+    let t = ours.target();
+    let mut expected = Vec::new();
+    for name in ["page-a", "page-b", "page-c", "other"] {
+        let url = t.create(name, &[]).await;
+        if name.starts_with("page") {
+            expected.push(url);
+        }
+    }
+    let mut listed = Vec::new();
+    let mut token = None;
+    for _page in 0..10 {
+        let output = t
+            .client
+            .list_queues()
+            .queue_name_prefix("page")
+            .max_results(2)
+            .set_next_token(token)
+            .send()
+            .await
+            .expect("list page");
+        assert!(output.queue_urls().len() <= 2);
+        listed.extend(output.queue_urls().iter().cloned());
+        token = output.next_token;
+        if token.is_none() {
+            break;
+        }
+    }
+    assert_eq!(listed, expected);
+}
