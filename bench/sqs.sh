@@ -13,11 +13,17 @@ BIN="$CARGO_TARGET_DIR/release/examples/sqs_bench"
 cd "$ROOT"
 cargo build --release --example sqs_bench
 
-result() { grep '^RESULT' | tail -n 1; }
-field() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p"; }
+# Runs the benchmark, shows its output and keeps the RESULT line in $LAST.
+run() {
+    local output
+    output="$("$BIN" "$@")"
+    echo "$output"
+    LAST="$(grep '^RESULT' <<<"$output" | tail -n 1)"
+}
 
 echo "== shakedown (embedded) =="
-OURS="$("$BIN" --embedded "$MESSAGES" "$CONCURRENCY" | tee /dev/stderr | result)"
+run --embedded "$MESSAGES" "$CONCURRENCY"
+OURS="$LAST"
 
 if ! command -v moto_server >/dev/null 2>&1; then
     echo "moto_server not on PATH: skipping the comparison (pip install 'moto[server]')"
@@ -34,7 +40,8 @@ for _ in $(seq 1 300); do
 done
 
 echo "== moto_server =="
-MOTO="$("$BIN" "http://127.0.0.1:$PORT" "$MESSAGES" "$CONCURRENCY" | tee /dev/stderr | result)"
+run "http://127.0.0.1:$PORT" "$MESSAGES" "$CONCURRENCY"
+MOTO="$LAST"
 
 python3 - "$OURS" "$MOTO" <<'PY'
 import re, sys

@@ -5,6 +5,15 @@
 //! the sandbox as against AWS. Standard queues only: visibility timeouts, delays, retention,
 //! redrive to a dead-letter queue, long polling, batches, purge.
 //!
+//! Deliberate differences from AWS, all simplifications for a local sandbox:
+//! - FIFO queues, tags, permissions and message-move tasks answer `UnsupportedOperation`.
+//! - No 60 s cool-downs (`PurgeQueueInProgress`, `QueueDeletedRecently`); purge is immediate.
+//! - The 12-hour cap on a message's total visibility time is not enforced (each timeout is).
+//! - A DeleteMessage with a superseded receipt handle succeeds without deleting, as AWS
+//!   documents; ChangeMessageVisibility with one fails with `InvalidParameterValue`.
+//! - Sandbox-only capacity: a full queue answers SendMessage with `OverLimit` (HTTP 403) or,
+//!   with [`OverflowPolicy::Drop`], reports success and discards the message.
+//!
 //! Layout: [`model`] is the pure queue semantics (time passed in), [`wire`] the protocol
 //! shapes and AWS errors, `server` the axum handler and long polling, [`digest`] MD5/base64.
 //!
