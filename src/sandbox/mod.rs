@@ -6,3 +6,4 @@ pub mod asg;
 pub mod bus;
 pub mod ec2;
 pub mod lb;
+pub mod sqs;
