@@ -4,3 +4,4 @@
 
 pub mod asg;
 pub mod ec2;
+pub mod sqs;
