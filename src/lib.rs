@@ -4,5 +4,7 @@
 //!
 //! | module | job | pure? |
 //! |---|---|---|
+//! | [`chaos`] | faults with journaled, verified undos; runner, guardrails, recover, TCP proxy | IO |
 //! | [`sandbox`] | the embedded reference system: SQS- and EC2-compatible endpoints, balancer, fleet | IO |
+pub mod chaos;
 pub mod sandbox;
