@@ -337,7 +337,7 @@ async fn write_loop(
                 return;
             }
             Chunk::Data { due, bytes } => {
-                tokio::time::sleep_until(due).await;
+                sleep_precisely_until(due).await;
                 let rate = toxics.read().values().find_map(|t| match t {
                     Toxic::Bandwidth {
                         bytes_per_second,
@@ -357,6 +357,22 @@ async fn write_loop(
         }
     }
     let _ = dst.shutdown().await;
+}
+
+/// Waits until `due` with sub-millisecond precision. tokio's timer wheel rounds up to the
+/// next 1 ms tick (even for an expired deadline), so it is used only for the bulk of the
+/// wait; the last 2 ms are slept on a blocking thread.
+async fn sleep_precisely_until(due: Instant) {
+    const SLACK: Duration = Duration::from_millis(2);
+    if let Some(coarse) = due.checked_sub(SLACK)
+        && coarse > Instant::now()
+    {
+        tokio::time::sleep_until(coarse).await;
+    }
+    let rest = due.saturating_duration_since(Instant::now());
+    if !rest.is_zero() {
+        let _ = tokio::task::spawn_blocking(move || std::thread::sleep(rest)).await;
+    }
 }
 
 /// The run's proxies, by name.
