@@ -343,9 +343,7 @@ async fn sandbox_delay_queue_changes_and_restores_the_delay() {
     let tmp = tempfile::tempdir().unwrap();
     let p = plan(
         &sb.target,
-        &format!(
-            "[[fault]]\ntype = \"delay-queue\"\nat = \"0s\"\nduration = \"500ms\"\nqueue = \"jobs\"\ndelay = \"45s\"\n"
-        ),
+        "[[fault]]\ntype = \"delay-queue\"\nat = \"0s\"\nduration = \"500ms\"\nqueue = \"jobs\"\ndelay = \"45s\"\n",
     );
     let run_dir = tmp.path().join("r");
     let run = tokio::spawn(
