@@ -29,6 +29,11 @@ pub enum Command {
     Load(Box<LoadArgs>),
     /// Check profiles; report every error with file:line:col and a hint.
     Validate(ValidateArgs),
+    /// Undo every fault a crashed run left applied (idempotent).
+    Recover(crate::chaos::cli::RecoverArgs),
+    /// Run a fault plan alone, without load (tests, debugging).
+    #[command(name = "__chaos-run", hide = true)]
+    ChaosRun(crate::chaos::cli::ChaosRunArgs),
 }
 
 #[derive(Debug, Args)]

@@ -18,8 +18,10 @@
 //! | [`results`] | `results/<run-id>/`: run.json, timeline.csv, latency.hlog, written as the run goes | no |
 //! | [`live`] | progress bar or plain lines during a run | no |
 //! | [`shutdown`] | Ctrl-C / SIGTERM -> a cancellation token handed down the task tree | no |
+//! | [`chaos`] | faults with journaled, verified undos; runner, guardrails, `recover`, TCP proxy | no |
 //! | [`sandbox`] | the embedded reference system: SQS- and EC2-compatible endpoints, balancer, fleet | no |
 
+pub mod chaos;
 pub mod cli;
 pub mod cmd;
 pub mod config;
@@ -36,21 +38,32 @@ pub mod units;
 use cli::{Cli, Command};
 use cmd::Outcome;
 
-/// Runs a parsed command line and returns how it ended. Errors are printed
-/// here (with their cause chain); the caller only maps the outcome to an exit code.
-pub fn run(cli: Cli) -> Outcome {
+/// Runs a parsed command line and returns the process exit code (see
+/// [`cmd::Outcome`]). Errors are printed here, with their cause chain.
+pub fn run(cli: Cli) -> u8 {
     let command_line: Vec<String> = std::env::args().collect();
     let threads = cli.threads;
     match cli.command {
-        Command::Validate(args) => cmd::validate::validate(&args),
-        Command::Load(args) => block_on(threads, cmd::load::load(*args, command_line)),
+        Command::Validate(args) => cmd::validate::validate(&args).code(),
+        Command::Load(args) => {
+            exit_code(block_on(threads, cmd::load::load(*args, command_line)).map(Outcome::code))
+        }
+        Command::Recover(args) => exit_code(block_on(threads, chaos::cli::recover(args))),
+        Command::ChaosRun(args) => exit_code(block_on(threads, chaos::cli::chaos_run(args))),
     }
 }
 
-fn block_on(
+/// Commands that compute their own exit code; errors were printed by `block_on`.
+fn exit_code(result: Result<u8, Outcome>) -> u8 {
+    result.unwrap_or_else(Outcome::code)
+}
+
+/// Runs a command's future on a fresh runtime; an error is printed and becomes
+/// [`Outcome::Error`].
+fn block_on<T>(
     threads: Option<usize>,
-    fut: impl std::future::Future<Output = anyhow::Result<Outcome>>,
-) -> Outcome {
+    fut: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> Result<T, Outcome> {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = threads {
         builder.worker_threads(n.max(1));
@@ -59,14 +72,11 @@ fn block_on(
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return Outcome::Error;
+            return Err(Outcome::Error);
         }
     };
-    match runtime.block_on(fut) {
-        Ok(outcome) => outcome,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            Outcome::Error
-        }
-    }
+    runtime.block_on(fut).map_err(|e| {
+        eprintln!("error: {e:#}");
+        Outcome::Error
+    })
 }

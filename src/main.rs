@@ -6,5 +6,5 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = shakedown::cli::Cli::parse();
-    std::process::ExitCode::from(shakedown::run(cli).code())
+    std::process::ExitCode::from(shakedown::run(cli))
 }

@@ -392,20 +392,24 @@ async fn serve(ctx: &Ctx, id: usize, open: bool, conn: &mut Option<HttpConn>, jo
     let sent_at = Instant::now();
     let lateness = sent_at.saturating_duration_since(job.intended);
     if open && lateness > settings.max_lateness {
-        ctx.recorder.record(id, job.stream, |w| w.counters.dropped += 1);
+        ctx.recorder
+            .record(id, job.stream, |w| w.counters.dropped += 1);
         return;
     }
     let request = match ctx.plan.factory.build(job.stream, job.seq, unix_ms()) {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!("{e}");
-            ctx.recorder.record(id, job.stream, |w| w.record_failure(ErrorClass::Other));
+            ctx.recorder
+                .record(id, job.stream, |w| w.record_failure(ErrorClass::Other));
             return;
         }
     };
     let body_len = request.body().len();
     let late = lateness > settings.late_after;
-    ctx.recorder.record(id, job.stream, |w| w.record_send(body_len, micros(lateness), late));
+    ctx.recorder.record(id, job.stream, |w| {
+        w.record_send(body_len, micros(lateness), late)
+    });
     ctx.recorder.in_flight_add(job.stream, 1);
     let outcome = exchange(ctx, conn, request).await;
     ctx.recorder.in_flight_add(job.stream, -1);
@@ -419,7 +423,8 @@ async fn serve(ctx: &Ctx, id: usize, open: bool, conn: &mut Option<HttpConn>, jo
         }),
         Err(class) => {
             *conn = None;
-            ctx.recorder.record(id, job.stream, |w| w.record_failure(class));
+            ctx.recorder
+                .record(id, job.stream, |w| w.record_failure(class));
         }
     }
 }

@@ -1,0 +1,74 @@
+//! Changes: the serializable records a fault prepares, written to the journal before they
+//! are applied. Each knows how to apply, undo (idempotently) and verify itself from the record
+//! alone, so `shakedown recover` needs nothing but the journal.
+
+pub mod container;
+pub mod ec2;
+pub mod queue;
+pub mod signal;
+pub mod toxic;
+
+use serde::{Deserialize, Serialize};
+
+use super::fault::{BoxFuture, Env, FaultError};
+
+/// What every change can do.
+pub trait Undoable: Send + Sync {
+    /// Whether [`Undoable::undo`] restores anything (`false` for terminate and kill).
+    fn reversible(&self) -> bool {
+        true
+    }
+    /// One line: what is done and how it is undone.
+    fn summary(&self) -> String;
+    /// Makes the change.
+    fn apply<'a>(&'a self, env: &'a Env) -> BoxFuture<'a, Result<(), FaultError>>;
+    /// Restores the previous state; a no-op when it is already restored. Returns notes
+    /// (e.g. a process that exited meanwhile).
+    fn undo<'a>(&'a self, env: &'a Env) -> BoxFuture<'a, Result<Vec<String>, FaultError>>;
+    /// Reads the state back and fails unless it is as before the change.
+    fn verify<'a>(&'a self, env: &'a Env) -> BoxFuture<'a, Result<(), FaultError>>;
+    /// Records the undo on the resource itself (AWS tags), so it survives the local disk.
+    fn tag<'a>(&'a self, _env: &'a Env, _run_id: &'a str) -> BoxFuture<'a, Result<(), FaultError>> {
+        Box::pin(async { Ok(()) })
+    }
+    /// Removes what [`Undoable::tag`] wrote.
+    fn untag<'a>(
+        &'a self,
+        _env: &'a Env,
+        _run_id: &'a str,
+    ) -> BoxFuture<'a, Result<(), FaultError>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// Every kind of change, as written in the journal (`"change": "<kind>"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(tag = "change", rename_all = "kebab-case")]
+pub enum Change {
+    /// EC2 instance state (stop/start, terminate).
+    Ec2State(ec2::Ec2StateChange),
+    /// A signal to local processes (SIGSTOP/SIGCONT, SIGKILL).
+    Signal(signal::SignalChange),
+    /// One SQS queue attribute (DelaySeconds).
+    QueueAttribute(queue::QueueAttributeChange),
+    /// A Deny statement in an SQS queue policy.
+    QueuePolicy(queue::QueuePolicyChange),
+    /// Docker containers (pause/unpause, kill).
+    Container(container::ContainerChange),
+    /// A toxic on a built-in proxy.
+    Toxic(toxic::ToxicChange),
+}
+
+impl Change {
+    /// The change's operations.
+    pub fn ops(&self) -> &dyn Undoable {
+        match self {
+            Change::Ec2State(c) => c,
+            Change::Signal(c) => c,
+            Change::QueueAttribute(c) => c,
+            Change::QueuePolicy(c) => c,
+            Change::Container(c) => c,
+            Change::Toxic(c) => c,
+        }
+    }
+}

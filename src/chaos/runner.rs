@@ -1,0 +1,400 @@
+//! [`Runner`]: executes a [`FaultPlan`] on the run's clock.
+//!
+//! Before anything is touched it checks that no earlier run left faults applied
+//! ([`check_clean`]), takes the run lock, starts the plan's proxies and resolves every
+//! occurrence against the guardrails. Then each occurrence is applied at its time (journal
+//! `intent` first) and undone when its duration ends. However the run ends (normal end, a
+//! failed apply, [`AbortHandle::abort`] or a stop condition, or the caller's cancellation
+//! token on Ctrl-C / SIGTERM) every change still active is undone, newest first, and each
+//! undo is verified before `run` returns.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::watch;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+use super::change::Change;
+use super::fault::{Env, FaultError};
+use super::guard::{LockError, RunLock, Snapshot, evaluate};
+use super::journal::{Event, FaultRef, Journal, JournalError, RunOutcome, Undoer};
+use super::plan::{FaultPlan, dry_run, resolve_occurrence};
+use super::proxy;
+use super::recover::{Unrecovered, check_clean_except};
+
+/// How a run ended (as journaled).
+pub type Outcome = RunOutcome;
+
+/// Why a run could not start (nothing was touched) or its journal failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The journal could not be written.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// Another run holds the lock, or a dead run's lock is still there.
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// An earlier run's faults are still applied.
+    #[error(transparent)]
+    Unrecovered(#[from] Unrecovered),
+    /// A proxy could not be started.
+    #[error("proxy `{name}`: {source}")]
+    Proxy {
+        /// The proxy.
+        name: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Selectors or guardrails refused faults (every one is listed).
+    #[error("refused before anything was touched:\n{}", list_refusals(.0))]
+    Refused(Vec<(FaultRef, FaultError)>),
+}
+
+fn list_refusals(r: &[(FaultRef, FaultError)]) -> String {
+    r.iter()
+        .map(|(f, e)| format!("  {}: {e}", f.id))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Why it ended early, if it did.
+    pub reason: Option<String>,
+    /// Changes applied (reversible and irreversible).
+    pub applied: usize,
+    /// Changes undone and verified.
+    pub undone: usize,
+    /// Changes whose undo failed: what is still applied.
+    pub still_applied: Vec<String>,
+    /// The journal file.
+    pub journal: PathBuf,
+}
+
+impl RunReport {
+    /// 0 completed, 1 aborted by a stop condition, 2 failed or any undo failed, 130 interrupted.
+    pub fn exit_code(&self) -> u8 {
+        if !self.still_applied.is_empty() {
+            return 2;
+        }
+        match self.outcome {
+            RunOutcome::Completed => 0,
+            RunOutcome::Aborted => 1,
+            RunOutcome::Failed => 2,
+            RunOutcome::Interrupted => 130,
+        }
+    }
+}
+
+/// Ends a run early (undoing everything); cloneable, usable from any task.
+#[derive(Debug, Clone, Default)]
+pub struct AbortHandle {
+    token: CancellationToken,
+    reason: Arc<Mutex<Option<String>>>,
+}
+
+impl AbortHandle {
+    /// Aborts the run with `reason` (the first reason wins).
+    pub fn abort(&self, reason: impl Into<String>) {
+        self.reason.lock().get_or_insert_with(|| reason.into());
+        self.token.cancel();
+    }
+}
+
+/// Executes a fault plan. See the module docs.
+pub struct Runner {
+    plan: FaultPlan,
+    env: Env,
+    run_dir: PathBuf,
+    abort: AbortHandle,
+    snapshots: Option<watch::Receiver<Snapshot>>,
+}
+
+enum Step {
+    Undo(usize),
+    Apply(usize),
+}
+
+impl Runner {
+    /// A runner for `plan` acting in `env`, journaling to `run_dir/journal.jsonl`. The lock
+    /// lives in `run_dir`'s parent (the results directory).
+    pub fn new(plan: FaultPlan, env: Env, run_dir: &Path) -> Runner {
+        Runner {
+            plan,
+            env,
+            run_dir: run_dir.to_owned(),
+            abort: AbortHandle::default(),
+            snapshots: None,
+        }
+    }
+
+    /// Watches the run's per-second figures: the `[guardrails] stop` conditions are checked
+    /// against the latest one every second.
+    pub fn watch(mut self, snapshots: watch::Receiver<Snapshot>) -> Runner {
+        self.snapshots = Some(snapshots);
+        self
+    }
+
+    /// A handle to abort the run from elsewhere.
+    pub fn abort_handle(&self) -> AbortHandle {
+        self.abort.clone()
+    }
+
+    /// Aborts the run: every active fault is undone and `run` returns `Aborted`.
+    pub fn abort(&self, reason: impl Into<String>) {
+        self.abort.abort(reason);
+    }
+
+    /// Runs the plan until its last undo, an abort, a failure, or `cancel`.
+    pub async fn run(self, cancel: CancellationToken) -> Result<RunReport, RunError> {
+        let results_dir = self
+            .run_dir
+            .parent()
+            .map(Path::to_owned)
+            .unwrap_or_else(|| PathBuf::from("."));
+        check_clean_except(&results_dir, Some(&self.run_dir))?;
+        let run_id = super::journal::run_id_of(&self.run_dir);
+        let _lock = RunLock::acquire(&results_dir, &run_id)?;
+        let proxy_stop = CancellationToken::new();
+        let _stop_proxies = proxy_stop.clone().drop_guard();
+        for spec in &self.plan.proxies {
+            let handle =
+                proxy::start(spec, &proxy_stop)
+                    .await
+                    .map_err(|source| RunError::Proxy {
+                        name: spec.name.clone(),
+                        source,
+                    })?;
+            self.env.proxies.insert(handle);
+        }
+        dry_run(&self.plan, &self.env)
+            .await
+            .map_err(RunError::Refused)?;
+        let mut journal = Journal::open(&self.run_dir)?;
+        journal.append(Event::RunStarted {
+            pid: std::process::id(),
+            occurrences: self.plan.occurrences.len(),
+        })?;
+        let mut state = State {
+            env: &self.env,
+            journal,
+            run_id,
+            active: Vec::new(),
+            applied: 0,
+            undone: 0,
+            still_applied: Vec::new(),
+        };
+        let (outcome, reason) = self.drive(&mut state, &cancel).await?;
+        // Undo everything still active, newest first, whatever ended the run.
+        while let Some((i, fault, change)) = state.active.pop() {
+            let _ = i;
+            state.undo(&fault, &change, Undoer::Runner).await?;
+        }
+        state.journal.append(Event::RunEnded {
+            outcome,
+            reason: reason.clone(),
+        })?;
+        Ok(RunReport {
+            outcome,
+            reason,
+            applied: state.applied,
+            undone: state.undone,
+            still_applied: state.still_applied,
+            journal: state.journal.path().to_owned(),
+        })
+    }
+
+    async fn drive(
+        &self,
+        state: &mut State<'_>,
+        cancel: &CancellationToken,
+    ) -> Result<(RunOutcome, Option<String>), RunError> {
+        let mut steps: Vec<(Duration, Step)> = Vec::new();
+        for (i, o) in self.plan.occurrences.iter().enumerate() {
+            steps.push((o.start, Step::Apply(i)));
+            if let Some(d) = o.duration {
+                steps.push((o.start + d, Step::Undo(i)));
+            }
+        }
+        // Undos before applies at the same instant.
+        steps.sort_by_key(|(t, s)| (*t, matches!(s, Step::Apply(_))));
+        let t0 = Instant::now();
+        let mut ticker = tokio::time::interval(Duration::from_secs(1));
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let conditions = &self.plan.guardrails.stop;
+        let mut next = 0;
+        while next < steps.len() {
+            let due = t0 + steps[next].0;
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => {
+                    return Ok((RunOutcome::Interrupted, Some("interrupted (signal or cancellation)".into())));
+                }
+                _ = self.abort.token.cancelled() => {
+                    return Ok((RunOutcome::Aborted, self.abort.reason.lock().clone()));
+                }
+                _ = ticker.tick() => {
+                    if let Some(rx) = &self.snapshots
+                        && let Some(why) = evaluate(conditions, &rx.borrow())
+                    {
+                        return Ok((RunOutcome::Aborted, Some(format!("stop condition: {why}"))));
+                    }
+                }
+                _ = tokio::time::sleep_until(due) => {
+                    match steps[next].1 {
+                        Step::Apply(i) => {
+                            let occ = &self.plan.occurrences[i];
+                            if let Err(e) = state.apply(i, occ, &self.plan).await? {
+                                return Ok((RunOutcome::Failed, Some(format!("{}: {e}", occ.fault.id))));
+                            }
+                        }
+                        Step::Undo(i) => {
+                            if let Some(pos) = state.active.iter().position(|(j, ..)| *j == i) {
+                                let (_, fault, change) = state.active.remove(pos);
+                                state.undo(&fault, &change, Undoer::Runner).await?;
+                            }
+                        }
+                    }
+                    next += 1;
+                }
+            }
+        }
+        Ok((RunOutcome::Completed, None))
+    }
+}
+
+struct State<'e> {
+    env: &'e Env,
+    journal: Journal,
+    run_id: String,
+    active: Vec<(usize, FaultRef, Change)>,
+    applied: usize,
+    undone: usize,
+    still_applied: Vec<String>,
+}
+
+impl State<'_> {
+    /// Applies one occurrence. The outer error is the journal's; the inner one the fault's
+    /// (already journaled, and whatever was applied already undone).
+    async fn apply(
+        &mut self,
+        i: usize,
+        occ: &super::plan::Occurrence,
+        plan: &FaultPlan,
+    ) -> Result<Result<(), FaultError>, RunError> {
+        let occurrence_id = format!("{}-{i}", self.run_id);
+        let (choice, change) =
+            match resolve_occurrence(occ, &plan.guardrails, self.env, &occurrence_id).await {
+                Ok(x) => x,
+                Err(e) => {
+                    self.journal.append(Event::ApplyFailed {
+                        fault: occ.fault.clone(),
+                        error: e.to_string(),
+                    })?;
+                    return Ok(Err(e));
+                }
+            };
+        let ops = change.ops();
+        self.journal.append(Event::Intent {
+            fault: occ.fault.clone(),
+            choice,
+            change: Box::new(change.clone()),
+            summary: ops.summary(),
+        })?;
+        let mut warnings = Vec::new();
+        if ops.reversible()
+            && let Err(e) = ops.tag(self.env, &self.run_id).await
+        {
+            warnings.push(format!(
+                "recovery tag not written (the journal still has the undo): {e}"
+            ));
+        }
+        match ops.apply(self.env).await {
+            Ok(()) => {
+                self.applied += 1;
+                if ops.reversible() {
+                    self.journal.append(Event::Applied {
+                        fault: occ.fault.clone(),
+                        warnings,
+                    })?;
+                    self.active.push((i, occ.fault.clone(), change));
+                } else {
+                    self.journal.append(Event::Irreversible {
+                        fault: occ.fault.clone(),
+                    })?;
+                }
+                Ok(Ok(()))
+            }
+            Err(e) => {
+                self.journal.append(Event::ApplyFailed {
+                    fault: occ.fault.clone(),
+                    error: e.to_string(),
+                })?;
+                if ops.reversible() {
+                    self.undo(&occ.fault, &change, Undoer::Runner).await?;
+                }
+                Ok(Err(e))
+            }
+        }
+    }
+
+    async fn undo(
+        &mut self,
+        fault: &FaultRef,
+        change: &Change,
+        by: Undoer,
+    ) -> Result<(), RunError> {
+        match undo_and_verify(self.env, &mut self.journal, fault, change, by).await? {
+            Ok(()) => self.undone += 1,
+            Err(still) => self.still_applied.push(still),
+        }
+        Ok(())
+    }
+}
+
+/// Undoes `change`, verifies it, removes its recovery tag and journals the outcome.
+/// The inner error says what is still applied (already journaled as `undo-failed`).
+pub async fn undo_and_verify(
+    env: &Env,
+    journal: &mut Journal,
+    fault: &FaultRef,
+    change: &Change,
+    by: Undoer,
+) -> Result<Result<(), String>, JournalError> {
+    let ops = change.ops();
+    let outcome = match ops.undo(env).await {
+        Ok(notes) => ops.verify(env).await.map(|()| notes),
+        Err(e) => Err(e),
+    };
+    match outcome {
+        Ok(mut notes) => {
+            if let Err(e) = ops.untag(env, journal.run_id()).await {
+                notes.push(format!("recovery tag not removed: {e}"));
+            }
+            journal.append(Event::Undone {
+                fault: fault.clone(),
+                by,
+                notes,
+            })?;
+            Ok(Ok(()))
+        }
+        Err(e) => {
+            let still = format!("{}: {}", fault.id, ops.summary());
+            tracing::error!(fault = %fault.id, error = %e, "undo failed: still applied: {still}");
+            journal.append(Event::UndoFailed {
+                fault: fault.clone(),
+                by,
+                error: e.to_string(),
+                still_applied: still.clone(),
+            })?;
+            Ok(Err(format!("{still} ({e})")))
+        }
+    }
+}

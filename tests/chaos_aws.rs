@@ -1,0 +1,652 @@
+//! AWS-API faults against our sandbox endpoints (EC2 with real `sleep` processes behind the
+//! instances, SQS) and against a local `moto_server` (skipped with a message when absent).
+//! Nothing here contacts anything but 127.0.0.1.
+
+#[path = "support/moto.rs"]
+mod moto;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use std::os::unix::process::ExitStatusExt;
+
+use shakedown::chaos::Outcome;
+use shakedown::chaos::aws::{
+    AwsTarget, aws_clients, instance_states, queue_attribute, undo_tag_key,
+};
+use shakedown::chaos::fault::Env;
+use shakedown::chaos::journal::{self, Event, JOURNAL_FILE};
+use shakedown::chaos::local::stat;
+use shakedown::chaos::plan::{FaultPlan, dry_run, render_dry_run};
+use shakedown::chaos::recover::{check_clean, recover_run};
+use shakedown::chaos::runner::Runner;
+use shakedown::sandbox::ec2::{Ec2Service, FleetHandle, InstanceState, LaunchSpec, ProcessDriver};
+use shakedown::sandbox::sqs::{QueueSettings, SqsConfig, SqsService};
+use tokio_util::sync::CancellationToken;
+
+/// The sandbox's EC2 and SQS endpoints on free loopback ports, with `n` instances backed by
+/// real `sleep` processes; everything is stopped and reaped on drop.
+struct Sandbox {
+    target: AwsTarget,
+    fleet: FleetHandle,
+    ids: Vec<String>,
+    pids: Vec<i32>,
+    sqs: SqsService,
+    children: Vec<Child>,
+    stop: CancellationToken,
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+async fn sandbox(n: usize, allowed: bool) -> Sandbox {
+    let driver = Arc::new(ProcessDriver::new());
+    let ec2 = Ec2Service::new(driver.clone());
+    let fleet = ec2.fleet();
+    let (mut ids, mut pids, mut children) = (vec![], vec![], vec![]);
+    for i in 0..n {
+        let child = Command::new("sleep")
+            .arg("300")
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut spec = LaunchSpec::default()
+            .tag("tier", "worker")
+            .tag("Name", format!("worker-{i}"))
+            .tag("aws:autoscaling:groupName", "workers");
+        if allowed {
+            spec = spec.tag("chaos", "allowed");
+        }
+        let id = fleet.register(spec);
+        driver.attach(&id, child.id()).unwrap();
+        fleet.mark_running(&id).unwrap();
+        ids.push(id.to_string());
+        pids.push(child.id() as i32);
+        children.push(child);
+    }
+    let stop = CancellationToken::new();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ec2_url = format!("http://{}", l.local_addr().unwrap());
+    let s = stop.clone();
+    tokio::spawn(async move { ec2.serve(l, async move { s.cancelled().await }).await });
+    let sqs = SqsService::new(SqsConfig::default());
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sqs_url = format!("http://{}", l.local_addr().unwrap());
+    let s = stop.clone();
+    tokio::spawn(sqs.clone().serve(l, async move { s.cancelled().await }));
+    let target = AwsTarget {
+        ec2_endpoint_url: Some(ec2_url),
+        sqs_endpoint_url: Some(sqs_url),
+        ..AwsTarget::local("http://127.0.0.1:1")
+    };
+    Sandbox {
+        target,
+        fleet,
+        ids,
+        pids,
+        sqs,
+        children,
+        stop,
+    }
+}
+
+fn state(pid: i32) -> char {
+    stat(pid).map_or('-', |s| s.state)
+}
+
+fn fleet_state(fleet: &FleetHandle, id: &str) -> InstanceState {
+    fleet.get(&id.parse().unwrap()).unwrap().state
+}
+
+async fn eventually(what: &str, timeout: Duration, mut f: impl AsyncFnMut() -> bool) {
+    let start = Instant::now();
+    for _ in 0..2000 {
+        if f().await {
+            return;
+        }
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("gave up waiting for {what}");
+}
+
+fn target_toml(t: &AwsTarget) -> String {
+    let mut s = String::from(
+        "[aws]\nregion = \"us-east-1\"\naccess_key_id = \"testing\"\nsecret_access_key = \"testing\"\n",
+    );
+    for (k, v) in [
+        ("endpoint_url", &t.endpoint_url),
+        ("ec2_endpoint_url", &t.ec2_endpoint_url),
+        ("sqs_endpoint_url", &t.sqs_endpoint_url),
+    ] {
+        if let Some(v) = v {
+            s.push_str(&format!("{k} = \"{v}\"\n"));
+        }
+    }
+    s
+}
+
+fn plan(t: &AwsTarget, rest: &str) -> FaultPlan {
+    FaultPlan::from_toml(&format!("{}\n{rest}", target_toml(t))).unwrap()
+}
+
+fn events(run_dir: &Path) -> Vec<Event> {
+    journal::read(&run_dir.join(JOURNAL_FILE))
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event)
+        .collect()
+}
+
+const RAILS: &str = "[guardrails]\nrequire_tag = \"chaos=allowed\"\nmax_instances = 3\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandbox_stop_instances_freezes_and_resumes_real_processes() {
+    let sb = sandbox(2, true).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let p = plan(
+        &sb.target,
+        &format!(
+            "{RAILS}[[fault]]\ntype = \"stop-instances\"\nat = \"0s\"\nduration = \"600ms\"\ninstances = {{ tags = {{ tier = \"worker\" }} }}\ncount = 1\nseed = 3\n"
+        ),
+    );
+    let run_dir = tmp.path().join("r");
+    let run = tokio::spawn(
+        Runner::new(p, Env::new(Some(sb.target.clone())), &run_dir).run(CancellationToken::new()),
+    );
+    eventually("one instance stopped", Duration::from_secs(5), async || {
+        sb.ids
+            .iter()
+            .filter(|id| fleet_state(&sb.fleet, id) == InstanceState::Stopped)
+            .count()
+            == 1
+    })
+    .await;
+    let stopped = sb
+        .ids
+        .iter()
+        .position(|id| fleet_state(&sb.fleet, id) == InstanceState::Stopped)
+        .unwrap();
+    assert_eq!(
+        state(sb.pids[stopped]),
+        'T',
+        "the stopped instance's process is frozen"
+    );
+    assert_ne!(state(sb.pids[1 - stopped]), 'T');
+    // The undo is recorded on the instance itself.
+    let inst = sb.fleet.get(&sb.ids[stopped].parse().unwrap()).unwrap();
+    assert!(
+        inst.tags.keys().any(|k| k.starts_with("shakedown:undo:")),
+        "{:?}",
+        inst.tags
+    );
+    let report = run.await.unwrap().unwrap();
+    assert_eq!(report.outcome, Outcome::Completed);
+    assert!(report.still_applied.is_empty());
+    for (id, pid) in sb.ids.iter().zip(&sb.pids) {
+        assert_eq!(fleet_state(&sb.fleet, id), InstanceState::Running);
+        assert_ne!(state(*pid), 'T');
+        let tags = sb.fleet.get(&id.parse().unwrap()).unwrap().tags;
+        assert!(
+            !tags.contains_key(&undo_tag_key("r")),
+            "recovery tag removed: {tags:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandbox_stall_consumers_by_instance_tags() {
+    let sb = sandbox(2, true).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let p = plan(
+        &sb.target,
+        &format!(
+            "{RAILS}[[fault]]\ntype = \"stall-consumers\"\nat = \"0s\"\nduration = \"500ms\"\ninstances = {{ asg = \"workers\" }}\npercent = 100\n"
+        ),
+    );
+    let run = tokio::spawn(
+        Runner::new(p, Env::new(Some(sb.target.clone())), &tmp.path().join("r"))
+            .run(CancellationToken::new()),
+    );
+    let pids = sb.pids.clone();
+    eventually("all frozen", Duration::from_secs(5), async || {
+        pids.iter().all(|&p| state(p) == 'T')
+    })
+    .await;
+    run.await.unwrap().unwrap();
+    assert!(sb.pids.iter().all(|&p| state(p) != 'T'));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandbox_terminate_instances_kills_the_chosen_one() {
+    let mut sb = sandbox(2, true).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let p = plan(
+        &sb.target,
+        &format!(
+            "{RAILS}[[fault]]\ntype = \"terminate-instances\"\nat = \"0s\"\ninstances = {{ tags = {{ tier = \"worker\" }} }}\ncount = 1\n"
+        ),
+    );
+    let run_dir = tmp.path().join("r");
+    let report = Runner::new(p, Env::new(Some(sb.target.clone())), &run_dir)
+        .run(CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, Outcome::Completed);
+    let terminated: Vec<usize> = (0..2)
+        .filter(|&i| fleet_state(&sb.fleet, &sb.ids[i]) == InstanceState::Terminated)
+        .collect();
+    assert_eq!(terminated.len(), 1);
+    let status = sb.children[terminated[0]].wait().unwrap();
+    assert_eq!(status.signal(), Some(9));
+    assert!(
+        events(&run_dir)
+            .iter()
+            .any(|e| matches!(e, Event::Irreversible { .. }))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandbox_guardrails_refuse_over_cap_and_untagged_and_dry_run_changes_nothing() {
+    let sb = sandbox(3, false).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let stop = |max: usize| {
+        plan(
+            &sb.target,
+            &format!(
+                "[guardrails]\nrequire_tag = \"chaos=allowed\"\nmax_instances = {max}\n[[fault]]\ntype = \"stop-instances\"\nat = \"0s\"\nduration = \"1s\"\ninstances = {{ tags = {{ tier = \"worker\" }} }}\ncount = 1\n"
+            ),
+        )
+    };
+    let env = || Env::new(Some(sb.target.clone()));
+    let err = Runner::new(stop(2), env(), &tmp.path().join("a"))
+        .run(CancellationToken::new())
+        .await
+        .unwrap_err()
+        .to_string();
+    for id in &sb.ids {
+        assert!(err.contains(id.as_str()), "{id} not listed: {err}");
+    }
+    let err = Runner::new(stop(3), env(), &tmp.path().join("b"))
+        .run(CancellationToken::new())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("without the allow-listed tag `chaos=allowed`"),
+        "{err}"
+    );
+    for (id, pid) in sb.ids.iter().zip(&sb.pids) {
+        assert_eq!(fleet_state(&sb.fleet, id), InstanceState::Running);
+        assert_ne!(state(*pid), 'T');
+    }
+
+    // Dry run on tagged instances: the plan is printed, nothing changes.
+    let sb = sandbox(2, true).await;
+    let q = sb
+        .sqs
+        .create_queue("jobs", QueueSettings::default())
+        .unwrap();
+    let p = plan(
+        &sb.target,
+        &format!(
+            "{RAILS}[[fault]]\ntype = \"stop-instances\"\nat = \"10s\"\nduration = \"30s\"\ninstances = {{ tags = {{ tier = \"worker\" }} }}\ncount = 1\nseed = 9\n[[fault]]\ntype = \"delay-queue\"\nat = \"5s\"\nduration = \"20s\"\nqueue = \"{q}\"\ndelay = \"30s\"\n"
+        ),
+    );
+    let steps = dry_run(&p, &Env::new(Some(sb.target.clone())))
+        .await
+        .unwrap();
+    let text = render_dry_run(&steps);
+    println!("{text}");
+    assert!(
+        text.contains("StopInstances") && text.contains("undo: StartInstances"),
+        "{text}"
+    );
+    assert!(text.contains("DelaySeconds=30 (was 0)"), "{text}");
+    for (id, pid) in sb.ids.iter().zip(&sb.pids) {
+        assert_eq!(fleet_state(&sb.fleet, id), InstanceState::Running);
+        assert_ne!(state(*pid), 'T');
+    }
+    let c = aws_clients(&sb.target).unwrap();
+    assert_eq!(
+        queue_attribute(&c.sqs, &q, "DelaySeconds")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("0")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandbox_delay_queue_changes_and_restores_the_delay() {
+    let sb = sandbox(0, true).await;
+    let q = sb
+        .sqs
+        .create_queue(
+            "jobs",
+            QueueSettings {
+                delay_seconds: 2,
+                ..QueueSettings::default()
+            },
+        )
+        .unwrap();
+    let c = aws_clients(&sb.target).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let p = plan(
+        &sb.target,
+        "[[fault]]\ntype = \"delay-queue\"\nat = \"0s\"\nduration = \"500ms\"\nqueue = \"jobs\"\ndelay = \"45s\"\n",
+    );
+    let run_dir = tmp.path().join("r");
+    let run = tokio::spawn(
+        Runner::new(p, Env::new(Some(sb.target.clone())), &run_dir).run(CancellationToken::new()),
+    );
+    eventually("delay raised", Duration::from_secs(5), async || {
+        queue_attribute(&c.sqs, &q, "DelaySeconds")
+            .await
+            .unwrap()
+            .as_deref()
+            == Some("45")
+    })
+    .await;
+    let report = run.await.unwrap().unwrap();
+    assert_eq!(report.outcome, Outcome::Completed);
+    assert_eq!(
+        queue_attribute(&c.sqs, &q, "DelaySeconds")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("2")
+    );
+    // Our SQS endpoint has no TagQueue: the journal says the recovery tag is missing.
+    let warned = events(&run_dir).iter().any(|e| matches!(e, Event::Applied { warnings, .. } if warnings.iter().any(|w| w.contains("recovery tag"))));
+    assert!(warned);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_delay_queue_then_recover_restores_the_delay_twice_safely() {
+    let sb = sandbox(0, true).await;
+    let q = sb
+        .sqs
+        .create_queue(
+            "jobs",
+            QueueSettings {
+                delay_seconds: 3,
+                ..QueueSettings::default()
+            },
+        )
+        .unwrap();
+    let c = aws_clients(&sb.target).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let plan_file = tmp.path().join("plan.toml");
+    std::fs::write(
+        &plan_file,
+        format!("{}[[fault]]\ntype = \"delay-queue\"\nat = \"0s\"\nduration = \"60s\"\nqueue = \"{q}\"\ndelay = \"120s\"\n", target_toml(&sb.target)),
+    )
+    .unwrap();
+    let results = tmp.path().join("results");
+    let run_dir = results.join("run-9");
+    let mut h = Command::new(env!("CARGO_BIN_EXE_shakedown"))
+        .arg("__chaos-run")
+        .arg(&plan_file)
+        .arg("--journal")
+        .arg(&run_dir)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually(
+        "delay raised by the harness",
+        Duration::from_secs(15),
+        async || {
+            queue_attribute(&c.sqs, &q, "DelaySeconds")
+                .await
+                .unwrap()
+                .as_deref()
+                == Some("120")
+        },
+    )
+    .await;
+    h.kill().unwrap();
+    assert_eq!(h.wait().unwrap().signal(), Some(9));
+    assert_eq!(
+        queue_attribute(&c.sqs, &q, "DelaySeconds")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("120")
+    );
+    assert!(check_clean(&results).is_err());
+
+    // The journal holds no secret; recover signs with placeholder credentials (loopback).
+    let text = std::fs::read_to_string(run_dir.join(JOURNAL_FILE)).unwrap();
+    assert!(!text.contains("secret"), "{text}");
+    let first = recover_run(&run_dir, &Env::new(None)).await.unwrap();
+    assert_eq!(first.undone.len(), 1, "{first:?}");
+    assert_eq!(
+        queue_attribute(&c.sqs, &q, "DelaySeconds")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("3")
+    );
+    let second = recover_run(&run_dir, &Env::new(None)).await.unwrap();
+    assert!(second.undone.is_empty() && second.failed.is_empty());
+    check_clean(&results).unwrap();
+}
+
+// moto_server: the same faults against an independent implementation.
+
+async fn moto_instances(target: &AwsTarget, n: i32) -> Vec<String> {
+    use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
+    let c = aws_clients(target).unwrap();
+    let resp = c
+        .ec2
+        .run_instances()
+        .image_id("ami-12c6146b")
+        .min_count(n)
+        .max_count(n)
+        .tag_specifications(
+            TagSpecification::builder()
+                .resource_type(ResourceType::Instance)
+                .tags(Tag::builder().key("tier").value("worker").build())
+                .tags(Tag::builder().key("chaos").value("allowed").build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    resp.instances()
+        .iter()
+        .map(|i| i.instance_id().unwrap().to_owned())
+        .collect()
+}
+
+async fn moto_stop_start_terminate(target: &AwsTarget) {
+    let ids = moto_instances(target, 2).await;
+    let c = aws_clients(target).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let p = plan(
+        target,
+        &format!(
+            "{RAILS}[[fault]]\ntype = \"stop-instances\"\nat = \"0s\"\nduration = \"700ms\"\ninstances = {{ tags = {{ tier = \"worker\" }} }}\npercent = 100\n"
+        ),
+    );
+    let run = tokio::spawn(
+        Runner::new(p, Env::new(Some(target.clone())), &tmp.path().join("r1"))
+            .run(CancellationToken::new()),
+    );
+    eventually(
+        "moto instances stopped",
+        Duration::from_secs(10),
+        async || {
+            instance_states(&c.ec2, &ids)
+                .await
+                .unwrap()
+                .values()
+                .all(|s| s == "stopped")
+        },
+    )
+    .await;
+    let report = run.await.unwrap().unwrap();
+    assert!(report.still_applied.is_empty(), "{report:?}");
+    assert!(
+        instance_states(&c.ec2, &ids)
+            .await
+            .unwrap()
+            .values()
+            .all(|s| s == "running")
+    );
+
+    let p = plan(
+        target,
+        &format!(
+            "{RAILS}[[fault]]\ntype = \"terminate-instances\"\nat = \"0s\"\ninstances = {{ tags = {{ tier = \"worker\" }} }}\ncount = 1\n"
+        ),
+    );
+    Runner::new(p, Env::new(Some(target.clone())), &tmp.path().join("r2"))
+        .run(CancellationToken::new())
+        .await
+        .unwrap();
+    let states = instance_states(&c.ec2, &ids).await.unwrap();
+    assert_eq!(
+        states
+            .values()
+            .filter(|s| s.as_str() == "terminated")
+            .count(),
+        1,
+        "{states:?}"
+    );
+}
+
+async fn moto_delay_queue_and_policy(target: &AwsTarget) {
+    let c = aws_clients(target).unwrap();
+    let url = c
+        .sqs
+        .create_queue()
+        .queue_name("jobs")
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_owned();
+    let with_policy = c
+        .sqs
+        .create_queue()
+        .queue_name("jobs-with-policy")
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_owned();
+    let old_policy = r#"{"Version":"2012-10-17","Statement":[{"Sid":"keep","Effect":"Allow","Principal":{"AWS":"*"},"Action":"sqs:SendMessage","Resource":"*"}]}"#;
+    shakedown::chaos::aws::set_queue_attribute(&c.sqs, &with_policy, "Policy", old_policy)
+        .await
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let p = plan(
+        target,
+        &format!(
+            "[[fault]]\ntype = \"delay-queue\"\nat = \"0s\"\nduration = \"800ms\"\nqueue = \"jobs\"\ndelay = \"30s\"\n\
+             [[fault]]\nname = \"deny\"\ntype = \"stall-consumers\"\nat = \"0s\"\nduration = \"800ms\"\nqueue = \"jobs\"\nprincipal = \"arn:aws:iam::123456789012:role/worker\"\n\
+             [[fault]]\nname = \"deny-existing\"\ntype = \"stall-consumers\"\nat = \"0s\"\nduration = \"800ms\"\nqueue = \"{with_policy}\"\nprincipal = \"arn:aws:iam::123456789012:role/worker\"\n"
+        ),
+    );
+    let run = tokio::spawn(
+        Runner::new(p, Env::new(Some(target.clone())), &tmp.path().join("r"))
+            .run(CancellationToken::new()),
+    );
+    eventually(
+        "moto delay and policies set",
+        Duration::from_secs(10),
+        async || {
+            let delay = queue_attribute(&c.sqs, &url, "DelaySeconds").await.unwrap();
+            let p1 = queue_attribute(&c.sqs, &url, "Policy")
+                .await
+                .unwrap()
+                .unwrap_or_default();
+            let p2 = queue_attribute(&c.sqs, &with_policy, "Policy")
+                .await
+                .unwrap()
+                .unwrap_or_default();
+            delay.as_deref() == Some("30")
+                && p1.contains("sqs:ReceiveMessage")
+                && p2.contains("sqs:ReceiveMessage")
+                && p2.contains("keep")
+        },
+    )
+    .await;
+    let tags = c
+        .sqs
+        .list_queue_tags()
+        .queue_url(&url)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        tags.tags()
+            .is_some_and(|t| t.keys().any(|k| k.starts_with("shakedown:undo:"))),
+        "{tags:?}"
+    );
+    let report = run.await.unwrap().unwrap();
+    assert!(report.still_applied.is_empty(), "{report:?}");
+    assert_eq!(
+        queue_attribute(&c.sqs, &url, "DelaySeconds")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("0")
+    );
+    assert_eq!(
+        queue_attribute(&c.sqs, &url, "Policy")
+            .await
+            .unwrap()
+            .filter(|p| !p.is_empty()),
+        None
+    );
+    let restored: serde_json::Value = serde_json::from_str(
+        &queue_attribute(&c.sqs, &with_policy, "Policy")
+            .await
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        restored,
+        serde_json::from_str::<serde_json::Value>(old_policy).unwrap()
+    );
+    let tags = c
+        .sqs
+        .list_queue_tags()
+        .queue_url(&url)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        !tags
+            .tags()
+            .is_some_and(|t| t.keys().any(|k| k.starts_with("shakedown:undo:"))),
+        "{tags:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moto_parity() {
+    let Some(moto) = moto::Moto::start().await else {
+        println!("SKIP moto parity: `moto_server` is not on PATH (pip install 'moto[server]')");
+        return;
+    };
+    let target = AwsTarget::local(&moto.endpoint);
+    moto_stop_start_terminate(&target).await;
+    moto_delay_queue_and_policy(&target).await;
+}
