@@ -3,3 +3,4 @@
 //! Each submodule is one component with its own endpoint; the supervisor wires them.
 
 pub mod ec2;
+pub mod sqs;

@@ -1,0 +1,102 @@
+//! A real `moto_server` (PyPI `moto[server]`) on 127.0.0.1, for parity tests.
+//!
+//! [`Moto::start`] returns `None` when the binary is not on `PATH`, so callers can skip
+//! with a message. The server runs in its own process group and the guard kills the whole
+//! group on drop (also when a test panics).
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use std::os::unix::process::CommandExt;
+
+/// Name of the executable looked up on `PATH`.
+pub const MOTO_BINARY: &str = "moto_server";
+
+/// How long moto may take to answer its first request.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A running moto server; killed when dropped.
+#[derive(Debug)]
+pub struct Moto {
+    child: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub endpoint: String,
+}
+
+/// Whether `name` is an executable file in one of the `PATH` directories.
+pub fn on_path(name: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|dir| Path::new(&dir).join(name).is_file())
+    })
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl Moto {
+    /// Starts moto on a free port and waits until it answers; `None` without the binary.
+    pub async fn start() -> Option<Moto> {
+        if !on_path(MOTO_BINARY) {
+            return None;
+        }
+        let port = free_port().expect("a free local port");
+        let child = Command::new(MOTO_BINARY)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("moto_server starts");
+        let moto = Moto {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
+        moto.wait_ready().await;
+        Some(moto)
+    }
+
+    /// Polls `POST /moto-api/reset` until it succeeds (bounded by [`STARTUP_TIMEOUT`]).
+    async fn wait_ready(&self) {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .expect("http client");
+        let started = Instant::now();
+        for _attempt in 0..300 {
+            if self.reset_with(&client).await {
+                return;
+            }
+            assert!(
+                started.elapsed() < STARTUP_TIMEOUT,
+                "moto_server did not answer on {} within {STARTUP_TIMEOUT:?}",
+                self.endpoint
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("moto_server never became ready on {}", self.endpoint);
+    }
+
+    async fn reset_with(&self, client: &reqwest::Client) -> bool {
+        let url = format!("{}/moto-api/reset", self.endpoint);
+        client
+            .post(url)
+            .send()
+            .await
+            .is_ok_and(|response| response.status().is_success())
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let group = nix::unistd::Pid::from_raw(-(self.child.id() as i32));
+        // The shim execs python, but kill the whole group in case it forked.
+        let _ = nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGKILL);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
