@@ -3,4 +3,5 @@
 //! Each submodule is one component with its own endpoint; the supervisor wires them.
 
 pub mod ec2;
+pub mod lb;
 pub mod sqs;
