@@ -25,6 +25,7 @@
 //! ```
 
 pub mod asg;
+pub mod bus;
 pub mod config;
 pub mod control;
 pub mod ec2;
