@@ -61,6 +61,9 @@ fn print_endpoints(e: &Endpoints, format: EndpointsFormat) {
             ] {
                 let _ = writeln!(out, "  {name:<18} {value}");
             }
+            if let Some(bus) = &e.bus_url {
+                let _ = writeln!(out, "  {:<18} {bus}", "event bus");
+            }
             let _ = writeln!(out, "  {:<18} {}", "instance logs", e.run_dir.display());
         }
     }

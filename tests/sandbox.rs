@@ -248,6 +248,76 @@ async fn queued_uploads_get_202_and_every_job_id_appears_in_the_completion_feed(
     sandbox.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_driven_forwards_events_and_uploads_to_the_bus_whose_functions_complete_them() {
+    let (sandbox, _dir) = start(fast(Arch::EventDriven)).await;
+    assert!(sandbox.group(Tier::Workers).is_none(), "no worker fleet");
+    let bus_url = sandbox
+        .endpoints()
+        .bus_url
+        .clone()
+        .expect("an embedded bus");
+    assert!(bus_url.ends_with("/events"), "{bus_url}");
+    let client = http();
+    let web = &sandbox.endpoints().web_url;
+    let event = serde_json::json!({"source": "clicks", "detail-type": "click", "detail": {"x": 1}});
+    let r = client
+        .post(format!("{web}/events"))
+        .header("x-shakedown-id", "ev-1")
+        .body(event.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let r = client
+        .put(format!("{web}/upload/up-1"))
+        .body(vec![0u8; 4096])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let r = client
+        .post(format!("{web}/events"))
+        .body("not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502, "the bus refuses a malformed event");
+    let want: BTreeSet<String> = ["ev-1", "up-1"].map(String::from).into();
+    let done = eventually(Duration::from_secs(10), "both handled", || async {
+        let done = completed_ids(&sandbox);
+        want.is_subset(&done).then_some(done)
+    })
+    .await;
+    assert_eq!(done, want);
+    let worker = &sandbox.feed().completions_since(0)[0].completion.worker;
+    assert_eq!(worker, "function:handler");
+    sandbox.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monolith_processes_uploads_inline_and_reports_them() {
+    let mut config = fast(Arch::Monolith);
+    config.processing = "300ms".parse().unwrap();
+    config.web.processor_concurrency = 1;
+    let (sandbox, _dir) = start(config).await;
+    let client = http();
+    let url = format!("{}/upload/m-1", sandbox.endpoints().web_url);
+    let started = Instant::now();
+    let r = client.put(&url).body("x").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "answered after processing"
+    );
+    let record = &sandbox.feed().completions_since(0)[0].completion;
+    assert_eq!(
+        (record.job_id.as_str(), record.message_id.as_str()),
+        ("m-1", "")
+    );
+    sandbox.shutdown().await;
+}
+
 /// Sends a PUT every 20 ms for `total`; returns (time since start, ok?) per request.
 async fn steady_requests(web: String, total: Duration) -> Vec<(Duration, bool)> {
     let client = http();

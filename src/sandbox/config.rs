@@ -411,14 +411,41 @@ impl Default for FeedConfig {
     }
 }
 
-/// Where events go in arch `event-driven`.
+/// The event bus of arch `event-driven` (see docs/bus.md).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BusConfig {
-    /// URL the web tier POSTs each event to (e.g. an event bus's `PutEvents` adapter).
-    /// Unset: `POST /events` answers 503.
+    /// An external bus's `POST /events` URL. Unset: the sandbox runs its own bus
+    /// (`[bus.embedded]`) and the web tier forwards to it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// The embedded bus's rules and functions (docs/bus.md). Unset: one rule delivering
+    /// every event to a function `handler` taking the `processing` base time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embedded: Option<super::bus::BusConfig>,
+}
+
+impl SandboxConfig {
+    /// The embedded bus's configuration: `[bus.embedded]`, else one rule `all` delivering
+    /// every event to a function `handler` that takes the `processing` base time.
+    pub fn embedded_bus(&self) -> super::bus::BusConfig {
+        use super::bus::{FunctionSpec, Rule, Target};
+        self.bus
+            .embedded
+            .clone()
+            .unwrap_or_else(|| super::bus::BusConfig {
+                rules: vec![Rule {
+                    name: "all".into(),
+                    source: Vec::new(),
+                    detail_type: Vec::new(),
+                    targets: vec![Target::Function {
+                        name: "handler".into(),
+                    }],
+                }],
+                functions: vec![FunctionSpec::new("handler", self.processing.base)],
+                ..super::bus::BusConfig::default()
+            })
+    }
 }
 
 /// Processing time of one job of `size` bytes: `base + per_mib x size / MiB`.
@@ -703,6 +730,9 @@ impl SandboxConfig {
                 url.starts_with("http://"),
                 format!("bus.url `{url}` must be an http:// URL"),
             );
+        }
+        if let Some(Err(e)) = self.bus.embedded.as_ref().map(|b| b.validate()) {
+            problems.push(format!("bus.embedded: {e}"));
         }
         if problems.is_empty() {
             Ok(())

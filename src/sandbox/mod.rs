@@ -13,6 +13,7 @@
 //! | [`process`] | instances as child processes: launcher, READY protocol, reaping |
 //! | [`web`], [`worker`] | what the child processes run |
 //! | [`feed`] | the completion feed workers report to |
+//! | [`bus`] | the event bus and functions of arch `event-driven` |
 //! | [`control`] | `GET /activities`, `/targets`, `/groups`, `/endpoints` |
 //!
 //! ```no_run
@@ -49,7 +50,7 @@ use tokio_util::task::TaskTracker;
 
 use asg::ActivityLog;
 use asg::policy::Controller;
-use config::{Overflow, SandboxConfig};
+use config::{Arch, Overflow, SandboxConfig};
 use ec2::{Ec2Service, FleetHandle, InstanceState, ProcessDriver};
 use feed::Feed;
 use groups::{GroupSetup, GroupState, GroupStatus, Manager, ManagerParts, Scaling, Tier};
@@ -78,6 +79,9 @@ pub struct Endpoints {
     pub feed_url: String,
     /// The control endpoint (`/activities`, `/targets`, `/groups`, `/endpoints`).
     pub control_url: String,
+    /// Where the web tier forwards events (`event-driven`: the embedded bus's
+    /// `POST /events`, or `bus.url`); `null` otherwise.
+    pub bus_url: Option<String>,
     /// The region to configure clients with.
     pub region: String,
     /// The architecture running.
@@ -280,6 +284,37 @@ impl Sandbox {
         let (listener, web_addr) = bind(config.web.port, "balancer").await?;
         servers.spawn(balancer.clone().serve(listener, stop()));
 
+        // Event bus (event-driven): an external one, or our own reporting to the feed.
+        let bus_url = match (&config.bus.url, config.arch) {
+            (Some(url), _) => Some(url.clone()),
+            (None, Arch::EventDriven) => {
+                let sink_feed = feed.clone();
+                let sink: bus::CompletionSink = Arc::new(move |c: bus::Completion| {
+                    if c.ok {
+                        sink_feed.append([&feed::Completion {
+                            job_id: c.event_id,
+                            message_id: String::new(),
+                            receive_count: c.attempt,
+                            received_ms: c.started_ms,
+                            started_ms: c.started_ms,
+                            done_ms: c.done_ms,
+                            worker: format!("function:{}", c.function),
+                        }]);
+                    }
+                });
+                let bus = bus::Bus::new(config.embedded_bus(), sink).map_err(|e| {
+                    SandboxError::Config(config::ConfigError::Invalid(vec![format!(
+                        "bus.embedded: {e}"
+                    )]))
+                })?;
+                let (listener, bus_addr) = bind(0, "event bus").await?;
+                let bus_stop = stop();
+                servers.spawn(async move { bus.serve(listener, bus_stop).await });
+                Some(format!("http://{bus_addr}/events"))
+            }
+            (None, _) => None,
+        };
+
         let (control_listener, control_addr) = bind(0, "control endpoint").await?;
         let endpoints = Endpoints {
             web_url: format!("http://{web_addr}"),
@@ -289,6 +324,7 @@ impl Sandbox {
             ec2_endpoint: format!("http://{ec2_addr}"),
             feed_url: format!("http://{feed_addr}"),
             control_url: format!("http://{control_addr}"),
+            bus_url: bus_url.clone(),
             region: REGION.to_owned(),
             arch: config.arch.name().to_owned(),
             run_dir: dir.clone(),
@@ -307,7 +343,7 @@ impl Sandbox {
             role: RoleConfig::Web {
                 arch: config.arch,
                 processor_concurrency: config.web.processor_concurrency,
-                bus_url: config.bus.url.clone(),
+                bus_url,
             },
         };
         let n = config.web.instances;

@@ -12,7 +12,7 @@
 //! | `queued` | sends a [`Job`] to the jobs queue (aws-sdk-sqs) | 202 `{"id","message_id"}`, 503 if the send fails |
 //! | `tiered` | nothing more | 200 `{"id"}` |
 //! | `monolith` | processes it inline on this instance's processor (a few at a time; the rest wait), reports the completion | 200 `{"id"}` |
-//! | `event-driven` | forwards it to the bus URL (event: the body; upload: the job JSON) | 202, 502 if the bus refuses, 503 without a bus |
+//! | `event-driven` | forwards it to the bus's `POST /events` (an event: its body as is; an upload: `{"source": "shakedown.web", "detail-type": "upload", "detail": <job>}`) | 202, 502 if the bus refuses |
 //!
 //! Every response carries `x-shakedown-instance: <instance id>`.
 
@@ -33,6 +33,9 @@ use super::config::Arch;
 use super::feed::{Completion, FeedClient};
 use super::process::{ChildConfig, RoleConfig};
 use super::worker::{Job, now_ms, sqs_client};
+
+/// `source` of the events the web tier makes of uploads in arch `event-driven`.
+pub const UPLOAD_EVENT_SOURCE: &str = "shakedown.web";
 
 /// Largest event body forwarded to the bus.
 const MAX_EVENT_BYTES: usize = 256 * 1024;
@@ -260,7 +263,14 @@ async fn forward(state: &WebState, job: &Job, kind: Kind, raw: Vec<u8>) -> Respo
     };
     let body = match kind {
         Kind::Event => Bytes::from(raw),
-        Kind::Upload => Bytes::from(serde_json::to_vec(job).expect("plain data serializes")),
+        Kind::Upload => {
+            let event = serde_json::json!({
+                "source": UPLOAD_EVENT_SOURCE,
+                "detail-type": "upload",
+                "detail": job,
+            });
+            Bytes::from(event.to_string())
+        }
     };
     let sent = state
         .http
