@@ -670,6 +670,22 @@ fn no_orphans_after(signal: i32) {
     assert!(survivors.is_empty(), "orphans left: {survivors:?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_sandbox_without_shutdown_kills_its_instances() {
+    let (sandbox, _dir) = start(fast(Arch::Tiered)).await;
+    let pids = sandbox.pids();
+    assert_eq!(pids.len(), 2, "{pids:?}");
+    assert!(pids.iter().all(|&p| alive(p)));
+    drop(sandbox);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut survivors = pids;
+    while !survivors.is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        survivors.retain(|&p| alive(p));
+    }
+    assert!(survivors.is_empty(), "left running: {survivors:?}");
+}
+
 #[test]
 fn no_orphan_instances_after_sigterm_of_the_supervisor() {
     no_orphans_after(libc::SIGTERM);

@@ -275,8 +275,8 @@ impl GroupState {
             for _ in in_service..self.desired {
                 let cause = self.replacements.pop_front().unwrap_or_else(|| {
                     format!(
-                        "group {} below desired capacity {}",
-                        self.name, self.desired
+                        "desired capacity {} but {in_service} in service: launching",
+                        self.desired
                     )
                 });
                 actions.push(Action::Launch { cause });
