@@ -217,7 +217,7 @@ async fn queued_uploads_get_202_and_every_job_id_appears_in_the_completion_feed(
     })
     .await;
     assert_eq!(done, sent);
-    // Sizes travel with the job: the 39000-byte upload is recorded as such by its worker.
+    // Every completion names the worker instance that did the job.
     let records = sandbox.feed().completions_since(0);
     assert!(
         records

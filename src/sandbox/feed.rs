@@ -202,7 +202,7 @@ pub struct Feed {
     store: Arc<Mutex<Store>>,
 }
 
-/// Default and largest page of `GET /completions`.
+/// Default page of `GET /completions`.
 pub const DEFAULT_PAGE: usize = 1000;
 /// Largest page of `GET /completions`.
 pub const MAX_PAGE: usize = 10_000;

@@ -216,6 +216,8 @@ impl Sandbox {
         };
         std::fs::create_dir_all(&dir).map_err(io_error(format!("creating {}", dir.display())))?;
         let cancel = CancellationToken::new();
+        // Stops whatever was started if setup fails half-way.
+        let setup_guard = cancel.clone().drop_guard();
         let servers = TaskTracker::new();
         let stop = || cancel.clone().cancelled_owned();
 
@@ -414,6 +416,7 @@ impl Sandbox {
                 .into_future(),
         );
 
+        setup_guard.disarm();
         let sandbox = Sandbox {
             config,
             endpoints,
