@@ -745,7 +745,7 @@ impl SandboxConfig {
 /// How `shakedown sandbox` prints its endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum EndpointsFormat {
-    /// One `name: value` line each, for people.
+    /// Aligned `name  value` lines, then the activity log, for people.
     #[default]
     Text,
     /// One JSON object on one line, for scripts.
