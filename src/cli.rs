@@ -29,11 +29,20 @@ pub enum Command {
     Load(Box<LoadArgs>),
     /// Check profiles; report every error with file:line:col and a hint.
     Validate(ValidateArgs),
+    /// Run the embedded reference system (balancer, web tier, queue, worker fleet) in the foreground.
+    Sandbox(crate::sandbox::config::SandboxArgs),
     /// Undo every fault a crashed run left applied (idempotent).
     Recover(crate::chaos::cli::RecoverArgs),
     /// Run a fault plan alone, without load (tests, debugging).
     #[command(name = "__chaos-run", hide = true)]
     ChaosRun(crate::chaos::cli::ChaosRunArgs),
+    /// Internal: one sandbox instance (web or worker), started by the sandbox supervisor.
+    #[command(name = "__sandbox-child", hide = true)]
+    SandboxChild {
+        role: String,
+        #[arg(long)]
+        config: String,
+    },
 }
 
 #[derive(Debug, Args)]

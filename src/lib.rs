@@ -8,7 +8,7 @@
 //! | module | job | pure? |
 //! |---|---|---|
 //! | [`cli`] | the command line: one clap `Args` struct per subcommand | yes |
-//! | [`cmd`] | one file per subcommand, wiring plan, IO and terminal; [`cmd::Outcome`] -> exit code | no |
+//! | [`cmd`] | one file per subcommand (`load`, `validate`, `sandbox`), wiring plan, IO and terminal; [`cmd::Outcome`] -> exit code | no |
 //! | [`config`] | files -> validated plans (`profile`), diagnostics with file:line:col | yes |
 //! | [`units`] | human-readable durations, sizes and rates | yes |
 //! | [`template`] | `{id}`/`{seq}`/random-field templates for paths, headers and bodies | yes |
@@ -19,7 +19,7 @@
 //! | [`live`] | progress bar or plain lines during a run | no |
 //! | [`shutdown`] | Ctrl-C / SIGTERM -> a cancellation token handed down the task tree | no |
 //! | [`chaos`] | faults with journaled, verified undos; runner, guardrails, `recover`, TCP proxy | no |
-//! | [`sandbox`] | the embedded reference system: SQS- and EC2-compatible endpoints, balancer, fleet | no |
+//! | [`sandbox`] | the embedded reference system: SQS/EC2-compatible endpoints, balancer, web and worker processes, autoscaling, event bus, completion feed | no |
 
 pub mod chaos;
 pub mod cli;
@@ -48,6 +48,10 @@ pub fn run(cli: Cli) -> u8 {
         Command::Load(args) => {
             exit_code(block_on(threads, cmd::load::load(*args, command_line)).map(Outcome::code))
         }
+        Command::Sandbox(args) => {
+            exit_code(block_on(threads, cmd::sandbox::sandbox(args)).map(|()| 0))
+        }
+        Command::SandboxChild { role, config } => sandbox::process::child_main(&role, &config),
         Command::Recover(args) => exit_code(block_on(threads, chaos::cli::recover(args))),
         Command::ChaosRun(args) => exit_code(block_on(threads, chaos::cli::chaos_run(args))),
     }

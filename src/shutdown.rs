@@ -16,8 +16,8 @@ pub fn cancel_on_signals(token: CancellationToken) -> tokio::task::JoinHandle<()
                 }
             };
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => eprintln!("\ninterrupted: stopping load, letting in-flight requests finish..."),
-            _ = term.recv() => eprintln!("\nSIGTERM: stopping load, letting in-flight requests finish..."),
+            _ = tokio::signal::ctrl_c() => eprintln!("\ninterrupted (Ctrl-C): stopping..."),
+            _ = term.recv() => eprintln!("\nSIGTERM: stopping..."),
             _ = token.cancelled() => return,
         }
         token.cancel();

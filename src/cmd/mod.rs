@@ -2,6 +2,7 @@
 //! terminal together, and returns an [`Outcome`].
 
 pub mod load;
+pub mod sandbox;
 pub mod validate;
 
 /// How a command ended; maps to the process exit code.

@@ -1,0 +1,901 @@
+//! The sandbox's configuration: one TOML file (every field optional), the
+//! architecture to run and its deliberately broken variants, and the
+//! `shakedown sandbox` command-line arguments.
+//!
+//! A broken variant is configuration, not code: [`Variant::apply`] only sets
+//! ordinary fields (the balancer's health checks off, a fixed worker policy,
+//! delete-before-process, a lossy queue capacity), so every flaw can also be
+//! written by hand. Loading a file applies its `variant`, so the effective
+//! configuration printed by `--print-config` reads back to itself.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::asg::policy::{GroupSpec, Policy};
+
+/// The reference architectures of DESIGN section 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Arch {
+    /// Web tier enqueues a job and answers 202; a scaling worker fleet processes it.
+    #[default]
+    Queued,
+    /// Web tier behind the balancer answers 200 after reading the upload; no queue work.
+    Tiered,
+    /// Web tier processes each upload inline before answering 200 (the anti-pattern).
+    Monolith,
+    /// Web tier forwards `POST /events` to an event bus (see [`BusConfig`]).
+    EventDriven,
+}
+
+impl Arch {
+    /// Every architecture, in documentation order.
+    pub const ALL: [Arch; 4] = [
+        Arch::Queued,
+        Arch::Tiered,
+        Arch::Monolith,
+        Arch::EventDriven,
+    ];
+
+    /// The name used in files and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::Queued => "queued",
+            Arch::Tiered => "tiered",
+            Arch::Monolith => "monolith",
+            Arch::EventDriven => "event-driven",
+        }
+    }
+
+    /// Whether this architecture runs a worker fleet reading the jobs queue.
+    pub fn has_workers(self) -> bool {
+        self == Arch::Queued
+    }
+}
+
+impl fmt::Display for Arch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A deliberate flaw for the analyzer to catch. Applying one only changes ordinary fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Variant {
+    /// The balancer has no health checks: a dead web instance keeps getting traffic.
+    NoHealthChecks,
+    /// The worker group never scales (policy `fixed`).
+    FixedFleet,
+    /// Workers delete a job before processing it: a worker killed mid-job loses it.
+    AckBeforeProcess,
+    /// The jobs queue has a small capacity and silently drops what does not fit.
+    LossyQueue,
+}
+
+impl Variant {
+    /// Every variant, in documentation order.
+    pub const ALL: [Variant; 4] = [
+        Variant::NoHealthChecks,
+        Variant::FixedFleet,
+        Variant::AckBeforeProcess,
+        Variant::LossyQueue,
+    ];
+
+    /// The name used in files and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::NoHealthChecks => "no-health-checks",
+            Variant::FixedFleet => "fixed-fleet",
+            Variant::AckBeforeProcess => "ack-before-process",
+            Variant::LossyQueue => "lossy-queue",
+        }
+    }
+
+    /// Sets the fields that make up this flaw.
+    pub fn apply(self, config: &mut SandboxConfig) {
+        match self {
+            Variant::NoHealthChecks => config.web.health_check.enabled = false,
+            Variant::FixedFleet => config.workers.policy = Policy::Fixed,
+            Variant::AckBeforeProcess => config.workers.ack = Ack::BeforeProcess,
+            Variant::LossyQueue => {
+                config.queue.overflow = Overflow::Drop;
+                config
+                    .queue
+                    .capacity
+                    .get_or_insert(LOSSY_QUEUE_DEFAULT_CAPACITY);
+            }
+        }
+    }
+}
+
+impl fmt::Display for Variant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Capacity the `lossy-queue` variant gives the jobs queue when none is configured.
+pub const LOSSY_QUEUE_DEFAULT_CAPACITY: usize = 100;
+
+/// What `--arch NAME` names: an architecture, or a broken variant on top of one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArchChoice {
+    /// The architecture.
+    pub arch: Arch,
+    /// The flaw, if a broken name was given.
+    pub variant: Option<Variant>,
+}
+
+impl FromStr for ArchChoice {
+    type Err = String;
+
+    /// Accepts the four architectures and the four broken variants (each broken
+    /// name is `queued` with that flaw).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(arch) = Arch::ALL.into_iter().find(|a| a.name() == s) {
+            return Ok(ArchChoice {
+                arch,
+                variant: None,
+            });
+        }
+        if let Some(variant) = Variant::ALL.into_iter().find(|v| v.name() == s) {
+            return Ok(ArchChoice {
+                arch: Arch::Queued,
+                variant: Some(variant),
+            });
+        }
+        let names: Vec<&str> = Arch::ALL
+            .iter()
+            .map(|a| a.name())
+            .chain(Variant::ALL.iter().map(|v| v.name()))
+            .collect();
+        Err(format!(
+            "unknown architecture `{s}`; expected one of: {}",
+            names.join(", ")
+        ))
+    }
+}
+
+/// The whole sandbox. Every field has a default, so an empty file is a valid
+/// `queued` sandbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SandboxConfig {
+    /// Which architecture to run: `queued`, `tiered`, `monolith` or `event-driven`.
+    pub arch: Arch,
+    /// A deliberate flaw: `no-health-checks`, `fixed-fleet`, `ack-before-process` or
+    /// `lossy-queue`. It only sets other fields of this file (see the docs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variant: Option<Variant>,
+    /// Processing time of one job (workers, or monolith web instances):
+    /// `BASE + PER/MiB`, e.g. `"20ms + 5ms/MiB"`.
+    pub processing: ProcessingTime,
+    /// Random spread of each processing time, as a fraction: 0.1 means +-10%.
+    pub jitter: f64,
+    /// An instance stopped (EC2 StopInstances) for this long is terminated and replaced.
+    #[serde(with = "humantime_serde")]
+    pub replace_stopped_after: Duration,
+    /// How long a scaled-in or shut-down instance may take to finish its work
+    /// after SIGTERM before it is killed.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+    /// The web tier behind the balancer.
+    pub web: WebConfig,
+    /// The worker Auto Scaling group (arch `queued`).
+    pub workers: WorkersConfig,
+    /// The jobs queue and its dead-letter queue.
+    pub queue: QueueConfig,
+    /// The completion feed.
+    pub feed: FeedConfig,
+    /// The event bus the web tier forwards events to (arch `event-driven`).
+    pub bus: BusConfig,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            arch: Arch::Queued,
+            variant: None,
+            processing: ProcessingTime {
+                base: Duration::from_millis(20),
+                per_mib: Duration::from_millis(5),
+            },
+            jitter: 0.1,
+            replace_stopped_after: Duration::from_secs(30),
+            drain_timeout: Duration::from_secs(10),
+            web: WebConfig::default(),
+            workers: WorkersConfig::default(),
+            queue: QueueConfig::default(),
+            feed: FeedConfig::default(),
+            bus: BusConfig::default(),
+        }
+    }
+}
+
+/// The web tier: a fixed number of instances behind the balancer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebConfig {
+    /// Web instances to keep running (terminated ones are replaced).
+    pub instances: u32,
+    /// Balancer port on 127.0.0.1; 0 picks a free one.
+    pub port: u16,
+    /// How many uploads one monolith instance processes at once; more wait for it.
+    pub processor_concurrency: u32,
+    /// The balancer's active health checks.
+    pub health_check: HealthCheckConfig,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            instances: 2,
+            port: 0,
+            processor_concurrency: 2,
+            health_check: HealthCheckConfig::default(),
+        }
+    }
+}
+
+/// Active health checks: `GET path` on every target each `interval`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthCheckConfig {
+    /// Off means the balancer keeps sending to dead targets (the `no-health-checks` flaw).
+    pub enabled: bool,
+    /// Path probed on each target.
+    pub path: String,
+    /// Time between probes of one target.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// A probe not answered 2xx within this fails.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Consecutive successes that make a target healthy.
+    pub healthy_threshold: u32,
+    /// Consecutive failures that make a target unhealthy.
+    pub unhealthy_threshold: u32,
+}
+
+impl Default for HealthCheckConfig {
+    fn default() -> Self {
+        HealthCheckConfig {
+            enabled: true,
+            path: "/health".to_owned(),
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_millis(500),
+            healthy_threshold: 2,
+            unhealthy_threshold: 2,
+        }
+    }
+}
+
+/// When a worker deletes a job from the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Ack {
+    /// Delete after processing and reporting: at-least-once.
+    #[default]
+    AfterProcess,
+    /// Delete first, then process: a worker killed mid-job loses it (at-most-once).
+    BeforeProcess,
+}
+
+/// The worker Auto Scaling group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkersConfig {
+    /// Smallest group size (0 = scale to zero).
+    pub min: u32,
+    /// Largest group size.
+    pub max: u32,
+    /// Desired size at start.
+    pub desired: u32,
+    /// Scaling policy, e.g. `{ type = "target-tracking", backlog_per_instance = 20.0 }`,
+    /// `{ type = "step", steps = [{ backlog = 50, add = 2 }], scale_in_step = 1 }` or
+    /// `{ type = "fixed" }`. Backlog = visible + in-flight messages.
+    pub policy: Policy,
+    /// No scale-out within this of the last scale-out.
+    #[serde(with = "humantime_serde")]
+    pub scale_out_cooldown: Duration,
+    /// Scale-in needs a low backlog sustained this long, and this long since the last scaling.
+    #[serde(with = "humantime_serde")]
+    pub scale_in_cooldown: Duration,
+    /// Boot time: a new worker stays `pending` this long before it consumes.
+    #[serde(with = "humantime_serde")]
+    pub warmup: Duration,
+    /// Jobs one worker processes at once (it receives up to this many per call, at most 10).
+    pub concurrency: u32,
+    /// Long-polling wait of each ReceiveMessage (0..=20 s).
+    #[serde(with = "humantime_serde")]
+    pub wait_time: Duration,
+    /// When a job is deleted: `after-process` or `before-process` (the flaw).
+    pub ack: Ack,
+}
+
+impl Default for WorkersConfig {
+    fn default() -> Self {
+        WorkersConfig {
+            min: 0,
+            max: 8,
+            desired: 0,
+            policy: Policy::TargetTracking {
+                backlog_per_instance: 20.0,
+            },
+            scale_out_cooldown: Duration::from_secs(5),
+            scale_in_cooldown: Duration::from_secs(15),
+            warmup: Duration::from_secs(1),
+            concurrency: 1,
+            wait_time: Duration::from_secs(5),
+            ack: Ack::AfterProcess,
+        }
+    }
+}
+
+impl WorkersConfig {
+    /// The Auto Scaling controller's view of this group.
+    pub fn group_spec(&self) -> GroupSpec {
+        GroupSpec {
+            min: self.min,
+            max: self.max,
+            policy: self.policy.clone(),
+            scale_out_cooldown: self.scale_out_cooldown,
+            scale_in_cooldown: self.scale_in_cooldown,
+            warmup: self.warmup,
+        }
+    }
+}
+
+/// What a full queue does with one more message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Overflow {
+    /// SendMessage fails: the web tier answers 503 and the client sees it.
+    #[default]
+    Reject,
+    /// SendMessage succeeds but the message is discarded (the `lossy-queue` flaw).
+    Drop,
+}
+
+/// The jobs queue and its dead-letter queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueConfig {
+    /// Jobs queue name.
+    pub name: String,
+    /// Dead-letter queue name.
+    pub dead_letter_name: String,
+    /// A job received this many times without being deleted moves to the dead-letter queue.
+    pub max_receive_count: u32,
+    /// Visibility timeout after a receive (whole seconds).
+    #[serde(with = "humantime_serde")]
+    pub visibility_timeout: Duration,
+    /// Most messages the jobs queue holds; unset = unbounded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<usize>,
+    /// What a send to a full queue does: `reject` or `drop` (the flaw).
+    pub overflow: Overflow,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            name: "jobs".to_owned(),
+            dead_letter_name: "jobs-dlq".to_owned(),
+            max_receive_count: 5,
+            visibility_timeout: Duration::from_secs(30),
+            capacity: None,
+            overflow: Overflow::Reject,
+        }
+    }
+}
+
+/// The completion feed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FeedConfig {
+    /// Most completions kept; older ones are dropped (and counted) beyond it.
+    pub capacity: usize,
+}
+
+impl Default for FeedConfig {
+    fn default() -> Self {
+        FeedConfig {
+            capacity: 2_000_000,
+        }
+    }
+}
+
+/// The event bus of arch `event-driven` (see docs/bus.md).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BusConfig {
+    /// An external bus's `POST /events` URL. Unset: the sandbox runs its own bus
+    /// (`[bus.embedded]`) and the web tier forwards to it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The embedded bus's rules and functions (docs/bus.md). Unset: one rule delivering
+    /// every event to a function `handler` taking the `processing` base time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embedded: Option<super::bus::BusConfig>,
+}
+
+impl SandboxConfig {
+    /// The embedded bus's configuration: `[bus.embedded]`, else one rule `all` delivering
+    /// every event to a function `handler` that takes the `processing` base time.
+    pub fn embedded_bus(&self) -> super::bus::BusConfig {
+        use super::bus::{FunctionSpec, Rule, Target};
+        self.bus
+            .embedded
+            .clone()
+            .unwrap_or_else(|| super::bus::BusConfig {
+                rules: vec![Rule {
+                    name: "all".into(),
+                    source: Vec::new(),
+                    detail_type: Vec::new(),
+                    targets: vec![Target::Function {
+                        name: "handler".into(),
+                    }],
+                }],
+                functions: vec![FunctionSpec::new("handler", self.processing.base)],
+                ..super::bus::BusConfig::default()
+            })
+    }
+}
+
+/// Processing time of one job of `size` bytes: `base + per_mib x size / MiB`.
+///
+/// Written `"20ms + 5ms/MiB"`; either term may be left out (`"50ms"`, `"2ms/MiB"`),
+/// the per-size unit may be `KiB`, `MiB` or `GiB`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ProcessingTime {
+    /// Time for any job, whatever its size.
+    pub base: Duration,
+    /// Extra time per MiB of payload.
+    pub per_mib: Duration,
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+impl ProcessingTime {
+    /// Processing time of a job of `size` bytes with `spread` in `[-1, 1]` times
+    /// `jitter` (a fraction) added: `spread = 0` is the model's exact value.
+    pub fn for_size(&self, size: u64, jitter: f64, spread: f64) -> Duration {
+        let exact = self.base.as_secs_f64() + self.per_mib.as_secs_f64() * size as f64 / MIB;
+        let factor = (1.0 + jitter * spread.clamp(-1.0, 1.0)).max(0.0);
+        Duration::from_secs_f64(exact * factor)
+    }
+}
+
+/// Why a processing-time expression was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProcessingTimeError {
+    /// Nothing was written.
+    #[error("empty processing time; expected e.g. \"20ms + 5ms/MiB\"")]
+    Empty,
+    /// A term is not a duration.
+    #[error("`{term}` is not a duration ({reason}); expected e.g. \"20ms\" or \"5ms/MiB\"")]
+    BadDuration {
+        /// The term.
+        term: String,
+        /// humantime's explanation.
+        reason: String,
+    },
+    /// The per-size unit is not KiB, MiB or GiB.
+    #[error("unknown size unit `{0}` in a per-size term; use KiB, MiB or GiB")]
+    BadUnit(String),
+    /// The same kind of term appears twice.
+    #[error("`{0}` repeats a term; write at most one base and one per-size term")]
+    Repeated(String),
+}
+
+impl FromStr for ProcessingTime {
+    type Err = ProcessingTimeError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.trim().is_empty() {
+            return Err(ProcessingTimeError::Empty);
+        }
+        let mut base = None;
+        let mut per_mib = None;
+        for term in s.split('+').map(str::trim) {
+            let duration = |text: &str| {
+                humantime::parse_duration(text.trim()).map_err(|e| {
+                    ProcessingTimeError::BadDuration {
+                        term: term.to_owned(),
+                        reason: e.to_string(),
+                    }
+                })
+            };
+            if let Some((time, unit)) = term.split_once('/') {
+                let per_unit = duration(time)?;
+                let per = match unit.trim() {
+                    "KiB" => per_unit.saturating_mul(1024),
+                    "MiB" => per_unit,
+                    "GiB" => per_unit / 1024,
+                    other => return Err(ProcessingTimeError::BadUnit(other.to_owned())),
+                };
+                if per_mib.replace(per).is_some() {
+                    return Err(ProcessingTimeError::Repeated(term.to_owned()));
+                }
+            } else if base.replace(duration(term)?).is_some() {
+                return Err(ProcessingTimeError::Repeated(term.to_owned()));
+            }
+        }
+        Ok(ProcessingTime {
+            base: base.unwrap_or_default(),
+            per_mib: per_mib.unwrap_or_default(),
+        })
+    }
+}
+
+impl fmt::Display for ProcessingTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} + {}/MiB",
+            humantime::format_duration(self.base),
+            humantime::format_duration(self.per_mib)
+        )
+    }
+}
+
+impl Serialize for ProcessingTime {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ProcessingTime {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has unknown or mistyped fields.
+    #[error("{origin}: {message}")]
+    Parse {
+        /// The file name, or `<config>`.
+        origin: String,
+        /// toml's message, with line, column and a snippet.
+        message: String,
+    },
+    /// Values that parse but do not make sense, all of them at once.
+    #[error("invalid sandbox configuration:\n  - {}", .0.join("\n  - "))]
+    Invalid(Vec<String>),
+}
+
+impl SandboxConfig {
+    /// Parses TOML text (`origin` names it in errors), applies its variant and validates.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let mut config: SandboxConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            origin: origin.to_owned(),
+            message: e.to_string(),
+        })?;
+        config.finish()?;
+        Ok(config)
+    }
+
+    /// Reads, parses and validates a file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text, &path.display().to_string())
+    }
+
+    /// The default configuration of an `--arch` choice.
+    pub fn for_arch(choice: ArchChoice) -> Self {
+        let mut config = SandboxConfig::default();
+        config.select(choice);
+        config
+    }
+
+    /// Switches to an `--arch` choice (keeping the other fields) and applies its variant.
+    pub fn select(&mut self, choice: ArchChoice) {
+        self.arch = choice.arch;
+        if choice.variant.is_some() {
+            self.variant = choice.variant;
+        }
+        if let Some(v) = self.variant {
+            v.apply(self);
+        }
+    }
+
+    /// Applies the variant, then validates.
+    pub fn finish(&mut self) -> Result<(), ConfigError> {
+        if let Some(v) = self.variant {
+            v.apply(self);
+        }
+        self.validate()
+    }
+
+    /// The effective configuration as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("the configuration is always representable as TOML")
+    }
+
+    /// Checks every value; reports all problems at once.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        let mut check = |ok: bool, problem: String| {
+            if !ok {
+                problems.push(problem);
+            }
+        };
+        let w = &self.workers;
+        check(
+            self.jitter.is_finite() && (0.0..=1.0).contains(&self.jitter),
+            format!("jitter = {} must be between 0 and 1", self.jitter),
+        );
+        check(
+            self.web.instances >= 1,
+            "web.instances must be at least 1".into(),
+        );
+        check(
+            self.web.processor_concurrency >= 1,
+            "web.processor_concurrency must be at least 1".into(),
+        );
+        let hc = &self.web.health_check;
+        check(
+            !hc.enabled || !hc.interval.is_zero(),
+            "web.health_check.interval must be positive".into(),
+        );
+        check(
+            !hc.enabled || !hc.timeout.is_zero(),
+            "web.health_check.timeout must be positive".into(),
+        );
+        check(
+            !hc.enabled || (hc.healthy_threshold >= 1 && hc.unhealthy_threshold >= 1),
+            "web.health_check thresholds must be at least 1".into(),
+        );
+        check(
+            hc.path.starts_with('/'),
+            format!("web.health_check.path `{}` must start with /", hc.path),
+        );
+        check(
+            w.min <= w.max,
+            format!("workers.min = {} is above workers.max = {}", w.min, w.max),
+        );
+        check(
+            (w.min..=w.max).contains(&w.desired),
+            format!(
+                "workers.desired = {} is outside min..=max ({}..={})",
+                w.desired, w.min, w.max
+            ),
+        );
+        check(
+            (1..=10).contains(&w.concurrency),
+            format!("workers.concurrency = {} must be 1..=10", w.concurrency),
+        );
+        check(
+            w.wait_time <= Duration::from_secs(20) && w.wait_time.subsec_nanos() == 0,
+            "workers.wait_time must be whole seconds, at most 20s".into(),
+        );
+        if let Policy::TargetTracking {
+            backlog_per_instance,
+        } = w.policy
+        {
+            check(
+                backlog_per_instance.is_finite() && backlog_per_instance > 0.0,
+                "workers.policy.backlog_per_instance must be positive".into(),
+            );
+        }
+        let q = &self.queue;
+        check(
+            q.visibility_timeout.subsec_nanos() == 0
+                && q.visibility_timeout <= Duration::from_secs(43_200),
+            "queue.visibility_timeout must be whole seconds, at most 12h".into(),
+        );
+        check(
+            (1..=1000).contains(&q.max_receive_count),
+            format!(
+                "queue.max_receive_count = {} must be 1..=1000",
+                q.max_receive_count
+            ),
+        );
+        check(
+            q.capacity != Some(0),
+            "queue.capacity must be at least 1 (or left out)".into(),
+        );
+        check(
+            !q.name.is_empty() && q.name != q.dead_letter_name,
+            "queue.name must be set and differ from queue.dead_letter_name".into(),
+        );
+        check(
+            self.feed.capacity >= 1,
+            "feed.capacity must be at least 1".into(),
+        );
+        if let Some(url) = &self.bus.url {
+            check(
+                url.starts_with("http://"),
+                format!("bus.url `{url}` must be an http:// URL"),
+            );
+        }
+        if let Some(Err(e)) = self.bus.embedded.as_ref().map(|b| b.validate()) {
+            problems.push(format!("bus.embedded: {e}"));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+}
+
+/// How `shakedown sandbox` prints its endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum EndpointsFormat {
+    /// Aligned `name  value` lines, then the activity log, for people.
+    #[default]
+    Text,
+    /// One JSON object on one line, for scripts.
+    Json,
+}
+
+/// `shakedown sandbox`: run the reference system in the foreground.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SandboxArgs {
+    /// Architecture, or a broken variant of `queued`: queued, tiered, monolith,
+    /// event-driven, no-health-checks, fixed-fleet, ack-before-process, lossy-queue.
+    /// Overrides the file's `arch`.
+    #[arg(long, value_name = "NAME")]
+    pub arch: Option<ArchChoice>,
+
+    /// Sandbox configuration (TOML); see docs/sandbox.md.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// How to print the endpoints once everything is up.
+    #[arg(long, value_enum, default_value_t = EndpointsFormat::Text, value_name = "FORMAT")]
+    pub print_endpoints: EndpointsFormat,
+
+    /// Print the effective configuration as TOML and exit.
+    #[arg(long)]
+    pub print_config: bool,
+
+    /// Run directory for the instances' logs (default: a new directory under the system's temp dir).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+impl SandboxArgs {
+    /// The effective configuration: the file (or defaults), then `--arch`.
+    pub fn effective_config(&self) -> Result<SandboxConfig, ConfigError> {
+        let mut config = match &self.config {
+            Some(path) => SandboxConfig::load(path)?,
+            None => SandboxConfig::default(),
+        };
+        if let Some(choice) = self.arch {
+            config.select(choice);
+            config.validate()?;
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn processing_time_parses_both_terms_in_any_order() {
+        let p: ProcessingTime = "20ms + 5ms/MiB".parse().unwrap();
+        assert_eq!(p.base, Duration::from_millis(20));
+        assert_eq!(p.per_mib, Duration::from_millis(5));
+        let q: ProcessingTime = "5ms/MiB+20ms".parse().unwrap();
+        assert_eq!(p, q);
+        let only: ProcessingTime = "1s".parse().unwrap();
+        assert_eq!(
+            (only.base, only.per_mib),
+            (Duration::from_secs(1), Duration::ZERO)
+        );
+        let kib: ProcessingTime = "1us/KiB".parse().unwrap();
+        assert_eq!(kib.per_mib, Duration::from_micros(1024));
+    }
+
+    #[test]
+    fn processing_time_errors_say_what_is_wrong() {
+        assert_eq!(
+            "".parse::<ProcessingTime>(),
+            Err(ProcessingTimeError::Empty)
+        );
+        let e = "20 + 5ms/MiB".parse::<ProcessingTime>().unwrap_err();
+        assert!(e.to_string().contains("`20` is not a duration"), "{e}");
+        let e = "5ms/MB".parse::<ProcessingTime>().unwrap_err();
+        assert_eq!(e, ProcessingTimeError::BadUnit("MB".into()));
+        let e = "5ms + 6ms".parse::<ProcessingTime>().unwrap_err();
+        assert!(matches!(e, ProcessingTimeError::Repeated(_)), "{e}");
+    }
+
+    #[test]
+    fn processing_time_scales_with_size_and_jitter() {
+        let p: ProcessingTime = "20ms + 10ms/MiB".parse().unwrap();
+        assert_eq!(p.for_size(0, 0.5, 1.0), Duration::from_millis(30));
+        assert_eq!(p.for_size(2 << 20, 0.0, 1.0), Duration::from_millis(40));
+        assert_eq!(p.for_size(1 << 20, 0.1, -1.0), Duration::from_millis(27));
+        let round_trip: ProcessingTime = p.to_string().parse().unwrap();
+        assert_eq!(round_trip, p);
+    }
+
+    #[test]
+    fn empty_file_is_the_default_and_printing_reads_back() {
+        let config = SandboxConfig::from_toml("", "t").unwrap();
+        assert_eq!(config, SandboxConfig::default());
+        for name in ["queued", "monolith", "lossy-queue", "fixed-fleet"] {
+            let config = SandboxConfig::for_arch(name.parse().unwrap());
+            let text = config.to_toml();
+            assert_eq!(
+                SandboxConfig::from_toml(&text, "t").unwrap(),
+                config,
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn broken_names_are_queued_with_one_flaw() {
+        let c = SandboxConfig::for_arch("no-health-checks".parse().unwrap());
+        assert_eq!(c.arch, Arch::Queued);
+        assert!(!c.web.health_check.enabled);
+        let c = SandboxConfig::for_arch("fixed-fleet".parse().unwrap());
+        assert_eq!(c.workers.policy, Policy::Fixed);
+        let c = SandboxConfig::for_arch("ack-before-process".parse().unwrap());
+        assert_eq!(c.workers.ack, Ack::BeforeProcess);
+        let c = SandboxConfig::for_arch("lossy-queue".parse().unwrap());
+        assert_eq!(
+            (c.queue.capacity, c.queue.overflow),
+            (Some(LOSSY_QUEUE_DEFAULT_CAPACITY), Overflow::Drop)
+        );
+        let c = SandboxConfig::for_arch("tiered".parse().unwrap());
+        assert_eq!((c.arch, c.variant), (Arch::Tiered, None));
+        let e = "queud".parse::<ArchChoice>().unwrap_err();
+        assert!(e.contains("expected one of: queued, tiered"), "{e}");
+    }
+
+    #[test]
+    fn a_variant_in_a_file_combines_with_another_arch() {
+        let c = SandboxConfig::from_toml("arch = \"tiered\"\nvariant = \"no-health-checks\"", "t")
+            .unwrap();
+        assert_eq!(c.arch, Arch::Tiered);
+        assert!(!c.web.health_check.enabled);
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_values_are_all_reported() {
+        let e = SandboxConfig::from_toml("[web]\ninstancs = 3", "f.toml").unwrap_err();
+        let text = e.to_string();
+        assert!(text.starts_with("f.toml:"), "{text}");
+        assert!(text.contains("instancs"), "{text}");
+        let e = SandboxConfig::from_toml(
+            "jitter = 2.0\n[workers]\nmin = 5\nmax = 2\n[queue]\nvisibility_timeout = \"1500ms\"",
+            "f.toml",
+        )
+        .unwrap_err();
+        let ConfigError::Invalid(problems) = e else {
+            panic!("{e}")
+        };
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        let e = SandboxConfig::from_toml("processing = \"5ms/MB\"", "f.toml").unwrap_err();
+        assert!(e.to_string().contains("unknown size unit `MB`"), "{e}");
+    }
+}

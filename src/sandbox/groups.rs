@@ -1,0 +1,909 @@
+//! The fleet manager: one group per tier (`web`, `workers`), each keeping its
+//! running count at desired, like an EC2 Auto Scaling group.
+//!
+//! Every process is an EC2 instance in the sandbox's registry, tagged `Name`,
+//! `tier` and `aws:autoscaling:groupName`, with its pid attached to the
+//! [`ProcessDriver`] so that EC2 Terminate/Stop/Start act on it. The manager
+//! (a task ticking every 200 ms, and at once when a process exits):
+//!
+//! - **replaces** members that were terminated (EC2 `TerminateInstances`),
+//!   exited on their own, or stayed `stopped` for `replace_stopped_after`
+//!   (those are terminated first); a launch that fails before the instance
+//!   ever runs delays the next one (1 s, 2 s, 4 s ... up to 30 s);
+//! - **scales** the worker group: every second it reads the jobs queue's backlog
+//!   (visible + in flight) and asks the [`Controller`]; a decision changes desired;
+//! - **scales in newest first**: pending instances before running ones, then the
+//!   most recently launched. A chosen worker is *drained*: SIGTERM makes it stop
+//!   receiving and finish the jobs it holds, then it exits; if it is still there
+//!   after `drain_timeout` it is terminated (SIGKILL);
+//! - keeps the **balancer** in step with the web group: a web instance is registered
+//!   when it prints `READY` (the balancer's health checks then admit it), and
+//!   deregistered (drained) when the group terminates it. An instance that dies
+//!   *unexpectedly* is left to the health checks: the manager deregisters it only
+//!   once the balancer has marked it unhealthy. Without health checks (the broken
+//!   `no-health-checks` variant) it therefore stays in rotation, and requests sent
+//!   to it keep failing.
+//!
+//! Every decision is recorded in the [`ActivityLog`]. The bookkeeping is
+//! [`GroupState`], pure (time passed in); [`Manager`] does the IO.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use parking_lot::Mutex;
+use serde::Serialize;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::asg::policy::{Controller, Observation};
+use super::asg::{ActivityKind, ActivityLog, NewActivity};
+use super::ec2::{FleetHandle, InstanceId, InstanceState, LaunchSpec, ProcessDriver};
+use super::lb::{Balancer, TargetState};
+use super::process::{ChildConfig, Launcher, LiveChildren, Running, child_command, describe_exit};
+use super::sqs::SqsService;
+
+/// The tag naming an instance's Auto Scaling group, as AWS sets it.
+pub const GROUP_TAG: &str = "aws:autoscaling:groupName";
+
+/// Longest delay between launches after repeated launch failures.
+const MAX_BACKOFF_SECS: f64 = 30.0;
+
+/// What the manager must do for a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Start one more instance.
+    Launch {
+        /// Why (scaling, or which instance it replaces).
+        cause: String,
+    },
+    /// Take an instance out of the group.
+    Terminate {
+        /// The instance.
+        id: InstanceId,
+        /// Why.
+        cause: String,
+        /// Ask it to finish its work first (scale-in) rather than kill it.
+        drain: bool,
+    },
+    /// An instance left the group on its own (terminated outside the group, exited).
+    Lost {
+        /// The instance.
+        id: InstanceId,
+        /// Its state and reason.
+        cause: String,
+    },
+}
+
+/// An instance as the group knows it.
+#[derive(Debug, Clone, PartialEq)]
+struct Member {
+    /// Launch order within the group.
+    order: u64,
+    /// Has it ever been `running`?
+    was_running: bool,
+    /// Since when it has been stopping/stopped.
+    stopped_since: Option<f64>,
+    /// The group is taking it out (scale-in or replacement); it no longer counts.
+    leaving: bool,
+}
+
+/// What the registry says about a member: its state and, if any, its state reason.
+pub type MemberState = (InstanceState, Option<String>);
+
+/// A group's bookkeeping, pure: members, desired capacity, pending replacement causes.
+#[derive(Debug, Clone)]
+pub struct GroupState {
+    name: String,
+    min: u32,
+    max: u32,
+    desired: u32,
+    replace_stopped_after: f64,
+    members: BTreeMap<InstanceId, Member>,
+    next_order: u64,
+    replacements: VecDeque<String>,
+    launch_failures: u32,
+    backoff_until: f64,
+}
+
+/// A snapshot of one group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GroupStatus {
+    /// The group's name.
+    pub name: String,
+    /// Smallest size.
+    pub min: u32,
+    /// Largest size.
+    pub max: u32,
+    /// Desired size.
+    pub desired: u32,
+    /// Members that count towards desired, launch order.
+    pub instances: Vec<String>,
+    /// Members being taken out.
+    pub leaving: Vec<String>,
+}
+
+impl GroupState {
+    /// An empty group; `desired` is clamped to `[min, max]`.
+    pub fn new(
+        name: &str,
+        min: u32,
+        max: u32,
+        desired: u32,
+        replace_stopped_after: Duration,
+    ) -> Self {
+        GroupState {
+            name: name.to_owned(),
+            min,
+            max,
+            desired: desired.clamp(min, max),
+            replace_stopped_after: replace_stopped_after.as_secs_f64(),
+            members: BTreeMap::new(),
+            next_order: 0,
+            replacements: VecDeque::new(),
+            launch_failures: 0,
+            backoff_until: f64::NEG_INFINITY,
+        }
+    }
+
+    /// The group's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Desired capacity.
+    pub fn desired(&self) -> u32 {
+        self.desired
+    }
+
+    /// Sets desired capacity (clamped to `[min, max]`); returns the value set.
+    pub fn set_desired(&mut self, desired: u32) -> u32 {
+        self.desired = desired.clamp(self.min, self.max);
+        self.desired
+    }
+
+    /// Records a just-launched instance.
+    pub fn add_member(&mut self, id: InstanceId) {
+        self.next_order += 1;
+        self.members.insert(
+            id,
+            Member {
+                order: self.next_order,
+                was_running: false,
+                stopped_since: None,
+                leaving: false,
+            },
+        );
+    }
+
+    /// Whether `id` is a member being taken out by the group.
+    pub fn is_leaving(&self, id: &InstanceId) -> bool {
+        self.members.get(id).is_some_and(|m| m.leaving)
+    }
+
+    /// Whether `id` is a member (leaving or not).
+    pub fn contains(&self, id: &InstanceId) -> bool {
+        self.members.contains_key(id)
+    }
+
+    /// A snapshot.
+    pub fn status(&self) -> GroupStatus {
+        let mut members: Vec<(&InstanceId, &Member)> = self.members.iter().collect();
+        members.sort_by_key(|(_, m)| m.order);
+        let ids = |leaving: bool| {
+            members
+                .iter()
+                .filter(|(_, m)| m.leaving == leaving)
+                .map(|(id, _)| id.to_string())
+                .collect()
+        };
+        GroupStatus {
+            name: self.name.clone(),
+            min: self.min,
+            max: self.max,
+            desired: self.desired,
+            instances: ids(false),
+            leaving: ids(true),
+        }
+    }
+
+    /// Compares the members with the registry (`state_of`; `None` = unknown, gone) at
+    /// time `now` (seconds) and returns what to do, in order.
+    pub fn reconcile(
+        &mut self,
+        now: f64,
+        state_of: impl Fn(&InstanceId) -> Option<MemberState>,
+    ) -> Vec<Action> {
+        let mut actions = Vec::new();
+        let ids: Vec<InstanceId> = self.members.keys().cloned().collect();
+        for id in ids {
+            let (state, reason) = state_of(&id).unwrap_or((InstanceState::Terminated, None));
+            let member = self.members.get_mut(&id).expect("listed above");
+            match state {
+                InstanceState::Terminated | InstanceState::ShuttingDown => {
+                    let member = self.members.remove(&id).expect("listed above");
+                    if member.leaving {
+                        continue;
+                    }
+                    if !member.was_running {
+                        self.launch_failures += 1;
+                        let delay = 2f64
+                            .powi(self.launch_failures as i32 - 1)
+                            .min(MAX_BACKOFF_SECS);
+                        self.backoff_until = now + delay;
+                    }
+                    let why = reason.unwrap_or_else(|| "no reason given".into());
+                    let cause = format!("instance {id} is {state} ({why})");
+                    self.replacements
+                        .push_back(format!("replacing instance {id}, which is {state} ({why})"));
+                    actions.push(Action::Lost { id, cause });
+                }
+                InstanceState::Stopping | InstanceState::Stopped => {
+                    let since = *member.stopped_since.get_or_insert(now);
+                    if !member.leaving && now - since >= self.replace_stopped_after {
+                        member.leaving = true;
+                        let secs = self.replace_stopped_after;
+                        let cause = format!(
+                            "instance {id} has been {state} for {secs:.0}s: unhealthy, replacing it"
+                        );
+                        self.replacements
+                            .push_back(format!("replacing instance {id}, stopped for {secs:.0}s"));
+                        actions.push(Action::Terminate {
+                            id,
+                            cause,
+                            drain: false,
+                        });
+                    }
+                }
+                InstanceState::Running | InstanceState::Pending => {
+                    member.stopped_since = None;
+                    if state == InstanceState::Running && !member.was_running {
+                        member.was_running = true;
+                        self.launch_failures = 0;
+                        self.backoff_until = f64::NEG_INFINITY;
+                    }
+                }
+            }
+        }
+        let in_service = self.members.values().filter(|m| !m.leaving).count() as u32;
+        if in_service < self.desired && now >= self.backoff_until {
+            for _ in in_service..self.desired {
+                let cause = self.replacements.pop_front().unwrap_or_else(|| {
+                    format!(
+                        "desired capacity {} but {in_service} in service: launching",
+                        self.desired
+                    )
+                });
+                actions.push(Action::Launch { cause });
+            }
+        }
+        if in_service > self.desired {
+            self.replacements.clear();
+            let mut victims: Vec<(&InstanceId, &Member)> =
+                self.members.iter().filter(|(_, m)| !m.leaving).collect();
+            // Newest first, pending (never running) before running.
+            victims.sort_by_key(|(_, m)| (m.was_running, std::cmp::Reverse(m.order)));
+            let chosen: Vec<InstanceId> = victims
+                .into_iter()
+                .take((in_service - self.desired) as usize)
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in chosen {
+                self.members
+                    .get_mut(&id)
+                    .expect("chosen from members")
+                    .leaving = true;
+                let cause = format!(
+                    "scale-in: group {} desired capacity is {}",
+                    self.name, self.desired
+                );
+                actions.push(Action::Terminate {
+                    id,
+                    cause,
+                    drain: true,
+                });
+            }
+        }
+        if in_service >= self.desired {
+            self.replacements.clear();
+        }
+        actions
+    }
+}
+
+/// Which group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Tier {
+    /// The web instances behind the balancer.
+    Web,
+    /// The workers reading the jobs queue.
+    Workers,
+}
+
+impl Tier {
+    /// The group's name (and `tier` tag).
+    pub fn name(self) -> &'static str {
+        match self {
+            Tier::Web => "web",
+            Tier::Workers => "workers",
+        }
+    }
+}
+
+/// What a group launches.
+pub struct GroupSetup {
+    /// The group's bookkeeping.
+    pub state: GroupState,
+    /// The child configuration (its `instance_id` is set per launch).
+    pub child: ChildConfig,
+}
+
+/// The worker group's autoscaling input.
+pub struct Scaling {
+    /// The policy and its cooldowns.
+    pub controller: Controller,
+    /// The queue whose backlog drives it.
+    pub sqs: SqsService,
+    /// The queue's name.
+    pub queue: String,
+}
+
+/// Everything the manager works with.
+pub struct ManagerParts {
+    /// The EC2 registry.
+    pub fleet: FleetHandle,
+    /// The pid map behind EC2 actions.
+    pub driver: Arc<ProcessDriver>,
+    /// Children not yet reaped.
+    pub live: LiveChildren,
+    /// The balancer in front of the web group.
+    pub balancer: Arc<Balancer>,
+    /// Where scaling and instance activities go.
+    pub log: ActivityLog,
+    /// The child executable.
+    pub exe: PathBuf,
+    /// Where child logs go.
+    pub dir: PathBuf,
+    /// How long a child may take to print READY.
+    pub ready_timeout: Duration,
+    /// How long a drained instance may take to exit.
+    pub drain_timeout: Duration,
+}
+
+struct Inner {
+    parts: ManagerParts,
+    launcher: Mutex<Option<Launcher>>,
+    groups: Mutex<HashMap<Tier, GroupSetup>>,
+    /// Web instances registered with the balancer and not deregistered by us yet.
+    in_balancer: Mutex<BTreeSet<InstanceId>>,
+    wake: Notify,
+    started: Instant,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+}
+
+/// The fleet manager (see the module docs). Cheap to clone.
+#[derive(Clone)]
+pub struct Manager {
+    inner: Arc<Inner>,
+}
+
+/// Tick of the reconcile loop.
+const TICK: Duration = Duration::from_millis(200);
+/// Period of the scaling evaluation.
+const SCALING_PERIOD: Duration = Duration::from_secs(1);
+
+impl Manager {
+    /// Starts the manager's loop for `groups` (and `scaling` for the worker group).
+    pub fn start(
+        parts: ManagerParts,
+        launcher: Launcher,
+        groups: Vec<(Tier, GroupSetup)>,
+        scaling: Option<Scaling>,
+        cancel: CancellationToken,
+    ) -> Manager {
+        let manager = Manager {
+            inner: Arc::new(Inner {
+                parts,
+                launcher: Mutex::new(Some(launcher)),
+                groups: Mutex::new(groups.into_iter().collect()),
+                in_balancer: Mutex::new(BTreeSet::new()),
+                wake: Notify::new(),
+                started: Instant::now(),
+                cancel,
+                tasks: TaskTracker::new(),
+            }),
+        };
+        let m = manager.clone();
+        manager
+            .inner
+            .tasks
+            .spawn(async move { m.run(scaling).await });
+        manager
+    }
+
+    fn now(&self) -> f64 {
+        self.inner.started.elapsed().as_secs_f64()
+    }
+
+    async fn run(&self, mut scaling: Option<Scaling>) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_scaling = Instant::now();
+        loop {
+            tokio::select! {
+                _ = self.inner.cancel.cancelled() => return,
+                _ = tick.tick() => {}
+                _ = self.inner.wake.notified() => {}
+            }
+            if let Some(s) = scaling.as_mut()
+                && last_scaling.elapsed() >= SCALING_PERIOD
+            {
+                last_scaling = Instant::now();
+                self.evaluate_scaling(s);
+            }
+            self.reconcile();
+            self.clean_balancer();
+        }
+    }
+
+    fn evaluate_scaling(&self, scaling: &mut Scaling) {
+        let Some(stats) = scaling.sqs.stats(&scaling.queue) else {
+            return;
+        };
+        let backlog = (stats.visible + stats.in_flight) as u64;
+        let mut groups = self.inner.groups.lock();
+        let Some(group) = groups.get_mut(&Tier::Workers) else {
+            return;
+        };
+        let observation = Observation {
+            now: self.now(),
+            backlog,
+            desired: group.state.desired(),
+        };
+        if let Some(decision) = scaling.controller.evaluate(&observation) {
+            let to = group.state.set_desired(decision.to);
+            self.inner.parts.log.record(NewActivity {
+                group: Tier::Workers.name().into(),
+                kind: ActivityKind::Scaling,
+                change: Some((decision.from, to)),
+                instance: None,
+                cause: decision.cause,
+            });
+        }
+    }
+
+    /// Sets a group's desired capacity by hand (like `SetDesiredCapacity`); returns the
+    /// value set (clamped to the group's bounds), or `None` if there is no such group.
+    pub fn set_desired(&self, tier: Tier, desired: u32) -> Option<u32> {
+        let mut groups = self.inner.groups.lock();
+        let group = groups.get_mut(&tier)?;
+        let from = group.state.desired();
+        let to = group.state.set_desired(desired);
+        if from != to {
+            self.inner.parts.log.record(NewActivity {
+                group: tier.name().into(),
+                kind: ActivityKind::Scaling,
+                change: Some((from, to)),
+                instance: None,
+                cause: format!("desired capacity set to {desired} by the operator"),
+            });
+        }
+        drop(groups);
+        self.inner.wake.notify_one();
+        Some(to)
+    }
+
+    /// Snapshots of every group.
+    pub fn groups(&self) -> Vec<GroupStatus> {
+        let groups = self.inner.groups.lock();
+        let mut all: Vec<GroupStatus> = groups.values().map(|g| g.state.status()).collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    /// Snapshot of one group.
+    pub fn group(&self, tier: Tier) -> Option<GroupStatus> {
+        self.inner
+            .groups
+            .lock()
+            .get(&tier)
+            .map(|g| g.state.status())
+    }
+
+    fn reconcile(&self) {
+        if self.inner.cancel.is_cancelled() {
+            return;
+        }
+        let now = self.now();
+        let fleet = &self.inner.parts.fleet;
+        let state_of = |id: &InstanceId| {
+            fleet
+                .get(id)
+                .map(|i| (i.state, i.state_reason.map(|r| r.message)))
+        };
+        let mut work = Vec::new();
+        {
+            let mut groups = self.inner.groups.lock();
+            for (tier, group) in groups.iter_mut() {
+                for action in group.state.reconcile(now, state_of) {
+                    work.push((*tier, action));
+                }
+            }
+        }
+        for (tier, action) in work {
+            self.act(tier, action);
+        }
+    }
+
+    fn record(&self, tier: Tier, kind: ActivityKind, id: &InstanceId, cause: String) {
+        self.inner.parts.log.record(NewActivity {
+            group: tier.name().into(),
+            kind,
+            change: None,
+            instance: Some(id.to_string()),
+            cause,
+        });
+    }
+
+    fn act(&self, tier: Tier, action: Action) {
+        match action {
+            Action::Launch { cause } => self.launch(tier, cause),
+            Action::Lost { id, cause } => self.record(tier, ActivityKind::Terminate, &id, cause),
+            Action::Terminate { id, cause, drain } => {
+                self.record(tier, ActivityKind::Terminate, &id, cause);
+                if self.inner.in_balancer.lock().remove(&id) {
+                    let _ = self.inner.parts.balancer.deregister(id.as_str());
+                }
+                if drain {
+                    self.drain(id);
+                } else if let Err(e) = self.inner.parts.fleet.terminate(std::slice::from_ref(&id)) {
+                    tracing::warn!(instance = %id, "terminating failed: {e}");
+                }
+            }
+        }
+    }
+
+    /// SIGTERM, then terminate after `drain_timeout` if it is still there.
+    fn drain(&self, id: InstanceId) {
+        let parts = &self.inner.parts;
+        if let Some(pid) = parts.driver.pid(&id).and_then(|p| i32::try_from(p).ok()) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        }
+        let fleet = parts.fleet.clone();
+        let timeout = parts.drain_timeout;
+        self.inner.tasks.spawn(async move {
+            tokio::time::sleep(timeout).await;
+            let alive = fleet
+                .get(&id)
+                .is_some_and(|i| i.state != InstanceState::Terminated);
+            if alive {
+                let _ = fleet.terminate(std::slice::from_ref(&id));
+            }
+        });
+    }
+
+    fn launch(&self, tier: Tier, cause: String) {
+        let parts = &self.inner.parts;
+        let spec = LaunchSpec::default()
+            .tag("Name", format!("sandbox-{}", tier.name()))
+            .tag("tier", tier.name())
+            .tag(GROUP_TAG, tier.name());
+        let id = parts.fleet.register(spec);
+        let child = {
+            let mut groups = self.inner.groups.lock();
+            let Some(group) = groups.get_mut(&tier) else {
+                return;
+            };
+            group.state.add_member(id.clone());
+            let mut child = group.child.clone();
+            child.instance_id = id.to_string();
+            child
+        };
+        self.record(tier, ActivityKind::Launch, &id, cause);
+        let m = self.clone();
+        self.inner
+            .tasks
+            .spawn(async move { m.run_instance(tier, id, child).await });
+    }
+
+    /// Starts the process of `id`, reports it running, and reaps it when it ends.
+    async fn run_instance(&self, tier: Tier, id: InstanceId, child: ChildConfig) {
+        let parts = &self.inner.parts;
+        let started = self.start_process(&id, &child).await;
+        let (running, ready) = match started {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::warn!(instance = %id, "launch failed: {e}");
+                let _ = parts.fleet.mark_exited(&id, &format!("launch failed: {e}"));
+                self.inner.wake.notify_one();
+                return;
+            }
+        };
+        let pid = running.pid();
+        tokio::select! {
+            port = ready.port(parts.ready_timeout) => match port {
+                Ok(port) => self.became_ready(tier, &id, port),
+                Err(e) => {
+                    tracing::warn!(instance = %id, "not ready: {e}; terminating it");
+                    let _ = parts.fleet.terminate(std::slice::from_ref(&id));
+                }
+            },
+            _ = running.exited() => {}
+        }
+        running.exited().await;
+        // Forget the pid everywhere before reaping, so it is never signalled once recycled.
+        parts.driver.detach(&id);
+        parts.live.remove(pid);
+        let status = running.reap();
+        let how = describe_exit(&status);
+        let draining = self
+            .inner
+            .groups
+            .lock()
+            .get(&tier)
+            .is_some_and(|g| g.state.is_leaving(&id));
+        let message = if draining {
+            format!("drained and stopped ({how})")
+        } else {
+            format!("process ended ({how})")
+        };
+        let _ = parts.fleet.mark_exited(&id, &message);
+        tracing::info!(instance = %id, "{message}");
+        self.inner.wake.notify_one();
+    }
+
+    async fn start_process(
+        &self,
+        id: &InstanceId,
+        child: &ChildConfig,
+    ) -> Result<(Running, super::process::ReadyLine), String> {
+        let parts = &self.inner.parts;
+        if self.inner.cancel.is_cancelled() {
+            return Err("the sandbox is shutting down".into());
+        }
+        let log = parts.dir.join(format!("{id}.log"));
+        let command = child_command(&parts.exe, child, &log).map_err(|e| e.to_string())?;
+        let spawned = {
+            let launcher = self.inner.launcher.lock();
+            let Some(launcher) = launcher.as_ref() else {
+                return Err("the sandbox is shutting down".into());
+            };
+            launcher.submit(command)
+        };
+        let process = spawned
+            .map_err(|e| e.to_string())?
+            .await
+            .map_err(|e| e.to_string())?;
+        let pid = process.id();
+        parts.live.insert(pid);
+        let pair = Running::new(process).map_err(|e| {
+            parts.live.remove(pid);
+            e.to_string()
+        })?;
+        parts.driver.attach(id, pid).map_err(|e| e.to_string())?;
+        Ok(pair)
+    }
+
+    fn became_ready(&self, tier: Tier, id: &InstanceId, port: u16) {
+        let parts = &self.inner.parts;
+        if parts.fleet.mark_running(id).is_err() {
+            return; // terminated meanwhile
+        }
+        if tier == Tier::Web {
+            let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+            match parts.balancer.register(id.as_str(), addr) {
+                Ok(()) => {
+                    self.inner.in_balancer.lock().insert(id.clone());
+                }
+                Err(e) => tracing::warn!(instance = %id, "balancer registration failed: {e}"),
+            }
+        }
+        self.inner.wake.notify_one();
+    }
+
+    /// Deregisters dead web instances once the balancer's health checks marked them unhealthy.
+    fn clean_balancer(&self) {
+        let balancer = &self.inner.parts.balancer;
+        let targets: HashMap<String, TargetState> = balancer
+            .targets()
+            .into_iter()
+            .map(|t| (t.id, t.state))
+            .collect();
+        let groups = self.inner.groups.lock();
+        let web = groups.get(&Tier::Web).map(|g| &g.state);
+        let mut in_balancer = self.inner.in_balancer.lock();
+        in_balancer.retain(|id| {
+            let member = web.is_some_and(|w| w.contains(id));
+            match targets.get(id.as_str()) {
+                None => false,
+                Some(TargetState::Unhealthy) if !member => {
+                    tracing::info!(instance = %id, "deregistering the dead instance from the balancer");
+                    let _ = balancer.deregister(id.as_str());
+                    false
+                }
+                Some(_) => true,
+            }
+        });
+    }
+
+    /// Stops launching, asks every child to stop (SIGTERM), kills those still there after
+    /// `grace` (SIGKILL), waits for all to be reaped, and ends the launcher thread.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.inner.cancel.cancel();
+        let live = &self.inner.parts.live;
+        live.signal_all(Signal::SIGTERM);
+        let deadline = Instant::now() + grace;
+        while !live.is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        live.signal_all(Signal::SIGKILL);
+        self.inner.tasks.close();
+        // Bounded: every task waits on a child that is now dead, or on a drain timer.
+        let _ = tokio::time::timeout(grace + Duration::from_secs(5), async {
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while !live.is_empty() && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        self.inner.launcher.lock().take();
+    }
+
+    /// Best-effort synchronous stop (for `Drop`): SIGKILL every child, end the launcher.
+    pub fn kill_all(&self) {
+        self.inner.cancel.cancel();
+        self.inner.parts.live.signal_all(Signal::SIGKILL);
+        self.inner.launcher.lock().take();
+    }
+
+    /// Pids of the children not yet reaped.
+    pub fn pids(&self) -> Vec<u32> {
+        self.inner.parts.live.pids()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(n: usize) -> Vec<InstanceId> {
+        (0..n)
+            .map(|i| format!("i-{i:017x}").parse().unwrap())
+            .collect()
+    }
+
+    fn launches(actions: &[Action]) -> usize {
+        actions
+            .iter()
+            .filter(|a| matches!(a, Action::Launch { .. }))
+            .count()
+    }
+
+    #[test]
+    fn a_group_below_desired_launches_the_difference() {
+        let mut g = GroupState::new("web", 0, 8, 2, Duration::from_secs(30));
+        let actions = g.reconcile(0.0, |_| None);
+        assert_eq!(launches(&actions), 2);
+        for id in ids(2) {
+            g.add_member(id);
+        }
+        assert!(
+            g.reconcile(1.0, |_| Some((InstanceState::Pending, None)))
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_terminated_member_is_reported_and_replaced_with_its_cause() {
+        let mut g = GroupState::new("web", 0, 8, 2, Duration::from_secs(30));
+        let members = ids(2);
+        for id in &members {
+            g.add_member(id.clone());
+        }
+        g.reconcile(0.0, |_| Some((InstanceState::Running, None)));
+        let dead = members[0].clone();
+        let actions = g.reconcile(1.0, |id| {
+            if *id == dead {
+                Some((InstanceState::Terminated, Some("User initiated".into())))
+            } else {
+                Some((InstanceState::Running, None))
+            }
+        });
+        assert_eq!(actions.len(), 2, "{actions:?}");
+        assert!(matches!(&actions[0], Action::Lost { id, .. } if *id == dead));
+        let Action::Launch { cause } = &actions[1] else {
+            panic!("{actions:?}")
+        };
+        assert!(
+            cause.contains(&format!("replacing instance {dead}")),
+            "{cause}"
+        );
+        assert!(cause.contains("User initiated"), "{cause}");
+    }
+
+    #[test]
+    fn a_member_stopped_too_long_is_terminated_then_replaced() {
+        let mut g = GroupState::new("workers", 0, 8, 1, Duration::from_secs(30));
+        let id = ids(1).remove(0);
+        g.add_member(id.clone());
+        let stopped = |_: &InstanceId| Some((InstanceState::Stopped, None));
+        assert!(g.reconcile(0.0, stopped).is_empty());
+        assert!(g.reconcile(29.0, stopped).is_empty());
+        let actions = g.reconcile(30.0, stopped);
+        assert!(matches!(&actions[0], Action::Terminate { id: t, drain: false, .. } if *t == id));
+        assert!(
+            matches!(&actions[1], Action::Launch { cause } if cause.contains("stopped for 30s"))
+        );
+        // Once it is gone, nothing more happens for it.
+        g.add_member(ids(2).remove(1));
+        let actions = g.reconcile(31.0, |i| {
+            (*i != id).then_some((InstanceState::Running, None))
+        });
+        assert!(actions.is_empty(), "{actions:?}");
+    }
+
+    #[test]
+    fn scale_in_drains_pending_then_newest_first() {
+        let mut g = GroupState::new("workers", 0, 8, 3, Duration::from_secs(30));
+        let members = ids(3);
+        for id in &members {
+            g.add_member(id.clone());
+        }
+        let pending = members[0].clone();
+        let state = |id: &InstanceId| {
+            Some((
+                if *id == pending {
+                    InstanceState::Pending
+                } else {
+                    InstanceState::Running
+                },
+                None,
+            ))
+        };
+        g.reconcile(0.0, state);
+        g.set_desired(1);
+        let victims: Vec<_> = g
+            .reconcile(1.0, state)
+            .into_iter()
+            .map(|a| match a {
+                Action::Terminate {
+                    id, drain: true, ..
+                } => id,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(victims, vec![members[0].clone(), members[2].clone()]);
+        assert_eq!(g.status().instances, vec![members[1].to_string()]);
+        assert_eq!(g.status().leaving.len(), 2);
+        // While they drain, they do not count and are not replaced.
+        assert!(g.reconcile(2.0, state).is_empty());
+    }
+
+    #[test]
+    fn launch_failures_back_off() {
+        let mut g = GroupState::new("web", 0, 8, 1, Duration::from_secs(30));
+        let [a, b] = <[InstanceId; 2]>::try_from(ids(2)).unwrap();
+        assert_eq!(launches(&g.reconcile(0.0, |_| None)), 1);
+        g.add_member(a);
+        // Dies before ever running: next launch waits 1 s, then 2 s after a second failure.
+        assert_eq!(launches(&g.reconcile(0.5, |_| None)), 0);
+        assert_eq!(launches(&g.reconcile(1.5, |_| None)), 1);
+        g.add_member(b);
+        assert_eq!(launches(&g.reconcile(2.0, |_| None)), 0);
+        assert_eq!(launches(&g.reconcile(3.5, |_| None)), 0);
+        assert_eq!(launches(&g.reconcile(4.0, |_| None)), 1);
+    }
+
+    #[test]
+    fn desired_is_clamped_to_the_bounds() {
+        let mut g = GroupState::new("workers", 1, 4, 9, Duration::from_secs(30));
+        assert_eq!(g.desired(), 4);
+        assert_eq!(g.set_desired(0), 1);
+    }
+}

@@ -1,0 +1,219 @@
+//! A worker (runs in a child process): consumes the jobs queue with aws-sdk-sqs.
+//!
+//! After its boot time it long-polls (`WaitTimeSeconds`, up to `concurrency` messages
+//! per call), processes the jobs of a batch concurrently (sleeping the processing time
+//! of each job's size), reports them to the completion feed, then deletes them: a job
+//! is only deleted once its completion is recorded, so a crash anywhere before that
+//! makes SQS redeliver it (at-least-once; duplicates are possible, losses are not).
+//! With `ack = "before-process"` (the broken variant) it deletes first, so a worker
+//! killed mid-job loses the job.
+//!
+//! A message whose body is not a [`Job`] is left alone; after `max_receive_count`
+//! receives the queue's redrive policy moves it to the dead-letter queue.
+//!
+//! SIGTERM (scale-in, shutdown) stops receiving; jobs in hand are finished first.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
+use futures::future::join_all;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use super::config::Ack;
+use super::feed::{Completion, FeedClient};
+use super::process::{ChildConfig, RoleConfig};
+
+/// A job as the web tier enqueues it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    /// The upload or event id.
+    pub id: String,
+    /// Payload size in bytes.
+    pub size: u64,
+    /// When the web tier received it, ms since the Unix epoch.
+    pub received_ms: u64,
+    /// `upload` or `event`.
+    pub kind: String,
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// An SQS client for the sandbox endpoint: static credentials, no instance metadata.
+pub fn sqs_client(endpoint: &str, region: &str) -> aws_sdk_sqs::Client {
+    let credentials = aws_sdk_sqs::config::Credentials::new(
+        "sandbox",
+        "sandbox",
+        None,
+        None,
+        "shakedown-sandbox",
+    );
+    let config = aws_sdk_sqs::Config::builder()
+        .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+        .region(aws_sdk_sqs::config::Region::new(region.to_owned()))
+        .endpoint_url(endpoint)
+        .credentials_provider(credentials)
+        .build();
+    aws_sdk_sqs::Client::from_conf(config)
+}
+
+struct Worker {
+    config: ChildConfig,
+    sqs: aws_sdk_sqs::Client,
+    feed: FeedClient,
+    concurrency: i32,
+    wait_time_seconds: i32,
+    ack: Ack,
+}
+
+/// Runs a worker until `shutdown`; calls `ready(0)` once booted.
+pub async fn run(
+    config: ChildConfig,
+    ready: impl FnOnce(u16),
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let RoleConfig::Worker {
+        concurrency,
+        wait_time_seconds,
+        ack,
+        boot_ms,
+    } = config.role.clone()
+    else {
+        anyhow::bail!("not a worker configuration");
+    };
+    tokio::select! {
+        _ = tokio::time::sleep(Duration::from_millis(boot_ms)) => {}
+        _ = shutdown.cancelled() => return Ok(()),
+    }
+    let worker = Worker {
+        sqs: sqs_client(&config.sqs_endpoint, &config.region),
+        feed: FeedClient::new(&config.feed_url),
+        concurrency: concurrency.clamp(1, 10) as i32,
+        wait_time_seconds: wait_time_seconds.min(20) as i32,
+        ack,
+        config,
+    };
+    tracing::info!(instance = %worker.config.instance_id, ?ack, "worker consuming");
+    ready(0);
+    while !shutdown.is_cancelled() {
+        let received = tokio::select! {
+            r = worker.receive() => r,
+            _ = shutdown.cancelled() => break,
+        };
+        match received {
+            Ok(messages) if !messages.is_empty() => worker.handle(messages).await,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!("receiving failed: {e}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+    tracing::info!("worker stopped");
+    Ok(())
+}
+
+impl Worker {
+    async fn receive(&self) -> Result<Vec<Message>, String> {
+        self.sqs
+            .receive_message()
+            .queue_url(&self.config.queue_url)
+            .max_number_of_messages(self.concurrency)
+            .wait_time_seconds(self.wait_time_seconds)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send()
+            .await
+            .map(|out| out.messages.unwrap_or_default())
+            .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(&e).to_string())
+    }
+
+    async fn handle(&self, messages: Vec<Message>) {
+        let jobs: Vec<(Message, Job)> = messages
+            .into_iter()
+            .filter_map(|m| {
+                let body = m.body().unwrap_or_default();
+                match serde_json::from_str::<Job>(body) {
+                    Ok(job) => Some((m, job)),
+                    Err(e) => {
+                        tracing::warn!(
+                            message_id = m.message_id().unwrap_or_default(),
+                            "not a job ({e}); leaving it for the dead-letter queue"
+                        );
+                        None
+                    }
+                }
+            })
+            .collect();
+        if self.ack == Ack::BeforeProcess {
+            self.delete(&jobs).await;
+        }
+        let completions = join_all(jobs.iter().map(|(m, job)| self.process(m, job))).await;
+        if let Err(e) = self.feed.post(&completions).await {
+            // Not deleting: the jobs come back after the visibility timeout.
+            tracing::warn!("{e}");
+            return;
+        }
+        if self.ack == Ack::AfterProcess {
+            self.delete(&jobs).await;
+        }
+    }
+
+    async fn process(&self, message: &Message, job: &Job) -> Completion {
+        let started_ms = now_ms();
+        let spread = rand::random::<f64>() * 2.0 - 1.0;
+        let time = self
+            .config
+            .processing
+            .for_size(job.size, self.config.jitter, spread);
+        tokio::time::sleep(time).await;
+        let receive_count = message
+            .attributes()
+            .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(1);
+        Completion {
+            job_id: job.id.clone(),
+            message_id: message.message_id().unwrap_or_default().to_owned(),
+            receive_count,
+            received_ms: job.received_ms,
+            started_ms,
+            done_ms: now_ms(),
+            worker: self.config.instance_id.clone(),
+        }
+    }
+
+    async fn delete(&self, jobs: &[(Message, Job)]) {
+        if jobs.is_empty() {
+            return;
+        }
+        let entries = jobs.iter().enumerate().filter_map(|(i, (m, _))| {
+            DeleteMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .receipt_handle(m.receipt_handle()?)
+                .build()
+                .ok()
+        });
+        let result = self
+            .sqs
+            .delete_message_batch()
+            .queue_url(&self.config.queue_url)
+            .set_entries(Some(entries.collect()))
+            .send()
+            .await;
+        match result {
+            Ok(out) if !out.failed().is_empty() => {
+                tracing::warn!("{} deletes failed: {:?}", out.failed().len(), out.failed())
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(
+                "deleting failed: {}",
+                aws_sdk_sqs::error::DisplayErrorContext(&e)
+            ),
+        }
+    }
+}
