@@ -773,6 +773,11 @@ pub struct SandboxArgs {
     #[arg(long)]
     pub print_config: bool,
 
+    /// Balancer (web) port on 127.0.0.1, so that the web URL is known in advance
+    /// (default: the file's `web.port`, else a free port). Overrides the file.
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<u16>,
+
     /// Run directory for the instances' logs (default: a new directory under the system's temp dir).
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
@@ -788,6 +793,9 @@ impl SandboxArgs {
         if let Some(choice) = self.arch {
             config.select(choice);
             config.validate()?;
+        }
+        if let Some(port) = self.port {
+            config.web.port = port;
         }
         Ok(config)
     }
