@@ -148,10 +148,14 @@ pub async fn run(
         }
     };
     ctx.lanes.close();
+    // After a normal end every in-flight request gets its whole budget
+    // (connect + request timeout, plus timer slack) before it is cut off.
     let drain = if stop.is_cancelled() {
         ctx.plan.grace
     } else {
-        ctx.plan.settings.request_timeout
+        ctx.plan.settings.connect_timeout
+            + ctx.plan.settings.request_timeout
+            + Duration::from_millis(100)
     };
     if tokio::time::timeout(drain, ctx.lanes.wait()).await.is_err() {
         abort_lanes(&ctx).await;
