@@ -491,3 +491,28 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod diagnostics {
+    use super::*;
+    use std::path::Path;
+
+    #[derive(Debug, Deserialize)]
+    struct File {
+        #[allow(dead_code)]
+        probe: Vec<ProbeSpec>,
+    }
+
+    /// The kind's error message passes through unchanged, so the config pass recognises an
+    /// unknown field and hints the right name. (Its location is the `[[probe]]` table: the
+    /// split into common and kind keys loses the key's own span.)
+    #[test]
+    fn unknown_fields_reach_the_config_diagnostics_with_a_hint() {
+        let text = "[[probe]]\nname = \"d\"\nkind = \"sqs\"\nqueue = \"q\"\nmetric = \"visible\"\nmetrc = 1\n";
+        let (_, diags) = crate::config::parse_toml::<File>(text, Path::new("x.toml"));
+        let first = diags.first().expect("a diagnostic");
+        assert_eq!(first.message, "unknown field `metrc`");
+        assert_eq!(first.hint.as_deref(), Some("did you mean `metric`?"));
+        assert_eq!((first.line, first.column), (1, 1));
+    }
+}
