@@ -1,6 +1,6 @@
 //! Message ids and the record of accepted messages.
 //!
-//! Every request carries `<run_tag>-<stream>-<seq>` ([`crate::driver::request::request_id`]),
+//! Every request carries `<run_tag>-<stream>-<seq>` (`driver::request::request_id`),
 //! so an id is two integers once the run's tag is known: the ledger keeps bits, never strings.
 
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -91,7 +91,7 @@ pub struct HttpLinesSpec {
     /// JSON pointer to the receive count (default `/receive_count`; 1 when absent).
     #[serde(default = "default_receive_count_pointer")]
     pub receive_count_pointer: String,
-    /// JSON pointer to a increasing cursor; when set, polls ask for `?after=<last>&limit=N`.
+    /// JSON pointer to an increasing cursor; when set, polls ask for `?after=<last>&limit=N`.
     /// Without it every answer must hold only records not returned before.
     #[serde(default)]
     pub cursor_pointer: Option<String>,
