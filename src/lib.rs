@@ -20,14 +20,18 @@
 //! | [`shutdown`] | Ctrl-C / SIGTERM -> a cancellation token handed down the task tree | no |
 //! | [`chaos`] | faults with journaled, verified undos; runner, guardrails, `recover`, TCP proxy | no |
 //! | [`sandbox`] | the embedded reference system: SQS/EC2-compatible endpoints, balancer, web and worker processes, autoscaling, event bus, completion feed | no |
+//! | [`probe`] | `[[probe]]` specs, samplers (SQS, EC2, HTTP, sandbox control, command), `probes.csv` | no |
+//! | [`ledger`] | accepted ids (bitsets), completion sources, `accepted.jsonl`/`completions.jsonl`/`ledger.json` | no |
 
 pub mod chaos;
 pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod driver;
+pub mod ledger;
 pub mod live;
 pub mod metrics;
+pub mod probe;
 pub mod results;
 pub mod sandbox;
 pub mod schedule;
