@@ -20,7 +20,9 @@
 //! | [`shutdown`] | Ctrl-C / SIGTERM -> a cancellation token handed down the task tree | no |
 //! | [`chaos`] | faults with journaled, verified undos; runner, guardrails, `recover`, TCP proxy | no |
 //! | [`sandbox`] | the embedded reference system: SQS- and EC2-compatible endpoints, balancer, fleet | no |
+//! | [`analyze`] | recorded run -> verdicts per promise (pass / fail / not evaluable); `load` is its only IO | yes |
 
+pub mod analyze;
 pub mod chaos;
 pub mod cli;
 pub mod cmd;
