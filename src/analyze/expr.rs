@@ -114,7 +114,7 @@ impl Metric {
     pub fn format(self, v: f64) -> String {
         match self {
             Metric::Latency(_) | Metric::E2e(_) => {
-                format_duration(std::time::Duration::from_secs_f64(v.max(0.0) / 1000.0))
+                format_duration(std::time::Duration::from_millis(v.max(0.0).round() as u64))
             }
             Metric::ErrorRate => format!("{}%", round3(v * 100.0)),
             Metric::Rate => format!("{}/s", round3(v)),
