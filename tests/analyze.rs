@@ -284,6 +284,9 @@ fn statuses(verdicts: &[Verdict]) -> BTreeMap<String, Status> {
 fn expect(arch: Arch, want: [Status; 10]) {
     let verdicts = analyze::evaluate(&promises(), &scenario(arch));
     let got: Vec<Status> = verdicts.iter().map(|v| v.status).collect();
+    if std::env::var_os("SHAKEDOWN_SHOW").is_some() {
+        eprintln!("{arch:?}\n{}", render_table(&verdicts));
+    }
     assert_eq!(got, want, "{arch:?}:\n{}", render_table(&verdicts));
 }
 

@@ -37,7 +37,13 @@ impl Cost {
                 points.len() as f64 / len as f64
             };
             b.figure("instances_coverage", round3(coverage));
-            if coverage < MIN_COVERAGE {
+            if !view.probes.contains_key(probe) {
+                known = false;
+                b.leg(
+                    Status::NotEvaluable,
+                    missing(view, &format!("no probe `{probe}`"), "probes"),
+                );
+            } else if coverage < MIN_COVERAGE {
                 known = false;
                 b.leg(
                     Status::NotEvaluable,

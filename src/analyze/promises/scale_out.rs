@@ -185,7 +185,7 @@ mod tests {
                 .collect(),
         );
         let mut acts = Vec::new();
-        if let Some(g) = grow_at {
+        if grow_at.is_some() {
             acts.push(Activity {
                 t: 15.5,
                 group: "workers".into(),
@@ -204,7 +204,6 @@ mod tests {
                 instance: Some("i-2".into()),
                 cause: "scaling".into(),
             });
-            let _ = g;
         }
         v.activities = Some(acts);
         v
