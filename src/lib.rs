@@ -22,7 +22,9 @@
 //! | [`sandbox`] | the embedded reference system: SQS/EC2-compatible endpoints, balancer, web and worker processes, autoscaling, event bus, completion feed | no |
 //! | [`probe`] | `[[probe]]` specs, samplers (SQS, EC2, HTTP, sandbox control, command), `probes.csv` | no |
 //! | [`ledger`] | accepted ids (bitsets), completion sources, `accepted.jsonl`/`completions.jsonl`/`ledger.json` | no |
+//! | [`analyze`] | recorded run -> verdicts per promise (pass / fail / not evaluable); `load` is its only IO | yes |
 
+pub mod analyze;
 pub mod chaos;
 pub mod cli;
 pub mod cmd;

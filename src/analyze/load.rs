@@ -1,0 +1,582 @@
+//! Reading a results directory into a [`RunView`], and writing `verdict.json`: the
+//! analyzer's only IO. File formats: `results/README.md`.
+//!
+//! A missing file is missing data, never an error: the view lacks that part (and
+//! [`RunView::notes`] says so), and the promises that need it are not evaluable. A file
+//! that exists but cannot be read or parsed is an error ([`LoadError`]), except a torn
+//! last line, which a run killed mid-write leaves behind and which is skipped.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use super::verdict::VerdictFile;
+use super::view::{
+    Accepted, Activity, ActivityKind, Completion, FaultWindow, Latency, Ledger, Outcome, Phase,
+    RunView, Second,
+};
+use crate::chaos::journal::{self, Event, JOURNAL_FILE};
+use crate::metrics::ErrorClass;
+use crate::results::RunMeta;
+
+/// File names inside a run directory.
+pub const RUN_FILE: &str = "run.json";
+pub const TIMELINE_FILE: &str = "timeline.csv";
+pub const PROBES_FILE: &str = "probes.csv";
+pub const ACTIVITIES_FILE: &str = "activities.jsonl";
+pub const ACCEPTED_FILE: &str = "accepted.jsonl";
+pub const COMPLETIONS_FILE: &str = "completions.jsonl";
+pub const LEDGER_FILE: &str = "ledger.json";
+pub const VERDICT_FILE: &str = "verdict.json";
+
+/// Why a results directory could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{}:{line}: {message}", path.display())]
+    Parse {
+        path: PathBuf,
+        /// 1-based; 0 for the whole file.
+        line: usize,
+        message: String,
+    },
+    #[error(transparent)]
+    Journal(#[from] journal::JournalError),
+}
+
+/// Reads a file; `None` when it does not exist.
+fn read_optional(path: &Path) -> Result<Option<String>, LoadError> {
+    match fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(LoadError::Io {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Loads everything a run directory holds.
+pub fn load_run(dir: &Path) -> Result<RunView, LoadError> {
+    if !dir.is_dir() {
+        return Err(LoadError::Io {
+            path: dir.to_owned(),
+            source: io::Error::new(io::ErrorKind::NotFound, "not a results directory"),
+        });
+    }
+    let mut view = RunView::default();
+    let note = |view: &mut RunView, file: &str| view.notes.push(format!("{file} missing"));
+    let meta: Option<RunMeta> = match read_optional(&dir.join(RUN_FILE))? {
+        Some(text) => Some(serde_json::from_str(&text).map_err(|e| LoadError::Parse {
+            path: dir.join(RUN_FILE),
+            line: e.line(),
+            message: e.to_string(),
+        })?),
+        None => None,
+    };
+    match &meta {
+        Some(m) => view.phases = phases(m),
+        None => note(&mut view, RUN_FILE),
+    }
+    match read_optional(&dir.join(TIMELINE_FILE))? {
+        Some(text) => view.streams = parse_timeline(&text, &dir.join(TIMELINE_FILE))?,
+        None => note(&mut view, TIMELINE_FILE),
+    }
+    match read_optional(&dir.join(PROBES_FILE))? {
+        Some(text) => view.probes = parse_probes(&text, &dir.join(PROBES_FILE))?,
+        None => note(&mut view, PROBES_FILE),
+    }
+    let journal_path = dir.join(JOURNAL_FILE);
+    match (journal_path.exists(), &meta) {
+        (false, _) => note(&mut view, JOURNAL_FILE),
+        (true, None) => view.notes.push(format!(
+            "{JOURNAL_FILE} not usable without {RUN_FILE} (its start time)"
+        )),
+        (true, Some(m)) => {
+            view.faults = fault_windows(&journal::read(&journal_path)?, m.started_at)
+        }
+    }
+    match read_optional(&dir.join(ACTIVITIES_FILE))? {
+        Some(text) => view.activities = Some(parse_activities(&text, &dir.join(ACTIVITIES_FILE))?),
+        None => note(&mut view, ACTIVITIES_FILE),
+    }
+    match read_optional(&dir.join(ACCEPTED_FILE))? {
+        Some(text) => {
+            let accepted: Vec<Accepted> =
+                parse_jsonl::<AcceptedLine>(&text, &dir.join(ACCEPTED_FILE))?
+                    .into_iter()
+                    .map(|a| Accepted {
+                        id: a.id,
+                        stream: a.stream,
+                        t_ms: a.t_ms,
+                    })
+                    .collect();
+            let completions: Vec<Completion> = match read_optional(&dir.join(COMPLETIONS_FILE))? {
+                Some(text) => parse_jsonl::<CompletionLine>(&text, &dir.join(COMPLETIONS_FILE))?
+                    .into_iter()
+                    .map(|c| Completion {
+                        id: c.id,
+                        done_ms: c.done_ms,
+                        outcome: c.outcome.into(),
+                        receive_count: c.receive_count,
+                    })
+                    .collect(),
+                None => {
+                    note(&mut view, COMPLETIONS_FILE);
+                    Vec::new()
+                }
+            };
+            let still_queued = match read_optional(&dir.join(LEDGER_FILE))? {
+                Some(text) => {
+                    let l: LedgerFile =
+                        serde_json::from_str(&text).map_err(|e| LoadError::Parse {
+                            path: dir.join(LEDGER_FILE),
+                            line: e.line(),
+                            message: e.to_string(),
+                        })?;
+                    Some(l.still_queued)
+                }
+                None => {
+                    note(&mut view, LEDGER_FILE);
+                    None
+                }
+            };
+            view.ledger = Some(Ledger::build(&accepted, &completions, still_queued));
+        }
+        None => note(&mut view, ACCEPTED_FILE),
+    }
+    Ok(view)
+}
+
+/// Writes `verdict.json` atomically (temp file + rename).
+pub fn write_verdict(dir: &Path, file: &VerdictFile) -> Result<(), LoadError> {
+    let path = dir.join(VERDICT_FILE);
+    let tmp = dir.join("verdict.json.tmp");
+    let io_err = |source| LoadError::Io {
+        path: path.clone(),
+        source,
+    };
+    let json = serde_json::to_vec_pretty(file).expect("verdicts serialize");
+    fs::write(&tmp, json).map_err(io_err)?;
+    fs::rename(&tmp, &path).map_err(io_err)
+}
+
+/// Profile stages from `run.json`: `[seconds, from, to]` per stage, back to back.
+fn phases(meta: &RunMeta) -> Vec<Phase> {
+    let mut out = Vec::new();
+    for s in &meta.profile.streams {
+        let mut t = 0.0;
+        for (index, [len, from, to]) in s.stages.iter().copied().enumerate() {
+            out.push(Phase {
+                stream: s.name.clone(),
+                index,
+                start: t,
+                end: t + len,
+                from_rate: from,
+                to_rate: to,
+            });
+            t += len;
+        }
+    }
+    out
+}
+
+/// Folds journal entries into fault windows, times relative to `start`.
+pub fn fault_windows(entries: &[journal::Entry], start: DateTime<Utc>) -> Vec<FaultWindow> {
+    let rel = |t: DateTime<Utc>| (t - start).num_milliseconds() as f64 / 1000.0;
+    let mut out: Vec<FaultWindow> = Vec::new();
+    let mut by_id: HashMap<String, usize> = HashMap::new();
+    for e in entries {
+        let t = rel(e.time);
+        match &e.event {
+            Event::Intent { fault, choice, .. } => {
+                by_id.insert(fault.id.clone(), out.len());
+                out.push(FaultWindow {
+                    name: fault.name.clone(),
+                    id: fault.id.clone(),
+                    kind: fault.type_name.clone(),
+                    start: t,
+                    end: None,
+                    targets: choice.chosen.iter().map(ToString::to_string).collect(),
+                });
+            }
+            Event::Applied { fault, .. } | Event::ApplyFailed { fault, .. } => {
+                if let Some(&i) = by_id.get(&fault.id) {
+                    out[i].start = t;
+                }
+            }
+            Event::Irreversible { fault } => {
+                if let Some(&i) = by_id.get(&fault.id) {
+                    out[i].start = t;
+                    out[i].end = Some(t);
+                }
+            }
+            Event::Undone { fault, .. } => {
+                if let Some(&i) = by_id.get(&fault.id) {
+                    out[i].end = Some(t);
+                }
+            }
+            Event::UndoFailed { fault, .. } => {
+                if let Some(&i) = by_id.get(&fault.id) {
+                    out[i].end = None;
+                }
+            }
+            Event::RunStarted { .. } | Event::RunEnded { .. } => {}
+        }
+    }
+    out.sort_by(|a, b| a.start.total_cmp(&b.start));
+    out
+}
+
+/// Splits one CSV line (RFC 4180 quoting).
+fn split_csv(line: &str) -> Vec<String> {
+    let mut cells = vec![String::new()];
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                chars.next();
+                cells.last_mut().expect("one cell").push('"');
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => cells.push(String::new()),
+            (c, _) => cells.last_mut().expect("one cell").push(c),
+        }
+    }
+    cells
+}
+
+/// The data lines of a CSV text with their 1-based numbers, and the header.
+fn csv_lines(text: &str) -> (Vec<String>, Vec<(usize, &str)>) {
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim_end_matches('\r')));
+    let header = lines.next().map(|(_, h)| split_csv(h)).unwrap_or_default();
+    (
+        header,
+        lines.filter(|(_, l)| !l.trim().is_empty()).collect(),
+    )
+}
+
+fn parse_err(path: &Path, line: usize, message: impl Into<String>) -> LoadError {
+    LoadError::Parse {
+        path: path.to_owned(),
+        line,
+        message: message.into(),
+    }
+}
+
+/// Parses `timeline.csv` (columns found by name, so added columns do not break it).
+pub fn parse_timeline(text: &str, path: &Path) -> Result<BTreeMap<String, Vec<Second>>, LoadError> {
+    let (header, lines) = csv_lines(text);
+    let col = |name: &str| header.iter().position(|h| h == name);
+    let need =
+        |name: &str| col(name).ok_or_else(|| parse_err(path, 1, format!("no `{name}` column")));
+    let (second, stream) = (need("second")?, need("stream")?);
+    let counts = ["intended", "sent", "ok", "late", "dropped", "in_flight"].map(col);
+    let errors = ErrorClass::ALL.map(|c| col(&format!("err_{}", c.name())));
+    let lat = ["p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms"].map(col);
+    let mut out: BTreeMap<String, Vec<Second>> = BTreeMap::new();
+    let last = lines.last().map(|l| l.0);
+    for (n, line) in &lines {
+        let cells = split_csv(line);
+        let row = (|| -> Result<(usize, String, Second), String> {
+            let cell = |i: usize| {
+                cells
+                    .get(i)
+                    .map(String::as_str)
+                    .ok_or_else(|| format!("missing cell {}", i + 1))
+            };
+            let int = |i: Option<usize>| -> Result<u64, String> {
+                match i {
+                    None => Ok(0),
+                    Some(i) => {
+                        let c = cell(i)?;
+                        if c.is_empty() {
+                            Ok(0)
+                        } else {
+                            c.parse().map_err(|_| {
+                                format!("`{c}` in column `{}` is not a count", header[i])
+                            })
+                        }
+                    }
+                }
+            };
+            let float = |i: Option<usize>| -> Result<Option<f64>, String> {
+                match i {
+                    None => Ok(None),
+                    Some(i) => {
+                        let c = cell(i)?;
+                        if c.is_empty() {
+                            Ok(None)
+                        } else {
+                            c.parse().map(Some).map_err(|_| {
+                                format!("`{c}` in column `{}` is not a number", header[i])
+                            })
+                        }
+                    }
+                }
+            };
+            let s: usize = cell(second)?
+                .parse()
+                .map_err(|_| "bad `second`".to_string())?;
+            let mut sec = Second {
+                intended: int(counts[0])?,
+                sent: int(counts[1])?,
+                ok: int(counts[2])?,
+                late: int(counts[3])?,
+                dropped: int(counts[4])?,
+                in_flight: int(counts[5])?,
+                ..Second::default()
+            };
+            for (k, c) in errors.iter().enumerate() {
+                sec.errors[k] = int(*c)?;
+            }
+            let v = [
+                float(lat[0])?,
+                float(lat[1])?,
+                float(lat[2])?,
+                float(lat[3])?,
+                float(lat[4])?,
+            ];
+            if let (Some(p50), Some(p90), Some(p99), Some(max)) = (v[0], v[1], v[2], v[4]) {
+                sec.latency = Some(Latency {
+                    p50,
+                    p90,
+                    p99,
+                    p999: v[3].unwrap_or(max),
+                    max,
+                });
+            }
+            Ok((s, cell(stream)?.to_string(), sec))
+        })();
+        match row {
+            Ok((s, name, sec)) => {
+                let series = out.entry(name).or_default();
+                if series.len() <= s {
+                    series.resize(s + 1, Second::default());
+                }
+                series[s] = sec;
+            }
+            Err(_) if Some(*n) == last => break,
+            Err(message) => return Err(parse_err(path, *n, message)),
+        }
+    }
+    Ok(out)
+}
+
+/// Parses `probes.csv`: `second,<probe>...`, an empty cell (or a missing row) is a gap.
+pub fn parse_probes(
+    text: &str,
+    path: &Path,
+) -> Result<BTreeMap<String, Vec<Option<f64>>>, LoadError> {
+    let (header, lines) = csv_lines(text);
+    if header.first().map(String::as_str) != Some("second") {
+        return Err(parse_err(path, 1, "the first column must be `second`"));
+    }
+    let names = &header[1..];
+    let mut out: BTreeMap<String, Vec<Option<f64>>> =
+        names.iter().map(|n| (n.clone(), Vec::new())).collect();
+    let last = lines.last().map(|l| l.0);
+    for (n, line) in &lines {
+        let cells = split_csv(line);
+        let row = (|| -> Result<(usize, Vec<Option<f64>>), String> {
+            let s = cells[0]
+                .parse::<usize>()
+                .map_err(|_| format!("bad second `{}`", cells[0]))?;
+            if cells.len() != header.len() {
+                return Err(format!(
+                    "{} cells, the header has {}",
+                    cells.len(),
+                    header.len()
+                ));
+            }
+            let values = cells[1..]
+                .iter()
+                .map(|c| {
+                    if c.trim().is_empty() {
+                        Ok(None)
+                    } else {
+                        c.trim()
+                            .parse::<f64>()
+                            .map(Some)
+                            .map_err(|_| format!("`{c}` is not a number"))
+                    }
+                })
+                .collect::<Result<_, _>>()?;
+            Ok((s, values))
+        })();
+        match row {
+            Ok((s, values)) => {
+                for (name, v) in names.iter().zip(values) {
+                    let series = out.get_mut(name).expect("named in the header");
+                    if series.len() <= s {
+                        series.resize(s + 1, None);
+                    }
+                    series[s] = v;
+                }
+            }
+            Err(_) if Some(*n) == last => break,
+            Err(message) => return Err(parse_err(path, *n, message)),
+        }
+    }
+    Ok(out)
+}
+
+/// Parses JSON lines; a bad last line (torn write) is skipped.
+fn parse_jsonl<T: for<'de> Deserialize<'de>>(text: &str, path: &Path) -> Result<Vec<T>, LoadError> {
+    let lines: Vec<(usize, &str)> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .collect();
+    let mut out = Vec::with_capacity(lines.len());
+    for (k, (i, line)) in lines.iter().enumerate() {
+        match serde_json::from_str(line) {
+            Ok(v) => out.push(v),
+            Err(_) if k + 1 == lines.len() => break,
+            Err(e) => return Err(parse_err(path, i + 1, e.to_string())),
+        }
+    }
+    Ok(out)
+}
+
+/// One line of `activities.jsonl`.
+#[derive(Debug, Deserialize)]
+struct ActivityLine {
+    t_ms: u64,
+    group: String,
+    #[serde(default = "scaling")]
+    kind: String,
+    from: Option<u32>,
+    to: Option<u32>,
+    instance: Option<String>,
+    #[serde(default)]
+    cause: String,
+}
+
+fn scaling() -> String {
+    "scaling".into()
+}
+
+fn parse_activities(text: &str, path: &Path) -> Result<Vec<Activity>, LoadError> {
+    let mut out = Vec::new();
+    for (i, a) in parse_jsonl::<ActivityLine>(text, path)?
+        .into_iter()
+        .enumerate()
+    {
+        let kind = match a.kind.as_str() {
+            "scaling" => ActivityKind::Scaling,
+            "launch" => ActivityKind::Launch,
+            "terminate" => ActivityKind::Terminate,
+            other => {
+                return Err(parse_err(
+                    path,
+                    i + 1,
+                    format!("unknown kind `{other}`: expected scaling, launch or terminate"),
+                ));
+            }
+        };
+        out.push(Activity {
+            t: a.t_ms as f64 / 1000.0,
+            group: a.group,
+            kind,
+            from: a.from,
+            to: a.to,
+            instance: a.instance,
+            cause: a.cause,
+        });
+    }
+    out.sort_by(|a, b| a.t.total_cmp(&b.t));
+    Ok(out)
+}
+
+#[derive(Debug, Deserialize)]
+struct AcceptedLine {
+    id: String,
+    #[serde(default)]
+    stream: String,
+    t_ms: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum OutcomeLine {
+    Completed,
+    DeadLettered,
+}
+
+impl From<OutcomeLine> for Outcome {
+    fn from(o: OutcomeLine) -> Outcome {
+        match o {
+            OutcomeLine::Completed => Outcome::Completed,
+            OutcomeLine::DeadLettered => Outcome::DeadLettered,
+        }
+    }
+}
+
+fn completed() -> OutcomeLine {
+    OutcomeLine::Completed
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Deserialize)]
+struct CompletionLine {
+    id: String,
+    done_ms: u64,
+    #[serde(default = "completed")]
+    outcome: OutcomeLine,
+    #[serde(default = "one")]
+    receive_count: u32,
+}
+
+#[derive(Debug, Deserialize)]
+struct LedgerFile {
+    still_queued: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeline_rows_by_column_name_with_gaps_and_a_torn_tail() {
+        let text = format!(
+            "{}\n0,up,10,10,9,0,0,0,0,1,0,0,0,0,0,100,200,5.0,8.0,9.0,9.5,10.0,,,,,,\n2,\"a,b\",1,1,1,0,0,0,0,0,0,0,0,0,0,1,1,,,,,,,,,,,\n3,up,1,",
+            crate::results::timeline::header()
+        );
+        let t = parse_timeline(&text, Path::new("t.csv")).unwrap();
+        assert_eq!(t["up"][0].ok, 9);
+        assert_eq!(t["up"][0].failed(), 1);
+        assert_eq!(t["up"][0].latency.unwrap().p99, 9.0);
+        assert_eq!(t["a,b"].len(), 3);
+        assert_eq!(t["a,b"][2].latency, None);
+        let bad = format!("{}\nx,up\n0,up", crate::results::timeline::header());
+        assert!(matches!(
+            parse_timeline(&bad, Path::new("t.csv")),
+            Err(LoadError::Parse { line: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn probes_keep_gaps() {
+        let p = parse_probes("second,depth,n\n0,1,2\n1,,2\n3,4,\n", Path::new("p.csv")).unwrap();
+        assert_eq!(p["depth"], [Some(1.0), None, None, Some(4.0)]);
+        assert_eq!(p["n"], [Some(2.0), Some(2.0), None, None]);
+        assert!(parse_probes("t,depth\n", Path::new("p.csv")).is_err());
+    }
+}

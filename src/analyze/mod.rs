@@ -1,0 +1,46 @@
+//! The analyzer: turns a recorded run into verdicts, one per promise of the experiment:
+//! pass, fail or not evaluable, with the measured figures and the evidence window.
+//!
+//! | module | job | pure? |
+//! |---|---|---|
+//! | [`view`] | [`RunView`]: the run at 1 s resolution (timeline, probes, faults, phases, scaling activities, ledger) | yes |
+//! | [`load`] | a results directory -> [`RunView`]; writes `verdict.json` (the only IO) | no |
+//! | [`spec`] | the `[[promise]]` tables -> validated [`Promise`]s, errors with file:line:col | yes |
+//! | [`expr`] | threshold expressions (`p99 < 300ms`) and windows (`during:<fault>`) | yes |
+//! | [`promises`] | one module per promise type: parameters + `evaluate` | yes |
+//! | [`verdict`] | [`Verdict`], the terminal table, `verdict.json` and its schema | yes |
+//!
+//! Two rules hold everywhere: data that is missing makes a promise *not evaluable*, never a
+//! pass (a probe gap is not a zero, a missing file is not an empty one); and a promise
+//! measured as broken is a fail even when another of its legs lacks data. Definitions and
+//! formulas: `docs/promises.md`.
+
+pub mod expr;
+pub mod load;
+pub mod promises;
+pub mod spec;
+pub mod verdict;
+pub mod view;
+
+use std::path::Path;
+
+pub use load::{LoadError, load_run, write_verdict};
+pub use spec::{Promise, PromiseKind, load_promises, parse_promises};
+pub use verdict::{Status, Verdict, VerdictFile, render_table};
+pub use view::RunView;
+
+/// Evaluates every promise against a run, in order.
+pub fn evaluate(promises: &[Promise], view: &RunView) -> Vec<Verdict> {
+    promises
+        .iter()
+        .map(|p| promises::evaluate(p, view))
+        .collect()
+}
+
+/// Loads the run in `dir`, evaluates the promises and returns the `verdict.json` contents
+/// (not written: see [`write_verdict`]).
+pub fn analyze_dir(dir: &Path, promises: &[Promise]) -> Result<VerdictFile, LoadError> {
+    let view = load_run(dir)?;
+    let run_id = dir.file_name().map(|n| n.to_string_lossy().into_owned());
+    Ok(VerdictFile::new(run_id, evaluate(promises, &view)))
+}

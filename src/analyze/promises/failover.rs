@@ -1,0 +1,325 @@
+//! **failover**: after a fault on a tier behind a balancer, the service is healthy again
+//! within `within`, and few requests failed on the way. Formulas: `docs/promises.md#failover`.
+
+use std::time::Duration;
+
+use super::{missing, round3, second_of, secs};
+use crate::analyze::verdict::{Builder, Status, Verdict};
+use crate::analyze::view::{RunView, Streams};
+
+/// Parameters of a `failover` promise (user docs on [`crate::analyze::spec::RawPromise`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failover {
+    pub fault: String,
+    pub stream: Option<String>,
+    /// Tolerated error-rate increase over the baseline.
+    pub eps: f64,
+    /// Tolerated factor on the baseline p99.
+    pub k: f64,
+    /// Consecutive healthy seconds that count as recovered.
+    pub hold: Duration,
+    /// Max recovery time.
+    pub within: Duration,
+    /// Max failed requests between the fault and recovery.
+    pub max_failed: Option<u64>,
+    pub baseline: Duration,
+    /// Instance-count probe for the replacement leg.
+    pub instances: Option<String>,
+    pub desired: Option<u32>,
+    pub replace_within: Option<Duration>,
+}
+
+impl Failover {
+    pub fn evaluate(&self, name: &str, view: &RunView) -> Verdict {
+        let mut b = Builder::new(name, "failover");
+        let streams = Streams::from_option(self.stream.as_deref());
+        let Some(fault) = view.fault(&self.fault) else {
+            return b.not_evaluable(missing(
+                view,
+                &format!("fault `{}` is not in the journal", self.fault),
+                "journal",
+            ));
+        };
+        if !view.has_streams(streams) {
+            return b.not_evaluable(missing(
+                view,
+                "no traffic recorded for the stream(s)",
+                "timeline",
+            ));
+        }
+        let end = view.len();
+        let t_f = fault.start;
+        let s_f = second_of(t_f);
+        let hold = self.hold.as_secs_f64().ceil().max(1.0) as usize;
+        let within = self.within.as_secs_f64();
+        b.figure("fault_start_s", t_f);
+        let Some(base) = view.baseline(streams, self.baseline.as_secs_f64()) else {
+            b.window(t_f, view.end());
+            return b.not_evaluable(format!(
+                "no baseline: fewer than 3 seconds with responses before the first fault (at {})",
+                secs(view.first_fault_start().unwrap_or(0.0))
+            ));
+        };
+        let max_error = base.error_rate + self.eps;
+        let max_p99 = self.k * base.p99_ms;
+        b.figure("baseline_error_rate", base.error_rate)
+            .figure("baseline_p99_ms", base.p99_ms)
+            .figure("max_error_rate", max_error)
+            .figure("max_p99_ms", max_p99);
+        // A second is healthy when requests completed in it, its error rate is within the
+        // tolerance and its p99 within k x baseline. A second with nothing completed is not
+        // healthy: recovery cannot be shown without traffic.
+        let healthy = |s: usize| {
+            let t = view.tally(streams, s, s + 1);
+            t.error_rate().is_some_and(|e| e <= max_error + 1e-12)
+                && t.quantile(0.99).is_none_or(|p| p <= max_p99)
+        };
+        let recovered_at =
+            (s_f..end.saturating_sub(hold - 1)).find(|&s| (s..s + hold).all(healthy));
+        match recovered_at {
+            Some(s) => {
+                let recovery = round3((s as f64 - t_f).max(0.0));
+                let failed = view.tally(streams, s_f, s);
+                let failed = failed.failed + failed.dropped;
+                b.window(t_f, (s + hold) as f64)
+                    .figure("recovery_s", recovery)
+                    .figure("failed_requests", failed);
+                let status = if recovery <= within {
+                    Status::Pass
+                } else {
+                    Status::Fail
+                };
+                b.leg(
+                    status,
+                    format!("recovered in {} (limit {})", secs(recovery), secs(within)),
+                );
+                if let Some(budget) = self.max_failed {
+                    let status = if failed <= budget {
+                        Status::Pass
+                    } else {
+                        Status::Fail
+                    };
+                    b.leg(
+                        status,
+                        format!("{failed} requests failed (budget {budget})"),
+                    );
+                } else {
+                    b.figure("failed_requests_note", "no budget set: reported only");
+                }
+            }
+            None => {
+                let failed = view.tally(streams, s_f, end);
+                b.window(t_f, view.end())
+                    .figure("recovery_s", "not recovered")
+                    .figure("failed_requests", failed.failed + failed.dropped);
+                let last_start = end as f64 - hold as f64;
+                if last_start >= t_f + within {
+                    b.leg(Status::Fail, format!(
+                        "not recovered within {}: no {} stretch with error rate <= {:.2}% and p99 <= {:.0}ms",
+                        secs(within), secs(hold as f64), max_error * 100.0, max_p99
+                    ));
+                } else {
+                    b.leg(Status::NotEvaluable, format!(
+                        "the run ends {} after the fault: too early to see {} of health within {}",
+                        secs(view.end() - t_f), secs(hold as f64), secs(within)
+                    ));
+                }
+            }
+        }
+        self.replacement_leg(&mut b, view, t_f);
+        b.finish()
+    }
+
+    /// Time until the instance-count probe is back at the desired count. A leg of the
+    /// verdict only with `replace_within`; otherwise reported as figures.
+    fn replacement_leg(&self, b: &mut Builder, view: &RunView, t_f: f64) {
+        let Some(probe) = &self.instances else { return };
+        let s_f = second_of(t_f);
+        let desired = self
+            .desired
+            .map(f64::from)
+            .or_else(|| view.probe_before(probe, s_f).map(|(_, v)| v));
+        let outcome = match desired {
+            None => Err(format!(
+                "no `{probe}` sample before the fault and no `desired`: replacement not evaluable"
+            )),
+            Some(desired) => {
+                b.figure("desired_instances", desired);
+                // The count must first drop below desired (the fault took an instance away),
+                // then come back; a gap is skipped, never read as zero.
+                let points = view.probe_points(probe, s_f, view.len());
+                let dropped = points.iter().position(|(_, v)| *v < desired);
+                match dropped {
+                    None if points.is_empty() => {
+                        Err(format!("probe `{probe}` has no sample after the fault"))
+                    }
+                    None => Ok(Some(0.0)),
+                    Some(i) => Ok(points[i..]
+                        .iter()
+                        .find(|(_, v)| *v >= desired)
+                        .map(|(s, _)| round3((*s as f64 - t_f).max(0.0)))),
+                }
+            }
+        };
+        match (outcome, self.replace_within) {
+            (Ok(Some(t)), limit) => {
+                b.figure("replacement_s", t);
+                if let Some(limit) = limit {
+                    let l = limit.as_secs_f64();
+                    b.leg(
+                        if t <= l { Status::Pass } else { Status::Fail },
+                        format!("replaced in {} (limit {})", secs(t), secs(l)),
+                    );
+                }
+            }
+            (Ok(None), limit) => {
+                b.figure("replacement_s", "not replaced");
+                if let Some(limit) = limit {
+                    let l = limit.as_secs_f64();
+                    if view.end() >= t_f + l {
+                        b.leg(
+                            Status::Fail,
+                            format!("instance count not back within {}", secs(l)),
+                        );
+                    } else {
+                        b.leg(
+                            Status::NotEvaluable,
+                            format!(
+                                "the run ended before {} after the fault: replacement unknown",
+                                secs(l)
+                            ),
+                        );
+                    }
+                }
+            }
+            (Err(why), Some(_)) => {
+                b.leg(Status::NotEvaluable, why);
+            }
+            (Err(why), None) => {
+                b.figure("replacement_s", why);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analyze::view::{FaultWindow, Second};
+
+    fn view(seconds: Vec<Second>, fault_at: f64) -> RunView {
+        let mut v = RunView::default();
+        v.streams.insert("web".into(), seconds);
+        v.faults.push(FaultWindow {
+            name: "kill".into(),
+            id: "kill#1".into(),
+            kind: "terminate-instances".into(),
+            start: fault_at,
+            end: Some(fault_at),
+            targets: vec!["i-1".into()],
+        });
+        v
+    }
+
+    fn spec() -> Failover {
+        Failover {
+            fault: "kill".into(),
+            stream: None,
+            eps: 0.01,
+            k: 2.0,
+            hold: Duration::from_secs(5),
+            within: Duration::from_secs(20),
+            max_failed: Some(200),
+            baseline: Duration::from_secs(60),
+            instances: None,
+            desired: None,
+            replace_within: None,
+        }
+    }
+
+    /// 30 s healthy, then `bad` seconds at 50% errors, then healthy until 90 s.
+    fn shape(bad: usize, total: usize) -> Vec<Second> {
+        (0..total)
+            .map(|s| {
+                if (30..30 + bad).contains(&s) {
+                    Second::simple(50, 50, 40.0)
+                } else {
+                    Second::simple(100, 0, 20.0)
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn recovers_in_time() {
+        let v = spec().evaluate("f", &view(shape(3, 90), 30.2));
+        assert_eq!(v.status, Status::Pass, "{v:?}");
+        assert_eq!(v.figures["recovery_s"], 2.8.into());
+        assert_eq!(v.figures["failed_requests"], 150u64.into());
+    }
+
+    #[test]
+    fn errors_that_persist_fail() {
+        let v = spec().evaluate("f", &view(shape(60, 90), 30.0));
+        assert_eq!(v.status, Status::Fail, "{v:?}");
+        assert!(v.reason.unwrap().contains("not recovered within 20s"));
+    }
+
+    #[test]
+    fn slow_recovery_and_budget() {
+        let v = spec().evaluate("f", &view(shape(25, 90), 30.0));
+        assert_eq!(v.status, Status::Fail);
+        let r = v.reason.unwrap();
+        assert!(
+            r.contains("recovered in 25s (limit 20s)") && r.contains("1250 requests failed"),
+            "{r}"
+        );
+    }
+
+    #[test]
+    fn a_fault_at_the_very_end_is_not_evaluable() {
+        let v = spec().evaluate("f", &view(shape(3, 33), 30.0));
+        assert_eq!(v.status, Status::NotEvaluable, "{v:?}");
+        assert!(v.reason.unwrap().contains("too early"));
+    }
+
+    #[test]
+    fn no_baseline_and_zero_traffic_are_not_evaluable() {
+        let v = spec().evaluate("f", &view(shape(3, 90), 1.0));
+        assert_eq!(v.status, Status::NotEvaluable);
+        assert!(v.reason.unwrap().contains("no baseline"));
+        let v = spec().evaluate("f", &view(vec![Second::default(); 90], 30.0));
+        assert_eq!(v.status, Status::NotEvaluable);
+        let v = Failover {
+            fault: "other".into(),
+            ..spec()
+        }
+        .evaluate("f", &view(shape(3, 90), 30.0));
+        assert_eq!(v.status, Status::NotEvaluable);
+    }
+
+    #[test]
+    fn replacement_leg_skips_gaps() {
+        let mut v = view(shape(3, 90), 30.0);
+        let mut count: Vec<Option<f64>> = (0..90)
+            .map(|s| Some(if (30..45).contains(&s) { 2.0 } else { 3.0 }))
+            .collect();
+        for gap in &mut count[44..50] {
+            *gap = None;
+        }
+        v.probes.insert("web_instances".into(), count);
+        let f = Failover {
+            instances: Some("web_instances".into()),
+            replace_within: Some(Duration::from_secs(30)),
+            ..spec()
+        };
+        let verdict = f.evaluate("f", &v);
+        assert_eq!(verdict.status, Status::Pass, "{verdict:?}");
+        assert_eq!(verdict.figures["replacement_s"], 20.0.into());
+        let strict = Failover {
+            replace_within: Some(Duration::from_secs(10)),
+            ..f
+        };
+        assert_eq!(strict.evaluate("f", &v).status, Status::Fail);
+    }
+}

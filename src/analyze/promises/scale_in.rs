@@ -1,0 +1,285 @@
+//! **scale-in**: once the backlog has drained, capacity returns to `min` within `within`,
+//! without flapping. Formulas: `docs/promises.md#scale-in`.
+
+use std::time::Duration;
+
+use super::{missing, round3, second_of, secs};
+use crate::analyze::verdict::{Builder, Status, Verdict};
+use crate::analyze::view::{ActivityKind, RunView};
+
+/// Parameters of a `scale-in` promise.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScaleIn {
+    pub group: Option<String>,
+    pub instances: String,
+    /// Backlog probe: "drained" is the start of its final stretch of zeros.
+    pub depth: Option<String>,
+    pub min: u32,
+    pub within: Duration,
+    /// Measure from the end of this fault instead.
+    pub after: Option<String>,
+    pub max_direction_changes: u32,
+    pub flap_window: Duration,
+}
+
+impl ScaleIn {
+    pub fn evaluate(&self, name: &str, view: &RunView) -> Verdict {
+        let mut b = Builder::new(name, "scale-in");
+        if !view.probes.contains_key(&self.instances) {
+            return b.not_evaluable(missing(
+                view,
+                &format!("no probe `{}`", self.instances),
+                "probes",
+            ));
+        }
+        let t_0 = match self.reference(view) {
+            Ok(t) => t,
+            Err(why) => return b.not_evaluable(why),
+        };
+        let within = self.within.as_secs_f64();
+        let min = f64::from(self.min);
+        b.figure("drained_s", t_0).figure("min", min);
+        let points = view.probe_points(&self.instances, second_of(t_0), view.len());
+        match points.iter().find(|(_, v)| *v <= min) {
+            Some(&(s, _)) => {
+                let took = round3((s as f64 - t_0).max(0.0));
+                b.window(t_0, s as f64).figure("scale_in_s", took);
+                let status = if took <= within {
+                    Status::Pass
+                } else {
+                    Status::Fail
+                };
+                b.leg(
+                    status,
+                    format!(
+                        "back to {} instances {} after draining (limit {})",
+                        self.min,
+                        secs(took),
+                        secs(within)
+                    ),
+                );
+            }
+            None => {
+                let last = points.last().map_or(t_0, |p| p.0 as f64);
+                let lowest = points.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
+                b.window(t_0, view.end())
+                    .figure("scale_in_s", "not reached")
+                    .figure("lowest_instances", lowest);
+                if last >= t_0 + within {
+                    b.leg(
+                        Status::Fail,
+                        format!(
+                            "still {lowest} or more instances {} after draining (min {})",
+                            secs(last - t_0),
+                            self.min
+                        ),
+                    );
+                } else {
+                    b.leg(
+                        Status::NotEvaluable,
+                        format!(
+                            "instance samples end {} after draining: too early to tell within {}",
+                            secs((last - t_0).max(0.0)),
+                            secs(within)
+                        ),
+                    );
+                }
+            }
+        }
+        self.flapping(&mut b, view);
+        b.finish()
+    }
+
+    /// When the backlog drained: the end of the `after` fault, or the first sample of the
+    /// depth probe's final stretch of zeros (gaps skipped).
+    fn reference(&self, view: &RunView) -> Result<f64, String> {
+        if let Some(fault) = &self.after {
+            let f = view.fault(fault).ok_or_else(|| {
+                missing(
+                    view,
+                    &format!("fault `{fault}` is not in the journal"),
+                    "journal",
+                )
+            })?;
+            return f
+                .end
+                .ok_or_else(|| format!("fault `{fault}` was never undone"));
+        }
+        let Some(depth) = &self.depth else {
+            return Err(
+                "neither `depth` nor `after`: no way to tell when the backlog drained".into(),
+            );
+        };
+        if !view.probes.contains_key(depth) {
+            return Err(missing(view, &format!("no probe `{depth}`"), "probes"));
+        }
+        let points = view.probe_points(depth, 0, view.len());
+        if points.iter().all(|p| p.1 <= 0.0) {
+            return Err(format!(
+                "probe `{depth}` never saw a backlog: nothing to scale in from"
+            ));
+        }
+        let tail = points.iter().rev().take_while(|p| p.1 <= 0.0).count();
+        if tail == 0 {
+            return Err(format!(
+                "the backlog (`{depth}`) had not drained by the end of the run"
+            ));
+        }
+        Ok(points[points.len() - tail].0 as f64)
+    }
+
+    /// Direction changes of desired capacity (scaling activities of the group); the most in
+    /// any window of `flap_window` must be <= `max_direction_changes`.
+    fn flapping(&self, b: &mut Builder, view: &RunView) {
+        if view.activities.is_none() {
+            b.leg(
+                Status::NotEvaluable,
+                missing(
+                    view,
+                    "no scaling activities recorded: flapping unknown",
+                    "activities",
+                ),
+            );
+            return;
+        }
+        let mut changes = Vec::new();
+        let mut last_dir = 0i8;
+        for a in view
+            .activities_of(self.group.as_deref())
+            .filter(|a| a.kind == ActivityKind::Scaling)
+        {
+            let (Some(from), Some(to)) = (a.from, a.to) else {
+                continue;
+            };
+            let dir = (i64::from(to) - i64::from(from)).signum() as i8;
+            if dir == 0 {
+                continue;
+            }
+            if last_dir != 0 && dir != last_dir {
+                changes.push(a.t);
+            }
+            last_dir = dir;
+        }
+        let w = self.flap_window.as_secs_f64();
+        let worst = (0..changes.len())
+            .map(|i| {
+                changes[i..]
+                    .iter()
+                    .take_while(|t| **t <= changes[i] + w)
+                    .count()
+            })
+            .max()
+            .unwrap_or(0) as u32;
+        b.figure("direction_changes_max", f64::from(worst))
+            .figure("direction_changes_total", changes.len() as u64);
+        let status = if worst <= self.max_direction_changes {
+            Status::Pass
+        } else {
+            Status::Fail
+        };
+        b.leg(
+            status,
+            format!(
+                "{worst} direction changes in {} (max {})",
+                secs(w),
+                self.max_direction_changes
+            ),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analyze::view::Activity;
+
+    fn spec() -> ScaleIn {
+        ScaleIn {
+            group: None,
+            instances: "workers".into(),
+            depth: Some("depth".into()),
+            min: 0,
+            within: Duration::from_secs(120),
+            after: None,
+            max_direction_changes: 2,
+            flap_window: Duration::from_secs(300),
+        }
+    }
+
+    fn scaling(t: f64, from: u32, to: u32) -> Activity {
+        Activity {
+            t,
+            group: "workers".into(),
+            kind: ActivityKind::Scaling,
+            from: Some(from),
+            to: Some(to),
+            instance: None,
+            cause: String::new(),
+        }
+    }
+
+    /// Backlog during 10..100; instances 3 until `zero_at`, 0 after.
+    fn view(zero_at: usize, len: usize, acts: Vec<Activity>) -> RunView {
+        let mut v = RunView::default();
+        v.probes.insert(
+            "depth".into(),
+            (0..len)
+                .map(|s| Some(if (10..100).contains(&s) { 500.0 } else { 0.0 }))
+                .collect(),
+        );
+        v.probes.insert(
+            "workers".into(),
+            (0..len)
+                .map(|s| Some(if s < zero_at { 3.0 } else { 0.0 }))
+                .collect(),
+        );
+        v.activities = Some(acts);
+        v
+    }
+
+    #[test]
+    fn scales_to_zero_in_time() {
+        let v = spec().evaluate(
+            "s",
+            &view(160, 300, vec![scaling(12.0, 0, 3), scaling(159.0, 3, 0)]),
+        );
+        assert_eq!(v.status, Status::Pass, "{v:?}");
+        assert_eq!(v.figures["scale_in_s"], 60.0.into());
+    }
+
+    #[test]
+    fn a_fixed_fleet_fails_and_flapping_fails() {
+        let v = spec().evaluate("s", &view(10_000, 300, vec![]));
+        assert_eq!(v.status, Status::Fail, "{v:?}");
+        let flappy: Vec<Activity> = (0..8)
+            .map(|i| {
+                if i % 2 == 0 {
+                    scaling(100.0 + 20.0 * i as f64, 1, 2)
+                } else {
+                    scaling(100.0 + 20.0 * i as f64, 2, 1)
+                }
+            })
+            .collect();
+        let v = spec().evaluate("s", &view(160, 300, flappy));
+        assert_eq!(v.status, Status::Fail);
+        assert_eq!(v.figures["direction_changes_max"], 7.0.into());
+    }
+
+    #[test]
+    fn not_evaluable_without_a_drain_or_data() {
+        // The backlog never drained.
+        assert_eq!(
+            spec().evaluate("s", &view(160, 90, vec![])).status,
+            Status::NotEvaluable
+        );
+        // No activities: the flapping leg cannot be checked.
+        let mut v = view(160, 300, vec![]);
+        v.activities = None;
+        assert_eq!(spec().evaluate("s", &v).status, Status::NotEvaluable);
+        // Drained, but the run ended too soon to see the fleet at min.
+        assert_eq!(
+            spec().evaluate("s", &view(10_000, 150, vec![])).status,
+            Status::NotEvaluable
+        );
+    }
+}
