@@ -1,8 +1,8 @@
 //! Chaos: faults with exact undos, a journal that survives the harness, and recovery.
 //!
 //! The module's first duty is to leave the system as it found it. Every fault is split in
-//! two: a [`Fault`](fault::Fault) (what the experiment asked for: a selector and parameters)
-//! resolves its targets and *prepares* a [`Change`](change::Change), a serializable record
+//! two: a [`Fault`] (what the experiment asked for: a selector and parameters)
+//! resolves its targets and *prepares* a [`Change`], a serializable record
 //! that knows how to apply itself, undo itself and verify the undo. The change is written to
 //! the run's journal (fsynced) **before** it is applied, so `shakedown recover` can undo it
 //! after the harness was killed with `kill -9`.
@@ -12,7 +12,7 @@
 //! | [`spec`] | the `[[fault]]` tables of an experiment file (serde, user docs) |
 //! | [`plan`] | [`FaultPlan`]: specs with resolved start times and occurrences |
 //! | [`guard`] | `[guardrails]`: caps, allow-listed tags, stop conditions, the run lock |
-//! | [`fault`] | the [`Fault`](fault::Fault) trait and the environment faults act in |
+//! | [`fault`] | the [`Fault`] trait and the environment faults act in |
 //! | [`faults`] | one module per fault type (`terminate-instances`, `stall-consumers`, ...) |
 //! | [`change`] | the undoable records faults produce (EC2 state, signals, queue attributes, ...) |
 //! | [`journal`] | `results/<run-id>/journal.jsonl`: the append-only, fsynced record |

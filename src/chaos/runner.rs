@@ -1,7 +1,7 @@
 //! [`Runner`]: executes a [`FaultPlan`] on the run's clock.
 //!
 //! Before anything is touched it checks that no earlier run left faults applied
-//! ([`check_clean`]), takes the run lock, starts the plan's proxies and resolves every
+//! ([`check_clean`](crate::chaos::check_clean)), takes the run lock, starts the plan's proxies and resolves every
 //! occurrence against the guardrails. Then each occurrence is applied at its time (journal
 //! `intent` first) and undone when its duration ends. However the run ends (normal end, a
 //! failed apply, [`AbortHandle::abort`] or a stop condition, or the caller's cancellation

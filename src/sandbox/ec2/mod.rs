@@ -3,7 +3,7 @@
 //! A registry of instances (local processes) with EC2's state machine and tags
 //! ([`fleet`], pure), a hook that makes state changes act on real processes ([`driver`]),
 //! and an HTTP endpoint speaking the EC2 query protocol so that the unmodified
-//! `aws-sdk-ec2` client can describe, tag, stop, start and terminate them ([`server`]).
+//! `aws-sdk-ec2` client can describe, tag, stop, start and terminate them (`server`).
 //!
 //! Supported actions: `DescribeInstances` (filters `tag:KEY`, `tag-key`, `tag-value`,
 //! `instance-state-name`, `instance-state-code`, `instance-id`, `instance-type`,
