@@ -52,8 +52,24 @@ pub struct LoadArgs {
     pub profile: Option<PathBuf>,
 
     /// Base URL of the system under test, e.g. http://127.0.0.1:8080
-    #[arg(long, short)]
-    pub target: String,
+    #[arg(
+        long,
+        short,
+        required_unless_present = "sandbox",
+        conflicts_with = "sandbox"
+    )]
+    pub target: Option<String>,
+
+    /// Start the embedded sandbox, send the load through its balancer, and stop
+    /// it afterwards (prints its endpoints and scaling activity).
+    #[arg(long)]
+    pub sandbox: bool,
+
+    /// The sandbox's architecture with --sandbox: queued (default), tiered,
+    /// monolith, event-driven, or a broken variant: no-health-checks,
+    /// fixed-fleet, ack-before-process, lossy-queue.
+    #[arg(long, value_name = "NAME", requires = "sandbox")]
+    pub arch: Option<crate::sandbox::config::ArchChoice>,
 
     /// Open model without a profile: constant arrival rate, e.g. 500/s.
     #[arg(long, value_parser = parse_rate)]

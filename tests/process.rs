@@ -113,16 +113,6 @@ fn usage_errors_exit_2_with_a_hint() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("http://"));
 }
 
-/// Peak RSS of a finished child, in KiB (reaps it).
-fn wait_rss_kib(child: std::process::Child) -> (i32, i64) {
-    let mut status = 0;
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waiting on our own child with valid out-pointers.
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child.id() as i32);
-    (libc::WEXITSTATUS(status), usage.ru_maxrss)
-}
-
 /// Bodies are streamed from one shared buffer: 20 concurrent 16 MiB uploads
 /// (640 MiB in all) must not cost anything like 20 x 16 MiB of memory.
 /// (The full-scale figure, 50 x 100 MiB, is in BENCHMARKS.md: bench/load.sh.)
@@ -142,7 +132,7 @@ stages = [ { for = "10s", rate = "4/s" } ]
 "#,
     )
     .unwrap();
-    let child = bin()
+    let mut child = bin()
         .args([
             "load",
             "--quiet",
@@ -161,14 +151,20 @@ stages = [ { for = "10s", rate = "4/s" } ]
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let (code, rss_kib) = tokio::task::spawn_blocking(move || wait_rss_kib(child))
-        .await
-        .unwrap();
-    assert_eq!(code, 0);
+    let status =
+        tokio::task::spawn_blocking(move || wait_bounded(&mut child, Duration::from_secs(60)))
+            .await
+            .unwrap();
+    assert_eq!(status.code(), Some(0));
     assert_eq!(
         seen.body_bytes.load(std::sync::atomic::Ordering::Relaxed),
         40 * 16 * 1024 * 1024
     );
+    // The process's own high-water mark (VmHWM), recorded in run.json: unlike
+    // the rusage of a child, it cannot include memory of the forking test process.
+    let meta: RunMeta =
+        serde_json::from_slice(&std::fs::read(dir.path().join("t/run.json")).unwrap()).unwrap();
+    let rss_kib = meta.peak_rss_kib.expect("peak RSS recorded") as i64;
     let rss_mib = rss_kib / 1024;
     eprintln!("peak RSS for 20 x 16 MiB concurrent uploads: {rss_mib} MiB");
     assert!(
@@ -213,4 +209,35 @@ fn validate_reports_every_error_with_location_and_exits_2() {
         String::from_utf8_lossy(&out.stdout).matches("ok: ").count(),
         2
     );
+}
+
+/// `load --sandbox`: the embedded sandbox is started, loaded through its
+/// balancer (uploads are queued: 202) and stopped again, in one command.
+#[test]
+fn load_against_the_embedded_sandbox_in_one_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("tiny.toml");
+    std::fs::write(
+        &profile,
+        "name = \"tiny\"\n[[stream]]\nname = \"photos\"\nkind = \"upload\"\nsize = { dist = \"fixed\", size = \"16KiB\" }\nstages = [ { for = \"2s\", rate = \"25/s\" } ]\n",
+    )
+    .unwrap();
+    let mut child = bin()
+        .args(["load", "--quiet", "--run-id", "t"])
+        .arg(&profile)
+        .arg("--sandbox")
+        .arg("--results")
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_bounded(&mut child, Duration::from_secs(60));
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+    assert_eq!(status.code(), Some(0), "{out}");
+    assert!(out.contains("sandbox up (arch queued)"), "{out}");
+    assert!(out.contains("sandbox scaling activity"), "{out}");
+    let meta: RunMeta =
+        serde_json::from_slice(&std::fs::read(dir.path().join("t/run.json")).unwrap()).unwrap();
+    assert_eq!((meta.summary[0].sent, meta.summary[0].ok), (50, 50));
 }

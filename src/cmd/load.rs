@@ -21,6 +21,9 @@ use crate::results::meta::{ModeInfo, ProfileInfo, SettingsInfo, StreamInfo, Tool
 use crate::results::{
     RunMeta, RunStatus, TimelineWriter, create_run_dir, create_run_files, run_id,
 };
+use crate::sandbox::asg::ActivityKind;
+use crate::sandbox::config::{ArchChoice, SandboxConfig};
+use crate::sandbox::{Sandbox, StartOptions};
 use crate::template::Template;
 
 /// Recorder shards: enough that lanes rarely contend on 2-16 cores.
@@ -30,7 +33,17 @@ const CLOSED_MAX: Duration = Duration::from_secs(24 * 3600);
 
 pub async fn load(args: LoadArgs, command: Vec<String>) -> anyhow::Result<Outcome> {
     let profile = Arc::new(profile_for(&args)?);
-    let target: Target = args.target.parse().map_err(anyhow::Error::msg)?;
+    let sandbox = if args.sandbox {
+        Some(start_sandbox(args.arch.unwrap_or_default()).await?)
+    } else {
+        None
+    };
+    let target_url = match (&sandbox, &args.target) {
+        (Some(sb), _) => sb.endpoints().web_url.clone(),
+        (None, Some(url)) => url.clone(),
+        (None, None) => bail!("give --target URL, or --sandbox to start the embedded one"),
+    };
+    let target: Target = target_url.parse().map_err(anyhow::Error::msg)?;
     let mode = mode_for(&args, &profile)?;
     let settings = settings_for(&args, &profile);
     if profile
@@ -114,6 +127,7 @@ pub async fn load(args: LoadArgs, command: Vec<String>) -> anyhow::Result<Outcom
         RunStatus::Completed
     };
     writer.meta_mut().summary = summaries.clone();
+    writer.meta_mut().peak_rss_kib = crate::results::meta::peak_rss_kib();
     writer.finish(status).context("cannot finish run.json")?;
 
     println!();
@@ -138,11 +152,46 @@ pub async fn load(args: LoadArgs, command: Vec<String>) -> anyhow::Result<Outcom
         }
     );
     println!("results: {}", dir.display());
+    if let Some(sb) = sandbox {
+        print_sandbox_activity(&sb);
+        sb.shutdown().await;
+    }
     Ok(if report.stopped_early {
         Outcome::Error
     } else {
         Outcome::Ok
     })
+}
+
+/// Starts the embedded sandbox for `--sandbox`, printing where it runs.
+async fn start_sandbox(arch: ArchChoice) -> anyhow::Result<Sandbox> {
+    println!("starting the sandbox...");
+    let sandbox = Sandbox::start(SandboxConfig::for_arch(arch), StartOptions::default())
+        .await
+        .context("starting the sandbox")?;
+    let e = sandbox.endpoints();
+    println!(
+        "sandbox up (arch {}): web {}  sqs {}  ec2 {}  instance logs {}",
+        e.arch,
+        e.web_url,
+        e.sqs_endpoint,
+        e.ec2_endpoint,
+        e.run_dir.display()
+    );
+    Ok(sandbox)
+}
+
+/// What the sandbox's fleet did during the run: its scaling decisions.
+fn print_sandbox_activity(sandbox: &Sandbox) {
+    let activities = sandbox.activities().since(0);
+    let scalings: Vec<_> = activities
+        .iter()
+        .filter(|a| a.kind == ActivityKind::Scaling)
+        .collect();
+    println!("\nsandbox scaling activity ({} decisions):", scalings.len());
+    for a in scalings {
+        println!("  {a}");
+    }
 }
 
 /// Takes each finished second from the recorder, writes it, feeds the live
@@ -425,6 +474,7 @@ fn run_meta(
         status: RunStatus::Running,
         error: None,
         summary: Vec::new(),
+        peak_rss_kib: None,
     }
 }
 

@@ -53,6 +53,9 @@ pub struct RunMeta {
     /// Whole-run figures per stream, filled in at the end.
     #[serde(default)]
     pub summary: Vec<StreamSummary>,
+    /// Peak resident memory of the shakedown process itself (KiB), at the end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_rss_kib: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -115,4 +118,11 @@ pub struct SettingsInfo {
 pub fn run_schema() -> String {
     let schema = schemars::schema_for!(RunMeta);
     serde_json::to_string_pretty(&schema).expect("a schema serializes") + "\n"
+}
+
+/// This process's peak resident set size in KiB (`VmHWM`), where /proc has it.
+pub fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }

@@ -123,7 +123,7 @@ impl fmt::Display for Variant {
 pub const LOSSY_QUEUE_DEFAULT_CAPACITY: usize = 100;
 
 /// What `--arch NAME` names: an architecture, or a broken variant on top of one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ArchChoice {
     /// The architecture.
     pub arch: Arch,
