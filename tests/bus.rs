@@ -3,9 +3,11 @@
 //!
 //! Nothing here talks to anything but 127.0.0.1.
 
+#[path = "support/moto.rs"]
+mod moto;
+use moto::Moto;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{SocketAddr, TcpListener as StdListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -563,62 +565,6 @@ async fn put_events_speaks_the_eventbridge_shape() {
 // Queues, through moto_server
 // ---------------------------------------------------------------------------------------------
 
-/// A `moto_server` child on a free port; killed and reaped on drop.
-struct Moto {
-    child: Child,
-    endpoint: String,
-}
-
-impl Moto {
-    /// Starts moto, or returns `None` (after saying why) when it is not installed.
-    fn start() -> Option<Moto> {
-        if !on_path("moto_server") {
-            println!(
-                "SKIP queue delivery: `moto_server` is not on PATH (pip install 'moto[server]')"
-            );
-            return None;
-        }
-        let port = StdListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn moto_server");
-        let mut moto = Moto {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-        };
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            if Instant::now() > deadline || moto.child.try_wait().ok().flatten().is_some() {
-                panic!("moto_server did not start listening on {addr}");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Some(moto)
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
-        .unwrap_or(false)
-}
-
 fn sqs(endpoint: &str) -> aws_sdk_sqs::Client {
     let creds = aws_credential_types::Credentials::new("test", "test", None, None, "static");
     let config = aws_sdk_sqs::Config::builder()
@@ -671,7 +617,10 @@ async fn queue_targets_receive_matching_events_via_sqs() {
     // any; the other tests only touch the environment through std, which serialises its own
     // reads and writes (no libc getenv races with this write).
     unsafe { std::env::set_var("AWS_EC2_METADATA_DISABLED", "true") };
-    let Some(moto) = Moto::start() else { return };
+    let Some(moto) = Moto::start().await else {
+        println!("SKIP queue delivery: `moto_server` is not on PATH (pip install 'moto[server]')");
+        return;
+    };
     let client = sqs(&moto.endpoint);
     let mut urls = BTreeMap::new();
     for name in ["jobs", "audit"] {
