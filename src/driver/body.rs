@@ -73,7 +73,8 @@ impl Body {
         self.len() == 0
     }
 
-    fn next_chunk(&mut self) -> Option<Bytes> {
+    /// The next piece of the body, `None` at the end (every piece is ready at once).
+    pub(crate) fn next_chunk(&mut self) -> Option<Bytes> {
         match self {
             Body::Empty => None,
             Body::Full(b) => b.take(),

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use self::body::Body;
-pub use self::http::{HttpConn, Response, classify_hyper, classify_io};
+pub use self::http::{HttpConn, Response, classify_io};
 pub use self::request::{BuildError, ID_HEADER, RequestFactory, Target, request_id};
 use crate::config::profile::{Profile, Settings};
 use crate::metrics::{ErrorClass, Recorder};
@@ -440,7 +440,7 @@ async fn exchange(
     request: ::http::Request<Body>,
 ) -> Result<Response, ErrorClass> {
     let settings = &ctx.plan.settings;
-    if !conn.as_ref().is_some_and(HttpConn::is_open) {
+    if !conn.as_mut().is_some_and(HttpConn::is_open) {
         ctx.connecting.fetch_add(1, Ordering::Relaxed);
         let connected = HttpConn::connect(ctx.plan.addr, settings.connect_timeout).await;
         ctx.connecting.fetch_sub(1, Ordering::Relaxed);
