@@ -437,18 +437,29 @@ fn delete_message_batch(
     let name = queue_name(input.queue_url.as_ref())?;
     shared.registry.lock().queue(name)?;
     wire::check_batch(input.entries.iter().map(|entry| entry.id.as_deref()))?;
+    json(&per_entry(input.entries, |entry| {
+        let id = entry.id.unwrap_or_default();
+        (id, delete_one(shared, name, entry.receipt_handle))
+    }))
+}
+
+/// Runs one action per batch entry and reports each as successful or failed
+/// by its entry id (the shape of DeleteMessageBatch and ChangeMessageVisibilityBatch).
+fn per_entry<E>(
+    entries: Vec<E>,
+    mut action: impl FnMut(E) -> (String, Result<(), ApiError>),
+) -> wire::BatchResponse<wire::BatchResultEntry> {
     let mut result = wire::BatchResponse {
         successful: Vec::new(),
         failed: Vec::new(),
     };
-    for entry in input.entries {
-        let id = entry.id.unwrap_or_default();
-        match delete_one(shared, name, entry.receipt_handle) {
-            Ok(()) => result.successful.push(wire::BatchResultEntry { id }),
-            Err(error) => result.failed.push(error.batch_entry(&id)),
+    for entry in entries {
+        match action(entry) {
+            (id, Ok(())) => result.successful.push(wire::BatchResultEntry { id }),
+            (id, Err(error)) => result.failed.push(error.batch_entry(&id)),
         }
     }
-    json(&result)
+    result
 }
 
 fn change_one(
@@ -490,18 +501,11 @@ fn change_visibility_batch(
     let name = queue_name(input.queue_url.as_ref())?;
     shared.registry.lock().queue(name)?;
     wire::check_batch(input.entries.iter().map(|entry| entry.id.as_deref()))?;
-    let mut result = wire::BatchResponse {
-        successful: Vec::new(),
-        failed: Vec::new(),
-    };
-    for entry in input.entries {
+    json(&per_entry(input.entries, |entry| {
         let id = entry.id.unwrap_or_default();
-        match change_one(shared, name, entry.receipt_handle, entry.visibility_timeout) {
-            Ok(()) => result.successful.push(wire::BatchResultEntry { id }),
-            Err(error) => result.failed.push(error.batch_entry(&id)),
-        }
-    }
-    json(&result)
+        let outcome = change_one(shared, name, entry.receipt_handle, entry.visibility_timeout);
+        (id, outcome)
+    }))
 }
 
 fn get_queue_attributes(
