@@ -100,8 +100,8 @@ struct Ctx {
 }
 
 /// Runs the load until the schedule (or duration) ends or `stop` fires, then
-/// drains in-flight requests: up to the request timeout after a normal end,
-/// up to `grace` after a stop.
+/// drains in-flight requests: up to their whole connect + request timeout
+/// after a normal end, up to `grace` after a stop.
 pub async fn run(
     plan: DriverPlan,
     recorder: Arc<Recorder>,
