@@ -25,9 +25,15 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the built-in demo experiment on the embedded sandbox (no cloud account needed).
+    Demo(crate::cmd::demo::DemoArgs),
+    /// Run an experiment: load + faults + probes on one clock, then verdicts on the promises.
+    Run(Box<crate::cmd::run::RunArgs>),
+    /// Recompute a run's verdicts offline from its files (optionally with other promises).
+    Analyze(crate::cmd::analyze::AnalyzeArgs),
     /// Send a profile's traffic at a target (load only, no chaos), wrk/k6 style.
     Load(Box<LoadArgs>),
-    /// Check profiles; report every error with file:line:col and a hint.
+    /// Check profiles and experiments; report every error with file:line:col and a hint.
     Validate(ValidateArgs),
     /// Run the embedded reference system (balancer, web tier, queue, worker fleet) in the foreground.
     Sandbox(crate::sandbox::config::SandboxArgs),

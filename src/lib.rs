@@ -1,15 +1,16 @@
 //! shakedown: a load generator and chaos-testing harness for decoupled architectures.
 //!
-//! A driver replays upload and event traffic against a target while (in later
-//! modules) a chaos module injects faults and an analyzer checks the
-//! architecture's promises. Map of the crate; *pure* modules know nothing of
+//! A driver replays upload and event traffic against a target while a chaos module
+//! injects faults, probes sample the system, and an analyzer checks the architecture's
+//! promises from the recorded run (`shakedown run`, [`cmd::run`]). Map of the crate; *pure* modules know nothing of
 //! tokio, files or AWS, so they are tested with plain unit tests and proptest:
 //!
 //! | module | job | pure? |
 //! |---|---|---|
 //! | [`cli`] | the command line: one clap `Args` struct per subcommand | yes |
-//! | [`cmd`] | one file per subcommand (`load`, `validate`, `sandbox`), wiring plan, IO and terminal; [`cmd::Outcome`] -> exit code | no |
+//! | [`cmd`] | one file per subcommand (`demo`, `run`, `analyze`, `load`, `validate`, `sandbox`), wiring plan, IO and terminal; [`cmd::Outcome`] -> exit code | no |
 //! | [`config`] | files -> validated plans (`profile`), diagnostics with file:line:col | yes |
+//! | [`experiment`] | `chaos/*.toml` -> [`experiment::Experiment`]: target, merged profiles, fault plan, probes, promises, cool-down | yes (reads profiles through a `Files` trait) |
 //! | [`units`] | human-readable durations, sizes and rates | yes |
 //! | [`template`] | `{id}`/`{seq}`/random-field templates for paths, headers and bodies | yes |
 //! | [`schedule`] | the arrival schedule: exact send times from profile + seed, segments | yes |
@@ -30,6 +31,7 @@ pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod driver;
+pub mod experiment;
 pub mod ledger;
 pub mod live;
 pub mod metrics;
@@ -50,6 +52,19 @@ pub fn run(cli: Cli) -> u8 {
     let command_line: Vec<String> = std::env::args().collect();
     let threads = cli.threads;
     match cli.command {
+        Command::Demo(args) => {
+            exit_code(block_on(threads, cmd::demo::demo(args, command_line)).map(Outcome::code))
+        }
+        Command::Run(args) => {
+            exit_code(block_on(threads, cmd::run::run(*args, command_line)).map(Outcome::code))
+        }
+        Command::Analyze(args) => match cmd::analyze::analyze(&args) {
+            Ok(outcome) => outcome.code(),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                Outcome::Error.code()
+            }
+        },
         Command::Validate(args) => cmd::validate::validate(&args).code(),
         Command::Load(args) => {
             exit_code(block_on(threads, cmd::load::load(*args, command_line)).map(Outcome::code))

@@ -530,11 +530,17 @@ fn write_results(dir: &Path, view: &RunView) {
     }
 }
 
-/// The ledger files are written from the same records the in-memory scenario used.
+/// The ledger files are written from the same records the in-memory scenario used, with
+/// times in ms since the Unix epoch as the run writes them.
 fn write_ledger(dir: &Path, accepted: &[Accepted], done: &[Completion], still_queued: u64) {
+    let epoch = START
+        .parse::<chrono::DateTime<chrono::Utc>>()
+        .unwrap()
+        .timestamp_millis() as u64;
     let mut a = String::new();
     for x in accepted {
-        a += &(serde_json::json!({"id": x.id, "stream": x.stream, "t_ms": x.t_ms}).to_string()
+        a += &(serde_json::json!({"id": x.id, "stream": x.stream, "t_ms": x.t_ms + epoch})
+            .to_string()
             + "\n");
     }
     let mut c = String::new();
@@ -544,7 +550,7 @@ fn write_ledger(dir: &Path, accepted: &[Accepted], done: &[Completion], still_qu
         } else {
             "dead_lettered"
         };
-        c += &(serde_json::json!({"id": x.id, "done_ms": x.done_ms, "outcome": outcome, "receive_count": x.receive_count}).to_string() + "\n");
+        c += &(serde_json::json!({"id": x.id, "done_ms": x.done_ms + epoch, "outcome": outcome, "receive_count": x.receive_count}).to_string() + "\n");
     }
     // A torn last line, as a killed run leaves it, is ignored.
     c += "{\"id\":\"up-1";

@@ -109,7 +109,15 @@ pub fn load_run(dir: &Path) -> Result<RunView, LoadError> {
         Some(text) => view.activities = Some(parse_activities(&text, &dir.join(ACTIVITIES_FILE))?),
         None => note(&mut view, ACTIVITIES_FILE),
     }
+    // The ledger's times are ms since the Unix epoch; the view's are ms from the run's start.
+    let epoch_ms = meta
+        .as_ref()
+        .map_or(0, |m| m.started_at.timestamp_millis().max(0) as u64);
+    let rel = |t: u64| t.saturating_sub(epoch_ms);
     match read_optional(&dir.join(ACCEPTED_FILE))? {
+        Some(_) if meta.is_none() => view.notes.push(format!(
+            "{ACCEPTED_FILE} not usable without {RUN_FILE} (its start time)"
+        )),
         Some(text) => {
             let accepted: Vec<Accepted> =
                 parse_jsonl::<AcceptedLine>(&text, &dir.join(ACCEPTED_FILE))?
@@ -117,7 +125,7 @@ pub fn load_run(dir: &Path) -> Result<RunView, LoadError> {
                     .map(|a| Accepted {
                         id: a.id,
                         stream: a.stream,
-                        t_ms: a.t_ms,
+                        t_ms: rel(a.t_ms),
                     })
                     .collect();
             let completions: Vec<Completion> = match read_optional(&dir.join(COMPLETIONS_FILE))? {
@@ -125,7 +133,7 @@ pub fn load_run(dir: &Path) -> Result<RunView, LoadError> {
                     .into_iter()
                     .map(|c| Completion {
                         id: c.id,
-                        done_ms: c.done_ms,
+                        done_ms: rel(c.done_ms),
                         outcome: c.outcome.into(),
                         receive_count: c.receive_count,
                     })
@@ -143,7 +151,7 @@ pub fn load_run(dir: &Path) -> Result<RunView, LoadError> {
                             line: e.line(),
                             message: e.to_string(),
                         })?;
-                    Some(l.still_queued)
+                    l.still_queued
                 }
                 None => {
                     note(&mut view, LEDGER_FILE);
@@ -546,7 +554,8 @@ struct CompletionLine {
 
 #[derive(Debug, Deserialize)]
 struct LedgerFile {
-    still_queued: u64,
+    /// `null` when the final queue depth could not be measured.
+    still_queued: Option<u64>,
 }
 
 #[cfg(test)]

@@ -152,8 +152,17 @@ impl Runner {
         self.abort.abort(reason);
     }
 
-    /// Runs the plan until its last undo, an abort, a failure, or `cancel`.
+    /// Runs the plan until its last undo, an abort, a failure, or `cancel`, on a clock
+    /// that starts once the run is prepared (see [`Runner::prepare`]).
     pub async fn run(self, cancel: CancellationToken) -> Result<RunReport, RunError> {
+        self.prepare().await?.start(Instant::now(), cancel).await
+    }
+
+    /// Everything before the first fault, touching nothing: refuses to go on if an earlier
+    /// run left faults applied, takes the run lock, starts the plan's proxies, resolves
+    /// every occurrence against the guardrails and opens the journal. A run that drives
+    /// load and faults on one clock prepares first, then starts both at the same instant.
+    pub async fn prepare(self) -> Result<Prepared, RunError> {
         let results_dir = self
             .run_dir
             .parent()
@@ -161,9 +170,9 @@ impl Runner {
             .unwrap_or_else(|| PathBuf::from("."));
         check_clean_except(&results_dir, Some(&self.run_dir))?;
         let run_id = super::journal::run_id_of(&self.run_dir);
-        let _lock = RunLock::acquire(&results_dir, &run_id)?;
+        let lock = RunLock::acquire(&results_dir, &run_id)?;
         let proxy_stop = CancellationToken::new();
-        let _stop_proxies = proxy_stop.clone().drop_guard();
+        let stop_proxies = proxy_stop.clone().drop_guard();
         for spec in &self.plan.proxies {
             let handle =
                 proxy::start(spec, &proxy_stop)
@@ -177,13 +186,52 @@ impl Runner {
         dry_run(&self.plan, &self.env)
             .await
             .map_err(RunError::Refused)?;
-        let mut journal = Journal::open(&self.run_dir)?;
+        let journal = Journal::open(&self.run_dir)?;
+        Ok(Prepared {
+            runner: self,
+            run_id,
+            journal,
+            _lock: lock,
+            _stop_proxies: stop_proxies,
+        })
+    }
+}
+
+/// A run ready to start: lock held, proxies up, every occurrence resolved once.
+pub struct Prepared {
+    runner: Runner,
+    run_id: String,
+    journal: Journal,
+    _lock: RunLock,
+    _stop_proxies: tokio_util::sync::DropGuard,
+}
+
+impl Prepared {
+    /// A handle to abort the run from elsewhere.
+    pub fn abort_handle(&self) -> AbortHandle {
+        self.runner.abort.clone()
+    }
+
+    /// Runs the plan with occurrence times counted from `t0` (the run's clock), until its
+    /// last undo, an abort, a failure, or `cancel`; then undoes whatever is still active.
+    pub async fn start(
+        self,
+        t0: Instant,
+        cancel: CancellationToken,
+    ) -> Result<RunReport, RunError> {
+        let Prepared {
+            runner,
+            run_id,
+            mut journal,
+            _lock,
+            _stop_proxies,
+        } = self;
         journal.append(Event::RunStarted {
             pid: std::process::id(),
-            occurrences: self.plan.occurrences.len(),
+            occurrences: runner.plan.occurrences.len(),
         })?;
         let mut state = State {
-            env: &self.env,
+            env: &runner.env,
             journal,
             run_id,
             active: Vec::new(),
@@ -191,10 +239,9 @@ impl Runner {
             undone: 0,
             still_applied: Vec::new(),
         };
-        let (outcome, reason) = self.drive(&mut state, &cancel).await?;
+        let (outcome, reason) = runner.drive(&mut state, t0, &cancel).await?;
         // Undo everything still active, newest first, whatever ended the run.
-        while let Some((i, fault, change)) = state.active.pop() {
-            let _ = i;
+        while let Some((_, fault, change)) = state.active.pop() {
             state.undo(&fault, &change, Undoer::Runner).await?;
         }
         state.journal.append(Event::RunEnded {
@@ -210,10 +257,13 @@ impl Runner {
             journal: state.journal.path().to_owned(),
         })
     }
+}
 
+impl Runner {
     async fn drive(
         &self,
         state: &mut State<'_>,
+        t0: Instant,
         cancel: &CancellationToken,
     ) -> Result<(RunOutcome, Option<String>), RunError> {
         let mut steps: Vec<(Duration, Step)> = Vec::new();
@@ -225,7 +275,6 @@ impl Runner {
         }
         // Undos before applies at the same instant.
         steps.sort_by_key(|(t, s)| (*t, matches!(s, Step::Apply(_))));
-        let t0 = Instant::now();
         let mut ticker = tokio::time::interval(Duration::from_secs(1));
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let conditions = &self.plan.guardrails.stop;

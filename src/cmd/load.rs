@@ -70,9 +70,18 @@ pub async fn load(args: LoadArgs, command: Vec<String>) -> anyhow::Result<Outcom
             args.results.display()
         )
     })?;
-    let meta = run_meta(
-        &args, &profile, &target, mode, &settings, seed, &run_tag, &dir, command,
-    );
+    let meta = run_meta(MetaInput {
+        kind: "load",
+        profile: &profile,
+        target: target.to_string(),
+        mode,
+        settings: &settings,
+        seed,
+        segment: args.segment,
+        run_tag: &run_tag,
+        dir: &dir,
+        command,
+    });
     let names: Vec<String> = profile.streams.iter().map(|s| s.name.clone()).collect();
 
     let start = Instant::now();
@@ -98,6 +107,7 @@ pub async fn load(args: LoadArgs, command: Vec<String>) -> anyhow::Result<Outcom
         timeline,
         live,
         collecting.clone(),
+        |_| {},
     ));
 
     let plan = DriverPlan {
@@ -182,7 +192,7 @@ async fn start_sandbox(arch: ArchChoice) -> anyhow::Result<Sandbox> {
 }
 
 /// What the sandbox's fleet did during the run: its scaling decisions.
-fn print_sandbox_activity(sandbox: &Sandbox) {
+pub(crate) fn print_sandbox_activity(sandbox: &Sandbox) {
     let activities = sandbox.activities().since(0);
     let scalings: Vec<_> = activities
         .iter()
@@ -196,11 +206,12 @@ fn print_sandbox_activity(sandbox: &Sandbox) {
 
 /// Takes each finished second from the recorder, writes it, feeds the live
 /// view, and returns the per-stream totals once `done` fires.
-async fn collect(
+pub(crate) async fn collect(
     recorder: Arc<Recorder>,
     mut timeline: TimelineWriter,
     mut live: LiveView,
     done: CancellationToken,
+    mut tap: impl FnMut(&SecondStats) + Send,
 ) -> Vec<Window> {
     let start = recorder.start();
     let mut totals: Vec<Window> = (0..recorder.streams()).map(|_| Window::default()).collect();
@@ -219,6 +230,7 @@ async fn collect(
                     tracing::error!("writing the timeline: {e}");
                 }
                 update_snapshot(&mut snap, &s);
+                tap(&s);
                 for (t, w) in totals.iter_mut().zip(&s.streams) {
                     t.merge(w);
                 }
@@ -360,7 +372,7 @@ fn settings_for(args: &LoadArgs, profile: &Profile) -> Settings {
     s
 }
 
-async fn resolve(target: &Target) -> anyhow::Result<SocketAddr> {
+pub(crate) async fn resolve(target: &Target) -> anyhow::Result<SocketAddr> {
     let mut addrs = tokio::net::lookup_host((target.host.as_str(), target.port))
         .await
         .with_context(|| format!("cannot resolve {}", target.host))?;
@@ -388,18 +400,35 @@ fn describe_mode(mode: Mode) -> String {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run_meta(
-    args: &LoadArgs,
-    profile: &Profile,
-    target: &Target,
-    mode: Mode,
-    settings: &Settings,
-    seed: u64,
-    run_tag: &str,
-    dir: &Path,
-    command: Vec<String>,
-) -> RunMeta {
+/// What `run.json` is made from.
+pub(crate) struct MetaInput<'a> {
+    /// `load` or `run`.
+    pub kind: &'a str,
+    pub profile: &'a Profile,
+    pub target: String,
+    pub mode: Mode,
+    pub settings: &'a Settings,
+    pub seed: u64,
+    pub segment: crate::schedule::Segment,
+    pub run_tag: &'a str,
+    pub dir: &'a Path,
+    pub command: Vec<String>,
+}
+
+/// The initial `run.json` (status `running`, started now).
+pub(crate) fn run_meta(input: MetaInput<'_>) -> RunMeta {
+    let MetaInput {
+        kind,
+        profile,
+        target,
+        mode,
+        settings,
+        seed,
+        segment,
+        run_tag,
+        dir,
+        command,
+    } = input;
     let streams = profile
         .streams
         .iter()
@@ -431,11 +460,11 @@ fn run_meta(
         run_id: dir
             .file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
-        kind: "load".into(),
+        kind: kind.into(),
         tool: Tool::current(),
         command,
         host: hostname(),
-        target: target.to_string(),
+        target,
         profile: ProfileInfo {
             name: profile.name.clone(),
             path: profile.path.as_ref().map(|p| p.display().to_string()),
@@ -460,7 +489,7 @@ fn run_meta(
             },
         },
         seed,
-        segment: format!("{}/{}", args.segment.index, args.segment.count),
+        segment: format!("{}/{}", segment.index, segment.count),
         run_tag: run_tag.into(),
         settings: SettingsInfo {
             max_in_flight: settings.max_in_flight,

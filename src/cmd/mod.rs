@@ -1,7 +1,10 @@
 //! The subcommands: each wires the pure plan, the IO modules and the
 //! terminal together, and returns an [`Outcome`].
 
+pub mod analyze;
+pub mod demo;
 pub mod load;
+pub mod run;
 pub mod sandbox;
 pub mod validate;
 

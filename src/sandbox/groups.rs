@@ -593,7 +593,8 @@ impl Manager {
         let spec = LaunchSpec::default()
             .tag("Name", format!("sandbox-{}", tier.name()))
             .tag("tier", tier.name())
-            .tag(GROUP_TAG, tier.name());
+            .tag(GROUP_TAG, tier.name())
+            .tag("chaos", "allowed");
         let id = parts.fleet.register(spec);
         let child = {
             let mut groups = self.inner.groups.lock();

@@ -1,0 +1,76 @@
+//! `shakedown demo`: the sandbox + `chaos/demo.toml`, with no cloud account and no files
+//! needed (the experiment and its profile are built into the binary; `shakedown run
+//! chaos/demo.toml` runs the copies on disk).
+
+use std::path::{Path, PathBuf};
+
+use crate::cmd::Outcome;
+use crate::cmd::run::{RunArgs, run_experiment};
+use crate::experiment::{Embedded, load_with};
+use crate::sandbox::config::ArchChoice;
+
+/// The files `demo` runs, by their paths in the repository.
+pub const FILES: Embedded = Embedded(&[
+    ("chaos/demo.toml", include_str!("../../chaos/demo.toml")),
+    (
+        "chaos/demo-quick.toml",
+        include_str!("../../chaos/demo-quick.toml"),
+    ),
+    (
+        "profiles/demo.toml",
+        include_str!("../../profiles/demo.toml"),
+    ),
+    (
+        "profiles/demo-quick.toml",
+        include_str!("../../profiles/demo-quick.toml"),
+    ),
+]);
+
+/// `shakedown demo`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// Run the same experiment on another architecture or broken variant
+    /// (tiered, monolith, event-driven, no-health-checks, fixed-fleet, ack-before-process, lossy-queue).
+    #[arg(long)]
+    pub arch: Option<ArchChoice>,
+    /// A ~30 s version (`chaos/demo-quick.toml`) instead of the ~2 minute one.
+    #[arg(long)]
+    pub quick: bool,
+    /// Where the run directory is created.
+    #[arg(long, default_value = "results")]
+    pub results: PathBuf,
+    /// Seed for the schedule and fault choices (default: the experiment's).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// No live progress line.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Runs the built-in demo experiment against the sandbox.
+pub async fn demo(args: DemoArgs, command: Vec<String>) -> anyhow::Result<Outcome> {
+    let file = if args.quick {
+        "chaos/demo-quick.toml"
+    } else {
+        "chaos/demo.toml"
+    };
+    let experiment = match load_with(Path::new(file), &FILES) {
+        Ok(e) => e,
+        Err(d) => {
+            eprint!("{d}");
+            return Ok(Outcome::Error);
+        }
+    };
+    let run = RunArgs {
+        experiment: PathBuf::from(file),
+        dry_run: false,
+        arch: args.arch,
+        seed: args.seed,
+        results: args.results,
+        run_id: None,
+        endpoint_url: None,
+        allow_not_evaluable: false,
+        quiet: args.quiet,
+    };
+    run_experiment(experiment, &run, command).await
+}

@@ -1,0 +1,109 @@
+use std::path::Path;
+
+use super::*;
+
+fn parse_str(text: &str) -> Result<Experiment, Diagnostics> {
+    let files = Embedded(&[(
+        "profiles/p.toml",
+        "name = \"p\"\n[[stream]]\nname = \"s\"\nkind = \"event\"\nrequest = { path = \"/e\" }\nstages = [ { for = \"10s\", rate = \"10/s\" }, { for = \"20s\", rate = \"20/s\" } ]\n",
+    )]);
+    parse(text, Path::new("chaos/x.toml"), &files)
+}
+
+const MINIMAL: &str = r#"
+name = "x"
+profile = "../profiles/p.toml"
+[target.sandbox]
+"#;
+
+#[test]
+fn a_minimal_experiment_has_defaults() {
+    let e = parse_str(MINIMAL).unwrap();
+    assert_eq!(e.name, "x");
+    assert_eq!(e.profile.streams.len(), 1);
+    assert!(matches!(e.target, TargetSpec::Sandbox(_)));
+    assert_eq!(e.cooldown, Cooldown::default());
+    assert!(e.plan.occurrences.is_empty());
+}
+
+#[test]
+fn phases_resolve_against_the_profile() {
+    let e = parse_str(&format!(
+        "{MINIMAL}\n[[fault]]\nname = \"d\"\ntype = \"delay-queue\"\nat = {{ phase = \"stages[1]\", offset = \"2s\" }}\nduration = \"1s\"\nqueue = \"q\"\ndelay = \"1s\"\n"
+    ))
+    .unwrap();
+    assert_eq!(e.plan.occurrences[0].start, Duration::from_secs(12));
+    let e = parse_str(&format!(
+        "{MINIMAL}\n[[fault]]\nname = \"d\"\ntype = \"delay-queue\"\nat = {{ phase = \"s.stages[1]\" }}\nduration = \"1s\"\nqueue = \"q\"\ndelay = \"1s\"\n"
+    ))
+    .unwrap();
+    assert_eq!(e.plan.occurrences[0].start, Duration::from_secs(10));
+}
+
+#[test]
+fn every_error_is_reported_with_its_place() {
+    let text = r#"
+name = "x"
+profile = "../profiles/p.toml"
+tagret = 1
+[target.sandbox]
+arch = "queud"
+[[fault]]
+name = "d"
+type = "delay-queue"
+at = { phase = "stages[7]" }
+duration = "1s"
+queue = "q"
+delay = "1s"
+[[probe]]
+name = "depth"
+kind = "sqs"
+queue = "jobs"
+metric = "visible"
+[[promise]]
+type = "buffering"
+fault = "stall"
+depth = "dpeth"
+[cooldown]
+until = ["nope <= 0", "depth = 0"]
+"#;
+    let d = parse_str(text).unwrap_err().to_string();
+    for wanted in [
+        "unknown field `tagret`",
+        "unknown architecture `queud`",
+        "unknown phase `stages[7]`",
+        "names fault `stall`",
+        "names probe `dpeth`",
+        "`depth = 0` is not",
+        "x.toml:",
+    ] {
+        assert!(d.contains(wanted), "missing {wanted:?} in:\n{d}");
+    }
+}
+
+#[test]
+fn sandbox_and_system_keys_exclude_each_other() {
+    let d = parse_str(&format!("{MINIMAL}http = \"http://127.0.0.1:1\"\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(d.contains("both `sandbox` and `http`"), "{d}");
+    let d = parse_str("name = \"x\"\nprofile = \"../profiles/p.toml\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(d.contains("no `[target]`"), "{d}");
+    let d = parse_str(
+        "name = \"x\"\nprofile = \"../profiles/missing.toml\"\n[target]\nhttp = \"ftp://x\"\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(d.contains("cannot read profile"), "{d}");
+    assert!(d.contains("http:// or https://"), "{d}");
+}
+
+#[test]
+fn profiles_merge_and_stream_names_stay_unique() {
+    let d = parse_str("name = \"x\"\nprofiles = [\"../profiles/p.toml\", \"../profiles/p.toml\"]\n[target.sandbox]\n")
+        .unwrap_err()
+        .to_string();
+    assert!(d.contains("stream `s` is in two profiles"), "{d}");
+}
