@@ -110,17 +110,17 @@ pub async fn run_experiment(
     command: Vec<String>,
 ) -> anyhow::Result<Outcome> {
     let sandbox = match &exp.target {
+        TargetSpec::Sandbox(_) if args.endpoint_url.is_some() => {
+            bail!(
+                "--endpoint-url applies to an existing-system target; the sandbox has its own endpoints"
+            )
+        }
         TargetSpec::Sandbox(sb) => {
             let mut config = sb.config.clone();
             if let Some(arch) = args.arch {
                 config.select(arch);
             }
             Some(start_sandbox(config).await?)
-        }
-        TargetSpec::Sandbox(_) if args.endpoint_url.is_some() => {
-            bail!(
-                "--endpoint-url applies to an existing-system target; the sandbox has its own endpoints"
-            )
         }
         TargetSpec::System(_) if args.arch.is_some() => {
             bail!(
