@@ -114,9 +114,9 @@ pub struct Experiment {
 #[derive(Debug, Clone, PartialEq)]
 pub enum TargetSpec {
     /// `[target.sandbox]`: start the embedded sandbox.
-    Sandbox(SandboxTarget),
+    Sandbox(Box<SandboxTarget>),
     /// An existing system: HTTP base URL, AWS (or compatible) endpoints, queues, completions.
-    System(SystemTarget),
+    System(Box<SystemTarget>),
 }
 
 /// `[target.sandbox]`: a sandbox configuration (the keys of `shakedown sandbox --config`,
@@ -167,7 +167,7 @@ struct RawExperiment {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTarget {
-    sandbox: Option<Spanned<toml::Table>>,
+    sandbox: Option<Spanned<SandboxConfig>>,
     http: Option<Spanned<String>>,
     aws: Option<AwsTarget>,
     queue: Option<Spanned<String>>,
@@ -291,8 +291,8 @@ impl Checker<'_, '_> {
         }
         let promises = build_promises(&raw.promise, self.c);
         let cooldown = cooldown::build(raw.cooldown.as_ref(), self.c);
-        if let (Some(plan), Some(profile)) = (&plan, &profile) {
-            self.references(&promises, plan, &raw.probe, profile, text);
+        if let Some(profile) = &profile {
+            self.references(&promises, &raw.fault, &raw.probe, profile, text);
         }
         if let Some(cd) = &cooldown {
             for cond in &cd.until {
@@ -354,7 +354,7 @@ impl Checker<'_, '_> {
         let mut paths = Vec::new();
         let mut failed = false;
         for w in written {
-            let path = self.base.join(w.get_ref());
+            let path = normalize(&self.base.join(w.get_ref()));
             match self.files.read(&path) {
                 Err(e) => {
                     failed = true;
@@ -373,7 +373,7 @@ impl Checker<'_, '_> {
                         failed = true;
                         self.c.error(
                             w.span(),
-                            format!("profile {} has errors (below)", path.display()),
+                            format!("profile {} has errors (listed with it)", path.display()),
                         );
                         self.extra.extend(d.into_vec());
                     }
@@ -414,20 +414,22 @@ impl Checker<'_, '_> {
                     ok = false;
                 }
             }
-            let text = toml::to_string(sb.get_ref()).unwrap_or_default();
-            let config = match SandboxConfig::from_toml(&text, "[target.sandbox]") {
-                Ok(c) => Some(c),
+            let mut config = sb.get_ref().clone();
+            let config = match config.finish() {
+                Ok(()) => Some(config),
                 Err(e) => {
                     self.c.error_with_hint(
                         sb.span(),
                         e.to_string(),
-                        "the keys of a sandbox configuration file: arch, variant, web, workers, queue... (docs/sandbox.md)",
+                        "the keys of a sandbox configuration file (docs/sandbox.md)",
                     );
                     None
                 }
             };
             return match (ok, config) {
-                (true, Some(config)) => Some(TargetSpec::Sandbox(SandboxTarget { config })),
+                (true, Some(config)) => {
+                    Some(TargetSpec::Sandbox(Box::new(SandboxTarget { config })))
+                }
                 _ => None,
             };
         }
@@ -441,7 +443,7 @@ impl Checker<'_, '_> {
                 );
             }
         }
-        Some(TargetSpec::System(SystemTarget {
+        Some(TargetSpec::System(Box::new(SystemTarget {
             http: t.http.as_ref().map(|h| h.get_ref().clone()),
             aws: t.aws.clone(),
             queue: t
@@ -450,22 +452,27 @@ impl Checker<'_, '_> {
                 .map(|q| QueueRef::Plain(q.get_ref().clone())),
             dlq: t.dlq.as_ref().map(|q| QueueRef::Plain(q.get_ref().clone())),
             completions: t.completions.clone(),
-        }))
+        })))
     }
 
     /// Promises must name faults, probes and streams that exist.
     fn references(
         &mut self,
         promises: &[Promise],
-        plan: &FaultPlan,
+        faults: &[FaultSpec],
         probes: &[ProbeSpec],
         profile: &Profile,
         text: &str,
     ) {
-        let faults: BTreeSet<String> = plan
-            .occurrences
+        // Names as the plan gives them (`<type>-<index>` when unnamed).
+        let faults: BTreeSet<String> = faults
             .iter()
-            .flat_map(|o| [o.fault.name.clone(), o.fault.id.clone()])
+            .enumerate()
+            .map(|(i, f)| {
+                f.name
+                    .clone()
+                    .unwrap_or_else(|| format!("{}-{i}", f.kind.fault().type_name()))
+            })
             .collect();
         let probe_names: Vec<&str> = probes.iter().map(|p| p.name.as_str()).collect();
         let streams: Vec<&str> = profile.streams.iter().map(|s| s.name.as_str()).collect();
@@ -473,7 +480,12 @@ impl Checker<'_, '_> {
             let r = references(&p.kind);
             let span = promise_span(text, &p.name);
             for f in r.faults {
-                if !faults.contains(f) {
+                // `name#k` is occurrence k of `name`.
+                let base = match f.rsplit_once('#') {
+                    Some((b, k)) if k.parse::<u32>().is_ok() => b,
+                    _ => f,
+                };
+                if !faults.contains(base) {
                     let names: Vec<&str> = faults.iter().map(String::as_str).collect();
                     self.c.error_with_hint(
                         span.clone(),

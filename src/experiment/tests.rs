@@ -5,7 +5,7 @@ use super::*;
 fn parse_str(text: &str) -> Result<Experiment, Diagnostics> {
     let files = Embedded(&[(
         "profiles/p.toml",
-        "name = \"p\"\n[[stream]]\nname = \"s\"\nkind = \"event\"\nrequest = { path = \"/e\" }\nstages = [ { for = \"10s\", rate = \"10/s\" }, { for = \"20s\", rate = \"20/s\" } ]\n",
+        "name = \"p\"\n[[stream]]\nname = \"s\"\nkind = \"event\"\nrequest = { path = \"/e\" }\nbody = { template = \"{id}\" }\nstages = [ { for = \"10s\", rate = \"10/s\" }, { for = \"20s\", rate = \"20/s\" } ]\n",
     )]);
     parse(text, Path::new("chaos/x.toml"), &files)
 }
@@ -47,7 +47,7 @@ name = "x"
 profile = "../profiles/p.toml"
 tagret = 1
 [target.sandbox]
-arch = "queud"
+arch = "queued"
 [[fault]]
 name = "d"
 type = "delay-queue"
@@ -70,7 +70,6 @@ until = ["nope <= 0", "depth = 0"]
     let d = parse_str(text).unwrap_err().to_string();
     for wanted in [
         "unknown field `tagret`",
-        "unknown architecture `queud`",
         "unknown phase `stages[7]`",
         "names fault `stall`",
         "names probe `dpeth`",
@@ -83,7 +82,7 @@ until = ["nope <= 0", "depth = 0"]
 
 #[test]
 fn sandbox_and_system_keys_exclude_each_other() {
-    let d = parse_str(&format!("{MINIMAL}http = \"http://127.0.0.1:1\"\n"))
+    let d = parse_str("name = \"x\"\nprofile = \"../profiles/p.toml\"\n[target]\nhttp = \"http://127.0.0.1:1\"\n[target.sandbox]\n")
         .unwrap_err()
         .to_string();
     assert!(d.contains("both `sandbox` and `http`"), "{d}");
@@ -106,4 +105,13 @@ fn profiles_merge_and_stream_names_stay_unique() {
         .unwrap_err()
         .to_string();
     assert!(d.contains("stream `s` is in two profiles"), "{d}");
+}
+
+#[test]
+fn a_bad_sandbox_architecture_is_named() {
+    let d = parse_str(&format!("{MINIMAL}arch = \"queud\"\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(d.contains("unknown variant `queud`"), "{d}");
+    assert!(d.contains("x.toml:5:"), "{d}");
 }

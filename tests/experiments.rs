@@ -1,0 +1,223 @@
+//! Experiment files: every shipped one validates, the documented example parses, the CLI
+//! reports errors with their place, and the AWS examples' dry runs resolve against an
+//! independent implementation (moto_server) while changing nothing.
+
+#[path = "support/moto.rs"]
+mod moto;
+
+use std::path::Path;
+use std::process::Command;
+
+use shakedown::chaos::aws::{AwsTarget, aws_clients};
+use shakedown::experiment::{self, TargetSpec};
+
+fn shakedown() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_shakedown"));
+    c.env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    c
+}
+
+#[test]
+fn every_shipped_experiment_validates() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("chaos");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let e = experiment::load(&path).unwrap_or_else(|d| panic!("{}:\n{d}", path.display()));
+            assert!(!e.promises.is_empty(), "{}: no promises", path.display());
+            n += 1;
+        }
+    }
+    assert!(n >= 8, "expected the shipped experiments, found {n}");
+}
+
+#[test]
+fn the_demo_built_into_the_binary_is_the_one_on_disk() {
+    for (path, text) in shakedown::cmd::demo::FILES.0 {
+        let on_disk =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap();
+        assert_eq!(&on_disk, text, "{path}");
+    }
+}
+
+#[test]
+fn the_documented_example_parses() {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/experiments.md"))
+            .unwrap();
+    let start = doc.find("```toml\nname = ").expect("the complete example") + 8;
+    let end = start + doc[start..].find("```").unwrap();
+    // As if it were chaos/example.toml, so that its profile path resolves.
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("chaos/example.toml");
+    let e = experiment::parse(&doc[start..end], &path, &experiment::Disk)
+        .unwrap_or_else(|d| panic!("{d}"));
+    assert_eq!(e.name, "uploads-under-fire");
+    assert_eq!(e.plan.occurrences.len(), 2);
+    // stages[1] of profiles/demo.toml starts at 30 s.
+    assert_eq!(e.plan.occurrences[0].start.as_secs(), 35);
+    assert_eq!(e.promises.len(), 3);
+    match e.target {
+        TargetSpec::Sandbox(s) => {
+            assert_eq!(s.config.workers.scale_in_cooldown.as_secs(), 10);
+        }
+        TargetSpec::System(_) => panic!("a sandbox target"),
+    }
+}
+
+#[test]
+fn validate_and_run_report_every_error_with_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"bad\"\nprofile = \"{}\"\n[target.sandbox]\narch = \"queud\"\n[[promise]]\ntype = \"no-loss\"\nalow_duplicates = true\n",
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("profiles/demo.toml")
+                .display()
+        ),
+    )
+    .unwrap();
+    for args in [vec!["validate"], vec!["run"]] {
+        let out = shakedown().args(&args).arg(&file).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("bad.toml:4:"), "{args:?}: {err}");
+        assert!(err.contains("unknown variant `queud`"), "{args:?}: {err}");
+        assert!(
+            err.contains("unknown field `alow_duplicates`"),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains("allow_duplicates"), "a hint: {err}");
+    }
+    // Nothing was started, nothing written.
+    assert!(
+        !Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("results/bad")
+            .exists()
+    );
+}
+
+/// The AWS examples resolve against moto (`--endpoint-url`), print their plans and change
+/// nothing: no queue policy appears, every instance is still running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_examples_dry_run_against_moto_and_change_nothing() {
+    let Some(moto) = moto::Moto::start().await else {
+        eprintln!("skipped: {} not on PATH", moto::MOTO_BINARY);
+        return;
+    };
+    let target = AwsTarget {
+        region: Some("eu-west-1".into()),
+        ..AwsTarget::local(&moto.endpoint)
+    };
+    let c = aws_clients(&target).unwrap();
+    for q in ["jobs", "jobs-dlq", "jobs-done"] {
+        c.sqs.create_queue().queue_name(q).send().await.unwrap();
+    }
+    use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
+    c.ec2
+        .run_instances()
+        .image_id("ami-12c6146b")
+        .min_count(3)
+        .max_count(3)
+        .tag_specifications(
+            TagSpecification::builder()
+                .resource_type(ResourceType::Instance)
+                .tags(Tag::builder().key("tier").value("web").build())
+                .tags(
+                    Tag::builder()
+                        .key("aws:autoscaling:groupName")
+                        .value("workers")
+                        .build(),
+                )
+                .tags(Tag::builder().key("chaos").value("allowed").build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    let endpoint = moto.endpoint.clone();
+    let (qw, web) = tokio::task::spawn_blocking(move || {
+        let run = |file: &str| {
+            shakedown()
+                .args(["run", file, "--dry-run", "--endpoint-url", &endpoint])
+                .output()
+                .unwrap()
+        };
+        (
+            run("chaos/aws-queue-worker.toml"),
+            run("chaos/aws-web-tier.toml"),
+        )
+    })
+    .await
+    .unwrap();
+    let text = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    assert_eq!(qw.status.code(), Some(0), "{}", text(&qw));
+    let out = text(&qw);
+    assert!(out.contains("dry run: nothing will be changed"), "{out}");
+    assert!(
+        out.contains("stall-workers#0 [stall-consumers] at 40s for 30s"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Deny sqs:ReceiveMessage to arn:aws:iam::123456789012:role/workers"),
+        "{out}"
+    );
+    assert!(out.contains("kill-worker#0 [terminate-instances]"), "{out}");
+    assert_eq!(web.status.code(), Some(0), "{}", text(&web));
+    let out = text(&web);
+    assert!(
+        out.contains("stop-web#0 [stop-instances] at 25s for 20s"),
+        "{out}"
+    );
+    assert!(out.contains("undo: StartInstances"), "{out}");
+
+    // Read the state back: nothing changed.
+    let url = c
+        .sqs
+        .get_queue_url()
+        .queue_name("jobs")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let attrs = c
+        .sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+        .send()
+        .await
+        .unwrap();
+    let attrs = attrs.attributes.unwrap_or_default();
+    assert!(
+        !attrs.contains_key(&aws_sdk_sqs::types::QueueAttributeName::Policy),
+        "{attrs:?}"
+    );
+    let running = c
+        .ec2
+        .describe_instances()
+        .send()
+        .await
+        .unwrap()
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .filter(|i| {
+            i.state().and_then(|s| s.name())
+                == Some(&aws_sdk_ec2::types::InstanceStateName::Running)
+        })
+        .count();
+    assert_eq!(running, 3);
+}
