@@ -254,6 +254,19 @@ pub async fn dry_run(
     }
 }
 
+/// Whether a dry-run refusal may wait until the fault fires: a selector that matches
+/// nothing *now*, for an occurrence that starts later (an autoscaled fleet may be at zero
+/// before the load begins). It is resolved again, and refused if still empty, when it fires.
+pub fn deferrable(plan: &FaultPlan, fault: &FaultRef, error: &FaultError) -> bool {
+    matches!(
+        error,
+        FaultError::Guard(super::guard::GuardError::EmptySelection { .. })
+    ) && plan
+        .occurrences
+        .iter()
+        .any(|o| o.fault.id == fault.id && !o.start.is_zero())
+}
+
 /// The dry-run plan as a user reads it.
 pub fn render_dry_run(steps: &[PlannedStep]) -> String {
     let mut out = String::from("dry run: nothing will be changed\n");

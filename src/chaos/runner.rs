@@ -21,7 +21,7 @@ use super::change::Change;
 use super::fault::{Env, FaultError};
 use super::guard::{LockError, RunLock, Snapshot, evaluate};
 use super::journal::{Event, FaultRef, Journal, JournalError, RunOutcome, Undoer};
-use super::plan::{FaultPlan, dry_run, resolve_occurrence};
+use super::plan::{FaultPlan, deferrable, dry_run, resolve_occurrence};
 use super::proxy;
 use super::recover::{Unrecovered, check_clean_except};
 
@@ -183,11 +183,22 @@ impl Runner {
                     })?;
             self.env.proxies.insert(handle);
         }
-        dry_run(&self.plan, &self.env)
-            .await
-            .map_err(RunError::Refused)?;
+        let mut deferred = Vec::new();
+        if let Err(errors) = dry_run(&self.plan, &self.env).await {
+            let (later, now): (Vec<_>, Vec<_>) = errors
+                .into_iter()
+                .partition(|(f, e)| deferrable(&self.plan, f, e));
+            if !now.is_empty() {
+                return Err(RunError::Refused(now));
+            }
+            deferred = later
+                .into_iter()
+                .map(|(f, e)| format!("{}: {e} now; resolved again when it fires", f.id))
+                .collect();
+        }
         let journal = Journal::open(&self.run_dir)?;
         Ok(Prepared {
+            deferred,
             runner: self,
             run_id,
             journal,
@@ -199,6 +210,8 @@ impl Runner {
 
 /// A run ready to start: lock held, proxies up, every occurrence resolved once.
 pub struct Prepared {
+    /// Occurrences whose selector matches nothing yet (see [`deferrable`]).
+    pub deferred: Vec<String>,
     runner: Runner,
     run_id: String,
     journal: Journal,
@@ -220,6 +233,7 @@ impl Prepared {
         cancel: CancellationToken,
     ) -> Result<RunReport, RunError> {
         let Prepared {
+            deferred: _,
             runner,
             run_id,
             mut journal,

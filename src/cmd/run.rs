@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::analyze::{self, Status, VerdictFile};
 use crate::chaos::aws::{AwsClients, AwsTarget, QueueRef, aws_clients};
 use crate::chaos::guard::Snapshot;
-use crate::chaos::plan::{dry_run, render_dry_run};
+use crate::chaos::plan::{deferrable, dry_run, render_dry_run};
 use crate::chaos::{Env, RunReport, Runner};
 use crate::cmd::Outcome;
 use crate::cmd::load::{MetaInput, collect, resolve, run_meta};
@@ -302,10 +302,17 @@ async fn with_target(
         Ok(p) => p,
         Err(e) => {
             eprintln!("shakedown run: refused, nothing was touched: {e}");
+            // Nothing ran: leave no run directory behind (unless a journal was started).
+            if !dir.join(crate::chaos::journal::JOURNAL_FILE).exists() {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
             return Ok(Outcome::Error);
         }
     };
 
+    for d in &prepared.deferred {
+        println!("note: {d}");
+    }
     let run_tag = format!("{:08x}", rand::random::<u32>());
     let settings = profile.settings.clone();
     let (target_str, addr, http_target) = match &target.http {
@@ -860,9 +867,13 @@ async fn dry_run_report(
         Ok(steps) => print!("{}", render_dry_run(&steps)),
         Err(errors) => {
             for (f, e) in errors {
-                eprintln!("fault {}: {e}", f.id);
+                if deferrable(&exp.plan, &f, &e) {
+                    println!("\n{}: {e} now; it is resolved again when it fires", f.id);
+                } else {
+                    eprintln!("fault {}: {e}", f.id);
+                    code = Outcome::Error;
+                }
             }
-            code = Outcome::Error;
         }
     }
     Ok(code)

@@ -30,7 +30,8 @@ pub enum RunStatus {
 pub struct RunMeta {
     pub format_version: u32,
     pub run_id: String,
-    /// `load` (more kinds, such as `experiment`, come with `shakedown run`).
+    /// `load` (`shakedown load`) or `run` (`shakedown run` / `demo`: an experiment, whose file is
+    /// copied next to it as `experiment.toml`).
     pub kind: String,
     pub tool: Tool,
     /// The command line as given.

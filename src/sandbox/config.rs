@@ -100,7 +100,12 @@ impl Variant {
     pub fn apply(self, config: &mut SandboxConfig) {
         match self {
             Variant::NoHealthChecks => config.web.health_check.enabled = false,
-            Variant::FixedFleet => config.workers.policy = Policy::Fixed,
+            Variant::FixedFleet => {
+                // A fleet of its starting size (at least one worker) that never changes.
+                config.workers.policy = Policy::Fixed;
+                config.workers.desired = config.workers.desired.max(1);
+                config.workers.min = config.workers.min.max(config.workers.desired);
+            }
             Variant::AckBeforeProcess => config.workers.ack = Ack::BeforeProcess,
             Variant::LossyQueue => {
                 config.queue.overflow = Overflow::Drop;

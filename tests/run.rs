@@ -1,0 +1,267 @@
+//! `shakedown run` from the CLI against the real sandbox: what the run writes, how it ends
+//! (SIGTERM, a stop condition, a refused fault) and `analyze` with other thresholds.
+//! Runs are serialized: each starts a sandbox of several processes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn shakedown() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_shakedown"));
+    c.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    c
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// An experiment file in `dir` using the quick demo profile.
+fn experiment(dir: &Path, body: &str) -> PathBuf {
+    let profile = Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/demo-quick.toml");
+    let path = dir.join("exp.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "name = \"t\"\nseed = 1\nprofile = \"{}\"\n[target.sandbox]\narch = \"queued\"\n{body}",
+            profile.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+const KILL_WEB: &str = r#"
+[[fault]]
+name = "kill-web"
+type = "terminate-instances"
+at = "6s"
+instances = { tags = { tier = "web" } }
+count = 1
+[guardrails]
+require_tag = "chaos=allowed"
+max_instances = 2
+"#;
+
+fn journal_events(run: &Path) -> Vec<String> {
+    std::fs::read_to_string(run.join("journal.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["event"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn a_run_writes_every_file_and_analyze_recomputes_with_other_thresholds() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let exp = experiment(
+        dir.path(),
+        &format!(
+            "{KILL_WEB}\n[[probe]]\nname = \"web\"\nkind = \"ec2\"\ninstances = {{ tags = {{ tier = \"web\" }} }}\n\
+             [[promise]]\ntype = \"failover\"\nfault = \"kill-web\"\nwithin = \"8s\"\nhold = \"2s\"\nbaseline = \"6s\"\n\
+             [[promise]]\nname = \"fast\"\ntype = \"threshold\"\nchecks = [\"p99 < 10s\"]\n\
+             [cooldown]\nmax = \"2s\"\n"
+        ),
+    );
+    let results = dir.path().join("results");
+    let out = shakedown()
+        .args(["run", "-q", "--run-id", "r", "--results"])
+        .arg(&results)
+        .arg(&exp)
+        .output()
+        .unwrap();
+    let run = results.join("r");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    for f in [
+        "experiment.toml",
+        "run.json",
+        "timeline.csv",
+        "latency.hlog",
+        "probes.csv",
+        "journal.jsonl",
+        "accepted.jsonl",
+        "completions.jsonl",
+        "ledger.json",
+        "activities.jsonl",
+        "verdict.json",
+    ] {
+        assert!(run.join(f).is_file(), "{f} missing: {}", text(&out));
+    }
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
+    assert_eq!(meta["kind"], "run");
+    assert_eq!(meta["status"], "completed");
+    assert_eq!(
+        journal_events(&run),
+        ["run-started", "intent", "irreversible", "run-ended"]
+    );
+    // The probe saw the web tier (2 instances) on the run's clock.
+    let probes = std::fs::read_to_string(run.join("probes.csv")).unwrap();
+    assert!(probes.starts_with("second,web\n0,"), "{probes}");
+    assert!(probes.lines().count() > 20, "{probes}");
+    assert!(text(&out).contains("failover:kill-web"), "{}", text(&out));
+
+    // Tighter thresholds after the fact: `fast` now fails, the file's copy is untouched.
+    let tighter = dir.path().join("tighter.toml");
+    std::fs::write(
+        &tighter,
+        "[[promise]]\nname = \"fast\"\ntype = \"threshold\"\nchecks = [\"p99 < 1us\"]\n",
+    )
+    .unwrap();
+    let again = shakedown()
+        .arg("analyze")
+        .arg(&run)
+        .arg("--experiment")
+        .arg(&tighter)
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(1), "{}", text(&again));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("verdict.json")).unwrap()).unwrap();
+    assert_eq!(v["verdicts"][0]["status"], "fail");
+    assert_eq!(v["overall"], "fail");
+}
+
+#[test]
+fn sigterm_mid_fault_undoes_flushes_and_analyzes() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let exp = experiment(
+        dir.path(),
+        r#"
+[[fault]]
+name = "stall-web"
+type = "stall-consumers"
+at = "5s"
+duration = "30s"
+instances = { tags = { tier = "web" } }
+percent = 100
+[guardrails]
+require_tag = "chaos=allowed"
+max_instances = 2
+[[promise]]
+type = "no-loss"
+"#,
+    );
+    let results = dir.path().join("results");
+    let mut child = shakedown()
+        .args(["run", "-q", "--run-id", "r", "--results"])
+        .arg(&results)
+        .arg(&exp)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let run = results.join("r");
+    // Wait for the stall to be applied, then SIGTERM.
+    let t0 = Instant::now();
+    while !std::fs::read_to_string(run.join("journal.jsonl"))
+        .unwrap_or_default()
+        .contains("\"applied\"")
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the fault never applied"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(
+        journal_events(&run),
+        ["run-started", "intent", "applied", "undone", "run-ended"]
+    );
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
+    assert_eq!(meta["status"], "interrupted");
+    assert!(run.join("verdict.json").is_file(), "{}", text(&out));
+    assert!(text(&out).contains("Interrupted"), "{}", text(&out));
+}
+
+#[test]
+fn a_stop_condition_aborts_the_load_and_undoes() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    // Every web instance stalled: the balancer answers 5xx, the error rate crosses 50%.
+    let exp = experiment(
+        dir.path(),
+        r#"
+[[fault]]
+name = "stall-web"
+type = "stall-consumers"
+at = "4s"
+duration = "15s"
+instances = { tags = { tier = "web" } }
+percent = 100
+[guardrails]
+require_tag = "chaos=allowed"
+max_instances = 2
+stop = [ { metric = "error_rate", above = 0.5 } ]
+[[promise]]
+type = "no-loss"
+"#,
+    );
+    let results = dir.path().join("results");
+    let started = Instant::now();
+    let out = shakedown()
+        .args(["run", "-q", "--run-id", "r", "--results"])
+        .arg(&results)
+        .arg(&exp)
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("stop condition: error_rate"), "{t}");
+    assert!(t.contains("load stopped"), "{t}");
+    // Well before the 25 s profile and the 15 s stall would have ended.
+    assert!(started.elapsed() < Duration::from_secs(20), "{t}");
+    assert_eq!(
+        journal_events(&results.join("r")),
+        ["run-started", "intent", "applied", "undone", "run-ended"]
+    );
+}
+
+#[test]
+fn a_fault_over_its_cap_is_refused_before_anything_runs() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let exp = experiment(
+        dir.path(),
+        &KILL_WEB.replace("max_instances = 2", "max_instances = 1"),
+    );
+    let results = dir.path().join("results");
+    let out = shakedown()
+        .args(["run", "-q", "--results"])
+        .arg(&results)
+        .arg(&exp)
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{t}");
+    assert!(t.contains("refused, nothing was touched"), "{t}");
+    assert!(t.contains("more than max_instances = 1"), "{t}");
+    // No load ran and no run directory was left.
+    assert!(!t.contains("stream "), "{t}");
+    let left: Vec<_> = std::fs::read_dir(&results)
+        .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        left.iter().all(|n| n.to_string_lossy().ends_with(".lock")),
+        "{left:?}"
+    );
+}
