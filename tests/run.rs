@@ -158,7 +158,7 @@ type = "no-loss"
 "#,
     );
     let results = dir.path().join("results");
-    let mut child = shakedown()
+    let child = shakedown()
         .args(["run", "-q", "--run-id", "r", "--results"])
         .arg(&results)
         .arg(&exp)
