@@ -265,3 +265,81 @@ fn a_fault_over_its_cap_is_refused_before_anything_runs() {
         "{left:?}"
     );
 }
+
+#[test]
+fn after_kill_9_on_the_sandbox_the_next_run_refuses_until_recover() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let exp = experiment(
+        dir.path(),
+        r#"
+[[fault]]
+name = "stall-web"
+type = "stall-consumers"
+at = "3s"
+duration = "30s"
+instances = { tags = { tier = "web" } }
+percent = 100
+[guardrails]
+require_tag = "chaos=allowed"
+max_instances = 2
+[[promise]]
+type = "no-loss"
+[cooldown]
+max = "1s"
+"#,
+    );
+    let results = dir.path().join("results");
+    let mut child = shakedown()
+        .args(["run", "-q", "--run-id", "dead", "--results"])
+        .arg(&results)
+        .arg(&exp)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !std::fs::read_to_string(results.join("dead/journal.jsonl"))
+        .unwrap_or_default()
+        .contains("\"applied\"")
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the fault never applied"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.kill().unwrap(); // SIGKILL: no undo, the journal says what is applied
+    child.wait().unwrap();
+
+    let refused = shakedown()
+        .args(["run", "-q", "--results"])
+        .arg(&results)
+        .arg(&exp)
+        .output()
+        .unwrap();
+    let t = text(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{t}");
+    assert!(t.contains("shakedown recover"), "{t}");
+
+    // The sandbox died with its run (its processes too): recover closes the journal.
+    let recover = shakedown()
+        .args(["recover", "--all", "--results"])
+        .arg(&results)
+        .output()
+        .unwrap();
+    let t = text(&recover);
+    assert_eq!(recover.status.code(), Some(0), "{t}");
+    assert!(t.contains("ended with the sandbox"), "{t}");
+    let again = shakedown()
+        .args(["recover", "--all", "--results"])
+        .arg(&results)
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(0));
+    assert!(text(&again).contains("nothing to undo"), "{}", text(&again));
+    assert_eq!(
+        journal_events(&results.join("dead")),
+        ["run-started", "intent", "applied", "undone", "run-ended"]
+    );
+}

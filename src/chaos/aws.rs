@@ -67,6 +67,14 @@ impl AwsTarget {
             .or(self.endpoint_url.as_deref())
     }
 
+    /// The EC2 and SQS endpoints configured (empty: the services' public endpoints).
+    pub fn endpoint_urls(&self) -> Vec<&str> {
+        [self.ec2_endpoint(), self.sqs_endpoint()]
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
     /// Whether every configured endpoint is on a loopback address.
     pub fn is_loopback(&self) -> bool {
         let endpoints = [self.ec2_endpoint(), self.sqs_endpoint()];

@@ -85,6 +85,10 @@ pub enum Event {
         pid: u32,
         /// Number of fault occurrences planned.
         occurrences: usize,
+        /// AWS-compatible endpoints that live and die with this process (the embedded
+        /// sandbox's): once the process is gone, nothing applied through them remains.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        ephemeral: Vec<String>,
     },
     /// About to apply: the change with everything needed to undo it.
     Intent {

@@ -150,9 +150,37 @@ pub async fn recover_run(run_dir: &Path, env: &Env) -> Result<RunRecovery, Recov
         dir: run_dir.to_owned(),
         ..RunRecovery::default()
     };
+    // Endpoints of an embedded sandbox that died with the run (its processes too: they are
+    // killed with their supervisor): what was applied through them is gone.
+    let (pid, ephemeral) = entries
+        .iter()
+        .find_map(|e| match &e.event {
+            Event::RunStarted { pid, ephemeral, .. } => Some((*pid, ephemeral.clone())),
+            _ => None,
+        })
+        .unwrap_or_default();
     let mut journal = Journal::open(run_dir)?;
     for t in outstanding.iter().rev() {
         let summary = format!("{}: {}", t.fault.id, t.change.ops().summary());
+        if let Some(target) = t.change.aws_target()
+            && !ephemeral.is_empty()
+            && target
+                .endpoint_urls()
+                .iter()
+                .all(|u| ephemeral.iter().any(|e| e == u))
+        {
+            journal.append(Event::Undone {
+                fault: t.fault.clone(),
+                by: Undoer::Recover,
+                notes: vec![format!(
+                    "the embedded sandbox it was applied to ended with its run (pid {pid}): nothing is left applied"
+                )],
+            })?;
+            report
+                .undone
+                .push(format!("{summary} (ended with the sandbox)"));
+            continue;
+        }
         match undo_and_verify(env, &mut journal, &t.fault, &t.change, Undoer::Recover).await? {
             Ok(()) => report.undone.push(summary),
             Err(still) => report.failed.push(still),

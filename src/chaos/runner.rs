@@ -115,6 +115,7 @@ pub struct Runner {
     run_dir: PathBuf,
     abort: AbortHandle,
     snapshots: Option<watch::Receiver<Snapshot>>,
+    ephemeral: Vec<String>,
 }
 
 enum Step {
@@ -132,6 +133,7 @@ impl Runner {
             run_dir: run_dir.to_owned(),
             abort: AbortHandle::default(),
             snapshots: None,
+            ephemeral: Vec::new(),
         }
     }
 
@@ -145,6 +147,13 @@ impl Runner {
     /// A handle to abort the run from elsewhere.
     pub fn abort_handle(&self) -> AbortHandle {
         self.abort.clone()
+    }
+
+    /// Declares endpoints that end with this process (an embedded sandbox): journaled, so
+    /// that `recover` after a `kill -9` knows changes made through them died with it.
+    pub fn ephemeral(mut self, endpoints: Vec<String>) -> Runner {
+        self.ephemeral = endpoints;
+        self
     }
 
     /// Aborts the run: every active fault is undone and `run` returns `Aborted`.
@@ -243,6 +252,7 @@ impl Prepared {
         journal.append(Event::RunStarted {
             pid: std::process::id(),
             occurrences: runner.plan.occurrences.len(),
+            ephemeral: runner.ephemeral.clone(),
         })?;
         let mut state = State {
             env: &runner.env,

@@ -297,7 +297,13 @@ async fn with_target(
     // Faults first: refuses (touching nothing) when an earlier run left faults applied, the
     // lock is held, or a selector or guardrail fails.
     let (snap_tx, snap_rx) = watch::channel(Snapshot::default());
-    let runner = Runner::new(exp.plan.clone(), env, &dir).watch(snap_rx);
+    let ephemeral = sandbox.map_or_else(Vec::new, |sb| {
+        let e = sb.endpoints();
+        vec![e.ec2_endpoint.clone(), e.sqs_endpoint.clone()]
+    });
+    let runner = Runner::new(exp.plan.clone(), env, &dir)
+        .watch(snap_rx)
+        .ephemeral(ephemeral);
     let prepared = match runner.prepare().await {
         Ok(p) => p,
         Err(e) => {

@@ -60,6 +60,16 @@ pub enum Change {
 }
 
 impl Change {
+    /// The AWS (or AWS-compatible) target it acts through, if any.
+    pub fn aws_target(&self) -> Option<&crate::chaos::aws::AwsTarget> {
+        match self {
+            Change::Ec2State(c) => Some(&c.target),
+            Change::QueueAttribute(c) => Some(&c.target),
+            Change::QueuePolicy(c) => Some(&c.target),
+            Change::Signal(_) | Change::Container(_) | Change::Toxic(_) => None,
+        }
+    }
+
     /// The change's operations.
     pub fn ops(&self) -> &dyn Undoable {
         match self {
