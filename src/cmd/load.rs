@@ -119,6 +119,7 @@ pub async fn load(args: LoadArgs, command: Vec<String>) -> anyhow::Result<Outcom
         segment: args.segment,
         settings,
         grace: args.grace,
+        accepted: None,
     };
     let report = driver::run(plan, recorder.clone(), stop.clone()).await;
     let elapsed = start.elapsed();

@@ -436,6 +436,7 @@ async fn with_target(
         segment: Segment::ALL,
         settings,
         grace: Duration::from_secs(5),
+        accepted: Some(accepted.clone()),
     };
     let driver = tokio::spawn(driver::run(plan, recorder.clone(), load_stop.clone()));
     let mut chaos = chaos;

@@ -30,6 +30,7 @@ pub use self::body::Body;
 pub use self::http::{HttpConn, Response, classify_io};
 pub use self::request::{BuildError, ID_HEADER, RequestFactory, Target, request_id};
 use crate::config::profile::{Profile, Settings};
+use crate::ledger::AcceptedIds;
 use crate::metrics::{ErrorClass, Recorder};
 use crate::schedule::{Schedule, Segment, derive_seed};
 
@@ -59,6 +60,9 @@ pub struct DriverPlan {
     pub settings: Settings,
     /// After Ctrl-C/SIGTERM, how long in-flight requests may still finish.
     pub grace: Duration,
+    /// When set, every message the target accepted (a 2xx answer) is recorded here, for
+    /// the end-to-end ledger.
+    pub accepted: Option<Arc<AcceptedIds>>,
 }
 
 /// How the driver ended.
@@ -421,10 +425,18 @@ async fn serve(ctx: &Ctx, id: usize, open: bool, conn: &mut Option<HttpConn>, jo
     let corrected = micros(done - job.intended);
     let uncorrected = micros(done - sent_at);
     match outcome {
-        Ok(resp) => ctx.recorder.record(id, job.stream, |w| {
-            w.counters.bytes_received += resp.bytes_received;
-            w.record_response(corrected, uncorrected, resp.error_class());
-        }),
+        Ok(resp) => {
+            if (200..300).contains(&resp.status)
+                && let Some(accepted) = &ctx.plan.accepted
+                && let Err(e) = accepted.accept(job.stream, job.seq)
+            {
+                tracing::warn!("ledger: {e}");
+            }
+            ctx.recorder.record(id, job.stream, |w| {
+                w.counters.bytes_received += resp.bytes_received;
+                w.record_response(corrected, uncorrected, resp.error_class());
+            })
+        }
         Err(class) => {
             *conn = None;
             ctx.recorder

@@ -67,7 +67,7 @@ pub async fn run(
     };
     let state = Arc::new(WebState {
         arch,
-        sqs: sqs_client(&config.sqs_endpoint, &config.region),
+        sqs: sqs_client(&config.sqs_endpoint, &config.region, super::worker::WEB_KEY),
         processor: Semaphore::new(processor_concurrency.max(1) as usize),
         feed: FeedClient::new(&config.feed_url),
         bus: bus_url,

@@ -44,15 +44,17 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// An SQS client for the sandbox endpoint: static credentials, no instance metadata.
-pub fn sqs_client(endpoint: &str, region: &str) -> aws_sdk_sqs::Client {
-    let credentials = aws_sdk_sqs::config::Credentials::new(
-        "sandbox",
-        "sandbox",
-        None,
-        None,
-        "shakedown-sandbox",
-    );
+/// The access key id the workers sign with: principal `arn:aws:iam::000000000000:role/sandbox-workers`.
+pub const WORKERS_KEY: &str = "sandbox-workers";
+/// The access key id the web tier signs with.
+pub const WEB_KEY: &str = "sandbox-web";
+
+/// An SQS client for the sandbox endpoint: static credentials, no instance metadata. The
+/// access key id names the caller to the queue policy: `key` acts as
+/// `arn:aws:iam::000000000000:role/<key>` (see `sandbox::sqs::policy`).
+pub fn sqs_client(endpoint: &str, region: &str, key: &str) -> aws_sdk_sqs::Client {
+    let credentials =
+        aws_sdk_sqs::config::Credentials::new(key, "sandbox", None, None, "shakedown-sandbox");
     let config = aws_sdk_sqs::Config::builder()
         .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
         .region(aws_sdk_sqs::config::Region::new(region.to_owned()))
@@ -91,7 +93,7 @@ pub async fn run(
         _ = shutdown.cancelled() => return Ok(()),
     }
     let worker = Worker {
-        sqs: sqs_client(&config.sqs_endpoint, &config.region),
+        sqs: sqs_client(&config.sqs_endpoint, &config.region, WORKERS_KEY),
         feed: FeedClient::new(&config.feed_url),
         concurrency: concurrency.clamp(1, 10) as i32,
         wait_time_seconds: wait_time_seconds.min(20) as i32,

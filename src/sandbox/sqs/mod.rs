@@ -30,6 +30,7 @@
 
 pub mod digest;
 pub mod model;
+pub mod policy;
 mod server;
 pub mod wire;
 

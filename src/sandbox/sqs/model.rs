@@ -67,6 +67,9 @@ pub struct QueueSettings {
     pub max_messages: Option<usize>,
     /// Sandbox only: what a send to a full queue does.
     pub overflow: OverflowPolicy,
+    /// The access policy (`Policy`), verbatim; its `Deny` statements are enforced
+    /// (see [`super::policy`]).
+    pub policy: Option<String>,
 }
 
 impl Default for QueueSettings {
@@ -80,6 +83,7 @@ impl Default for QueueSettings {
             redrive_policy: None,
             max_messages: None,
             overflow: OverflowPolicy::Reject,
+            policy: None,
         }
     }
 }
@@ -342,6 +346,8 @@ pub struct Queue {
     /// Every slot once, ordered by when it becomes visible.
     schedule: BTreeSet<(Millis, Key)>,
     counters: Counters,
+    /// Cost-allocation tags (TagQueue).
+    tags: BTreeMap<String, String>,
 }
 
 impl Queue {
@@ -358,7 +364,13 @@ impl Queue {
             by_id: HashMap::new(),
             schedule: BTreeSet::new(),
             counters: Counters::default(),
+            tags: BTreeMap::new(),
         }
+    }
+
+    /// Its tags.
+    pub fn tags(&self) -> &BTreeMap<String, String> {
+        &self.tags
     }
 
     /// The queue's name.
@@ -793,6 +805,21 @@ impl Registry {
         queue.settings = settings;
         queue.last_modified_at = now;
         queue.expire(now);
+        Ok(())
+    }
+
+    /// Adds or replaces tags (TagQueue).
+    pub fn tag(&mut self, name: &str, tags: BTreeMap<String, String>) -> Result<(), QueueError> {
+        self.queue_mut(name)?.tags.extend(tags);
+        Ok(())
+    }
+
+    /// Removes tags by key (UntagQueue); unknown keys are ignored.
+    pub fn untag(&mut self, name: &str, keys: &[String]) -> Result<(), QueueError> {
+        let queue = self.queue_mut(name)?;
+        for k in keys {
+            queue.tags.remove(k);
+        }
         Ok(())
     }
 

@@ -18,6 +18,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::model::{Millis, QueueError, QueueSettings, QueueStats, Registry};
+use super::policy;
 use super::wire::{self, ApiError, ArnContext, ErrorKind, Projection, QueueView, required};
 
 const CONTENT_TYPE: &str = "application/x-amz-json-1.0";
@@ -139,6 +140,8 @@ impl Shared {
 struct Request {
     /// `http://<Host header>`, for the queue URLs we hand out.
     base_url: String,
+    /// The caller's principal ARN, from the access key id of its signature.
+    principal: Option<String>,
 }
 
 async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
@@ -148,7 +151,15 @@ async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byt
         .map(|host| format!("http://{host}"))
         .or_else(|| shared.endpoint.read().clone())
         .unwrap_or_else(|| "http://localhost".to_owned());
-    let request = Request { base_url };
+    let principal = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(policy::access_key_id)
+        .map(|key| policy::principal_of_key(key, &shared.arns.account_id));
+    let request = Request {
+        base_url,
+        principal,
+    };
     let target = headers
         .get("x-amz-target")
         .and_then(|value| value.to_str().ok())
@@ -203,6 +214,7 @@ async fn dispatch(
     action: &str,
     body: &[u8],
 ) -> Result<Vec<u8>, ApiError> {
+    check_policy(shared, request, action, body)?;
     match action {
         "CreateQueue" => create_queue(shared, request, wire::parse(body)?),
         "GetQueueUrl" => get_queue_url(shared, request, wire::parse(body)?),
@@ -210,7 +222,10 @@ async fn dispatch(
         "DeleteQueue" => delete_queue(shared, wire::parse(body)?),
         "SendMessage" => send_message(shared, wire::parse(body)?),
         "SendMessageBatch" => send_message_batch(shared, wire::parse(body)?),
-        "ReceiveMessage" => receive_message(shared, wire::parse(body)?).await,
+        "ReceiveMessage" => receive_message(shared, request, wire::parse(body)?).await,
+        "TagQueue" => tag_queue(shared, wire::parse(body)?),
+        "UntagQueue" => untag_queue(shared, wire::parse(body)?),
+        "ListQueueTags" => list_queue_tags(shared, wire::parse(body)?),
         "DeleteMessage" => delete_message(shared, wire::parse(body)?),
         "DeleteMessageBatch" => delete_message_batch(shared, wire::parse(body)?),
         "ChangeMessageVisibility" => change_visibility(shared, wire::parse(body)?),
@@ -223,6 +238,75 @@ async fn dispatch(
             format!("The action {other} is not supported by this endpoint."),
         )),
     }
+}
+
+/// Refuses the call when the named queue's policy denies `action` to the caller.
+fn check_policy(
+    shared: &Shared,
+    request: &Request,
+    action: &str,
+    body: &[u8],
+) -> Result<(), ApiError> {
+    #[derive(serde::Deserialize)]
+    struct Named {
+        #[serde(rename = "QueueUrl")]
+        queue_url: Option<String>,
+    }
+    let Ok(Named {
+        queue_url: Some(url),
+    }) = serde_json::from_slice::<Named>(body)
+    else {
+        return Ok(());
+    };
+    let Ok(name) = wire::queue_name_from_url(&url) else {
+        return Ok(());
+    };
+    denied(shared, request, action, name)
+}
+
+fn denied(shared: &Shared, request: &Request, action: &str, queue: &str) -> Result<(), ApiError> {
+    let registry = shared.registry.lock();
+    let Ok(q) = registry.queue(queue) else {
+        return Ok(());
+    };
+    match &q.settings().policy {
+        Some(p)
+            if policy::denies(
+                p,
+                &format!("sqs:{action}"),
+                request.principal.as_deref(),
+                &shared.arns.account_id,
+            ) =>
+        {
+            Err(ApiError::new(
+                ErrorKind::AccessDenied,
+                format!(
+                    "Access to the resource {} is denied (a Deny statement of its policy matches {} for sqs:{action}).",
+                    shared.arns.arn(queue),
+                    request.principal.as_deref().unwrap_or("an unsigned caller")
+                ),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn tag_queue(shared: &Shared, input: wire::TagQueueRequest) -> Result<Vec<u8>, ApiError> {
+    let name = queue_name(input.queue_url.as_ref())?;
+    shared.registry.lock().tag(name, input.tags)?;
+    json(&wire::Empty {})
+}
+
+fn untag_queue(shared: &Shared, input: wire::UntagQueueRequest) -> Result<Vec<u8>, ApiError> {
+    let name = queue_name(input.queue_url.as_ref())?;
+    shared.registry.lock().untag(name, &input.tag_keys)?;
+    json(&wire::Empty {})
+}
+
+fn list_queue_tags(shared: &Shared, input: wire::QueueUrlRequest) -> Result<Vec<u8>, ApiError> {
+    let name = queue_name(input.queue_url.as_ref())?;
+    let tags = shared.registry.lock().queue(name)?.tags().clone();
+    json(&wire::ListQueueTagsResponse { tags })
 }
 
 fn queue_name(url: Option<&String>) -> Result<&str, ApiError> {
@@ -369,6 +453,7 @@ fn send_message_batch(
 /// message comes due, until something is delivered or the wait ends.
 async fn receive_message(
     shared: &Shared,
+    request: &Request,
     input: wire::ReceiveMessageRequest,
 ) -> Result<Vec<u8>, ApiError> {
     let name = queue_name(input.queue_url.as_ref())?.to_owned();
@@ -390,6 +475,8 @@ async fn receive_message(
         let notified = notify.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
+        // A long poll that began before a Deny was added delivers nothing after it.
+        denied(shared, request, "ReceiveMessage", &name)?;
         let now = shared.clock.now();
         let (deliveries, next_due) = {
             let mut registry = shared.registry.lock();

@@ -52,6 +52,8 @@ pub enum ErrorKind {
     UnknownOperation,
     /// A body that is not the JSON the action expects.
     Serialization,
+    /// A `Deny` statement of the queue policy matches the caller and action.
+    AccessDenied,
 }
 
 impl ErrorKind {
@@ -129,6 +131,11 @@ impl ErrorKind {
                 "com.amazonaws.sqs#InvalidMessageContents",
                 Some("InvalidMessageContents"),
                 bad,
+            ),
+            AccessDenied => (
+                "com.amazonaws.sqs#AccessDenied",
+                Some("AccessDenied"),
+                StatusCode::FORBIDDEN,
             ),
             OverLimit => (
                 "com.amazonaws.sqs#OverLimit",
@@ -298,6 +305,29 @@ pub struct ListQueuesRequest {
     pub queue_name_prefix: Option<String>,
     pub next_token: Option<String>,
     pub max_results: Option<i64>,
+}
+
+/// `TagQueue` input.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct TagQueueRequest {
+    pub queue_url: Option<String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// `UntagQueue` input.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct UntagQueueRequest {
+    pub queue_url: Option<String>,
+    pub tag_keys: Vec<String>,
+}
+
+/// `ListQueueTags` output.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListQueueTagsResponse {
+    pub tags: BTreeMap<String, String>,
 }
 
 /// Input of actions that only name a queue (`DeleteQueue`, `PurgeQueue`).
@@ -705,8 +735,7 @@ impl Projection {
 }
 
 /// Queue attribute names AWS defines that we accept in GetQueueAttributes but never set.
-const UNTRACKED_ATTRIBUTES: [&str; 9] = [
-    "Policy",
+const UNTRACKED_ATTRIBUTES: [&str; 8] = [
     "KmsMasterKeyId",
     "KmsDataKeyReusePeriodSeconds",
     "SqsManagedSseEnabled",
@@ -718,7 +747,8 @@ const UNTRACKED_ATTRIBUTES: [&str; 9] = [
 ];
 
 /// Queue attributes we report.
-const REPORTED_ATTRIBUTES: [&str; 12] = [
+const REPORTED_ATTRIBUTES: [&str; 13] = [
+    "Policy",
     "ApproximateNumberOfMessages",
     "ApproximateNumberOfMessagesNotVisible",
     "ApproximateNumberOfMessagesDelayed",
@@ -787,6 +817,7 @@ fn attribute_value(name: &str, view: &QueueView<'_>, arns: &ArnContext) -> Optio
         "QueueArn" => arns.arn(view.name),
         "ReceiveMessageWaitTimeSeconds" => settings.receive_wait_time_seconds.to_string(),
         "VisibilityTimeout" => settings.visibility_timeout.to_string(),
+        "Policy" => settings.policy.clone()?,
         "RedrivePolicy" => {
             let policy = settings.redrive_policy.as_ref()?;
             serde_json::json!({
@@ -816,6 +847,8 @@ pub fn apply_attributes(
                 settings.receive_wait_time_seconds = number(name, value)?;
             }
             "RedrivePolicy" => settings.redrive_policy = redrive_policy(value)?,
+            // An empty value removes the policy, as on SQS.
+            "Policy" => settings.policy = (!value.is_empty()).then(|| value.clone()),
             "FifoQueue" if value == "false" => {}
             "FifoQueue" => {
                 return Err(ApiError::new(
