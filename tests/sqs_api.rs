@@ -264,6 +264,7 @@ scenarios!(
     set_queue_attributes_round_trip,
     validation_errors_are_aws_shaped,
     missing_queues_map_to_queue_does_not_exist,
+    policy_and_tags_round_trip,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1025,6 +1026,178 @@ async fn missing_queues_map_to_queue_does_not_exist(t: &Target) {
 
 // ---------------------------------------------------------------------------------------------
 // Our endpoint only (in-process API, sandbox-only behaviour)
+
+/// `Policy` is stored and read back as written (`""` removes it); tags are added, listed
+/// and removed.
+async fn policy_and_tags_round_trip(t: &Target) {
+    let url = t
+        .client
+        .create_queue()
+        .queue_name(t.unique("policy"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let policy = r#"{"Version":"2012-10-17","Statement":[{"Sid":"s1","Effect":"Deny","Principal":{"AWS":"arn:aws:iam::000000000000:role/x"},"Action":"sqs:ReceiveMessage","Resource":"*"}]}"#;
+    let get_policy = || async {
+        t.client
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(QueueAttributeName::Policy)
+            .send()
+            .await
+            .unwrap()
+            .attributes
+            .unwrap_or_default()
+            .get(&QueueAttributeName::Policy)
+            .cloned()
+    };
+    assert_eq!(get_policy().await, None);
+    t.client
+        .set_queue_attributes()
+        .queue_url(&url)
+        .attributes(QueueAttributeName::Policy, policy)
+        .send()
+        .await
+        .unwrap();
+    let got: serde_json::Value = serde_json::from_str(&get_policy().await.unwrap()).unwrap();
+    assert_eq!(got, serde_json::from_str::<serde_json::Value>(policy).unwrap());
+    t.client
+        .set_queue_attributes()
+        .queue_url(&url)
+        .attributes(QueueAttributeName::Policy, "")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get_policy().await.filter(|p| !p.is_empty()), None);
+
+    t.client
+        .tag_queue()
+        .queue_url(&url)
+        .tags("shakedown:undo:r1", "{\"DelaySeconds\":\"0\"}")
+        .tags("team", "a")
+        .send()
+        .await
+        .unwrap();
+    let tags = t
+        .client
+        .list_queue_tags()
+        .queue_url(&url)
+        .send()
+        .await
+        .unwrap()
+        .tags
+        .unwrap_or_default();
+    assert_eq!(tags.len(), 2, "{tags:?}");
+    assert_eq!(tags["shakedown:undo:r1"], "{\"DelaySeconds\":\"0\"}");
+    t.client
+        .untag_queue()
+        .queue_url(&url)
+        .tag_keys("shakedown:undo:r1")
+        .send()
+        .await
+        .unwrap();
+    let tags = t
+        .client
+        .list_queue_tags()
+        .queue_url(&url)
+        .send()
+        .await
+        .unwrap()
+        .tags
+        .unwrap_or_default();
+    assert_eq!(tags.keys().collect::<Vec<_>>(), ["team"]);
+}
+
+/// The sandbox enforces a policy's Deny statements for the caller its access key names,
+/// also on a long poll that was waiting when the statement was added.
+#[tokio::test]
+async fn ours_a_deny_statement_stops_the_denied_callers_receives() {
+    let ours = Ours::start().await;
+    let admin = ours.target();
+    let keyed = |key: &str| {
+        Client::from_conf(
+            aws_sdk_sqs::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new("us-east-1"))
+                .credentials_provider(Credentials::new(key, "x", None, None, "static"))
+                .endpoint_url(&ours.endpoint)
+                .build(),
+        )
+    };
+    let workers = keyed("sandbox-workers");
+    let other = keyed("someone-else");
+    let url = admin
+        .client
+        .create_queue()
+        .queue_name("jobs")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    // A long poll starts before the Deny; a message arrives after it: not delivered.
+    let poll = {
+        let (workers, url) = (workers.clone(), url.clone());
+        tokio::spawn(async move {
+            workers
+                .receive_message()
+                .queue_url(url)
+                .wait_time_seconds(2)
+                .send()
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let policy = r#"{"Statement":[{"Sid":"stall","Effect":"Deny","Principal":{"AWS":"arn:aws:iam::000000000000:role/sandbox-workers"},"Action":"sqs:ReceiveMessage"}]}"#;
+    admin
+        .client
+        .set_queue_attributes()
+        .queue_url(&url)
+        .attributes(QueueAttributeName::Policy, policy)
+        .send()
+        .await
+        .unwrap();
+    admin.send(&url, "m1").await;
+    let err = poll.await.unwrap().unwrap_err();
+    assert_eq!(err.code(), Some("AccessDenied"), "{err:?}");
+    let err = workers
+        .receive_message()
+        .queue_url(&url)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("AccessDenied"));
+    // Other callers and other actions are not affected.
+    workers
+        .send_message()
+        .queue_url(&url)
+        .message_body("m2")
+        .send()
+        .await
+        .unwrap();
+    let got = other
+        .receive_message()
+        .queue_url(&url)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap_or_default();
+    assert_eq!(got.len(), 2);
+    // Removing the policy lets the workers receive again.
+    admin
+        .client
+        .set_queue_attributes()
+        .queue_url(&url)
+        .attributes(QueueAttributeName::Policy, "")
+        .send()
+        .await
+        .unwrap();
+    workers.receive_message().queue_url(&url).send().await.unwrap();
+}
 
 #[tokio::test]
 async fn ours_lossy_overflow_drops_silently_and_counts_it() {
