@@ -1062,7 +1062,10 @@ async fn policy_and_tags_round_trip(t: &Target) {
         .await
         .unwrap();
     let got: serde_json::Value = serde_json::from_str(&get_policy().await.unwrap()).unwrap();
-    assert_eq!(got, serde_json::from_str::<serde_json::Value>(policy).unwrap());
+    assert_eq!(
+        got,
+        serde_json::from_str::<serde_json::Value>(policy).unwrap()
+    );
     t.client
         .set_queue_attributes()
         .queue_url(&url)
@@ -1196,7 +1199,12 @@ async fn ours_a_deny_statement_stops_the_denied_callers_receives() {
         .send()
         .await
         .unwrap();
-    workers.receive_message().queue_url(&url).send().await.unwrap();
+    workers
+        .receive_message()
+        .queue_url(&url)
+        .send()
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
