@@ -61,7 +61,7 @@ pub struct LoadArgs {
     #[arg(
         long,
         short,
-        required_unless_present = "sandbox",
+        required_unless_present_any = ["sandbox", "sqs_endpoint", "region"],
         conflicts_with = "sandbox"
     )]
     pub target: Option<String>,
@@ -76,6 +76,16 @@ pub struct LoadArgs {
     /// fixed-fleet, ack-before-process, lossy-queue.
     #[arg(long, value_name = "NAME", requires = "sandbox")]
     pub arch: Option<crate::sandbox::config::ArchChoice>,
+
+    /// SQS endpoint for streams with `transport = "sqs"` (default: the sandbox's with
+    /// --sandbox, else AWS from the usual environment). A loopback endpoint is signed with
+    /// placeholder credentials.
+    #[arg(long, value_name = "URL", conflicts_with = "sandbox")]
+    pub sqs_endpoint: Option<String>,
+
+    /// AWS region for SQS streams (default: AWS_REGION / AWS_DEFAULT_REGION).
+    #[arg(long)]
+    pub region: Option<String>,
 
     /// Open model without a profile: constant arrival rate, e.g. 500/s.
     #[arg(long, value_parser = parse_rate)]

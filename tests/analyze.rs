@@ -113,7 +113,7 @@ fn scenario(arch: Arch) -> RunView {
             let stalled = (STALL.0..STALL.1).contains(&s);
             if arch == Arch::Monolith && stalled {
                 // Processing inline: uploads wait for the stalled processor and time out.
-                let mut errors = [0; 7];
+                let mut errors = [0; 9];
                 errors[ErrorClass::Timeout as usize] = RATE;
                 Second {
                     intended: RATE,

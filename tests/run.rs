@@ -343,3 +343,47 @@ max = "1s"
         ["run-started", "intent", "applied", "undone", "run-ended"]
     );
 }
+
+#[test]
+fn events_sent_straight_into_the_queue_are_accounted_end_to_end() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("jobs.toml");
+    std::fs::write(
+        &profile,
+        r#"name = "jobs"
+seed = 3
+[[stream]]
+name = "jobs"
+kind = "event"
+transport = "sqs"
+queue = "jobs"
+body = { template = '{"id":"{id}","size":1000,"received_ms":{now_ms},"kind":"event"}' }
+arrival = "poisson"
+stages = [ { for = "4s", rate = "200/s" } ]
+"#,
+    )
+    .unwrap();
+    let exp = dir.path().join("exp.toml");
+    std::fs::write(
+        &exp,
+        "name = \"q\"\nprofile = \"jobs.toml\"\n[target.sandbox]\n[[probe]]\nname = \"backlog\"\nkind = \"sqs\"\nqueue = \"jobs\"\nmetric = \"visible\"\n[[promise]]\ntype = \"no-loss\"\n[cooldown]\nmax = \"30s\"\nuntil = [\"backlog <= 0\"]\n",
+    )
+    .unwrap();
+    let results = dir.path().join("results");
+    let out = shakedown()
+        .args(["run", "-q", "--run-id", "r", "--results"])
+        .arg(&results)
+        .arg(&exp)
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    let ledger: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(results.join("r/ledger.json")).unwrap())
+            .unwrap();
+    let accepted = ledger["accepted"].as_u64().unwrap();
+    assert!(accepted > 600, "{ledger}");
+    assert_eq!(ledger["completed"], accepted, "{ledger}");
+    assert_eq!(ledger["lost"], 0);
+}

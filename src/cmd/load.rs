@@ -38,24 +38,26 @@ pub async fn load(args: LoadArgs, command: Vec<String>) -> anyhow::Result<Outcom
     } else {
         None
     };
+    let http_streams = profile
+        .streams
+        .iter()
+        .any(|s| s.transport == Transport::Http);
     let target_url = match (&sandbox, &args.target) {
         (Some(sb), _) => sb.endpoints().web_url.clone(),
         (None, Some(url)) => url.clone(),
+        // Only SQS streams: nothing is sent over HTTP.
+        (None, None) if !http_streams => "http://127.0.0.1:9".into(),
         (None, None) => bail!("give --target URL, or --sandbox to start the embedded one"),
     };
     let target: Target = target_url.parse().map_err(anyhow::Error::msg)?;
     let mode = mode_for(&args, &profile)?;
     let settings = settings_for(&args, &profile);
-    if profile
-        .streams
-        .iter()
-        .any(|s| matches!(s.transport, Transport::Sqs { .. }))
-    {
-        bail!(
-            "`load` sends HTTP only; streams with transport = \"sqs\" need an experiment with a queue target (`shakedown run`)"
-        );
-    }
-    let addr = resolve(&target).await?;
+    let sqs = sqs_sink(&args, &profile, sandbox.as_ref(), mode).await?;
+    let addr = if http_streams {
+        resolve(&target).await?
+    } else {
+        ([127, 0, 0, 1], 9).into()
+    };
     let seed = args.seed.or(profile.seed).unwrap_or_else(rand::random);
     let run_tag = format!("{:08x}", rand::random::<u32>());
 
@@ -120,6 +122,7 @@ pub async fn load(args: LoadArgs, command: Vec<String>) -> anyhow::Result<Outcom
         settings,
         grace: args.grace,
         accepted: None,
+        sqs,
     };
     let report = driver::run(plan, recorder.clone(), stop.clone()).await;
     let elapsed = start.elapsed();
@@ -172,6 +175,44 @@ pub async fn load(args: LoadArgs, command: Vec<String>) -> anyhow::Result<Outcom
     } else {
         Outcome::Ok
     })
+}
+
+/// The SQS client and queue URLs for streams with `transport = "sqs"`, if any.
+async fn sqs_sink(
+    args: &LoadArgs,
+    profile: &Profile,
+    sandbox: Option<&Sandbox>,
+    mode: Mode,
+) -> anyhow::Result<Option<crate::driver::sqs::SqsSink>> {
+    if !profile
+        .streams
+        .iter()
+        .any(|s| matches!(s.transport, Transport::Sqs { .. }))
+    {
+        return Ok(None);
+    }
+    if matches!(mode, Mode::Closed { .. }) {
+        bail!("streams with transport = \"sqs\" follow the open model: drop --concurrency");
+    }
+    let aws = match sandbox {
+        Some(sb) => {
+            let e = sb.endpoints();
+            crate::chaos::aws::AwsTarget {
+                region: Some(e.region.clone()),
+                ..crate::chaos::aws::AwsTarget::local(&e.sqs_endpoint)
+            }
+        }
+        None => crate::chaos::aws::AwsTarget {
+            region: args.region.clone(),
+            sqs_endpoint_url: args.sqs_endpoint.clone(),
+            ..Default::default()
+        },
+    };
+    let clients = crate::chaos::aws::aws_clients(&aws).map_err(|e| anyhow::anyhow!("SQS: {e}"))?;
+    let sink = crate::driver::sqs::SqsSink::resolve(&clients.sqs, profile)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(Some(sink))
 }
 
 /// Starts the embedded sandbox for `--sandbox`, printing where it runs.

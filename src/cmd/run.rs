@@ -280,6 +280,17 @@ async fn with_target(
     }
 
     let profile = Arc::new(exp.profile.clone());
+    // Queues of SQS streams, resolved before anything is touched.
+    let sqs_sink = match (&target.clients, has_sqs_streams(&profile)) {
+        (_, false) => None,
+        (Some(c), true) => Some(
+            crate::driver::sqs::SqsSink::resolve(&c.sqs, &profile)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}: {e}", exp.path.display()))?,
+        ),
+        (None, true) => bail!("internal: SQS streams without an SQS client"),
+    };
+
     let start_wall = SystemTime::now();
     let dir_name = args
         .run_id
@@ -437,6 +448,7 @@ async fn with_target(
         settings,
         grace: Duration::from_secs(5),
         accepted: Some(accepted.clone()),
+        sqs: sqs_sink,
     };
     let driver = tokio::spawn(driver::run(plan, recorder.clone(), load_stop.clone()));
     let mut chaos = chaos;
@@ -645,6 +657,13 @@ fn flatten(
         Ok(Err(e)) => Err(format!("the fault runner failed: {e}")),
         Err(e) => Err(format!("the fault runner panicked: {e}")),
     }
+}
+
+fn has_sqs_streams(profile: &crate::config::profile::Profile) -> bool {
+    profile
+        .streams
+        .iter()
+        .any(|s| matches!(s.transport, Transport::Sqs { .. }))
 }
 
 fn placeholder_target() -> Target {

@@ -13,10 +13,14 @@
 //!   omission). A job picked up more than `late_after` behind schedule counts
 //!   as late, one more than `max_lateness` behind is dropped (counted, never sent);
 //! - **closed model** (`concurrency`): a fixed number of lanes send back to back.
+//!
+//! Streams with `transport = "sqs"` ([`sqs`]) follow the same open-model schedule but
+//! send `SendMessageBatch` calls instead of taking lanes.
 
 mod body;
 mod http;
 mod request;
+pub mod sqs;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,7 +33,7 @@ use tokio_util::task::TaskTracker;
 pub use self::body::Body;
 pub use self::http::{HttpConn, Response, classify_io};
 pub use self::request::{BuildError, ID_HEADER, RequestFactory, Target, request_id};
-use crate::config::profile::{Profile, Settings};
+use crate::config::profile::{Profile, Settings, Transport};
 use crate::ledger::AcceptedIds;
 use crate::metrics::{ErrorClass, Recorder};
 use crate::schedule::{Schedule, Segment, derive_seed};
@@ -60,9 +64,12 @@ pub struct DriverPlan {
     pub settings: Settings,
     /// After Ctrl-C/SIGTERM, how long in-flight requests may still finish.
     pub grace: Duration,
-    /// When set, every message the target accepted (a 2xx answer) is recorded here, for
-    /// the end-to-end ledger.
+    /// When set, every message the target accepted (a 2xx answer, an SQS send that
+    /// succeeded) is recorded here, for the end-to-end ledger.
     pub accepted: Option<Arc<AcceptedIds>>,
+    /// Where streams with `transport = "sqs"` send (required when the profile has one; see
+    /// [`sqs::SqsSink::resolve`]). Open model only.
+    pub sqs: Option<sqs::SqsSink>,
 }
 
 /// How the driver ended.
@@ -185,13 +192,16 @@ async fn run_open(ctx: &Arc<Ctx>) -> Option<flume::Receiver<Job>> {
     for (index, stream) in ctx.plan.profile.streams.iter().enumerate() {
         let seed = derive_seed(ctx.plan.seed, &[index as u64]);
         let schedule = Schedule::new(&stream.stages, stream.arrival, seed, ctx.plan.segment);
-        dispatchers.spawn(dispatch(
-            ctx.clone(),
-            index,
-            schedule,
-            tx.clone(),
-            rx.clone(),
-        ));
+        match stream.transport {
+            Transport::Http => dispatchers.spawn(dispatch(
+                ctx.clone(),
+                index,
+                schedule,
+                tx.clone(),
+                rx.clone(),
+            )),
+            Transport::Sqs { .. } => dispatchers.spawn(sqs::dispatch(ctx.clone(), index, schedule)),
+        };
     }
     drop(tx);
     dispatchers.close();

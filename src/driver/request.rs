@@ -197,6 +197,47 @@ impl RequestFactory {
         builder.body(body).map_err(|e| err(e.to_string()))
     }
 
+    /// The id and body of message `seq` of an SQS stream (its body template rendered
+    /// like an HTTP body; `now_ms` fills `{now_ms}`).
+    pub fn message(
+        &self,
+        stream: usize,
+        seq: u64,
+        now_ms: u64,
+    ) -> Result<(String, String), BuildError> {
+        let spec = &self.streams[stream];
+        let id = request_id(&self.run_tag, stream, seq);
+        let fields = Fields {
+            id: &id,
+            seq,
+            stream: &spec.name,
+            now_ms,
+        };
+        let mut rng = request_rng(self.seed, stream, seq);
+        // The same draws as an HTTP request of the stream: path, headers, then the body.
+        let mut scratch = Vec::new();
+        spec.path.render(&fields, &mut rng, &mut scratch);
+        for (_, value) in &spec.headers {
+            scratch.clear();
+            value.render(&fields, &mut rng, &mut scratch);
+        }
+        match &spec.body {
+            BodySpec::Template { template, .. } => {
+                let mut out = Vec::with_capacity(256);
+                template.render(&fields, &mut rng, &mut out);
+                let body = String::from_utf8(out).map_err(|_| BuildError {
+                    stream: spec.name.clone(),
+                    message: "the rendered body is not UTF-8 text, which SQS requires".into(),
+                })?;
+                Ok((id, body))
+            }
+            _ => Err(BuildError {
+                stream: spec.name.clone(),
+                message: "an SQS stream sends its `body` template as the message body".into(),
+            }),
+        }
+    }
+
     fn body(
         &self,
         spec: &StreamRequests,

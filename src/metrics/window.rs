@@ -31,10 +31,14 @@ pub enum ErrorClass {
     Other,
     /// Still in flight when the run stopped and the drain deadline passed.
     Aborted,
+    /// The service throttled the call (SQS `ThrottlingException`, `RequestThrottled`...).
+    Throttled,
+    /// One entry of a batch refused while others went through (SQS partial batch failure).
+    Rejected,
 }
 
 impl ErrorClass {
-    pub const ALL: [ErrorClass; 7] = [
+    pub const ALL: [ErrorClass; 9] = [
         ErrorClass::Refused,
         ErrorClass::Timeout,
         ErrorClass::Reset,
@@ -42,6 +46,8 @@ impl ErrorClass {
         ErrorClass::Status5xx,
         ErrorClass::Other,
         ErrorClass::Aborted,
+        ErrorClass::Throttled,
+        ErrorClass::Rejected,
     ];
 
     /// The short name used in columns and JSON keys.
@@ -54,6 +60,8 @@ impl ErrorClass {
             ErrorClass::Status5xx => "5xx",
             ErrorClass::Other => "other",
             ErrorClass::Aborted => "aborted",
+            ErrorClass::Throttled => "throttled",
+            ErrorClass::Rejected => "rejected",
         }
     }
 
@@ -72,7 +80,7 @@ pub struct Counters {
     /// Responses with a 1xx-3xx status (or SQS sends accepted).
     pub ok: u64,
     /// Failures by class, indexed like [`ErrorClass::ALL`].
-    pub errors: [u64; 7],
+    pub errors: [u64; 9],
     /// Sent, but later than `late_after` behind the intended time.
     pub late: u64,
     /// Never sent: could not start within `max_lateness`, or the run stopped first.
