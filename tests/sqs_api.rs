@@ -1372,14 +1372,18 @@ async fn ours_rejects_unknown_actions_and_fifo_queues() {
         .await
         .expect_err("fifo");
     assert!(fifo.into_service_error().is_unsupported_operation());
-    let tags = t
+    let unknown = t
         .client
-        .list_queue_tags()
-        .queue_url(t.create("tags", &[]).await)
+        .list_dead_letter_source_queues()
+        .queue_url(t.create("dlsq", &[]).await)
         .send()
         .await
         .expect_err("not implemented");
-    assert!(tags.into_service_error().is_unsupported_operation());
+    assert_eq!(
+        unknown.code(),
+        Some("AWS.SimpleQueueService.UnsupportedOperation"),
+        "{unknown:?}"
+    );
 }
 
 /// moto accepts any body; AWS refuses characters outside the XML-safe set, as we do.

@@ -565,7 +565,7 @@ mod tests {
     #[test]
     fn timeline_rows_by_column_name_with_gaps_and_a_torn_tail() {
         let text = format!(
-            "{}\n0,up,10,10,9,0,0,0,0,1,0,0,0,0,0,100,200,5.0,8.0,9.0,9.5,10.0,,,,,,\n2,\"a,b\",1,1,1,0,0,0,0,0,0,0,0,0,0,1,1,,,,,,,,,,,\n3,up,1,",
+            "{}\n0,up,10,10,9,0,0,0,0,1,0,0,0,0,0,0,0,100,200,5.0,8.0,9.0,9.5,10.0,,,,,,\n2,\"a,b\",1,1,1,0,0,0,0,0,0,0,0,0,0,0,0,1,1,,,,,,,,,,,\n3,up,1,",
             crate::results::timeline::header()
         );
         let t = parse_timeline(&text, Path::new("t.csv")).unwrap();
