@@ -276,6 +276,28 @@ mod tests {
         );
     }
 
+    /// The harness was suspended (SIGSTOP, a laptop lid) from 31 s to 41 s and resumed:
+    /// those seconds have no rows in the timeline. An empty second is neither healthy nor
+    /// failed, so the gap can neither hide a failure nor count as recovery.
+    #[test]
+    fn seconds_missing_while_the_harness_was_suspended_are_not_health() {
+        let mut seconds = shape(60, 90);
+        for s in &mut seconds[31..41] {
+            *s = Second::default();
+        }
+        let v = spec().evaluate("f", &view(seconds, 30.0));
+        assert_eq!(v.status, Status::Fail, "{v:?}");
+        // Healthy again right after the gap: recovery is measured from the first healthy
+        // stretch after it, never inside it.
+        let mut seconds = shape(2, 90);
+        for s in &mut seconds[32..41] {
+            *s = Second::default();
+        }
+        let v = spec().evaluate("f", &view(seconds, 30.0));
+        assert_eq!(v.status, Status::Pass, "{v:?}");
+        assert_eq!(v.figures["recovery_s"], 11.0.into(), "{v:?}");
+    }
+
     #[test]
     fn a_fault_at_the_very_end_is_not_evaluable() {
         let v = spec().evaluate("f", &view(shape(3, 33), 30.0));
