@@ -146,7 +146,7 @@ fn events_profile_renders_valid_json() {
     assert_eq!(
         orders.transport,
         Transport::Sqs {
-            queue: "orders".to_string()
+            queue: "jobs".to_string()
         }
     );
     let mut rng = ChaCha8Rng::seed_from_u64(3);
