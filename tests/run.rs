@@ -39,6 +39,49 @@ fn experiment(dir: &Path, body: &str) -> PathBuf {
     path
 }
 
+/// Every web instance stalled (SIGSTOP through the sandbox's EC2 API) at `at` for `for`.
+fn stall_web(at: &str, duration: &str) -> String {
+    format!(
+        r#"
+[[fault]]
+name = "stall-web"
+type = "stall-consumers"
+at = "{at}"
+duration = "{duration}"
+instances = {{ tags = {{ tier = "web" }} }}
+percent = 100
+[guardrails]
+require_tag = "chaos=allowed"
+max_instances = 2
+"#
+    )
+}
+
+/// Starts `shakedown run` on `exp` (run id `run_id` under `results`) and returns once its
+/// journal shows a fault applied.
+fn spawn_until_applied(exp: &Path, results: &Path, run_id: &str) -> std::process::Child {
+    let child = shakedown()
+        .args(["run", "-q", "--run-id", run_id, "--results"])
+        .arg(results)
+        .arg(exp)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !std::fs::read_to_string(results.join(run_id).join("journal.jsonl"))
+        .unwrap_or_default()
+        .contains("\"applied\"")
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the fault never applied"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child
+}
+
 const KILL_WEB: &str = r#"
 [[fault]]
 name = "kill-web"
@@ -142,43 +185,11 @@ fn sigterm_mid_fault_undoes_flushes_and_analyzes() {
     let dir = tempfile::tempdir().unwrap();
     let exp = experiment(
         dir.path(),
-        r#"
-[[fault]]
-name = "stall-web"
-type = "stall-consumers"
-at = "5s"
-duration = "30s"
-instances = { tags = { tier = "web" } }
-percent = 100
-[guardrails]
-require_tag = "chaos=allowed"
-max_instances = 2
-[[promise]]
-type = "no-loss"
-"#,
+        &(stall_web("5s", "30s") + "[[promise]]\ntype = \"no-loss\"\n"),
     );
     let results = dir.path().join("results");
-    let child = shakedown()
-        .args(["run", "-q", "--run-id", "r", "--results"])
-        .arg(&results)
-        .arg(&exp)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_until_applied(&exp, &results, "r");
     let run = results.join("r");
-    // Wait for the stall to be applied, then SIGTERM.
-    let t0 = Instant::now();
-    while !std::fs::read_to_string(run.join("journal.jsonl"))
-        .unwrap_or_default()
-        .contains("\"applied\"")
-    {
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "the fault never applied"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
@@ -200,21 +211,8 @@ fn a_stop_condition_aborts_the_load_and_undoes() {
     // Every web instance stalled: the balancer answers 5xx, the error rate crosses 50%.
     let exp = experiment(
         dir.path(),
-        r#"
-[[fault]]
-name = "stall-web"
-type = "stall-consumers"
-at = "4s"
-duration = "15s"
-instances = { tags = { tier = "web" } }
-percent = 100
-[guardrails]
-require_tag = "chaos=allowed"
-max_instances = 2
-stop = [ { metric = "error_rate", above = 0.5 } ]
-[[promise]]
-type = "no-loss"
-"#,
+        &(stall_web("4s", "15s")
+            + "stop = [ { metric = \"error_rate\", above = 0.5 } ]\n[[promise]]\ntype = \"no-loss\"\n"),
     );
     let results = dir.path().join("results");
     let started = Instant::now();
@@ -272,43 +270,10 @@ fn after_kill_9_on_the_sandbox_the_next_run_refuses_until_recover() {
     let dir = tempfile::tempdir().unwrap();
     let exp = experiment(
         dir.path(),
-        r#"
-[[fault]]
-name = "stall-web"
-type = "stall-consumers"
-at = "3s"
-duration = "30s"
-instances = { tags = { tier = "web" } }
-percent = 100
-[guardrails]
-require_tag = "chaos=allowed"
-max_instances = 2
-[[promise]]
-type = "no-loss"
-[cooldown]
-max = "1s"
-"#,
+        &(stall_web("3s", "30s") + "[[promise]]\ntype = \"no-loss\"\n[cooldown]\nmax = \"1s\"\n"),
     );
     let results = dir.path().join("results");
-    let mut child = shakedown()
-        .args(["run", "-q", "--run-id", "dead", "--results"])
-        .arg(&results)
-        .arg(&exp)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let t0 = Instant::now();
-    while !std::fs::read_to_string(results.join("dead/journal.jsonl"))
-        .unwrap_or_default()
-        .contains("\"applied\"")
-    {
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "the fault never applied"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mut child = spawn_until_applied(&exp, &results, "dead");
     child.kill().unwrap(); // SIGKILL: no undo, the journal says what is applied
     child.wait().unwrap();
 

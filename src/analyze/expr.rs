@@ -146,7 +146,8 @@ impl Op {
         }
     }
 
-    fn symbol(self) -> &'static str {
+    /// `<`, `<=`, `>`, `>=`.
+    pub fn symbol(self) -> &'static str {
         match self {
             Op::Lt => "<",
             Op::Le => "<=",
@@ -154,6 +155,24 @@ impl Op {
             Op::Ge => ">=",
         }
     }
+}
+
+/// Splits `<left> <op> <right>` at its first comparison operator, both sides trimmed and
+/// non-empty.
+pub fn split_comparison(text: &str) -> Option<(&str, Op, &str)> {
+    let pos = text.find(['<', '>'])?;
+    let (left, rest) = text.split_at(pos);
+    let (op, right) = if let Some(v) = rest.strip_prefix("<=") {
+        (Op::Le, v)
+    } else if let Some(v) = rest.strip_prefix(">=") {
+        (Op::Ge, v)
+    } else if let Some(v) = rest.strip_prefix('<') {
+        (Op::Lt, v)
+    } else {
+        (Op::Gt, &rest[1..])
+    };
+    let (left, right) = (left.trim(), right.trim());
+    (!left.is_empty() && !right.is_empty()).then_some((left, op, right))
 }
 
 /// A parsed expression. The limit is in the metric's base unit: ms for latencies, a
@@ -206,23 +225,8 @@ impl std::str::FromStr for Expr {
     type Err = ExprError;
 
     fn from_str(text: &str) -> Result<Expr, ExprError> {
-        let shape = || ExprError::Shape(text.to_string());
-        let pos = text.find(['<', '>']).ok_or_else(shape)?;
-        let (name, rest) = text.split_at(pos);
-        let (op, value) = if let Some(v) = rest.strip_prefix("<=") {
-            (Op::Le, v)
-        } else if let Some(v) = rest.strip_prefix(">=") {
-            (Op::Ge, v)
-        } else if let Some(v) = rest.strip_prefix('<') {
-            (Op::Lt, v)
-        } else {
-            (Op::Gt, &rest[1..])
-        };
-        let name = name.trim();
-        let value = value.trim();
-        if name.is_empty() || value.is_empty() {
-            return Err(shape());
-        }
+        let (name, op, value) =
+            split_comparison(text).ok_or_else(|| ExprError::Shape(text.to_string()))?;
         let metric = Metric::parse(name).ok_or_else(|| ExprError::Metric(name.to_string()))?;
         let bad = |expected| ExprError::Value {
             metric: name.to_string(),

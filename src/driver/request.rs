@@ -197,45 +197,31 @@ impl RequestFactory {
         builder.body(body).map_err(|e| err(e.to_string()))
     }
 
-    /// The id and body of message `seq` of an SQS stream (its body template rendered
-    /// like an HTTP body; `now_ms` fills `{now_ms}`).
+    /// The id and body of message `seq` of an SQS stream: the stream's `body` template
+    /// rendered exactly as the HTTP body would be (same random draws); `now_ms` fills
+    /// `{now_ms}`.
     pub fn message(
         &self,
         stream: usize,
         seq: u64,
         now_ms: u64,
     ) -> Result<(String, String), BuildError> {
-        let spec = &self.streams[stream];
-        let id = request_id(&self.run_tag, stream, seq);
-        let fields = Fields {
-            id: &id,
-            seq,
-            stream: &spec.name,
-            now_ms,
+        let err = |message: &str| BuildError {
+            stream: self.streams[stream].name.clone(),
+            message: message.into(),
         };
-        let mut rng = request_rng(self.seed, stream, seq);
-        // The same draws as an HTTP request of the stream: path, headers, then the body.
-        let mut scratch = Vec::new();
-        spec.path.render(&fields, &mut rng, &mut scratch);
-        for (_, value) in &spec.headers {
-            scratch.clear();
-            value.render(&fields, &mut rng, &mut scratch);
-        }
-        match &spec.body {
-            BodySpec::Template { template, .. } => {
-                let mut out = Vec::with_capacity(256);
-                template.render(&fields, &mut rng, &mut out);
-                let body = String::from_utf8(out).map_err(|_| BuildError {
-                    stream: spec.name.clone(),
-                    message: "the rendered body is not UTF-8 text, which SQS requires".into(),
-                })?;
-                Ok((id, body))
+        let body = match self.build(stream, seq, now_ms)?.into_body() {
+            Body::Full(Some(bytes)) => bytes,
+            Body::Empty | Body::Full(None) => Bytes::new(),
+            Body::Generated { .. } => {
+                return Err(err(
+                    "an SQS stream sends its `body` template as the message body",
+                ));
             }
-            _ => Err(BuildError {
-                stream: spec.name.clone(),
-                message: "an SQS stream sends its `body` template as the message body".into(),
-            }),
-        }
+        };
+        let body = String::from_utf8(body.to_vec())
+            .map_err(|_| err("the rendered body is not UTF-8 text, which SQS requires"))?;
+        Ok((request_id(&self.run_tag, stream, seq), body))
     }
 
     fn body(

@@ -16,6 +16,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+pub use crate::analyze::expr::Op;
+use crate::analyze::expr::split_comparison;
 use crate::config::diag::Collector;
 use crate::units;
 
@@ -54,31 +56,12 @@ pub struct Condition {
     pub value: f64,
 }
 
-/// A comparison operator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Op {
-    /// `<`
-    Lt,
-    /// `<=`
-    Le,
-    /// `>`
-    Gt,
-    /// `>=`
-    Ge,
-}
-
 impl Condition {
     /// Whether it holds for `values` (a probe without a value does not hold).
     pub fn holds(&self, values: &BTreeMap<String, f64>) -> bool {
-        let Some(&v) = values.get(&self.probe) else {
-            return false;
-        };
-        match self.op {
-            Op::Lt => v < self.value,
-            Op::Le => v <= self.value,
-            Op::Gt => v > self.value,
-            Op::Ge => v >= self.value,
-        }
+        values
+            .get(&self.probe)
+            .is_some_and(|&v| self.op.holds(v, self.value))
     }
 }
 
@@ -89,21 +72,11 @@ impl std::str::FromStr for Condition {
         let bad = || {
             format!("`{s}` is not `<probe> <op> <number>` (op: <, <=, >, >=), e.g. `depth <= 0`")
         };
-        let (i, op, len) = ["<=", ">=", "<", ">"]
-            .iter()
-            .find_map(|o| s.find(o).map(|i| (i, *o, o.len())))
-            .ok_or_else(bad)?;
-        let probe = s[..i].trim();
-        let value: f64 = s[i + len..].trim().parse().map_err(|_| bad())?;
-        if probe.is_empty() || !value.is_finite() {
+        let (probe, op, value) = split_comparison(s).ok_or_else(bad)?;
+        let value: f64 = value.parse().map_err(|_| bad())?;
+        if !value.is_finite() {
             return Err(bad());
         }
-        let op = match op {
-            "<=" => Op::Le,
-            ">=" => Op::Ge,
-            "<" => Op::Lt,
-            _ => Op::Gt,
-        };
         Ok(Condition {
             probe: probe.to_owned(),
             op,
@@ -114,13 +87,7 @@ impl std::str::FromStr for Condition {
 
 impl fmt::Display for Condition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let op = match self.op {
-            Op::Lt => "<",
-            Op::Le => "<=",
-            Op::Gt => ">",
-            Op::Ge => ">=",
-        };
-        write!(f, "{} {op} {}", self.probe, self.value)
+        write!(f, "{} {} {}", self.probe, self.op.symbol(), self.value)
     }
 }
 
