@@ -16,6 +16,11 @@ fn shakedown() -> Command {
     c
 }
 
+/// Runs the CLI to the end: `words`, then `paths`.
+fn cli(words: &[&str], paths: &[&Path]) -> Output {
+    shakedown().args(words).args(paths).output().unwrap()
+}
+
 fn text(o: &Output) -> String {
     format!(
         "{}\n{}",
@@ -121,12 +126,10 @@ fn a_run_writes_every_file_and_analyze_recomputes_with_other_thresholds() {
         ),
     );
     let results = dir.path().join("results");
-    let out = shakedown()
-        .args(["run", "-q", "--run-id", "r", "--results"])
-        .arg(&results)
-        .arg(&exp)
-        .output()
-        .unwrap();
+    let out = cli(
+        &["run", "-q", "--run-id", "r", "--results"],
+        &[&results, &exp],
+    );
     let run = results.join("r");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     for f in [
@@ -165,13 +168,10 @@ fn a_run_writes_every_file_and_analyze_recomputes_with_other_thresholds() {
         "[[promise]]\nname = \"fast\"\ntype = \"threshold\"\nchecks = [\"p99 < 1us\"]\n",
     )
     .unwrap();
-    let again = shakedown()
-        .arg("analyze")
-        .arg(&run)
-        .arg("--experiment")
-        .arg(&tighter)
-        .output()
-        .unwrap();
+    let again = cli(
+        &["analyze", "--experiment", tighter.to_str().unwrap()],
+        &[&run],
+    );
     assert_eq!(again.status.code(), Some(1), "{}", text(&again));
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("verdict.json")).unwrap()).unwrap();
@@ -216,12 +216,10 @@ fn a_stop_condition_aborts_the_load_and_undoes() {
     );
     let results = dir.path().join("results");
     let started = Instant::now();
-    let out = shakedown()
-        .args(["run", "-q", "--run-id", "r", "--results"])
-        .arg(&results)
-        .arg(&exp)
-        .output()
-        .unwrap();
+    let out = cli(
+        &["run", "-q", "--run-id", "r", "--results"],
+        &[&results, &exp],
+    );
     let t = text(&out);
     assert_eq!(out.status.code(), Some(1), "{t}");
     assert!(t.contains("stop condition: error_rate"), "{t}");
@@ -243,12 +241,7 @@ fn a_fault_over_its_cap_is_refused_before_anything_runs() {
         &KILL_WEB.replace("max_instances = 2", "max_instances = 1"),
     );
     let results = dir.path().join("results");
-    let out = shakedown()
-        .args(["run", "-q", "--results"])
-        .arg(&results)
-        .arg(&exp)
-        .output()
-        .unwrap();
+    let out = cli(&["run", "-q", "--results"], &[&results, &exp]);
     let t = text(&out);
     assert_eq!(out.status.code(), Some(2), "{t}");
     assert!(t.contains("refused, nothing was touched"), "{t}");
@@ -277,30 +270,17 @@ fn after_kill_9_on_the_sandbox_the_next_run_refuses_until_recover() {
     child.kill().unwrap(); // SIGKILL: no undo, the journal says what is applied
     child.wait().unwrap();
 
-    let refused = shakedown()
-        .args(["run", "-q", "--results"])
-        .arg(&results)
-        .arg(&exp)
-        .output()
-        .unwrap();
+    let refused = cli(&["run", "-q", "--results"], &[&results, &exp]);
     let t = text(&refused);
     assert_eq!(refused.status.code(), Some(2), "{t}");
     assert!(t.contains("shakedown recover"), "{t}");
 
     // The sandbox died with its run (its processes too): recover closes the journal.
-    let recover = shakedown()
-        .args(["recover", "--all", "--results"])
-        .arg(&results)
-        .output()
-        .unwrap();
+    let recover = cli(&["recover", "--all", "--results"], &[&results]);
     let t = text(&recover);
     assert_eq!(recover.status.code(), Some(0), "{t}");
     assert!(t.contains("ended with the sandbox"), "{t}");
-    let again = shakedown()
-        .args(["recover", "--all", "--results"])
-        .arg(&results)
-        .output()
-        .unwrap();
+    let again = cli(&["recover", "--all", "--results"], &[&results]);
     assert_eq!(again.status.code(), Some(0));
     assert!(text(&again).contains("nothing to undo"), "{}", text(&again));
     assert_eq!(
@@ -336,12 +316,10 @@ stages = [ { for = "4s", rate = "200/s" } ]
     )
     .unwrap();
     let results = dir.path().join("results");
-    let out = shakedown()
-        .args(["run", "-q", "--run-id", "r", "--results"])
-        .arg(&results)
-        .arg(&exp)
-        .output()
-        .unwrap();
+    let out = cli(
+        &["run", "-q", "--run-id", "r", "--results"],
+        &[&results, &exp],
+    );
     let t = text(&out);
     assert_eq!(out.status.code(), Some(0), "{t}");
     let ledger: serde_json::Value =
