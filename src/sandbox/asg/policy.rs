@@ -147,7 +147,14 @@ impl Controller {
             if obs.now - start < cooldown || since(self.last_any) < cooldown {
                 return None;
             }
-            return Some(self.decide(obs, most, "in"));
+            // Target tracking scales in conservatively (as AWS's does): at most half the
+            // fleet per step. A backlog that stays near zero only says the fleet keeps up,
+            // not that a much smaller one would; halving lets it find out without flapping.
+            let to = match self.spec.policy {
+                Policy::TargetTracking { .. } => most.max(obs.desired / 2).max(self.spec.min),
+                _ => most,
+            };
+            return Some(self.decide(obs, to, "in"));
         }
         self.low = None;
         if wanted > obs.desired
@@ -238,8 +245,13 @@ mod tests {
         );
         assert_eq!(c.evaluate(&obs(20.0, 0, 5)), None);
         let d = c.evaluate(&obs(31.0, 0, 5)).unwrap();
-        assert_eq!((d.from, d.to), (5, 0));
+        assert_eq!((d.from, d.to), (5, 2), "at most half the fleet per step");
         assert!(d.cause.contains("scaling in"));
+        // Each further step needs the low backlog sustained again: 2 -> 1 -> 0.
+        assert_eq!(c.evaluate(&obs(40.0, 0, 2)), None);
+        assert_eq!(c.evaluate(&obs(71.0, 0, 2)).unwrap().to, 1);
+        assert_eq!(c.evaluate(&obs(72.0, 0, 1)), None);
+        assert_eq!(c.evaluate(&obs(103.0, 0, 1)).unwrap().to, 0);
     }
 
     #[test]
@@ -248,9 +260,9 @@ mod tests {
             backlog_per_instance: 10.0,
         }));
         c.evaluate(&obs(0.0, 80, 0)).unwrap(); // -> 8
-        assert_eq!(c.evaluate(&obs(40.0, 0, 8)), None);
-        assert_eq!(c.evaluate(&obs(50.0, 30, 8)), None);
-        let d = c.evaluate(&obs(70.0, 0, 8)).unwrap();
+        assert_eq!(c.evaluate(&obs(40.0, 0, 4)), None);
+        assert_eq!(c.evaluate(&obs(50.0, 30, 4)), None);
+        let d = c.evaluate(&obs(70.0, 0, 4)).unwrap();
         assert_eq!(d.to, 3, "30 messages were seen during the window");
     }
 
