@@ -14,12 +14,13 @@ use std::os::unix::process::ExitStatusExt;
 
 use shakedown::chaos::Outcome;
 use shakedown::chaos::aws::{
-    AwsTarget, aws_clients, instance_states, queue_attribute, undo_tag_key,
+    AwsClients, AwsTarget, aws_clients, instance_states, queue_attribute, queue_tags, undo_tag_key,
 };
 use shakedown::chaos::fault::Env;
 use shakedown::chaos::journal::{self, Event, JOURNAL_FILE};
 use shakedown::chaos::local::stat;
 use shakedown::chaos::plan::{FaultPlan, dry_run, render_dry_run};
+use shakedown::chaos::recover::tags::{find_undo_tags, recover_from_tags};
 use shakedown::chaos::recover::{check_clean, recover_run};
 use shakedown::chaos::runner::Runner;
 use shakedown::sandbox::ec2::{Ec2Service, FleetHandle, InstanceState, LaunchSpec, ProcessDriver};
@@ -117,6 +118,11 @@ async fn eventually(what: &str, timeout: Duration, mut f: impl AsyncFnMut() -> b
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("gave up waiting for {what}");
+}
+
+/// The queue's DelaySeconds.
+async fn delay_seconds(c: &AwsClients, q: &str) -> Option<String> {
+    queue_attribute(&c.sqs, q, "DelaySeconds").await.unwrap()
 }
 
 fn target_toml(t: &AwsTarget) -> String {
@@ -317,13 +323,7 @@ async fn sandbox_guardrails_refuse_over_cap_and_untagged_and_dry_run_changes_not
         assert_ne!(state(*pid), 'T');
     }
     let c = aws_clients(&sb.target).unwrap();
-    assert_eq!(
-        queue_attribute(&c.sqs, &q, "DelaySeconds")
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("0")
-    );
+    assert_eq!(delay_seconds(&c, &q).await.as_deref(), Some("0"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -350,44 +350,128 @@ async fn sandbox_delay_queue_changes_and_restores_the_delay() {
         Runner::new(p, Env::new(Some(sb.target.clone())), &run_dir).run(CancellationToken::new()),
     );
     eventually("delay raised", Duration::from_secs(5), async || {
-        queue_attribute(&c.sqs, &q, "DelaySeconds")
-            .await
-            .unwrap()
-            .as_deref()
-            == Some("45")
+        delay_seconds(&c, &q).await.as_deref() == Some("45")
     })
     .await;
-    let report = run.await.unwrap().unwrap();
-    assert_eq!(report.outcome, Outcome::Completed);
+    // The undo is recorded on the queue itself.
     assert_eq!(
-        queue_attribute(&c.sqs, &q, "DelaySeconds")
+        queue_tags(&c.sqs, &q)
             .await
             .unwrap()
-            .as_deref(),
-        Some("2")
+            .get(&undo_tag_key("r")),
+        Some(&r#"{"DelaySeconds":"2"}"#.to_owned())
     );
-    // The recovery tag was written (no warning) and removed after the verified undo.
+    let report = run.await.unwrap().unwrap();
+    assert_eq!(report.outcome, Outcome::Completed);
+    assert_eq!(delay_seconds(&c, &q).await.as_deref(), Some("2"));
+    assert!(queue_tags(&c.sqs, &q).await.unwrap().is_empty());
     let warned = events(&run_dir)
         .iter()
         .any(|e| matches!(e, Event::Applied { warnings, .. } if !warnings.is_empty()));
-    assert!(!warned);
-    let tags = c
-        .sqs
-        .list_queue_tags()
-        .queue_url(&q)
-        .send()
-        .await
-        .unwrap()
-        .tags
-        .unwrap_or_default();
-    assert!(
-        tags.keys().all(|k| !k.starts_with("shakedown:undo:")),
-        "{tags:?}"
-    );
+    assert!(!warned, "the recovery tag is written without warnings");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_mid_delay_queue_then_recover_restores_the_delay_twice_safely() {
+async fn sandbox_stall_consumers_by_queue_policy_restores_the_exact_policy() {
+    let sb = sandbox(0, true).await;
+    let c = aws_clients(&sb.target).unwrap();
+    let bare = sb
+        .sqs
+        .create_queue("jobs", QueueSettings::default())
+        .unwrap();
+    // Odd spacing on purpose: the restored policy must be this very string.
+    let old_policy = r#"{ "Version": "2012-10-17", "Statement": [ {"Sid":"keep","Effect":"Allow","Principal":{"AWS":"*"},"Action":"sqs:SendMessage","Resource":"*"} ] }"#;
+    let with_policy = sb
+        .sqs
+        .create_queue(
+            "jobs-with-policy",
+            QueueSettings {
+                policy: Some(old_policy.to_owned()),
+                ..QueueSettings::default()
+            },
+        )
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let principal = "arn:aws:iam::000000000000:role/worker";
+    let p = plan(
+        &sb.target,
+        &format!(
+            "[[fault]]\nname = \"deny\"\ntype = \"stall-consumers\"\nat = \"0s\"\nduration = \"800ms\"\nqueue = \"jobs\"\nprincipal = \"{principal}\"\n\
+             [[fault]]\nname = \"deny-existing\"\ntype = \"stall-consumers\"\nat = \"0s\"\nduration = \"800ms\"\nqueue = \"{with_policy}\"\nprincipal = \"{principal}\"\n"
+        ),
+    );
+    let run = tokio::spawn(
+        Runner::new(p, Env::new(Some(sb.target.clone())), &tmp.path().join("r"))
+            .run(CancellationToken::new()),
+    );
+    let denies = |policy: Option<String>| {
+        policy.is_some_and(|p| {
+            let doc: serde_json::Value = serde_json::from_str(&p).unwrap();
+            doc["Statement"].as_array().unwrap().iter().any(|st| {
+                st["Effect"] == "Deny"
+                    && st["Action"] == "sqs:ReceiveMessage"
+                    && st["Principal"]["AWS"] == principal
+            })
+        })
+    };
+    eventually("both policies deny", Duration::from_secs(5), async || {
+        denies(queue_attribute(&c.sqs, &bare, "Policy").await.unwrap())
+            && denies(
+                queue_attribute(&c.sqs, &with_policy, "Policy")
+                    .await
+                    .unwrap(),
+            )
+    })
+    .await;
+    let kept = queue_attribute(&c.sqs, &with_policy, "Policy")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        kept.contains("\"keep\""),
+        "the Allow statement stays: {kept}"
+    );
+    for q in [&bare, &with_policy] {
+        let tag = queue_tags(&c.sqs, q).await.unwrap()[&undo_tag_key("r")].clone();
+        assert!(
+            tag.starts_with(r#"{"remove-policy-statement":"shakedown-"#),
+            "{tag}"
+        );
+    }
+    let report = run.await.unwrap().unwrap();
+    assert_eq!(report.outcome, Outcome::Completed);
+    assert!(report.still_applied.is_empty(), "{report:?}");
+    assert_eq!(
+        queue_attribute(&c.sqs, &bare, "Policy").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        queue_attribute(&c.sqs, &with_policy, "Policy")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(old_policy),
+        "restored byte for byte"
+    );
+    for q in [&bare, &with_policy] {
+        assert!(queue_tags(&c.sqs, q).await.unwrap().is_empty());
+    }
+}
+
+/// A `__chaos-run` harness raised DelaySeconds of the sandbox queue `q` from 3 to 120 (for
+/// 60 s) and was killed with SIGKILL: the delay stays raised, the journal in `run_dir` says
+/// so, and the recovery tag is on the queue.
+struct KilledMidDelay {
+    _sandbox: Sandbox,
+    q: String,
+    c: AwsClients,
+    plan_file: std::path::PathBuf,
+    results: std::path::PathBuf,
+    run_dir: std::path::PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+async fn kill_9_mid_delay_queue(run_id: &str) -> KilledMidDelay {
     let sb = sandbox(0, true).await;
     let q = sb
         .sqs
@@ -408,7 +492,7 @@ async fn sigkill_mid_delay_queue_then_recover_restores_the_delay_twice_safely() 
     )
     .unwrap();
     let results = tmp.path().join("results");
-    let run_dir = results.join("run-9");
+    let run_dir = results.join(run_id);
     let mut h = Command::new(env!("CARGO_BIN_EXE_shakedown"))
         .arg("__chaos-run")
         .arg(&plan_file)
@@ -421,24 +505,40 @@ async fn sigkill_mid_delay_queue_then_recover_restores_the_delay_twice_safely() 
     eventually(
         "delay raised by the harness",
         Duration::from_secs(15),
-        async || {
-            queue_attribute(&c.sqs, &q, "DelaySeconds")
-                .await
-                .unwrap()
-                .as_deref()
-                == Some("120")
-        },
+        async || delay_seconds(&c, &q).await.as_deref() == Some("120"),
     )
     .await;
     h.kill().unwrap();
     assert_eq!(h.wait().unwrap().signal(), Some(9));
-    assert_eq!(
-        queue_attribute(&c.sqs, &q, "DelaySeconds")
+    assert_eq!(delay_seconds(&c, &q).await.as_deref(), Some("120"));
+    assert!(
+        queue_tags(&c.sqs, &q)
             .await
             .unwrap()
-            .as_deref(),
-        Some("120")
+            .contains_key(&undo_tag_key(run_id))
     );
+    KilledMidDelay {
+        _sandbox: sb,
+        q,
+        c,
+        plan_file,
+        results,
+        run_dir,
+        _tmp: tmp,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_delay_queue_then_recover_restores_the_delay_twice_safely() {
+    let KilledMidDelay {
+        q,
+        c,
+        results,
+        run_dir,
+        plan_file: _,
+        _sandbox,
+        _tmp,
+    } = kill_9_mid_delay_queue("run-9").await;
     assert!(check_clean(&results).is_err());
 
     // The journal holds no secret; recover signs with placeholder credentials (loopback).
@@ -446,13 +546,7 @@ async fn sigkill_mid_delay_queue_then_recover_restores_the_delay_twice_safely() 
     assert!(!text.contains("secret"), "{text}");
     let first = recover_run(&run_dir, &Env::new(None)).await.unwrap();
     assert_eq!(first.undone.len(), 1, "{first:?}");
-    assert_eq!(
-        queue_attribute(&c.sqs, &q, "DelaySeconds")
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("3")
-    );
+    assert_eq!(delay_seconds(&c, &q).await.as_deref(), Some("3"));
     let second = recover_run(&run_dir, &Env::new(None)).await.unwrap();
     assert!(second.undone.is_empty() && second.failed.is_empty());
     check_clean(&results).unwrap();
@@ -615,13 +709,7 @@ async fn moto_delay_queue_and_policy(target: &AwsTarget) {
     );
     let report = run.await.unwrap().unwrap();
     assert!(report.still_applied.is_empty(), "{report:?}");
-    assert_eq!(
-        queue_attribute(&c.sqs, &url, "DelaySeconds")
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("0")
-    );
+    assert_eq!(delay_seconds(&c, &url).await.as_deref(), Some("0"));
     assert_eq!(
         queue_attribute(&c.sqs, &url, "Policy")
             .await
@@ -664,4 +752,261 @@ async fn moto_parity() {
     let target = AwsTarget::local(&moto.endpoint);
     moto_stop_start_terminate(&target).await;
     moto_delay_queue_and_policy(&target).await;
+}
+
+// recover --from-tags: the undo tags on the resources are enough.
+
+/// Whether `policy` holds a Deny of sqs:ReceiveMessage.
+fn denies_receive(policy: Option<&str>) -> bool {
+    policy.is_some_and(|p| p.contains("Deny") && p.contains("sqs:ReceiveMessage"))
+}
+
+/// Runs the `shakedown` binary with `args`; returns (exit code, stdout, stderr).
+async fn shakedown(args: Vec<String>) -> (i32, String, String) {
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_shakedown"))
+            .args(&args)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
+    (
+        out.status.code().unwrap_or(-1),
+        text(out.stdout),
+        text(out.stderr),
+    )
+}
+
+/// Applies a delay and a Deny statement (both on one queue, sharing its undo tag) and
+/// stops every instance with the Runner, then "kill -9": the runner is dropped mid-run and
+/// its run directory deleted. `recover --from-tags` restores everything from the tags alone
+/// and removes them; a second one (through the CLI, `again`) finds nothing to do.
+async fn kill_9_then_recover_from_tags(target: &AwsTarget, instances: &[String], again: &[&str]) {
+    let c = aws_clients(target).unwrap();
+    let url = c
+        .sqs
+        .create_queue()
+        .queue_name("tagged-jobs")
+        .attributes(aws_sdk_sqs::types::QueueAttributeName::DelaySeconds, "4")
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_owned();
+    let tmp = tempfile::tempdir().unwrap();
+    let results = tmp.path().join("results");
+    let run_dir = results.join("run-k9");
+    let p = plan(
+        target,
+        &format!(
+            "{RAILS}[[fault]]\ntype = \"delay-queue\"\nat = \"0s\"\nduration = \"60s\"\nqueue = \"{url}\"\ndelay = \"60s\"\n\
+             [[fault]]\ntype = \"stall-consumers\"\nat = \"0s\"\nduration = \"60s\"\nqueue = \"{url}\"\nprincipal = \"arn:aws:iam::123456789012:role/worker\"\n\
+             [[fault]]\ntype = \"stop-instances\"\nat = \"0s\"\nduration = \"60s\"\ninstances = {{ tags = {{ tier = \"worker\" }} }}\npercent = 100\n"
+        ),
+    );
+    let run = tokio::spawn(
+        Runner::new(p, Env::new(Some(target.clone())), &run_dir).run(CancellationToken::new()),
+    );
+    let key = undo_tag_key("run-k9");
+    eventually("every fault applied", Duration::from_secs(20), async || {
+        let delay = queue_attribute(&c.sqs, &url, "DelaySeconds").await.unwrap();
+        let policy = queue_attribute(&c.sqs, &url, "Policy").await.unwrap();
+        let tag = queue_tags(&c.sqs, &url).await.unwrap().remove(&key);
+        let states = instance_states(&c.ec2, instances).await.unwrap();
+        delay.as_deref() == Some("60")
+            && denies_receive(policy.as_deref())
+            && tag.is_some_and(|t| {
+                t.contains("DelaySeconds") && t.contains("remove-policy-statement")
+            })
+            && states.values().all(|s| s == "stopped")
+    })
+    .await;
+    // kill -9: nothing of the harness survives, not even its run directory.
+    run.abort();
+    let _ = run.await;
+    std::fs::remove_dir_all(&run_dir).unwrap();
+    assert_eq!(
+        delay_seconds(&c, &url).await.as_deref(),
+        Some("60"),
+        "nothing was undone"
+    );
+
+    let first = recover_from_tags(&Env::new(None), target, &results, None)
+        .await
+        .unwrap();
+    println!("{first:#?}");
+    assert!(
+        first.failed.is_empty() && first.skipped.is_empty(),
+        "{first:?}"
+    );
+    assert_eq!(
+        first.undone.len(),
+        2,
+        "the queue and the instances: {first:?}"
+    );
+    assert_eq!(delay_seconds(&c, &url).await.as_deref(), Some("4"));
+    let policy = queue_attribute(&c.sqs, &url, "Policy").await.unwrap();
+    assert!(
+        policy.as_deref().is_none_or(str::is_empty),
+        "policy removed: {policy:?}"
+    );
+    let states = instance_states(&c.ec2, instances).await.unwrap();
+    assert!(states.values().all(|s| s == "running"), "{states:?}");
+    assert_eq!(
+        find_undo_tags(&Env::new(None), target, None).await.unwrap(),
+        vec![],
+        "every undo tag removed"
+    );
+
+    let mut args: Vec<String> = ["recover", "--from-tags", "--results"]
+        .map(String::from)
+        .to_vec();
+    args.push(results.display().to_string());
+    args.extend(again.iter().map(|a| a.to_string()));
+    let (code, stdout, stderr) = shakedown(args).await;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("nothing to undo"), "{stdout}{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandbox_kill_9_then_recover_from_tags_restores_and_removes_the_tags() {
+    let sb = sandbox(2, true).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let experiment = tmp.path().join("experiment.toml");
+    // An experiment file names its target in `[target.aws]`.
+    let aws = target_toml(&sb.target).replace("[aws]", "[target.aws]");
+    std::fs::write(
+        &experiment,
+        format!("{aws}\n[[promise]]\ntype = \"whatever\"\n"),
+    )
+    .unwrap();
+    let experiment = experiment.display().to_string();
+    kill_9_then_recover_from_tags(&sb.target, &sb.ids, &["--experiment", &experiment]).await;
+    for pid in &sb.pids {
+        assert_ne!(state(*pid), 'T', "the instances' processes run again");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moto_kill_9_then_recover_from_tags_restores_and_removes_the_tags() {
+    let Some(moto) = moto::Moto::start().await else {
+        println!(
+            "SKIP moto recover --from-tags: `moto_server` is not on PATH (pip install 'moto[server]')"
+        );
+        return;
+    };
+    let target = AwsTarget::local(&moto.endpoint);
+    let ids = moto_instances(&target, 2).await;
+    kill_9_then_recover_from_tags(
+        &target,
+        &ids,
+        &["--endpoint-url", &moto.endpoint, "--region", "us-east-1"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recover_from_tags_leaves_a_live_run_alone() {
+    let sb = sandbox(0, true).await;
+    let q = sb
+        .sqs
+        .create_queue("jobs", QueueSettings::default())
+        .unwrap();
+    let c = aws_clients(&sb.target).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let results = tmp.path().join("results");
+    let p = plan(
+        &sb.target,
+        "[[fault]]\ntype = \"delay-queue\"\nat = \"0s\"\nduration = \"60s\"\nqueue = \"jobs\"\ndelay = \"30s\"\n",
+    );
+    let cancel = CancellationToken::new();
+    let run = tokio::spawn(
+        Runner::new(p, Env::new(Some(sb.target.clone())), &results.join("live"))
+            .run(cancel.clone()),
+    );
+    eventually("delay raised", Duration::from_secs(5), async || {
+        delay_seconds(&c, &q).await.as_deref() == Some("30")
+    })
+    .await;
+    let r = recover_from_tags(&Env::new(None), &sb.target, &results, None)
+        .await
+        .unwrap();
+    assert!(r.undone.is_empty() && r.failed.is_empty(), "{r:?}");
+    assert_eq!(r.skipped.len(), 1, "{r:?}");
+    assert!(r.skipped[0].contains("still running"), "{r:?}");
+    let other = recover_from_tags(&Env::new(None), &sb.target, &results, Some("other-run"))
+        .await
+        .unwrap();
+    assert!(
+        other.skipped.is_empty() && other.undone.is_empty(),
+        "{other:?}"
+    );
+    assert_eq!(
+        delay_seconds(&c, &q).await.as_deref(),
+        Some("30"),
+        "the live run's fault is left alone"
+    );
+    assert!(
+        queue_tags(&c.sqs, &q)
+            .await
+            .unwrap()
+            .contains_key(&undo_tag_key("live"))
+    );
+    cancel.cancel();
+    let report = run.await.unwrap().unwrap();
+    assert_eq!(report.outcome, Outcome::Interrupted);
+    assert!(queue_tags(&c.sqs, &q).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_then_recover_from_tags_uses_the_surviving_journal() {
+    let KilledMidDelay {
+        q,
+        c,
+        plan_file,
+        results,
+        run_dir,
+        _sandbox,
+        _tmp,
+    } = kill_9_mid_delay_queue("run-j").await;
+    let args = |s: &[&str]| s.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+    let plan_arg = plan_file.display().to_string();
+    let results_arg = results.display().to_string();
+    let cli = args(&[
+        "recover",
+        "--from-tags",
+        "--experiment",
+        &plan_arg,
+        "--results",
+        &results_arg,
+    ]);
+    let (code, stdout, stderr) = shakedown(cli.clone()).await;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("recovered from its journal"), "{stdout}");
+    assert!(stdout.contains("undone"), "{stdout}");
+    assert_eq!(delay_seconds(&c, &q).await.as_deref(), Some("3"));
+    assert!(queue_tags(&c.sqs, &q).await.unwrap().is_empty());
+    assert!(
+        events(&run_dir).iter().any(|e| matches!(
+            e,
+            Event::Undone {
+                by: journal::Undoer::Recover,
+                ..
+            }
+        )),
+        "the journal says who undid it"
+    );
+    check_clean(&results).unwrap();
+    assert!(
+        !results.join("chaos.lock").exists(),
+        "the dead run's lock is gone"
+    );
+    let (code, stdout, _) = shakedown(cli).await;
+    assert_eq!(code, 0);
+    assert!(stdout.contains("nothing to undo"), "{stdout}");
 }

@@ -1024,94 +1024,106 @@ async fn missing_queues_map_to_queue_does_not_exist(t: &Target) {
     assert!(attributes.into_service_error().is_queue_does_not_exist());
 }
 
-// ---------------------------------------------------------------------------------------------
-// Our endpoint only (in-process API, sandbox-only behaviour)
-
-/// `Policy` is stored and read back as written (`""` removes it); tags are added, listed
-/// and removed.
-async fn policy_and_tags_round_trip(t: &Target) {
-    let url = t
+/// The policy as GetQueueAttributes reports it (`None` when absent or empty).
+async fn policy(t: &Target, url: &str) -> Option<String> {
+    let output = t
         .client
-        .create_queue()
-        .queue_name(t.unique("policy"))
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::All)
         .send()
         .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let policy = r#"{"Version":"2012-10-17","Statement":[{"Sid":"s1","Effect":"Deny","Principal":{"AWS":"arn:aws:iam::000000000000:role/x"},"Action":"sqs:ReceiveMessage","Resource":"*"}]}"#;
-    let get_policy = || async {
-        t.client
-            .get_queue_attributes()
-            .queue_url(&url)
-            .attribute_names(QueueAttributeName::Policy)
-            .send()
-            .await
-            .unwrap()
-            .attributes
-            .unwrap_or_default()
-            .get(&QueueAttributeName::Policy)
-            .cloned()
-    };
-    assert_eq!(get_policy().await, None);
+        .expect("get queue attributes");
+    output
+        .attributes()
+        .and_then(|attributes| attributes.get(&QueueAttributeName::Policy))
+        .filter(|policy| !policy.is_empty())
+        .cloned()
+}
+
+async fn tags(t: &Target, url: &str) -> std::collections::BTreeMap<String, String> {
+    let output = t
+        .client
+        .list_queue_tags()
+        .queue_url(url)
+        .send()
+        .await
+        .expect("list queue tags");
+    output
+        .tags()
+        .map(|tags| tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default()
+}
+
+/// What the chaos faults need: a queue policy set and removed, tags added and removed.
+async fn policy_and_tags_round_trip(t: &Target) {
+    let url = t.create(&t.unique("tagged"), &[]).await;
+    assert_eq!(policy(t, &url).await, None);
+    let document = r#"{"Version":"2012-10-17","Statement":[{"Sid":"stall","Effect":"Deny","Principal":{"AWS":"arn:aws:iam::123456789012:role/worker"},"Action":"sqs:ReceiveMessage","Resource":"*"}]}"#;
     t.client
         .set_queue_attributes()
         .queue_url(&url)
-        .attributes(QueueAttributeName::Policy, policy)
+        .attributes(QueueAttributeName::Policy, document)
         .send()
         .await
-        .unwrap();
-    let got: serde_json::Value = serde_json::from_str(&get_policy().await.unwrap()).unwrap();
-    assert_eq!(
-        got,
-        serde_json::from_str::<serde_json::Value>(policy).unwrap()
-    );
+        .expect("set policy");
+    let reported = policy(t, &url).await.expect("a policy");
+    let json = |text: &str| serde_json::from_str::<serde_json::Value>(text).expect("JSON");
+    assert_eq!(json(&reported), json(document));
+    if !t.is_moto() {
+        assert_eq!(reported, document, "stored verbatim");
+    }
     t.client
         .set_queue_attributes()
         .queue_url(&url)
         .attributes(QueueAttributeName::Policy, "")
         .send()
         .await
-        .unwrap();
-    assert_eq!(get_policy().await.filter(|p| !p.is_empty()), None);
+        .expect("remove policy");
+    assert_eq!(policy(t, &url).await, None);
 
+    assert!(tags(t, &url).await.is_empty());
     t.client
         .tag_queue()
         .queue_url(&url)
-        .tags("shakedown:undo:r1", "{\"DelaySeconds\":\"0\"}")
-        .tags("team", "a")
+        .tags("team", "queues")
+        .tags("shakedown:undo:run-1", r#"{"DelaySeconds":"0"}"#)
         .send()
         .await
-        .unwrap();
-    let tags = t
-        .client
-        .list_queue_tags()
+        .expect("tag queue");
+    t.client
+        .tag_queue()
         .queue_url(&url)
+        .tags("team", "chaos")
         .send()
         .await
-        .unwrap()
-        .tags
-        .unwrap_or_default();
-    assert_eq!(tags.len(), 2, "{tags:?}");
-    assert_eq!(tags["shakedown:undo:r1"], "{\"DelaySeconds\":\"0\"}");
+        .expect("retag");
+    let expected = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    assert_eq!(
+        tags(t, &url).await,
+        expected(&[
+            ("shakedown:undo:run-1", r#"{"DelaySeconds":"0"}"#),
+            ("team", "chaos")
+        ])
+    );
     t.client
         .untag_queue()
         .queue_url(&url)
-        .tag_keys("shakedown:undo:r1")
+        .tag_keys("shakedown:undo:run-1")
+        .tag_keys("never-set")
         .send()
         .await
-        .unwrap();
-    let tags = t
-        .client
-        .list_queue_tags()
-        .queue_url(&url)
-        .send()
-        .await
-        .unwrap()
-        .tags
-        .unwrap_or_default();
-    assert_eq!(tags.keys().collect::<Vec<_>>(), ["team"]);
+        .expect("untag queue");
+    assert_eq!(tags(t, &url).await, expected(&[("team", "chaos")]));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Our endpoint only (in-process API, sandbox-only behaviour)
 
 /// The sandbox enforces a policy's Deny statements for the caller its access key names,
 /// also on a long poll that was waiting when the statement was added.
@@ -1372,17 +1384,60 @@ async fn ours_rejects_unknown_actions_and_fifo_queues() {
         .await
         .expect_err("fifo");
     assert!(fifo.into_service_error().is_unsupported_operation());
-    let unknown = t
+    let permission = t
         .client
-        .list_dead_letter_source_queues()
-        .queue_url(t.create("dlsq", &[]).await)
+        .add_permission()
+        .queue_url(t.create("perms", &[]).await)
+        .label("l")
+        .aws_account_ids("123456789012")
+        .actions("ReceiveMessage")
         .send()
         .await
         .expect_err("not implemented");
+    assert!(permission.into_service_error().is_unsupported_operation());
+}
+
+#[tokio::test]
+async fn ours_refuses_malformed_policies_and_oversized_tags() {
+    let ours = Ours::start().await;
+    let t = ours.target();
+    let url = t.create("strict", &[]).await;
+    let policy = t
+        .client
+        .set_queue_attributes()
+        .queue_url(&url)
+        .attributes(QueueAttributeName::Policy, "not json")
+        .send()
+        .await
+        .expect_err("malformed policy");
+    assert!(policy.into_service_error().is_invalid_attribute_value());
+    let long_value = t
+        .client
+        .tag_queue()
+        .queue_url(&url)
+        .tags("k", "v".repeat(257))
+        .send()
+        .await
+        .expect_err("value over 256 characters");
+    assert_eq!(long_value.code(), Some("InvalidParameterValue"));
+    let mut too_many = t.client.tag_queue().queue_url(&url);
+    for i in 0..51 {
+        too_many = too_many.tags(format!("k{i}"), "v");
+    }
+    let too_many = too_many.send().await.expect_err("51 tags");
+    assert_eq!(too_many.code(), Some("InvalidParameterValue"));
+    assert!(tags(&t, &url).await.is_empty(), "nothing applied");
+    let created = t
+        .client
+        .create_queue()
+        .queue_name("born-tagged")
+        .tags("team", "queues")
+        .send()
+        .await
+        .expect("create with tags");
     assert_eq!(
-        unknown.code(),
-        Some("AWS.SimpleQueueService.UnsupportedOperation"),
-        "{unknown:?}"
+        tags(&t, created.queue_url().expect("url")).await["team"],
+        "queues"
     );
 }
 

@@ -290,15 +290,17 @@ pub async fn describe_instances(
                 aws_tags: Some(tags),
             });
         }
-        token = resp
-            .next_token()
-            .map(str::to_owned)
-            .filter(|t| !t.is_empty());
+        token = next_page(resp.next_token());
         if token.is_none() {
             break;
         }
     }
     Ok(out)
+}
+
+/// The token of the next page, if the answer has one.
+fn next_page(token: Option<&str>) -> Option<String> {
+    token.filter(|t| !t.is_empty()).map(str::to_owned)
 }
 
 /// The state name (`running`, `stopped`, ...) of each instance id.
@@ -390,9 +392,77 @@ pub async fn set_queue_attribute(
     Ok(())
 }
 
+/// Every undo tag's key starts with this; the run id follows.
+pub const UNDO_TAG_PREFIX: &str = "shakedown:undo:";
+
 /// The tag key under which a run records an undo on the resource itself.
 pub fn undo_tag_key(run_id: &str) -> String {
-    format!("shakedown:undo:{run_id}")
+    format!("{UNDO_TAG_PREFIX}{run_id}")
+}
+
+/// The tags of a queue (ListQueueTags).
+pub async fn queue_tags(
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+) -> Result<BTreeMap<String, String>, AwsError> {
+    let resp = sqs
+        .list_queue_tags()
+        .queue_url(url)
+        .send()
+        .await
+        .map_err(|e| AwsError::call("ListQueueTags", e))?;
+    Ok(resp
+        .tags()
+        .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default())
+}
+
+/// Sets one tag of a queue (TagQueue).
+pub async fn tag_queue(
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+    key: &str,
+    value: &str,
+) -> Result<(), AwsError> {
+    sqs.tag_queue()
+        .queue_url(url)
+        .tags(key, value)
+        .send()
+        .await
+        .map_err(|e| AwsError::call("TagQueue", e))?;
+    Ok(())
+}
+
+/// Removes one tag of a queue (UntagQueue; a missing tag is not an error).
+pub async fn untag_queue(sqs: &aws_sdk_sqs::Client, url: &str, key: &str) -> Result<(), AwsError> {
+    sqs.untag_queue()
+        .queue_url(url)
+        .tag_keys(key)
+        .send()
+        .await
+        .map_err(|e| AwsError::call("UntagQueue", e))?;
+    Ok(())
+}
+
+/// Every queue URL of the account and region (ListQueues, paginated, bounded).
+pub async fn list_queues(sqs: &aws_sdk_sqs::Client) -> Result<Vec<String>, AwsError> {
+    let mut urls = Vec::new();
+    let mut token: Option<String> = None;
+    for _page in 0..1000 {
+        let resp = sqs
+            .list_queues()
+            .max_results(1000)
+            .set_next_token(token.take())
+            .send()
+            .await
+            .map_err(|e| AwsError::call("ListQueues", e))?;
+        urls.extend(resp.queue_urls().iter().cloned());
+        token = next_page(resp.next_token());
+        if token.is_none() {
+            break;
+        }
+    }
+    Ok(urls)
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@
 //! | [`change`] | the undoable records faults produce (EC2 state, signals, queue attributes, ...) |
 //! | [`journal`] | `results/<run-id>/journal.jsonl`: the append-only, fsynced record |
 //! | [`runner`] | [`Runner`]: executes a plan on the run's clock, undoes in reverse on any exit |
-//! | [`recover`] | undo what a dead run left applied; [`check_clean`] before a new run |
+//! | [`recover`] | undo what a dead run left applied, from its journal or ([`recover::tags`]) the AWS undo tags; [`check_clean`] before a new run |
 //! | [`aws`], [`local`], [`docker`], [`proxy`] | the backends: AWS APIs, signals, docker CLI, TCP proxy |
 //! | [`cli`] | `recover` and the hidden `__chaos-run` entry points |
 

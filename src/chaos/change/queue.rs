@@ -1,11 +1,17 @@
 //! SQS queue changes: one attribute (DelaySeconds) set and restored, and a Deny statement
-//! added to the queue policy and removed by restoring the exact previous policy.
+//! added to the queue policy and removed by restoring the exact previous policy. Both record
+//! their undo in the queue's [`QueueUndoTag`].
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::Undoable;
-use crate::chaos::aws::{AwsError, AwsTarget, queue_attribute, set_queue_attribute, undo_tag_key};
+use crate::chaos::aws::{
+    AwsTarget, queue_attribute, queue_tags, set_queue_attribute, tag_queue, undo_tag_key,
+    untag_queue,
+};
 use crate::chaos::fault::{BoxFuture, Env, FaultError};
 
 /// One queue attribute set to `value`; undo sets `previous` back.
@@ -68,12 +74,17 @@ impl Undoable for QueueAttributeChange {
     }
 
     fn tag<'a>(&'a self, env: &'a Env, run_id: &'a str) -> BoxFuture<'a, Result<(), FaultError>> {
-        let value = json!({ &self.attribute: &self.previous }).to_string();
-        Box::pin(tag_queue(env, &self.target, &self.queue_url, run_id, value))
+        let (target, url) = (&self.target, &self.queue_url);
+        Box::pin(update_undo_tag(env, target, url, run_id, |t| {
+            t.hold(&self.attribute, &self.previous)
+        }))
     }
 
     fn untag<'a>(&'a self, env: &'a Env, run_id: &'a str) -> BoxFuture<'a, Result<(), FaultError>> {
-        Box::pin(untag_queue(env, &self.target, &self.queue_url, run_id))
+        let (target, url) = (&self.target, &self.queue_url);
+        Box::pin(update_undo_tag(env, target, url, run_id, |t| {
+            t.release(&self.attribute, &self.previous)
+        }))
     }
 }
 
@@ -184,47 +195,189 @@ impl Undoable for QueuePolicyChange {
 
     fn tag<'a>(&'a self, env: &'a Env, run_id: &'a str) -> BoxFuture<'a, Result<(), FaultError>> {
         // Tag values are short (256 chars): record the statement to remove, not the policy.
-        let value = json!({ "remove-policy-statement": &self.sid }).to_string();
-        Box::pin(tag_queue(env, &self.target, &self.queue_url, run_id, value))
+        let (target, url) = (&self.target, &self.queue_url);
+        Box::pin(update_undo_tag(env, target, url, run_id, |t| {
+            t.add_statement(&self.sid)
+        }))
     }
 
     fn untag<'a>(&'a self, env: &'a Env, run_id: &'a str) -> BoxFuture<'a, Result<(), FaultError>> {
-        Box::pin(untag_queue(env, &self.target, &self.queue_url, run_id))
+        let (target, url) = (&self.target, &self.queue_url);
+        Box::pin(update_undo_tag(env, target, url, run_id, |t| {
+            t.drop_statement(&self.sid)
+        }))
     }
 }
 
-async fn tag_queue(
-    env: &Env,
-    target: &AwsTarget,
-    url: &str,
-    run_id: &str,
-    value: String,
-) -> Result<(), FaultError> {
-    let c = env.clients(target)?;
-    c.sqs
-        .tag_queue()
-        .queue_url(url)
-        .tags(undo_tag_key(run_id), value)
-        .send()
-        .await
-        .map_err(|e| AwsError::call("TagQueue", e))?;
-    Ok(())
+/// The policy without the statements whose `Sid` is in `sids`: `None` when none of them is
+/// there (nothing to change); `Some("")` when nothing but an empty statement list would be
+/// left (the policy is then removed, as the Deny statement's undo does when there was none).
+/// The remaining policy equals the original as a JSON document, not necessarily byte for byte.
+pub fn without_statements(policy: &str, sids: &[String]) -> Result<Option<String>, FaultError> {
+    if policy.trim().is_empty() {
+        return Ok(None);
+    }
+    let mut doc: Value = serde_json::from_str(policy)
+        .map_err(|e| FaultError::Invalid(format!("queue policy is not JSON: {e}")))?;
+    let ours = |st: &Value| {
+        st.get("Sid")
+            .and_then(Value::as_str)
+            .is_some_and(|sid| sids.iter().any(|s| s == sid))
+    };
+    let Some(obj) = doc.as_object_mut() else {
+        return Err(FaultError::Invalid(
+            "queue policy is not a JSON object".into(),
+        ));
+    };
+    let removed = match obj.get_mut("Statement") {
+        Some(Value::Array(list)) => {
+            let before = list.len();
+            list.retain(|st| !ours(st));
+            before - list.len()
+        }
+        Some(single) if ours(single) => {
+            *single = json!([]);
+            1
+        }
+        _ => 0,
+    };
+    if removed == 0 {
+        return Ok(None);
+    }
+    let empty = obj
+        .get("Statement")
+        .and_then(Value::as_array)
+        .is_some_and(Vec::is_empty)
+        && obj
+            .keys()
+            .all(|k| matches!(k.as_str(), "Version" | "Id" | "Statement"));
+    Ok(Some(if empty {
+        String::new()
+    } else {
+        doc.to_string()
+    }))
 }
 
-async fn untag_queue(
+/// What a queue's `shakedown:undo:<run-id>` tag holds: a JSON object with the attribute
+/// values to restore (`{"DelaySeconds":"0"}`) and the Sids of the Deny statements to remove
+/// (`"remove-policy-statement": "<sid>"`, a list when there are several). The changes of one
+/// run on one queue share the tag: each adds its entry before it is applied and takes it out
+/// after its verified undo; the tag is removed when it is empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueUndoTag {
+    /// Attribute -> value to restore (the value before the run's first change of it).
+    pub attributes: BTreeMap<String, String>,
+    /// Sids of policy statements to remove.
+    pub remove_statements: Vec<String>,
+}
+
+const REMOVE_STATEMENT: &str = "remove-policy-statement";
+
+impl QueueUndoTag {
+    /// Parses a tag value.
+    pub fn parse(value: &str) -> Result<QueueUndoTag, String> {
+        let map = match serde_json::from_str::<Value>(value) {
+            Ok(Value::Object(map)) => map,
+            Ok(_) => return Err("not a JSON object".into()),
+            Err(e) => return Err(format!("not JSON: {e}")),
+        };
+        let mut tag = QueueUndoTag::default();
+        for (key, v) in map {
+            match (key.as_str(), v) {
+                (REMOVE_STATEMENT, Value::String(sid)) => tag.remove_statements.push(sid),
+                (REMOVE_STATEMENT, Value::Array(list)) => {
+                    for sid in list {
+                        match sid {
+                            Value::String(sid) => tag.remove_statements.push(sid),
+                            other => return Err(format!("`{REMOVE_STATEMENT}` holds {other}")),
+                        }
+                    }
+                }
+                (_, Value::String(value)) => {
+                    tag.attributes.insert(key, value);
+                }
+                (_, other) => return Err(format!("`{key}` is not a string: {other}")),
+            }
+        }
+        Ok(tag)
+    }
+
+    /// The tag value.
+    pub fn render(&self) -> String {
+        let mut map = serde_json::Map::new();
+        for (k, v) in &self.attributes {
+            map.insert(k.clone(), Value::String(v.clone()));
+        }
+        match self.remove_statements.as_slice() {
+            [] => {}
+            [one] => {
+                map.insert(REMOVE_STATEMENT.into(), json!(one));
+            }
+            many => {
+                map.insert(REMOVE_STATEMENT.into(), json!(many));
+            }
+        }
+        Value::Object(map).to_string()
+    }
+
+    /// Records `previous` as the value to restore `attribute` to, unless an earlier change
+    /// of the run holds it already (its value is the one from before the run).
+    pub fn hold(&mut self, attribute: &str, previous: &str) {
+        self.attributes
+            .entry(attribute.to_owned())
+            .or_insert_with(|| previous.to_owned());
+    }
+
+    /// Forgets `attribute` after the undo that restored it to `previous` (kept when it
+    /// holds an earlier change's value: that change is not undone yet).
+    pub fn release(&mut self, attribute: &str, previous: &str) {
+        if self.attributes.get(attribute).map(String::as_str) == Some(previous) {
+            self.attributes.remove(attribute);
+        }
+    }
+
+    /// Records a statement to remove.
+    pub fn add_statement(&mut self, sid: &str) {
+        if !self.remove_statements.iter().any(|s| s == sid) {
+            self.remove_statements.push(sid.to_owned());
+        }
+    }
+
+    /// Forgets a statement after its removal.
+    pub fn drop_statement(&mut self, sid: &str) {
+        self.remove_statements.retain(|s| s != sid);
+    }
+
+    /// Whether it records nothing.
+    pub fn is_empty(&self) -> bool {
+        self.attributes.is_empty() && self.remove_statements.is_empty()
+    }
+}
+
+/// Reads the run's undo tag of the queue, lets `edit` change it, and writes it back
+/// (removing it when it is empty). Changes of one run are applied and undone one at a time,
+/// so this read-modify-write does not race with itself.
+async fn update_undo_tag(
     env: &Env,
     target: &AwsTarget,
     url: &str,
     run_id: &str,
+    edit: impl FnOnce(&mut QueueUndoTag),
 ) -> Result<(), FaultError> {
     let c = env.clients(target)?;
-    c.sqs
-        .untag_queue()
-        .queue_url(url)
-        .tag_keys(undo_tag_key(run_id))
-        .send()
-        .await
-        .map_err(|e| AwsError::call("UntagQueue", e))?;
+    let key = undo_tag_key(run_id);
+    let mut tag = match queue_tags(&c.sqs, url).await?.get(&key) {
+        Some(value) => QueueUndoTag::parse(value).map_err(|e| {
+            FaultError::Invalid(format!("tag {key} of {url} is not an undo record: {e}"))
+        })?,
+        None => QueueUndoTag::default(),
+    };
+    edit(&mut tag);
+    if tag.is_empty() {
+        untag_queue(&c.sqs, url, &key).await?;
+    } else {
+        tag_queue(&c.sqs, url, &key, &tag.render()).await?;
+    }
     Ok(())
 }
 
@@ -254,6 +407,60 @@ mod tests {
         assert_eq!(st[1]["Action"], "sqs:ReceiveMessage");
         let p: Value = serde_json::from_str(&change(None).denying_policy().unwrap()).unwrap();
         assert_eq!(p["Statement"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn statements_are_removed_by_sid_and_an_emptied_policy_goes() {
+        let deny = change(None).denying_policy().unwrap();
+        let sid = vec!["shakedown-r1-0".to_owned()];
+        assert_eq!(
+            without_statements(&deny, &sid).unwrap().as_deref(),
+            Some("")
+        );
+        let prev = r#"{"Version":"2012-10-17","Statement":[{"Sid":"keep","Effect":"Allow","Principal":"*","Action":"sqs:SendMessage","Resource":"*"}]}"#;
+        let deny = change(Some(prev)).denying_policy().unwrap();
+        let left = without_statements(&deny, &sid).unwrap().unwrap();
+        assert!(same_policy(Some(&left), Some(prev)), "{left}");
+        assert_eq!(
+            without_statements(prev, &sid).unwrap(),
+            None,
+            "nothing of ours"
+        );
+        assert_eq!(without_statements("", &sid).unwrap(), None);
+        assert!(without_statements("nope", &sid).is_err());
+    }
+
+    #[test]
+    fn undo_tags_round_trip_in_the_documented_format() {
+        let tag = QueueUndoTag::parse(r#"{"DelaySeconds":"0"}"#).unwrap();
+        assert_eq!(tag.attributes["DelaySeconds"], "0");
+        assert_eq!(tag.render(), r#"{"DelaySeconds":"0"}"#);
+        let one = QueueUndoTag::parse(r#"{"remove-policy-statement":"s1"}"#).unwrap();
+        assert_eq!(one.remove_statements, ["s1"]);
+        assert_eq!(one.render(), r#"{"remove-policy-statement":"s1"}"#);
+        let both = QueueUndoTag {
+            attributes: BTreeMap::from([("DelaySeconds".into(), "5".into())]),
+            remove_statements: vec!["s1".into(), "s2".into()],
+        };
+        assert_eq!(QueueUndoTag::parse(&both.render()).unwrap(), both);
+        assert!(QueueUndoTag::parse("[]").is_err());
+        assert!(QueueUndoTag::parse(r#"{"DelaySeconds":0}"#).is_err());
+        assert!(QueueUndoTag::default().is_empty());
+    }
+
+    #[test]
+    fn overlapping_changes_share_the_tag_and_keep_the_oldest_value() {
+        // delay 0 -> 30 (A), then 30 -> 60 (B); undone newest first.
+        let mut tag = QueueUndoTag::default();
+        tag.hold("DelaySeconds", "0");
+        tag.hold("DelaySeconds", "30");
+        tag.add_statement("s1");
+        assert_eq!(tag.attributes["DelaySeconds"], "0");
+        tag.release("DelaySeconds", "30");
+        assert_eq!(tag.attributes["DelaySeconds"], "0", "A is not undone yet");
+        tag.release("DelaySeconds", "0");
+        tag.drop_statement("s1");
+        assert!(tag.is_empty());
     }
 
     #[test]

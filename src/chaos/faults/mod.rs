@@ -2,6 +2,7 @@
 //! comments are the user docs) and its [`Fault`](super::fault::Fault) implementation.
 
 pub mod delay;
+pub mod instances;
 pub mod kill;
 pub mod stall;
 pub mod stop;

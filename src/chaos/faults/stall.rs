@@ -10,7 +10,7 @@
 
 use serde::Deserialize;
 
-use super::terminate::resolve_instances;
+use super::instances::resolve_instances;
 use crate::chaos::aws::{InstanceSelector, QueueRef, queue_attribute};
 use crate::chaos::change::Change;
 use crate::chaos::change::container::{ContainerAction, ContainerChange};

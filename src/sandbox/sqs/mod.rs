@@ -3,10 +3,14 @@
 //! It speaks the AWS JSON 1.0 protocol that current aws-sdk-sqs uses (`POST /` with
 //! `X-Amz-Target: AmazonSQS.<Action>`), so workers and probes use the same SDK code against
 //! the sandbox as against AWS. Standard queues only: visibility timeouts, delays, retention,
-//! redrive to a dead-letter queue, long polling, batches, purge.
+//! redrive to a dead-letter queue, long polling, batches, purge, tags, a stored `Policy`.
 //!
 //! Deliberate differences from AWS, all simplifications for a local sandbox:
-//! - FIFO queues, tags, permissions and message-move tasks answer `UnsupportedOperation`.
+//! - FIFO queues, permissions (`AddPermission`) and message-move tasks answer
+//!   `UnsupportedOperation`.
+//! - The `Policy` attribute is stored and reported verbatim (it must be a JSON object; `""`
+//!   removes it); only its `Deny` statements are enforced, for the caller named by the
+//!   access key id of the request's signature (signatures are not verified): see [`policy`].
 //! - No 60 s cool-downs (`PurgeQueueInProgress`, `QueueDeletedRecently`); purge is immediate.
 //! - The 12-hour cap on a message's total visibility time is not enforced (each timeout is).
 //! - A DeleteMessage with a superseded receipt handle succeeds without deleting, as AWS

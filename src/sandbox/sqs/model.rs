@@ -28,6 +28,10 @@ pub const MAX_WAIT_SECONDS: u32 = 20;
 pub const MAX_RECEIVE_BATCH: usize = 10;
 /// Most message attributes one message may carry.
 pub const MAX_MESSAGE_ATTRIBUTES: usize = 10;
+/// Most tags one queue may carry.
+pub const MAX_TAGS: usize = 50;
+/// Longest tag key and tag value SQS accepts, in characters.
+pub const TAG_LIMITS: (usize, usize) = (128, 256);
 
 /// What a queue at capacity does with one more message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -63,13 +67,13 @@ pub struct QueueSettings {
     pub receive_wait_time_seconds: u32,
     /// Dead-letter redrive (`RedrivePolicy`).
     pub redrive_policy: Option<RedrivePolicy>,
+    /// The access policy document (`Policy`), stored verbatim; its `Deny` statements are
+    /// enforced per caller (see [`super::policy`]).
+    pub policy: Option<String>,
     /// Sandbox only: most messages the queue holds (visible, in flight and delayed).
     pub max_messages: Option<usize>,
     /// Sandbox only: what a send to a full queue does.
     pub overflow: OverflowPolicy,
-    /// The access policy (`Policy`), verbatim; its `Deny` statements are enforced
-    /// (see [`super::policy`]).
-    pub policy: Option<String>,
 }
 
 impl Default for QueueSettings {
@@ -81,9 +85,9 @@ impl Default for QueueSettings {
             maximum_message_size: 262_144,
             receive_wait_time_seconds: 0,
             redrive_policy: None,
+            policy: None,
             max_messages: None,
             overflow: OverflowPolicy::Reject,
-            policy: None,
         }
     }
 }
@@ -346,7 +350,6 @@ pub struct Queue {
     /// Every slot once, ordered by when it becomes visible.
     schedule: BTreeSet<(Millis, Key)>,
     counters: Counters,
-    /// Cost-allocation tags (TagQueue).
     tags: BTreeMap<String, String>,
 }
 
@@ -368,11 +371,6 @@ impl Queue {
         }
     }
 
-    /// Its tags.
-    pub fn tags(&self) -> &BTreeMap<String, String> {
-        &self.tags
-    }
-
     /// The queue's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -391,6 +389,11 @@ impl Queue {
     /// When its settings last changed.
     pub fn last_modified_at(&self) -> Millis {
         self.last_modified_at
+    }
+
+    /// Its tags (TagQueue, ListQueueTags).
+    pub fn tags(&self) -> &BTreeMap<String, String> {
+        &self.tags
     }
 
     /// Number of messages stored, in any state.
@@ -598,6 +601,37 @@ pub fn validate_queue_name(name: &str) -> Result<(), QueueError> {
     Err(QueueError::InvalidParameterValue(format!(
         "Value {name} for parameter QueueName is invalid. Reason: Can only include alphanumeric characters, hyphens, or underscores. 1 to 80 in length (FIFO queues are not supported by this endpoint)."
     )))
+}
+
+/// `current` with `added` merged in, if every tag is valid and the count stays within
+/// [`MAX_TAGS`].
+pub fn with_tags(
+    current: &BTreeMap<String, String>,
+    added: &BTreeMap<String, String>,
+    queue: &str,
+) -> Result<BTreeMap<String, String>, QueueError> {
+    let (key_max, value_max) = TAG_LIMITS;
+    for (key, value) in added {
+        let key_len = key.chars().count();
+        if key_len == 0 || key_len > key_max {
+            return Err(QueueError::InvalidParameterValue(format!(
+                "Tag keys must be between 1 and {key_max} characters long: {key:?}."
+            )));
+        }
+        if value.chars().count() > value_max {
+            return Err(QueueError::InvalidParameterValue(format!(
+                "Tag values may be at most {value_max} characters long (key {key:?})."
+            )));
+        }
+    }
+    let mut merged = current.clone();
+    merged.extend(added.iter().map(|(k, v)| (k.clone(), v.clone())));
+    if merged.len() > MAX_TAGS {
+        return Err(QueueError::InvalidParameterValue(format!(
+            "Too many tags added for queue {queue}: a queue carries at most {MAX_TAGS}."
+        )));
+    }
+    Ok(merged)
 }
 
 /// Checks a message against SQS limits and the queue's size limit.
@@ -808,17 +842,23 @@ impl Registry {
         Ok(())
     }
 
-    /// Adds or replaces tags (TagQueue).
-    pub fn tag(&mut self, name: &str, tags: BTreeMap<String, String>) -> Result<(), QueueError> {
-        self.queue_mut(name)?.tags.extend(tags);
+    /// Adds tags to a queue, replacing the values of keys it already has (TagQueue).
+    /// Nothing changes unless every tag is valid and the queue stays within [`MAX_TAGS`].
+    pub fn tag_queue(
+        &mut self,
+        name: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<(), QueueError> {
+        let queue = self.queue_mut(name)?;
+        queue.tags = with_tags(&queue.tags, tags, name)?;
         Ok(())
     }
 
-    /// Removes tags by key (UntagQueue); unknown keys are ignored.
-    pub fn untag(&mut self, name: &str, keys: &[String]) -> Result<(), QueueError> {
+    /// Removes tags by key (UntagQueue); keys the queue does not carry are ignored.
+    pub fn untag_queue(&mut self, name: &str, keys: &[String]) -> Result<(), QueueError> {
         let queue = self.queue_mut(name)?;
-        for k in keys {
-            queue.tags.remove(k);
+        for key in keys {
+            queue.tags.remove(key);
         }
         Ok(())
     }

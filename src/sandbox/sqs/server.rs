@@ -1,7 +1,7 @@
 //! The HTTP side: an axum handler for `POST /` dispatching on `X-Amz-Target`, the shared
 //! state around the pure [`Registry`], and long polling woken by per-queue [`Notify`]s.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -223,9 +223,6 @@ async fn dispatch(
         "SendMessage" => send_message(shared, wire::parse(body)?),
         "SendMessageBatch" => send_message_batch(shared, wire::parse(body)?),
         "ReceiveMessage" => receive_message(shared, request, wire::parse(body)?).await,
-        "TagQueue" => tag_queue(shared, wire::parse(body)?),
-        "UntagQueue" => untag_queue(shared, wire::parse(body)?),
-        "ListQueueTags" => list_queue_tags(shared, wire::parse(body)?),
         "DeleteMessage" => delete_message(shared, wire::parse(body)?),
         "DeleteMessageBatch" => delete_message_batch(shared, wire::parse(body)?),
         "ChangeMessageVisibility" => change_visibility(shared, wire::parse(body)?),
@@ -233,6 +230,9 @@ async fn dispatch(
         "GetQueueAttributes" => get_queue_attributes(shared, wire::parse(body)?),
         "SetQueueAttributes" => set_queue_attributes(shared, wire::parse(body)?),
         "PurgeQueue" => purge_queue(shared, wire::parse(body)?),
+        "TagQueue" => tag_queue(shared, wire::parse(body)?),
+        "UntagQueue" => untag_queue(shared, wire::parse(body)?),
+        "ListQueueTags" => list_queue_tags(shared, wire::parse(body)?),
         other => Err(ApiError::new(
             ErrorKind::UnsupportedOperation,
             format!("The action {other} is not supported by this endpoint."),
@@ -291,24 +291,6 @@ fn denied(shared: &Shared, request: &Request, action: &str, queue: &str) -> Resu
     }
 }
 
-fn tag_queue(shared: &Shared, input: wire::TagQueueRequest) -> Result<Vec<u8>, ApiError> {
-    let name = queue_name(input.queue_url.as_ref())?;
-    shared.registry.lock().tag(name, input.tags)?;
-    json(&wire::Empty {})
-}
-
-fn untag_queue(shared: &Shared, input: wire::UntagQueueRequest) -> Result<Vec<u8>, ApiError> {
-    let name = queue_name(input.queue_url.as_ref())?;
-    shared.registry.lock().untag(name, &input.tag_keys)?;
-    json(&wire::Empty {})
-}
-
-fn list_queue_tags(shared: &Shared, input: wire::QueueUrlRequest) -> Result<Vec<u8>, ApiError> {
-    let name = queue_name(input.queue_url.as_ref())?;
-    let tags = shared.registry.lock().queue(name)?.tags().clone();
-    json(&wire::ListQueueTagsResponse { tags })
-}
-
 fn queue_name(url: Option<&String>) -> Result<&str, ApiError> {
     wire::queue_name_from_url(required(url, "QueueUrl")?)
 }
@@ -326,7 +308,10 @@ fn create_queue(
         Err(_) => shared.defaults.clone(),
     };
     let settings = wire::apply_attributes(&base, &input.attributes)?;
-    registry.create_queue(&name, settings, now)?;
+    super::model::with_tags(&BTreeMap::new(), &input.tags, &name)?;
+    if registry.create_queue(&name, settings, now)? {
+        registry.tag_queue(&name, &input.tags)?;
+    }
     json(&wire::QueueUrlResponse {
         queue_url: shared.queue_url(&request.base_url, &name),
     })
@@ -632,4 +617,22 @@ fn purge_queue(shared: &Shared, input: wire::QueueUrlRequest) -> Result<Vec<u8>,
     let now = shared.clock.now();
     shared.registry.lock().purge(name, now)?;
     json(&wire::Empty {})
+}
+
+fn tag_queue(shared: &Shared, input: wire::TagQueueRequest) -> Result<Vec<u8>, ApiError> {
+    let name = queue_name(input.queue_url.as_ref())?;
+    shared.registry.lock().tag_queue(name, &input.tags)?;
+    json(&wire::Empty {})
+}
+
+fn untag_queue(shared: &Shared, input: wire::UntagQueueRequest) -> Result<Vec<u8>, ApiError> {
+    let name = queue_name(input.queue_url.as_ref())?;
+    shared.registry.lock().untag_queue(name, &input.tag_keys)?;
+    json(&wire::Empty {})
+}
+
+fn list_queue_tags(shared: &Shared, input: wire::QueueUrlRequest) -> Result<Vec<u8>, ApiError> {
+    let name = queue_name(input.queue_url.as_ref())?;
+    let tags = shared.registry.lock().queue(name)?.tags().clone();
+    json(&wire::ListQueueTagsResponse { tags })
 }

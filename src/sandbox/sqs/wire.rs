@@ -289,6 +289,9 @@ pub fn in_range(name: &str, value: i64, low: u32, high: u32) -> Result<u32, ApiE
 pub struct CreateQueueRequest {
     pub queue_name: Option<String>,
     pub attributes: HashMap<String, String>,
+    /// Spelled `tags` on the wire (the only lower-case member of the protocol).
+    #[serde(rename = "tags")]
+    pub tags: BTreeMap<String, String>,
 }
 
 /// `GetQueueUrl` input.
@@ -305,29 +308,6 @@ pub struct ListQueuesRequest {
     pub queue_name_prefix: Option<String>,
     pub next_token: Option<String>,
     pub max_results: Option<i64>,
-}
-
-/// `TagQueue` input.
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct TagQueueRequest {
-    pub queue_url: Option<String>,
-    pub tags: BTreeMap<String, String>,
-}
-
-/// `UntagQueue` input.
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct UntagQueueRequest {
-    pub queue_url: Option<String>,
-    pub tag_keys: Vec<String>,
-}
-
-/// `ListQueueTags` output.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ListQueueTagsResponse {
-    pub tags: BTreeMap<String, String>,
 }
 
 /// Input of actions that only name a queue (`DeleteQueue`, `PurgeQueue`).
@@ -472,6 +452,22 @@ pub struct SetQueueAttributesRequest {
     pub attributes: HashMap<String, String>,
 }
 
+/// `TagQueue` input.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct TagQueueRequest {
+    pub queue_url: Option<String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// `UntagQueue` input.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct UntagQueueRequest {
+    pub queue_url: Option<String>,
+    pub tag_keys: Vec<String>,
+}
+
 // ---------------------------------------------------------------------------------------------
 // Responses
 
@@ -564,6 +560,14 @@ pub struct ReceiveMessageResponse {
 #[serde(rename_all = "PascalCase")]
 pub struct GetQueueAttributesResponse {
     pub attributes: BTreeMap<String, String>,
+}
+
+/// `ListQueueTags` output (`Tags` left out when the queue has none, as AWS does).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListQueueTagsResponse {
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
 }
 
 /// Output of actions that return nothing.
@@ -748,7 +752,6 @@ const UNTRACKED_ATTRIBUTES: [&str; 8] = [
 
 /// Queue attributes we report.
 const REPORTED_ATTRIBUTES: [&str; 13] = [
-    "Policy",
     "ApproximateNumberOfMessages",
     "ApproximateNumberOfMessagesNotVisible",
     "ApproximateNumberOfMessagesDelayed",
@@ -761,6 +764,7 @@ const REPORTED_ATTRIBUTES: [&str; 13] = [
     "ReceiveMessageWaitTimeSeconds",
     "VisibilityTimeout",
     "RedrivePolicy",
+    "Policy",
 ];
 
 /// Everything GetQueueAttributes needs to know about one queue.
@@ -817,7 +821,6 @@ fn attribute_value(name: &str, view: &QueueView<'_>, arns: &ArnContext) -> Optio
         "QueueArn" => arns.arn(view.name),
         "ReceiveMessageWaitTimeSeconds" => settings.receive_wait_time_seconds.to_string(),
         "VisibilityTimeout" => settings.visibility_timeout.to_string(),
-        "Policy" => settings.policy.clone()?,
         "RedrivePolicy" => {
             let policy = settings.redrive_policy.as_ref()?;
             serde_json::json!({
@@ -826,6 +829,7 @@ fn attribute_value(name: &str, view: &QueueView<'_>, arns: &ArnContext) -> Optio
             })
             .to_string()
         }
+        "Policy" => settings.policy.clone()?,
         _ => return None,
     };
     Some(value)
@@ -847,8 +851,7 @@ pub fn apply_attributes(
                 settings.receive_wait_time_seconds = number(name, value)?;
             }
             "RedrivePolicy" => settings.redrive_policy = redrive_policy(value)?,
-            // An empty value removes the policy, as on SQS.
-            "Policy" => settings.policy = (!value.is_empty()).then(|| value.clone()),
+            "Policy" => settings.policy = policy_document(value)?,
             "FifoQueue" if value == "false" => {}
             "FifoQueue" => {
                 return Err(ApiError::new(
@@ -909,6 +912,21 @@ fn redrive_policy(value: &str) -> Result<Option<RedrivePolicy>, ApiError> {
         dead_letter_queue: name.to_owned(),
         max_receive_count: count,
     }))
+}
+
+/// An access policy: stored verbatim (its Deny statements enforced) if it is a JSON object; an empty
+/// string removes it.
+fn policy_document(value: &str) -> Result<Option<String>, ApiError> {
+    if value.trim().is_empty() {
+        return Ok(None);
+    }
+    match serde_json::from_str::<serde_json::Value>(value) {
+        Ok(serde_json::Value::Object(_)) => Ok(Some(value.to_owned())),
+        _ => Err(ApiError::new(
+            ErrorKind::InvalidAttributeValue,
+            "Invalid value for the parameter Policy. Reason: the policy is not a JSON object.",
+        )),
+    }
 }
 
 /// Checks batch-level rules: 1..=10 entries with distinct, well-formed ids.

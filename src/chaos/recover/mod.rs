@@ -2,7 +2,10 @@
 //!
 //! Recovery is idempotent: it undoes only changes the journal does not show as undone,
 //! every undo is itself a no-op on a restored resource, and each success is journaled, so a
-//! second `recover` finds nothing to do.
+//! second `recover` finds nothing to do. Without the journal, [`tags`] recovers AWS changes
+//! from the undo tags on the resources themselves.
+
+pub mod tags;
 
 use std::fmt;
 use std::fs;
@@ -90,9 +93,27 @@ pub fn run_dirs(results_dir: &Path) -> Vec<PathBuf> {
 
 /// The pid of the live process holding the lock for this run, if any.
 fn live_run(run_dir: &Path) -> Option<u32> {
-    let lock = run_dir.parent()?.join(LOCK_FILE);
+    live_lock_holder(run_dir.parent()?, &journal::run_id_of(run_dir))
+}
+
+/// The pid of the live process holding the lock in `results_dir` for run `run_id`, if any.
+fn live_lock_holder(results_dir: &Path, run_id: &str) -> Option<u32> {
+    let info = read_lock(&results_dir.join(LOCK_FILE)).ok()?;
+    (info.run_id == run_id && pid_alive(info.pid)).then_some(info.pid)
+}
+
+/// Removes the lock in `results_dir` if it names `run_id` and its holder is dead; says so.
+fn remove_stale_lock(results_dir: &Path, run_id: &str) -> Option<String> {
+    let lock = results_dir.join(LOCK_FILE);
     let info = read_lock(&lock).ok()?;
-    (info.run_id == journal::run_id_of(run_dir) && pid_alive(info.pid)).then_some(info.pid)
+    if info.run_id != run_id || pid_alive(info.pid) {
+        return None;
+    }
+    fs::remove_file(&lock).ok()?;
+    Some(format!(
+        "removed the stale chaos lock of run {} (pid {} is gone)",
+        info.run_id, info.pid
+    ))
 }
 
 /// Why recovery could not run.
@@ -194,18 +215,9 @@ pub async fn recover_run(run_dir: &Path, env: &Env) -> Result<RunRecovery, Recov
     }
     if report.failed.is_empty()
         && let Some(parent) = run_dir.parent()
+        && let Some(note) = remove_stale_lock(parent, journal.run_id())
     {
-        let lock = parent.join(LOCK_FILE);
-        if let Ok(info) = read_lock(&lock)
-            && info.run_id == journal.run_id()
-            && !pid_alive(info.pid)
-        {
-            fs::remove_file(&lock).ok();
-            report.notes.push(format!(
-                "removed the stale chaos lock of run {} (pid {} is gone)",
-                info.run_id, info.pid
-            ));
-        }
+        report.notes.push(note);
     }
     Ok(report)
 }
