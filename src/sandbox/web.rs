@@ -192,7 +192,7 @@ async fn accept(state: &WebState, kind: Kind, id: String, body: Body) -> Respons
         kind: kind.name().to_owned(),
     };
     match state.arch {
-        Arch::Tiered => json(StatusCode::OK, serde_json::json!({ "id": job.id })),
+        Arch::Tiered => store(state, job).await,
         Arch::Queued => enqueue(state, &job).await,
         Arch::Monolith => process_inline(state, job).await,
         Arch::EventDriven => forward(state, &job, kind, raw).await,
@@ -221,6 +221,25 @@ async fn enqueue(state: &WebState, job: &Job) -> Response {
             failure(StatusCode::SERVICE_UNAVAILABLE, &job.id, message)
         }
     }
+}
+
+/// Tiered: the upload is done once it has been read (stored); reported to the completion
+/// feed like any finished job, then answered 200.
+async fn store(state: &WebState, job: Job) -> Response {
+    let now = now_ms();
+    let completion = Completion {
+        job_id: job.id.clone(),
+        message_id: String::new(),
+        receive_count: 1,
+        received_ms: job.received_ms,
+        started_ms: now,
+        done_ms: now,
+        worker: state.config.instance_id.clone(),
+    };
+    if let Err(e) = state.feed.post(std::slice::from_ref(&completion)).await {
+        tracing::warn!("{e}");
+    }
+    json(StatusCode::OK, serde_json::json!({ "id": job.id }))
 }
 
 async fn process_inline(state: &WebState, job: Job) -> Response {
