@@ -221,3 +221,28 @@ async fn aws_examples_dry_run_against_moto_and_change_nothing() {
         .count();
     assert_eq!(running, 3);
 }
+
+#[test]
+fn the_probe_and_completion_examples_of_the_docs_parse_in_an_experiment() {
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/probes.md"))
+        .unwrap();
+    let blocks: Vec<&str> = doc
+        .split("```toml\n")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .filter(|b| b.starts_with("[[probe]]") || b.starts_with("[[target.completions]]"))
+        .collect();
+    assert_eq!(blocks.len(), 2, "{blocks:#?}");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("chaos/example.toml");
+    // The completions block needs an existing-system target; probes go after it.
+    let text = format!(
+        "name = \"docs\"\nprofile = \"../profiles/demo.toml\"\n[target]\nhttp = \"http://127.0.0.1:1\"\n{}\n{}",
+        blocks[1], blocks[0]
+    );
+    let e = experiment::parse(&text, &path, &experiment::Disk).unwrap_or_else(|d| panic!("{d}"));
+    assert_eq!(e.probes.len(), 6);
+    match e.target {
+        TargetSpec::System(t) => assert_eq!(t.completions.len(), 3),
+        TargetSpec::Sandbox(_) => panic!("a system target"),
+    }
+}

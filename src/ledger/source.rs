@@ -1,16 +1,16 @@
 //! Completion sources: where the ledger learns which messages the system finished.
 //!
 //! ```toml
-//! [[completions]]
+//! [[target.completions]]
 //! kind = "sandbox-feed"            # the sandbox's GET /completions?after=N&limit=M
 //! url = "http://127.0.0.1:4000"
 //!
-//! [[completions]]
+//! [[target.completions]]
 //! kind = "sqs"                     # a "done" queue the system writes to: receive + delete
 //! queue = "jobs-done"              # name or URL
 //! id_pointer = "/id"               # JSON pointer to the id in the body ("" = whole body)
 //!
-//! [[completions]]
+//! [[target.completions]]
 //! kind = "http"                    # any endpoint answering JSON lines
 //! url = "http://127.0.0.1:9000/done"
 //! id_pointer = "/id"
@@ -40,7 +40,7 @@ const PAGE: usize = 1000;
 /// Most batches read in one poll, so a poll ends even if records keep coming.
 const MAX_BATCHES_PER_POLL: usize = 100;
 
-/// One `[[completions]]` table.
+/// One `[[target.completions]]` table.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum CompletionSourceSpec {
