@@ -15,7 +15,7 @@
 //! | [`template`] | `{id}`/`{seq}`/random-field templates for paths, headers and bodies | yes |
 //! | [`schedule`] | the arrival schedule: exact send times from profile + seed, segments | yes |
 //! | [`metrics`] | per-second windows, HDR histograms, the sharded recorder, summaries | yes |
-//! | [`driver`] | lanes (keep-alive connections), open/closed model, the lean HTTP/1.1 client, request bodies | no |
+//! | [`driver`] | lanes (keep-alive connections), open/closed model, the lean HTTP/1.1 client, request bodies, the SQS transport (`SendMessageBatch`) | no |
 //! | [`results`] | `results/<run-id>/`: run.json, timeline.csv, latency.hlog, written as the run goes | no |
 //! | [`live`] | progress bar or plain lines during a run | no |
 //! | [`shutdown`] | Ctrl-C / SIGTERM -> a cancellation token handed down the task tree | no |
