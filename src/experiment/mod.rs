@@ -2,7 +2,7 @@
 //! guardrails + cool-down, in one file. User documentation: `docs/experiments.md`.
 //!
 //! Parsed in the two passes of every config file (see [`crate::config`]): the structural
-//! pass reports every unknown key with a hint; the semantic pass ([`Checker`]) loads the
+//! pass reports every unknown key with a hint; the semantic pass (`Checker`) loads the
 //! profiles, builds the fault plan (phases resolved against the profile), validates probes
 //! and promises and checks that they name things that exist (faults, probes, streams).
 //! Everything here is pure except reading the profile files, which goes through a
