@@ -22,6 +22,17 @@ pub struct LiveSnapshot {
     pub in_flight: i64,
 }
 
+/// One line of the plain view: `[  70s/100s] ...` during the load, `[ 105s after load] ...`
+/// once the load is over (cool-down, draining).
+fn plain_line(snap: &LiveSnapshot, total: Duration) -> String {
+    let secs = snap.elapsed.as_secs();
+    if secs > total.as_secs() {
+        format!("[{secs:>4}s after load] {}", snap.line())
+    } else {
+        format!("[{secs:>4}s/{}s] {}", total.as_secs(), snap.line())
+    }
+}
+
 impl LiveSnapshot {
     fn line(&self) -> String {
         let p99 = self.p99_ms.map_or("-".to_string(), |v| format!("{v:.1}ms"));
@@ -81,19 +92,18 @@ impl LiveView {
         match self {
             LiveView::Bar(bar) => {
                 bar.set_position(snap.elapsed.as_secs());
-                bar.set_message(snap.line());
+                let over = bar.length().is_some_and(|len| snap.elapsed.as_secs() > len);
+                if over {
+                    bar.set_message(format!("after the load: {}", snap.line()));
+                } else {
+                    bar.set_message(snap.line());
+                }
             }
             LiveView::Plain { every, next, total } => {
                 if snap.elapsed.as_secs() >= *next {
                     *next += *every;
                     let mut out = std::io::stdout().lock();
-                    let _ = writeln!(
-                        out,
-                        "[{:>4}s/{}s] {}",
-                        snap.elapsed.as_secs(),
-                        total.as_secs(),
-                        snap.line()
-                    );
+                    let _ = writeln!(out, "{}", plain_line(snap, *total));
                 }
             }
             LiveView::Off => {}
@@ -104,5 +114,25 @@ impl LiveView {
         if let LiveView::Bar(bar) = self {
             bar.finish_and_clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_lines_say_when_the_load_is_over() {
+        let total = Duration::from_secs(100);
+        let during = LiveSnapshot {
+            elapsed: Duration::from_secs(70),
+            ..Default::default()
+        };
+        assert!(plain_line(&during, total).starts_with("[  70s/100s] rate 0/s"));
+        let after = LiveSnapshot {
+            elapsed: Duration::from_secs(105),
+            ..Default::default()
+        };
+        assert!(plain_line(&after, total).starts_with("[ 105s after load] rate 0/s"));
     }
 }

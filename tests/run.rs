@@ -201,7 +201,11 @@ fn sigterm_mid_fault_undoes_flushes_and_analyzes() {
         serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
     assert_eq!(meta["status"], "interrupted");
     assert!(run.join("verdict.json").is_file(), "{}", text(&out));
-    assert!(text(&out).contains("Interrupted"), "{}", text(&out));
+    assert!(
+        text(&out).contains("faults: interrupted: 1 applied, 1 undone and verified"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]

@@ -229,17 +229,7 @@ pub async fn chaos_run(args: ChaosRunArgs) -> anyhow::Result<u8> {
     let report = Runner::new(plan, env, &args.journal).run(cancel).await;
     signals.abort();
     let report = report?;
-    println!(
-        "chaos run {:?}: {} applied, {} undone{}",
-        report.outcome,
-        report.applied,
-        report.undone,
-        report
-            .reason
-            .as_deref()
-            .map(|r| format!(" ({r})"))
-            .unwrap_or_default()
-    );
+    println!("chaos run {}", report.summary());
     for s in &report.still_applied {
         eprintln!("UNDO FAILED, still applied: {s}");
     }

@@ -70,6 +70,8 @@ pub struct RunReport {
     pub reason: Option<String>,
     /// Changes applied (reversible and irreversible).
     pub applied: usize,
+    /// Of those, changes that cannot be undone (terminated instances, killed processes).
+    pub irreversible: usize,
     /// Changes undone and verified.
     pub undone: usize,
     /// Changes whose undo failed: what is still applied.
@@ -79,6 +81,30 @@ pub struct RunReport {
 }
 
 impl RunReport {
+    /// One line for the terminal: `completed: 3 applied (1 irreversible), 2 undone and verified`.
+    pub fn summary(&self) -> String {
+        let outcome = match self.outcome {
+            RunOutcome::Completed => "completed",
+            RunOutcome::Aborted => "aborted",
+            RunOutcome::Failed => "failed",
+            RunOutcome::Interrupted => "interrupted",
+        };
+        let irreversible = if self.irreversible > 0 {
+            format!(" ({} irreversible)", self.irreversible)
+        } else {
+            String::new()
+        };
+        let reason = self
+            .reason
+            .as_deref()
+            .map(|r| format!("; {r}"))
+            .unwrap_or_default();
+        format!(
+            "{outcome}: {} applied{irreversible}, {} undone and verified{reason}",
+            self.applied, self.undone
+        )
+    }
+
     /// 0 completed, 1 aborted by a stop condition, 2 failed or any undo failed, 130 interrupted.
     pub fn exit_code(&self) -> u8 {
         if !self.still_applied.is_empty() {
@@ -260,6 +286,7 @@ impl Prepared {
             run_id,
             active: Vec::new(),
             applied: 0,
+            irreversible: 0,
             undone: 0,
             still_applied: Vec::new(),
         };
@@ -276,6 +303,7 @@ impl Prepared {
             outcome,
             reason,
             applied: state.applied,
+            irreversible: state.irreversible,
             undone: state.undone,
             still_applied: state.still_applied,
             journal: state.journal.path().to_owned(),
@@ -349,6 +377,7 @@ struct State<'e> {
     run_id: String,
     active: Vec<(usize, FaultRef, Change)>,
     applied: usize,
+    irreversible: usize,
     undone: usize,
     still_applied: Vec<String>,
 }
@@ -399,6 +428,7 @@ impl State<'_> {
                     })?;
                     self.active.push((i, occ.fault.clone(), change));
                 } else {
+                    self.irreversible += 1;
                     self.journal.append(Event::Irreversible {
                         fault: occ.fault.clone(),
                     })?;

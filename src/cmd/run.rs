@@ -577,16 +577,7 @@ async fn with_target(
     println!("ledger: {ledger_note} ({spilled} accepted ids written)");
     let chaos_code = match &chaos_report {
         Ok(r) => {
-            println!(
-                "faults: {:?}, {} applied, {} undone{}",
-                r.outcome,
-                r.applied,
-                r.undone,
-                r.reason
-                    .as_deref()
-                    .map(|x| format!(" ({x})"))
-                    .unwrap_or_default()
-            );
+            println!("faults: {}", r.summary());
             for s in &r.still_applied {
                 eprintln!(
                     "UNDO FAILED, still applied: {s}  (run `shakedown recover {}`)",
