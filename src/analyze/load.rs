@@ -16,10 +16,10 @@ use serde::Deserialize;
 
 use super::verdict::VerdictFile;
 use super::view::{
-    Accepted, Activity, ActivityKind, Completion, FaultWindow, Latency, Ledger, Outcome, Phase,
-    RunView, Second,
+    Activity, ActivityKind, FaultWindow, Latency, LedgerBuilder, Outcome, Phase, RunView, Second,
 };
 use crate::chaos::journal::{self, Event, JOURNAL_FILE};
+use crate::ledger::LedgerError;
 use crate::metrics::ErrorClass;
 use crate::results::RunMeta;
 
@@ -114,53 +114,42 @@ pub fn load_run(dir: &Path) -> Result<RunView, LoadError> {
         .as_ref()
         .map_or(0, |m| m.started_at.timestamp_millis().max(0) as u64);
     let rel = |t: u64| t.saturating_sub(epoch_ms);
-    match read_optional(&dir.join(ACCEPTED_FILE))? {
-        Some(_) if meta.is_none() => view.notes.push(format!(
+    let accepted_path = dir.join(ACCEPTED_FILE);
+    if !accepted_path.exists() {
+        note(&mut view, ACCEPTED_FILE);
+    } else if meta.is_none() {
+        view.notes.push(format!(
             "{ACCEPTED_FILE} not usable without {RUN_FILE} (its start time)"
-        )),
-        Some(text) => {
-            let accepted: Vec<Accepted> =
-                parse_jsonl::<AcceptedLine>(&text, &dir.join(ACCEPTED_FILE))?
-                    .into_iter()
-                    .map(|a| Accepted {
-                        id: a.id,
-                        stream: a.stream,
-                        t_ms: rel(a.t_ms),
-                    })
-                    .collect();
-            let completions: Vec<Completion> = match read_optional(&dir.join(COMPLETIONS_FILE))? {
-                Some(text) => parse_jsonl::<CompletionLine>(&text, &dir.join(COMPLETIONS_FILE))?
-                    .into_iter()
-                    .map(|c| Completion {
-                        id: c.id,
-                        done_ms: rel(c.done_ms),
-                        outcome: c.outcome.into(),
-                        receive_count: c.receive_count,
-                    })
-                    .collect(),
-                None => {
-                    note(&mut view, COMPLETIONS_FILE);
-                    Vec::new()
-                }
-            };
-            let still_queued = match read_optional(&dir.join(LEDGER_FILE))? {
-                Some(text) => {
-                    let l: LedgerFile =
-                        serde_json::from_str(&text).map_err(|e| LoadError::Parse {
-                            path: dir.join(LEDGER_FILE),
-                            line: e.line(),
-                            message: e.to_string(),
-                        })?;
-                    l.still_queued
-                }
-                None => {
-                    note(&mut view, LEDGER_FILE);
-                    None
-                }
-            };
-            view.ledger = Some(Ledger::build(&accepted, &completions, still_queued));
+        ));
+    } else {
+        // Streamed, never held whole: a run of millions of messages costs a few bytes each.
+        let mut ledger = LedgerBuilder::default();
+        stream_jsonl(&accepted_path, |a: AcceptedLine| {
+            ledger.accept(&a.id, rel(a.t_ms))
+        })?;
+        let completions_path = dir.join(COMPLETIONS_FILE);
+        if completions_path.exists() {
+            stream_jsonl(&completions_path, |c: CompletionLine| {
+                ledger.complete(&c.id, rel(c.done_ms), c.outcome.into())
+            })?;
+        } else {
+            note(&mut view, COMPLETIONS_FILE);
         }
-        None => note(&mut view, ACCEPTED_FILE),
+        let still_queued = match read_optional(&dir.join(LEDGER_FILE))? {
+            Some(text) => {
+                let l: LedgerFile = serde_json::from_str(&text).map_err(|e| LoadError::Parse {
+                    path: dir.join(LEDGER_FILE),
+                    line: e.line(),
+                    message: e.to_string(),
+                })?;
+                l.still_queued
+            }
+            None => {
+                note(&mut view, LEDGER_FILE);
+                None
+            }
+        };
+        view.ledger = Some(ledger.finish(still_queued));
     }
     Ok(view)
 }
@@ -460,6 +449,31 @@ fn parse_jsonl<T: for<'de> Deserialize<'de>>(text: &str, path: &Path) -> Result<
     Ok(out)
 }
 
+/// Streams a JSON-lines file through `f` line by line (a torn last line is skipped, as in
+/// [`parse_jsonl`]).
+fn stream_jsonl<T: for<'de> Deserialize<'de>>(
+    path: &Path,
+    f: impl FnMut(T),
+) -> Result<(), LoadError> {
+    crate::ledger::writer::for_each_json_line(path, f).map_err(|e| match e {
+        LedgerError::Io { path, source } => LoadError::Io { path, source },
+        LedgerError::Parse {
+            path,
+            line,
+            message,
+        } => LoadError::Parse {
+            path,
+            line,
+            message,
+        },
+        other => LoadError::Parse {
+            path: path.to_owned(),
+            line: 0,
+            message: other.to_string(),
+        },
+    })
+}
+
 /// One line of `activities.jsonl`.
 #[derive(Debug, Deserialize)]
 struct ActivityLine {
@@ -510,11 +524,10 @@ fn parse_activities(text: &str, path: &Path) -> Result<Vec<Activity>, LoadError>
     Ok(out)
 }
 
+/// What the analyzer reads of a line of `accepted.jsonl` (other fields are ignored).
 #[derive(Debug, Deserialize)]
 struct AcceptedLine {
     id: String,
-    #[serde(default)]
-    stream: String,
     t_ms: u64,
 }
 
@@ -538,18 +551,13 @@ fn completed() -> OutcomeLine {
     OutcomeLine::Completed
 }
 
-fn one() -> u32 {
-    1
-}
-
+/// What the analyzer reads of a line of `completions.jsonl` (other fields are ignored).
 #[derive(Debug, Deserialize)]
 struct CompletionLine {
     id: String,
     done_ms: u64,
     #[serde(default = "completed")]
     outcome: OutcomeLine,
-    #[serde(default = "one")]
-    receive_count: u32,
 }
 
 #[derive(Debug, Deserialize)]

@@ -26,7 +26,7 @@ use crate::driver::{self, DriverPlan, Mode, RequestFactory, Target};
 use crate::experiment::{CooldownClock, Experiment, TargetSpec};
 use crate::ledger::source::{CompletionSource, CompletionSourceSpec, FeedSpec, run_completions};
 use crate::ledger::summary::{IntendedTimes, SummaryInput, summarize};
-use crate::ledger::writer::{JsonLinesWriter, read_completions, run_accepted_spill, write_summary};
+use crate::ledger::writer::{JsonLines, JsonLinesWriter, run_accepted_spill, write_summary};
 use crate::ledger::{AcceptedIds, IdFormat};
 use crate::live::LiveView;
 use crate::metrics::{Recorder, SecondStats, StreamSummary, Window, render_table};
@@ -784,7 +784,9 @@ async fn finish_ledger(
         },
         _ => None,
     };
-    let completions = match read_completions(completions_path) {
+    // Streamed: the completions of a long run are never held in memory at once.
+    let mut completions = match JsonLines::<crate::ledger::CompletionRecord>::open(completions_path)
+    {
         Ok(c) => c,
         Err(e) => return format!("completions not readable: {e}"),
     };
@@ -796,9 +798,12 @@ async fn finish_ledger(
             stream_names: names,
             still_queued,
         },
-        completions,
+        completions.by_ref(),
         Some(&mut intended),
     );
+    if let Err(e) = completions.finish() {
+        return format!("completions not readable: {e}");
+    }
     if let Err(e) = write_summary(&dir.join(analyze::load::LEDGER_FILE), &summary) {
         notes.push(format!("ledger.json not written: {e}"));
     }

@@ -294,6 +294,22 @@ impl Checker<'_, '_> {
         if let Some(profile) = &profile {
             self.references(&promises, &raw.fault, &raw.probe, profile, text);
         }
+        if let Some(TargetSpec::System(t)) = &target
+            && t.completions.is_empty()
+        {
+            for p in promises.iter().filter(|p| references(&p.kind).completions) {
+                self.c.error_with_hint(
+                    promise_span(text, &p.name),
+                    format!(
+                        "promise `{}` needs to know which messages the system finished, \
+                         and `[target]` has no completion source",
+                        p.name
+                    ),
+                    "add a `[[target.completions]]` (an SQS done queue, an HTTP endpoint or a \
+                     sandbox feed: docs/probes.md), or remove the promise",
+                );
+            }
+        }
         if let Some(cd) = &cooldown {
             for cond in &cd.until {
                 if !raw.probe.iter().any(|p| p.name == cond.probe) {
@@ -531,6 +547,8 @@ struct Refs<'p> {
     faults: Vec<&'p str>,
     probes: Vec<&'p str>,
     streams: Vec<&'p str>,
+    /// It reads the message ledger's completions (no-loss, end-to-end latency).
+    completions: bool,
 }
 
 fn references(kind: &PromiseKind) -> Refs<'_> {
@@ -561,6 +579,10 @@ fn references(kind: &PromiseKind) -> Refs<'_> {
             r.faults.extend(p.after.as_deref());
         }
         PromiseKind::Threshold(p) => {
+            r.completions = p
+                .checks
+                .iter()
+                .any(|c| matches!(c.metric, crate::analyze::expr::Metric::E2e(_)));
             r.streams.extend(p.stream.as_deref());
             if let crate::analyze::expr::Over::During(f) = &p.over {
                 r.faults.push(f);
@@ -570,7 +592,7 @@ fn references(kind: &PromiseKind) -> Refs<'_> {
             r.probes.extend(p.instances.as_deref());
             r.probes.extend(p.gb_seconds.as_deref());
         }
-        PromiseKind::NoLoss(_) => {}
+        PromiseKind::NoLoss(_) => r.completions = true,
     }
     r
 }

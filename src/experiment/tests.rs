@@ -115,3 +115,26 @@ fn a_bad_sandbox_architecture_is_named() {
     assert!(d.contains("unknown variant `queud`"), "{d}");
     assert!(d.contains("x.toml:5:"), "{d}");
 }
+
+#[test]
+fn ledger_promises_on_a_system_need_a_completion_source() {
+    let system =
+        "name = \"x\"\nprofile = \"../profiles/p.toml\"\n[target]\nhttp = \"http://127.0.0.1:1\"\n";
+    let promises = "[[promise]]\ntype = \"no-loss\"\n[[promise]]\nname = \"e2e\"\ntype = \"threshold\"\nchecks = [\"e2e_p99 < 30s\"]\n[[promise]]\nname = \"fast\"\ntype = \"threshold\"\nchecks = [\"p99 < 300ms\"]\n";
+    let d = parse_str(&format!("{system}{promises}"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        d.contains("promise `no-loss` needs to know which messages"),
+        "{d}"
+    );
+    assert!(d.contains("promise `e2e` needs"), "{d}");
+    assert!(!d.contains("promise `fast`"), "{d}");
+    assert!(d.contains("[[target.completions]]"), "{d}");
+    // With a source it parses; the sandbox brings its own.
+    parse_str(&format!(
+        "{system}[[target.completions]]\nkind = \"http\"\nurl = \"http://127.0.0.1:1/done\"\n{promises}"
+    ))
+    .unwrap();
+    parse_str(&format!("{MINIMAL}{promises}")).unwrap();
+}

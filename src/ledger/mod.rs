@@ -13,7 +13,7 @@
 //! [`source::run_completions`] appends what the system finished to `completions.jsonl`.
 //! At the end [`source::drain_dlq`] adds the dead-lettered ones and [`summary::summarize`]
 //! writes the balance. The files alone are enough to compute it again offline
-//! ([`writer::load_accepted`] + [`writer::read_completions`]). File formats: `docs/probes.md`.
+//! ([`writer::load_accepted`] + [`writer::JsonLines`], both streamed). File formats: `docs/probes.md`.
 
 pub mod bits;
 pub mod ids;

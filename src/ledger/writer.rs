@@ -129,28 +129,80 @@ pub fn read_json_lines<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<
 /// [`read_json_lines`] for torn lines).
 pub fn for_each_json_line<T: for<'de> Deserialize<'de>>(
     path: &Path,
-    mut f: impl FnMut(T),
+    f: impl FnMut(T),
 ) -> Result<(), LedgerError> {
-    let file = File::open(path).map_err(io_error(path))?;
-    let mut pending: Option<(usize, String)> = None;
-    for (n, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(io_error(path))?;
-        if let Some((at, message)) = pending.take() {
-            return Err(LedgerError::Parse {
-                path: path.to_path_buf(),
-                line: at,
-                message,
-            });
-        }
-        if line.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str(&line) {
-            Ok(item) => f(item),
-            Err(e) => pending = Some((n + 1, e.to_string())),
-        }
+    let mut lines = JsonLines::open(path)?;
+    lines.by_ref().for_each(f);
+    lines.finish()
+}
+
+/// The records of a JSON-lines file, one at a time. A read error or a bad line that is not
+/// the last ends the iteration; [`JsonLines::finish`] then returns it. A torn last line is
+/// skipped (see [`read_json_lines`]).
+pub struct JsonLines<T> {
+    path: PathBuf,
+    lines: std::iter::Enumerate<std::io::Lines<BufReader<File>>>,
+    /// A bad line, an error only if another line follows it.
+    pending: Option<(usize, String)>,
+    error: Option<LedgerError>,
+    _record: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T: for<'de> Deserialize<'de>> JsonLines<T> {
+    /// Opens `path`.
+    pub fn open(path: &Path) -> Result<Self, LedgerError> {
+        let file = File::open(path).map_err(io_error(path))?;
+        Ok(JsonLines {
+            path: path.to_path_buf(),
+            lines: BufReader::new(file).lines().enumerate(),
+            pending: None,
+            error: None,
+            _record: std::marker::PhantomData,
+        })
     }
-    Ok(())
+
+    /// What ended the iteration early, if anything did.
+    pub fn finish(self) -> Result<(), LedgerError> {
+        self.error.map_or(Ok(()), Err)
+    }
+}
+
+impl<T: for<'de> Deserialize<'de>> Iterator for JsonLines<T> {
+    type Item = T;
+
+    fn next(&mut self) -> Option<T> {
+        if self.error.is_some() {
+            return None;
+        }
+        for (n, line) in self.lines.by_ref() {
+            let line = match line {
+                Ok(line) => line,
+                Err(source) => {
+                    self.error = Some(LedgerError::Io {
+                        path: self.path.clone(),
+                        source,
+                    });
+                    return None;
+                }
+            };
+            if line.trim().is_empty() {
+                continue;
+            }
+            if let Some((at, message)) = self.pending.take() {
+                self.error = Some(LedgerError::Parse {
+                    path: self.path.clone(),
+                    line: at,
+                    message,
+                });
+                return None;
+            }
+            match serde_json::from_str(&line) {
+                Ok(item) => return Some(item),
+                Err(e) => self.pending = Some((n + 1, e.to_string())),
+            }
+        }
+        None
+    }
 }
 
 /// Rebuilds the accepted ids (and their accept times) from `accepted.jsonl`: what an
@@ -230,5 +282,22 @@ mod tests {
         std::fs::write(&path, "nonsense\n{\"id\":\"r-0-1\",\"done_ms\":5,\"outcome\":\"completed\",\"receive_count\":1}\n").unwrap();
         let err = read_completions(&path).unwrap_err();
         assert!(matches!(err, LedgerError::Parse { line: 1, .. }), "{err}");
+    }
+
+    #[test]
+    fn the_iterator_stops_at_a_bad_line_and_reports_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.jsonl");
+        let good = "{\"id\":\"r-0-1\",\"done_ms\":5,\"outcome\":\"completed\",\"receive_count\":1}";
+        std::fs::write(&path, format!("{good}\n\n{good}\nbad\n{good}\n{good}\n")).unwrap();
+        let mut lines = JsonLines::<CompletionRecord>::open(&path).unwrap();
+        assert_eq!(lines.by_ref().count(), 2, "the records before the bad line");
+        let err = lines.finish().unwrap_err();
+        assert!(matches!(err, LedgerError::Parse { line: 4, .. }), "{err}");
+        // A torn tail, even followed by blank lines, is not an error.
+        std::fs::write(&path, format!("{good}\n{{\"id\":\n\n")).unwrap();
+        let mut lines = JsonLines::<CompletionRecord>::open(&path).unwrap();
+        assert_eq!(lines.by_ref().count(), 1);
+        lines.finish().unwrap();
     }
 }

@@ -38,7 +38,21 @@ impl NoLoss {
         if !l.unaccounted_sample.is_empty() {
             b.figure("unaccounted_sample", l.unaccounted_sample.join(" "));
         }
+        let records = l.completed + l.dead_lettered + l.duplicates + l.unknown;
         match l.lost() {
+            Some(lost) if lost > 0 && records == 0 => {
+                // Not one record: a silent completion source looks exactly like total loss.
+                b.figure("lost", lost);
+                b.leg(
+                    Status::NotEvaluable,
+                    format!(
+                        "not one completion record in the whole run for {} accepted messages: \
+                         the completion source is not reporting (check [[target.completions]]) \
+                         or every message was lost; the two cannot be told apart",
+                        l.accepted
+                    ),
+                );
+            }
             Some(0) => {
                 b.figure("lost", 0u64);
                 b.leg(
@@ -178,6 +192,17 @@ mod tests {
         assert_eq!(
             eval(&spec, ledger(0, 0, 0, Some(0))).status,
             Status::NotEvaluable
+        );
+        // Not one completion record: a silent source, not evidence of loss.
+        let silent = eval(&spec, ledger(100, 0, 0, Some(0)));
+        assert_eq!(silent.status, Status::NotEvaluable);
+        assert!(silent.reason.unwrap().contains("[[target.completions]]"));
+        // One record is enough to read the rest as lost.
+        assert_eq!(eval(&spec, ledger(100, 1, 0, Some(0))).status, Status::Fail);
+        // Nothing completed but everything still queued: buffered, not lost.
+        assert_eq!(
+            eval(&spec, ledger(100, 0, 0, Some(100))).status,
+            Status::Pass
         );
         // Everything completed: the queue count is not needed.
         assert_eq!(eval(&spec, ledger(10, 10, 0, None)).status, Status::Pass);
