@@ -3,7 +3,7 @@
 //!
 //! | module | job | pure? |
 //! |---|---|---|
-//! | [`view`] | [`RunView`]: the run at 1 s resolution (timeline, probes, faults, phases, scaling activities, ledger) | yes |
+//! | [`view`] | [`RunView`]: the run at 1 s resolution (timeline, probes, faults, phases, scaling activities, ledger); [`view::LedgerBuilder`] balances millions of messages at ~12 bytes each | yes |
 //! | [`load`] | a results directory -> [`RunView`]; writes `verdict.json` (the only IO) | no |
 //! | [`spec`] | the `[[promise]]` tables -> validated [`Promise`]s, errors with file:line:col | yes |
 //! | [`expr`] | threshold expressions (`p99 < 300ms`) and windows (`during:<fault>`) | yes |
