@@ -105,9 +105,11 @@ pub fn load_run(dir: &Path) -> Result<RunView, LoadError> {
             view.faults = fault_windows(&journal::read(&journal_path)?, m.started_at)
         }
     }
-    match read_optional(&dir.join(ACTIVITIES_FILE))? {
-        Some(text) => view.activities = Some(parse_activities(&text, &dir.join(ACTIVITIES_FILE))?),
-        None => note(&mut view, ACTIVITIES_FILE),
+    let activities = dir.join(ACTIVITIES_FILE);
+    if activities.exists() {
+        view.activities = Some(read_activities(&activities)?);
+    } else {
+        note(&mut view, ACTIVITIES_FILE);
     }
     // The ledger's times are ms since the Unix epoch; the view's are ms from the run's start.
     let epoch_ms = meta
@@ -431,26 +433,8 @@ pub fn parse_probes(
     Ok(out)
 }
 
-/// Parses JSON lines; a bad last line (torn write) is skipped.
-fn parse_jsonl<T: for<'de> Deserialize<'de>>(text: &str, path: &Path) -> Result<Vec<T>, LoadError> {
-    let lines: Vec<(usize, &str)> = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .collect();
-    let mut out = Vec::with_capacity(lines.len());
-    for (k, (i, line)) in lines.iter().enumerate() {
-        match serde_json::from_str(line) {
-            Ok(v) => out.push(v),
-            Err(_) if k + 1 == lines.len() => break,
-            Err(e) => return Err(parse_err(path, i + 1, e.to_string())),
-        }
-    }
-    Ok(out)
-}
-
-/// Streams a JSON-lines file through `f` line by line (a torn last line is skipped, as in
-/// [`parse_jsonl`]).
+/// Streams a JSON-lines file through `f` line by line; a bad last line (a torn write) is
+/// skipped, any other bad line is an error naming it.
 fn stream_jsonl<T: for<'de> Deserialize<'de>>(
     path: &Path,
     f: impl FnMut(T),
@@ -492,12 +476,11 @@ fn scaling() -> String {
     "scaling".into()
 }
 
-fn parse_activities(text: &str, path: &Path) -> Result<Vec<Activity>, LoadError> {
+fn read_activities(path: &Path) -> Result<Vec<Activity>, LoadError> {
+    let mut lines = Vec::new();
+    stream_jsonl(path, |a: ActivityLine| lines.push(a))?;
     let mut out = Vec::new();
-    for (i, a) in parse_jsonl::<ActivityLine>(text, path)?
-        .into_iter()
-        .enumerate()
-    {
+    for (i, a) in lines.into_iter().enumerate() {
         let kind = match a.kind.as_str() {
             "scaling" => ActivityKind::Scaling,
             "launch" => ActivityKind::Launch,

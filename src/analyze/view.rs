@@ -243,7 +243,7 @@ impl Ledger {
 /// Builds a [`Ledger`] from accepted ids, then completion records, one at a time, in memory
 /// proportional to the number of messages but small per message: an id of the shape
 /// `<prefix>-<number>` (every id the driver makes: `<run_tag>-<stream>-<seq>`) costs one
-/// 9-byte slot in a vector per prefix, indexed by the number. Other ids, and numbers far
+/// 12-byte slot in a vector per prefix, indexed by the number. Other ids, and numbers far
 /// beyond the count seen so far, fall back to a map keyed by the whole id. Times are
 /// milliseconds from the run's start.
 ///
@@ -374,14 +374,7 @@ impl LedgerBuilder {
         let (mut completed, mut dead_lettered, mut unaccounted) = (0, 0, 0);
         // The smallest LOST_SAMPLE missing ids (as strings), kept without collecting them all.
         let mut sample: BTreeSet<String> = BTreeSet::new();
-        let mut missing = |id: &dyn Fn() -> String, sample: &mut BTreeSet<String>| {
-            unaccounted += 1;
-            sample.insert(id());
-            if sample.len() > LOST_SAMPLE {
-                sample.pop_last();
-            }
-        };
-        let mut tally = |slot: &Slot, id: &dyn Fn() -> String, sample: &mut BTreeSet<String>| {
+        let mut tally = |slot: &Slot, id: &dyn Fn() -> String| {
             if slot.accepted == Slot::NONE {
                 return;
             }
@@ -392,18 +385,22 @@ impl LedgerBuilder {
             } else if slot.dead {
                 dead_lettered += 1;
             } else {
-                missing(id, sample);
+                unaccounted += 1;
+                sample.insert(id());
+                if sample.len() > LOST_SAMPLE {
+                    sample.pop_last();
+                }
             }
         };
         let mut names: Vec<(&String, &usize)> = self.prefixes.iter().collect();
         names.sort_by_key(|(_, f)| **f);
         for (prefix, f) in names {
             for (n, slot) in self.families[*f].iter().enumerate() {
-                tally(slot, &|| format!("{prefix}-{n}"), &mut sample);
+                tally(slot, &|| format!("{prefix}-{n}"));
             }
         }
         for (id, slot) in &self.others {
-            tally(slot, &|| id.clone(), &mut sample);
+            tally(slot, &|| id.clone());
         }
         Ledger {
             accepted: self.accepted,
