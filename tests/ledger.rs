@@ -163,6 +163,7 @@ async fn feed_source_pages_and_the_summary_finds_a_lost_id_and_a_duplicate() {
         ids: &ids,
         stream_names: &names,
         still_queued: Some(0),
+        queued_ids: None,
     };
     let (summary, _) = summarize(input, records, None);
     assert_eq!(
@@ -286,6 +287,7 @@ async fn sqs_done_queue_and_dlq_drain_classify_messages_and_empty_the_queues() {
         ids: &ids,
         stream_names: &names,
         still_queued: Some(2),
+        queued_ids: None,
     };
     let (s, _) = summarize(input, records, None);
     assert_eq!(
@@ -341,6 +343,7 @@ fn e2e_latency_is_measured_from_the_intended_send_time() {
             ids: &ids,
             stream_names: std::slice::from_ref(&stream.name),
             still_queued: None,
+            queued_ids: None,
         },
         records,
         Some(&mut times),
@@ -416,6 +419,7 @@ fn a_million_accepted_ids_take_under_1_6_bits_each() {
             ids: &ids,
             stream_names: &names,
             still_queued: Some(0),
+            queued_ids: None,
         },
         records,
         None,
@@ -473,6 +477,7 @@ async fn files_round_trip_to_the_same_summary() {
         ids: &ids,
         stream_names: &names,
         still_queued: Some(3),
+        queued_ids: None,
     };
     let (_, times) = load_accepted(&accepted_path, &ids, 2).unwrap();
     let mut live_times = times.clone();
@@ -490,6 +495,7 @@ async fn files_round_trip_to_the_same_summary() {
         ids: &ids,
         stream_names: &names,
         still_queued: Some(3),
+        queued_ids: None,
     };
     let (offline, _) = summarize(input, offline_records, Some(&mut offline_times));
     assert_eq!(offline, live);

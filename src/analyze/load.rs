@@ -20,6 +20,7 @@ use super::view::{
 };
 use crate::chaos::journal::{self, Event, JOURNAL_FILE};
 use crate::ledger::LedgerError;
+use crate::ledger::census::QueueCensus;
 use crate::metrics::ErrorClass;
 use crate::results::RunMeta;
 
@@ -137,21 +138,21 @@ pub fn load_run(dir: &Path) -> Result<RunView, LoadError> {
         } else {
             note(&mut view, COMPLETIONS_FILE);
         }
-        let still_queued = match read_optional(&dir.join(LEDGER_FILE))? {
+        let census = match read_optional(&dir.join(LEDGER_FILE))? {
             Some(text) => {
                 let l: LedgerFile = serde_json::from_str(&text).map_err(|e| LoadError::Parse {
                     path: dir.join(LEDGER_FILE),
                     line: e.line(),
                     message: e.to_string(),
                 })?;
-                l.still_queued
+                l.queue.or(l.still_queued.map(QueueCensus::single))
             }
             None => {
                 note(&mut view, LEDGER_FILE);
                 None
             }
         };
-        view.ledger = Some(ledger.finish(still_queued));
+        view.ledger = Some(ledger.finish(census));
     }
     Ok(view)
 }
@@ -547,6 +548,9 @@ struct CompletionLine {
 struct LedgerFile {
     /// `null` when the final queue depth could not be measured.
     still_queued: Option<u64>,
+    /// The end-of-run census (files written before it existed have `still_queued` only).
+    #[serde(default)]
+    queue: Option<QueueCensus>,
 }
 
 #[cfg(test)]

@@ -5,10 +5,11 @@
 //! `timeline.csv`. Missing data stays missing: a probe gap is `None`, never a zero, and a
 //! view without a ledger has `ledger: None`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use hdrhistogram::Histogram;
 
+use crate::ledger::census::QueueCensus;
 use crate::metrics::ErrorClass;
 
 /// Fewest seconds with responses a baseline window must hold to be used.
@@ -170,9 +171,17 @@ pub struct Ledger {
     pub dead_lettered: u64,
     /// Accepted ids with no completion record at all.
     pub unaccounted: u64,
-    /// Messages still in the queue (visible, in flight or delayed) when the run ended;
-    /// `None` when `ledger.json` did not say.
+    /// Most messages possibly still in the queue (visible, in flight or delayed) when the
+    /// run ended: the largest read of the end-of-run census; `None` when `ledger.json` did
+    /// not say.
     pub still_queued: Option<u64>,
+    /// Whether the census reads agreed (nothing moved while the run took its last count).
+    pub still_queued_stable: bool,
+    /// When the queue listed its ids at the end (the sandbox): how many unaccounted ids
+    /// were among them (exactly "still queued").
+    pub queued_listed: Option<u64>,
+    /// When the queue listed its ids: up to [`LOST_SAMPLE`] unaccounted ids not among them.
+    pub lost_sample: Vec<String>,
     /// Up to [`LOST_SAMPLE`] unaccounted ids, smallest first.
     pub unaccounted_sample: Vec<String>,
     /// Completion records beyond the first per id (the same job done more than once).
@@ -226,12 +235,16 @@ impl Ledger {
         for c in completions {
             b.complete(&c.id, c.done_ms, c.outcome);
         }
-        b.finish(still_queued)
+        b.finish(still_queued.map(QueueCensus::single))
     }
 
-    /// Messages lost: accepted ids with no completion record beyond those still queued.
-    /// `None` when ids are unaccounted for and the still-queued count is unknown.
+    /// Messages certainly lost: unaccounted ids not listed in the queue (when it listed its
+    /// ids), else beyond the most that may still be queued. `None` when ids are unaccounted
+    /// for and nothing says what was still queued.
     pub fn lost(&self) -> Option<u64> {
+        if let Some(listed) = self.queued_listed {
+            return Some(self.unaccounted - listed);
+        }
         match self.still_queued {
             Some(q) => Some(self.unaccounted.saturating_sub(q)),
             None if self.unaccounted == 0 => Some(0),
@@ -368,8 +381,14 @@ impl LedgerBuilder {
         }
     }
 
-    /// The balance; `still_queued` as `ledger.json` recorded it.
-    pub fn finish(self, still_queued: Option<u64>) -> Ledger {
+    /// The balance, with the end-of-run queue census as `ledger.json` recorded it.
+    pub fn finish(self, census: Option<QueueCensus>) -> Ledger {
+        let listed: Option<HashSet<&str>> = census
+            .as_ref()
+            .and_then(|c| c.ids.as_ref())
+            .map(|ids| ids.iter().map(String::as_str).collect());
+        let mut queued_listed = 0u64;
+        let mut lost_sample: BTreeSet<String> = BTreeSet::new();
         let mut e2e_us = crate::metrics::new_histogram();
         let (mut completed, mut dead_lettered, mut unaccounted) = (0, 0, 0);
         // The smallest LOST_SAMPLE missing ids (as strings), kept without collecting them all.
@@ -386,7 +405,18 @@ impl LedgerBuilder {
                 dead_lettered += 1;
             } else {
                 unaccounted += 1;
-                sample.insert(id());
+                let id = id();
+                if let Some(listed) = &listed {
+                    if listed.contains(id.as_str()) {
+                        queued_listed += 1;
+                    } else {
+                        lost_sample.insert(id.clone());
+                        if lost_sample.len() > LOST_SAMPLE {
+                            lost_sample.pop_last();
+                        }
+                    }
+                }
+                sample.insert(id);
                 if sample.len() > LOST_SAMPLE {
                     sample.pop_last();
                 }
@@ -407,7 +437,10 @@ impl LedgerBuilder {
             completed,
             dead_lettered,
             unaccounted,
-            still_queued,
+            still_queued: census.as_ref().and_then(QueueCensus::upper),
+            still_queued_stable: census.as_ref().is_some_and(QueueCensus::stable),
+            queued_listed: listed.is_some().then_some(queued_listed),
+            lost_sample: lost_sample.into_iter().collect(),
             unaccounted_sample: sample.into_iter().collect(),
             duplicates: self.duplicates,
             unknown: self.unknown,
@@ -827,7 +860,7 @@ mod tests {
             for (id, t, o) in &completions {
                 b.complete(id, *t, *o);
             }
-            let l = b.finish(Some(0));
+            let l = b.finish(Some(QueueCensus::single(0)));
             let (acc, completed, dead, missing, dup, unknown, sample, per_s, max_latency) =
                 reference(&accepted, &completions);
             proptest::prop_assert_eq!(
@@ -854,7 +887,7 @@ mod tests {
         assert_eq!(b.families[0].len(), 2, "the huge one went to the map");
         b.complete("run-0-4000000000", 1005, Outcome::Completed);
         b.complete("run-0-3", 1005, Outcome::Completed);
-        let l = b.finish(Some(0));
+        let l = b.finish(Some(QueueCensus::single(0)));
         assert_eq!((l.accepted, l.completed, l.unknown), (3, 1, 1));
         assert_eq!(l.unaccounted_sample, ["run-0-0", "run-0-1"]);
     }

@@ -24,6 +24,7 @@ use crate::cmd::load::{MetaInput, collect, resolve, run_meta};
 use crate::config::profile::Transport;
 use crate::driver::{self, DriverPlan, Mode, RequestFactory, Target};
 use crate::experiment::{CooldownClock, Experiment, TargetSpec};
+use crate::ledger::census::{self, QueueCensus};
 use crate::ledger::source::{CompletionSource, CompletionSourceSpec, FeedSpec, run_completions};
 use crate::ledger::summary::{IntendedTimes, SummaryInput, summarize};
 use crate::ledger::writer::{JsonLines, JsonLinesWriter, run_accepted_spill, write_summary};
@@ -45,6 +46,9 @@ pub const EXPERIMENT_FILE: &str = "experiment.toml";
 const DLQ_DRAIN: Duration = Duration::from_secs(20);
 /// Most dead-lettered messages read at the end.
 const DLQ_MAX: usize = 1_000_000;
+/// Between the census's reads and the final completion poll: a completion reported just
+/// after a read still counts.
+const CENSUS_SETTLE: Duration = Duration::from_secs(1);
 
 /// `shakedown run`.
 #[derive(Debug, Clone, clap::Args)]
@@ -487,6 +491,9 @@ async fn with_target(
     };
     collecting.cancel();
     let totals: Vec<Window> = collector.await.context("the collector task failed")?;
+    // The first half of the queue census, while the completion sources still poll: what
+    // leaves the queue after these reads is completed by the final poll, or was counted.
+    let census = census_before(&target, sandbox).await;
     watching.cancel();
     let probe_report = sampler_task.await.context("the probe sampler failed")?;
     let mut completion_errors = Vec::new();
@@ -519,6 +526,7 @@ async fn with_target(
         seed,
         start_ms,
         &completions_path,
+        census,
     )
     .await;
 
@@ -754,6 +762,7 @@ async fn finish_ledger(
     seed: u64,
     start_ms: u64,
     completions_path: &Path,
+    census: Result<Option<QueueCensus>, String>,
 ) -> String {
     if target.completions.is_empty() {
         return "no completion source in [target]: end-to-end accounting not measured".into();
@@ -774,16 +783,28 @@ async fn finish_ledger(
             Err(e) => notes.push(format!("dead-letter queue not read: {e}")),
         }
     }
-    let still_queued = match (&target.queue, &target.clients) {
-        (Some(q), Some(c)) => match queue_depth(&c.sqs, q).await {
-            Ok(n) => Some(n),
-            Err(e) => {
-                notes.push(format!("final queue depth not measured: {e}"));
-                None
+    // The census's second half: one more read after the final poll and the DLQ drain.
+    let census = match census {
+        Ok(Some(mut census)) => {
+            if let (Some(q), Some(c)) = (&target.queue, &target.clients) {
+                match queue_depth(&c.sqs, q).await {
+                    Ok(n) => census.after = Some(n),
+                    Err(e) => notes.push(format!("last queue read failed: {e}")),
+                }
             }
-        },
-        _ => None,
+            Some(census)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            notes.push(format!("final queue depth not measured: {e}"));
+            None
+        }
     };
+    let still_queued = census.as_ref().and_then(QueueCensus::upper);
+    let queued_ids: Option<std::collections::HashSet<String>> = census
+        .as_ref()
+        .and_then(|c| c.ids.as_ref())
+        .map(|ids| ids.iter().cloned().collect());
     // Streamed: the completions of a long run are never held in memory at once.
     let mut completions = match JsonLines::<crate::ledger::CompletionRecord>::open(completions_path)
     {
@@ -797,6 +818,7 @@ async fn finish_ledger(
             ids,
             stream_names: names,
             still_queued,
+            queued_ids: queued_ids.as_ref(),
         },
         completions.by_ref(),
         Some(&mut intended),
@@ -804,6 +826,8 @@ async fn finish_ledger(
     if let Err(e) = completions.finish() {
         return format!("completions not readable: {e}");
     }
+    let mut summary = summary;
+    summary.queue = census.clone();
     if let Err(e) = write_summary(&dir.join(analyze::load::LEDGER_FILE), &summary) {
         notes.push(format!("ledger.json not written: {e}"));
     }
@@ -812,7 +836,14 @@ async fn finish_ledger(
         summary.accepted,
         summary.completed,
         summary.dead_lettered,
-        still_queued.map_or("?".into(), |n| n.to_string()),
+        match (
+            still_queued,
+            census.as_ref().is_some_and(|c| c.ids.is_some())
+        ) {
+            (Some(n), true) => format!("{n} (ids listed)"),
+            (Some(n), false) => format!("up to {n}"),
+            (None, _) => "?".into(),
+        },
         summary.lost,
         summary.duplicates
     );
@@ -823,6 +854,32 @@ async fn finish_ledger(
         line.push_str(&format!("; {n}"));
     }
     line
+}
+
+/// The census's reads before the final completion poll (until two agree) and, on the
+/// sandbox, the ids in the queue; then a second so a completion reported right after the
+/// reads reaches that poll. `Ok(None)`: nothing to count (no ledger, or no queue).
+async fn census_before(
+    target: &Resolved,
+    sandbox: Option<&Sandbox>,
+) -> Result<Option<QueueCensus>, String> {
+    let (Some(q), Some(c)) = (&target.queue, &target.clients) else {
+        return Ok(None);
+    };
+    if target.completions.is_empty() {
+        return Ok(None);
+    }
+    let (before, error) = census::settle(|| queue_depth(&c.sqs, q), Duration::from_secs(1)).await;
+    if before.is_empty() {
+        return Err(error.map_or_else(String::new, |e| format!("{e:#}")));
+    }
+    let ids = sandbox.and_then(Sandbox::queued_job_ids);
+    tokio::time::sleep(CENSUS_SETTLE).await;
+    Ok(Some(QueueCensus {
+        before,
+        after: None,
+        ids,
+    }))
 }
 
 /// Visible + in flight + delayed.

@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | [`bits`] | concurrent, growable bitset: ~1 bit per sequence number | yes |
 //! | [`ids`] | `<run_tag>-<stream>-<seq>` ids and [`AcceptedIds`], fed by the driver | yes |
+//! | [`census`] | what is still in the queue at the end: reads around the final completion poll, listed ids | yes |
 //! | [`summary`] | [`LedgerSummary`] (`ledger.json`) from accepted ids and completions; e2e latency | yes |
 //! | [`writer`] | `accepted.jsonl`, `completions.jsonl`, `ledger.json`: writers and readers | no |
 //! | [`source`] | completion sources (sandbox feed, SQS done queue, HTTP JSON lines), DLQ drain | no |
@@ -16,6 +17,7 @@
 //! ([`writer::load_accepted`] + [`writer::JsonLines`], both streamed). File formats: `docs/probes.md`.
 
 pub mod bits;
+pub mod census;
 pub mod ids;
 pub mod source;
 pub mod summary;

@@ -4,10 +4,13 @@
 //! Memory stays bounded whatever the number of messages: bitsets per stream for completed,
 //! dead-lettered and duplicated ids, one HDR histogram, and bounded samples of ids.
 
+use std::collections::HashSet;
+
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use super::bits::AtomicBitSet;
+use super::census::QueueCensus;
 use super::ids::{AcceptedEntry, AcceptedIds, IdFormat};
 use crate::config::profile::Profile;
 use crate::schedule::{Schedule, Segment, derive_seed};
@@ -189,15 +192,22 @@ pub struct LedgerSummary {
     pub completed: u64,
     /// Accepted messages found dead-lettered and never completed.
     pub dead_lettered: u64,
-    /// Messages still in the queue at the end (a final queue probe), if measured.
+    /// Messages possibly still in the queue at the end (visible + in flight + delayed: the
+    /// largest read of the end-of-run census, or the ids it listed), if measured.
     pub still_queued: Option<u64>,
+    /// The end-of-run queue census `still_queued` comes from ([`QueueCensus`]), if taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<QueueCensus>,
     /// Accepted messages neither completed nor dead-lettered.
     pub missing: u64,
     /// Up to [`SAMPLE_IDS`] of the missing ids, lowest stream and seq first.
     pub missing_sample: Vec<String>,
-    /// `missing - still_queued` (0 at least): messages the system lost. The no-loss
-    /// promise holds when this is 0 and `still_queued` was measured.
+    /// Messages the system lost: when the census listed the queue's ids, the missing ids not
+    /// in it (exact); otherwise `missing - still_queued` (0 at least: a lower bound).
     pub lost: u64,
+    /// Up to [`SAMPLE_IDS`] of the lost ids, when the census listed the queue's ids.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lost_sample: Vec<String>,
     /// Accepted messages completed more than once.
     pub duplicates: u64,
     /// Completion records beyond the first for the same message.
@@ -270,6 +280,9 @@ pub struct SummaryInput<'a> {
     pub stream_names: &'a [String],
     /// Messages still queued at the end, if measured.
     pub still_queued: Option<u64>,
+    /// The ids still in the queue at the end, when the queue could list them: then `lost`
+    /// is exact (the missing ids not among these).
+    pub queued_ids: Option<&'a HashSet<String>>,
 }
 
 struct StreamTally {
@@ -301,9 +314,11 @@ pub fn summarize(
         completed: 0,
         dead_lettered: 0,
         still_queued: input.still_queued,
+        queue: None,
         missing: 0,
         missing_sample: Vec::new(),
         lost: 0,
+        lost_sample: Vec::new(),
         duplicates: 0,
         duplicate_completions: 0,
         duplicate_sample: Vec::new(),
@@ -371,6 +386,13 @@ pub fn summarize(
                 row.dead_lettered += 1;
             } else {
                 row.missing += 1;
+                if let Some(queued) = input.queued_ids {
+                    let id = input.ids.format(index, seq);
+                    if !queued.contains(&id) {
+                        s.lost += 1;
+                        push_sample(&mut s.lost_sample, &id);
+                    }
+                }
                 if s.missing_sample.len() < SAMPLE_IDS {
                     s.missing_sample.push(input.ids.format(index, seq));
                 }
@@ -382,7 +404,9 @@ pub fn summarize(
         s.duplicates += row.duplicates;
         s.streams.push(row);
     }
-    s.lost = s.missing.saturating_sub(input.still_queued.unwrap_or(0));
+    if input.queued_ids.is_none() {
+        s.lost = s.missing.saturating_sub(input.still_queued.unwrap_or(0));
+    }
     s.latency.count = histogram.len();
     if !histogram.is_empty() {
         s.latency.min_ms = Some(histogram.min());
@@ -449,6 +473,7 @@ mod tests {
             ids: &ids,
             stream_names: &names,
             still_queued: Some(1),
+            queued_ids: None,
         };
         let (s, h) = summarize(input, records, Some(&mut times));
         assert_eq!((s.accepted, s.completed, s.dead_lettered), (6, 3, 1));

@@ -520,6 +520,26 @@ impl Sandbox {
         self.sqs.stats(&self.config.queue.name)
     }
 
+    /// The job (or event) ids of every message in the jobs queue, in any state: the
+    /// `shakedown-id` attribute the driver's SQS transport sets, else the `id` of a
+    /// job-shaped JSON body (what a worker reports as `job_id`). Messages with neither are
+    /// left out (no completion could name them either).
+    pub fn queued_job_ids(&self) -> Option<Vec<String>> {
+        let ids = self.sqs.map_messages(&self.config.queue.name, |m| {
+            if let Some(a) = m.attributes.get(crate::driver::sqs::ID_ATTRIBUTE)
+                && let sqs::AttributeValue::String(v) = &a.value
+            {
+                return Some(v.clone());
+            }
+            serde_json::from_str::<serde_json::Value>(&m.body)
+                .ok()?
+                .get("id")?
+                .as_str()
+                .map(str::to_owned)
+        })?;
+        Some(ids.into_iter().flatten().collect())
+    }
+
     /// The dead-letter queue's counts.
     pub fn dead_letter_stats(&self) -> Option<QueueStats> {
         self.sqs.stats(&self.config.queue.dead_letter_name)

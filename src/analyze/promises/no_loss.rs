@@ -38,9 +38,13 @@ impl NoLoss {
         if !l.unaccounted_sample.is_empty() {
             b.figure("unaccounted_sample", l.unaccounted_sample.join(" "));
         }
+        if let Some(listed) = l.queued_listed {
+            b.figure("still_queued_listed", listed);
+        }
         let records = l.completed + l.dead_lettered + l.duplicates + l.unknown;
-        match l.lost() {
-            Some(lost) if lost > 0 && records == 0 => {
+        let sample = |ids: &[String]| ids.iter().take(3).cloned().collect::<Vec<_>>().join(", ");
+        match (l.lost(), l.queued_listed, l.still_queued) {
+            (Some(lost), _, _) if lost > 0 && records == 0 => {
                 // Not one record: a silent completion source looks exactly like total loss.
                 b.figure("lost", lost);
                 b.leg(
@@ -53,35 +57,80 @@ impl NoLoss {
                     ),
                 );
             }
-            Some(0) => {
+            (Some(0), Some(listed), _) => {
                 b.figure("lost", 0u64);
                 b.leg(
                     Status::Pass,
                     format!(
-                        "{} accepted = {} completed + {} dead-lettered + {} still queued",
-                        l.accepted, l.completed, l.dead_lettered, l.unaccounted
+                        "{} accepted = {} completed + {} dead-lettered + {listed} still queued (ids listed)",
+                        l.accepted, l.completed, l.dead_lettered
                     ),
                 );
             }
-            Some(lost) => {
-                b.figure("lost", lost);
-                let sample = l
-                    .unaccounted_sample
-                    .iter()
-                    .take(3)
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ");
+            (Some(lost), Some(listed), _) => {
+                b.figure("lost", lost)
+                    .figure("lost_sample", l.lost_sample.join(" "));
                 b.leg(
                     Status::Fail,
                     format!(
-                        "{lost} of {} accepted messages lost (e.g. {sample}); {} queued at the end",
+                        "{lost} of {} accepted messages lost (e.g. {}): neither completed, \
+                         dead-lettered nor in the queue, which listed its {listed} other missing ids",
                         l.accepted,
-                        l.still_queued.unwrap_or(0)
+                        sample(&l.lost_sample)
                     ),
                 );
             }
-            None => {
+            _ if l.unaccounted == 0 => {
+                b.figure("lost", 0u64);
+                b.leg(
+                    Status::Pass,
+                    format!(
+                        "{} accepted = {} completed + {} dead-lettered",
+                        l.accepted, l.completed, l.dead_lettered
+                    ),
+                );
+            }
+            (_, None, Some(upper)) if l.unaccounted > upper => {
+                let lost = l.unaccounted - upper;
+                b.figure("lost", lost);
+                b.leg(
+                    Status::Fail,
+                    format!(
+                        "at least {lost} of {} accepted messages lost: {} missing (e.g. {}), \
+                         at most {upper} still in the queue at the end",
+                        l.accepted,
+                        l.unaccounted,
+                        sample(&l.unaccounted_sample)
+                    ),
+                );
+            }
+            (_, None, Some(upper)) if l.unaccounted == upper && l.still_queued_stable => {
+                b.figure("lost", 0u64);
+                b.leg(
+                    Status::Pass,
+                    format!(
+                        "{} accepted = {} completed + {} dead-lettered + {upper} still queued \
+                         (by count: the queue held exactly the {upper} missing)",
+                        l.accepted, l.completed, l.dead_lettered
+                    ),
+                );
+            }
+            (_, None, Some(upper)) => {
+                let why = if l.unaccounted == upper {
+                    "the queue's count was still moving when the run ended"
+                } else {
+                    "the queue holds more than the missing ones, so which are there cannot be told"
+                };
+                b.leg(
+                    Status::NotEvaluable,
+                    format!(
+                        "{} missing, up to {upper} still in the system ({why}): extend the \
+                         cool-down (`[cooldown]`) until the backlog drains",
+                        l.unaccounted
+                    ),
+                );
+            }
+            _ => {
                 b.leg(Status::NotEvaluable, format!(
                     "{} accepted messages have no completion and ledger.json does not say how many were still queued",
                     l.unaccounted
@@ -115,6 +164,7 @@ impl NoLoss {
 mod tests {
     use super::*;
     use crate::analyze::view::{Accepted, Completion, Ledger, Outcome};
+    use crate::ledger::census::QueueCensus;
 
     fn ledger(accepted: u64, completed: u64, duplicates: u64, queued: Option<u64>) -> Ledger {
         let acc: Vec<Accepted> = (0..accepted)
@@ -174,6 +224,103 @@ mod tests {
         assert_eq!(v.status, Status::Fail);
         assert_eq!(v.figures["lost"], 8u64.into());
         assert!(v.reason.unwrap().contains("e.g. m090, m091, m092"));
+    }
+
+    fn with_census(mut l: Ledger, census: QueueCensus) -> Ledger {
+        l.still_queued = census.upper();
+        l.still_queued_stable = census.stable();
+        l
+    }
+
+    /// Issue 10: a fleet that could not keep up ended with a backlog; a message processed
+    /// between the last completion poll and the one queue read was called lost ("10 of 1130
+    /// accepted messages lost ... 480 queued at the end" while 500 were in the system).
+    #[test]
+    fn a_message_possibly_still_queued_is_never_called_lost() {
+        let spec = NoLoss {
+            allow_duplicates: true,
+        };
+        let census = QueueCensus {
+            before: vec![500, 500],
+            after: Some(480),
+            ids: None,
+        };
+        let v = eval(&spec, with_census(ledger(1130, 640, 0, None), census));
+        assert_eq!(v.status, Status::NotEvaluable, "{v:?}");
+        let reason = v.reason.unwrap();
+        assert!(
+            reason.contains("490 missing, up to 500 still in the system"),
+            "{reason}"
+        );
+        assert!(reason.contains("extend the cool-down"), "{reason}");
+        // The same count, still moving: not evaluable either.
+        let moving = QueueCensus {
+            before: vec![495, 490],
+            after: Some(490),
+            ids: None,
+        };
+        let v = eval(&spec, with_census(ledger(1130, 640, 0, None), moving));
+        assert_eq!(v.status, Status::NotEvaluable, "{v:?}");
+        // Counts that settled on exactly the missing ones balance the books.
+        let settled = QueueCensus {
+            before: vec![491, 490, 490],
+            after: Some(490),
+            ids: None,
+        };
+        let v = eval(&spec, with_census(ledger(1130, 640, 0, None), settled));
+        assert_eq!(v.status, Status::Pass, "{v:?}");
+        assert!(v.summary.contains("by count"));
+        // More missing than the largest read: at least the difference is lost.
+        let short = QueueCensus {
+            before: vec![300, 300],
+            after: Some(300),
+            ids: None,
+        };
+        let v = eval(&spec, with_census(ledger(1130, 640, 0, None), short));
+        assert_eq!(v.status, Status::Fail, "{v:?}");
+        assert_eq!(v.figures["lost"], 190u64.into());
+        assert!(v.reason.unwrap().contains("at least 190 of 1130"));
+    }
+
+    #[test]
+    fn listed_queue_ids_make_the_balance_exact() {
+        let spec = NoLoss {
+            allow_duplicates: true,
+        };
+        let build = |queued: std::ops::Range<u64>| {
+            let acc: Vec<Accepted> = (0..100)
+                .map(|i| Accepted {
+                    id: format!("r-0-{i}"),
+                    stream: "s".into(),
+                    t_ms: i,
+                })
+                .collect();
+            let mut b = crate::analyze::view::LedgerBuilder::default();
+            for a in &acc {
+                b.accept(&a.id, a.t_ms);
+            }
+            for i in 0..80 {
+                b.complete(&format!("r-0-{i}"), 5_000, Outcome::Completed);
+            }
+            b.finish(Some(QueueCensus {
+                before: vec![40, 40],
+                after: Some(40),
+                ids: Some(queued.map(|i| format!("r-0-{i}")).collect()),
+            }))
+        };
+        // The 20 missing are all in the queue (with 20 of other runs): pass, exactly.
+        let v = eval(&spec, build(80..100));
+        assert_eq!(v.status, Status::Pass, "{v:?}");
+        assert!(
+            v.summary.contains("20 still queued (ids listed)"),
+            "{}",
+            v.summary
+        );
+        // Two of them are not: named, although the count alone would have hidden them.
+        let v = eval(&spec, build(82..122));
+        assert_eq!(v.status, Status::Fail, "{v:?}");
+        assert_eq!(v.figures["lost"], 2u64.into());
+        assert_eq!(v.figures["lost_sample"], "r-0-80 r-0-81".into());
     }
 
     #[test]

@@ -41,7 +41,9 @@ pub mod wire;
 use std::future::Future;
 use std::sync::Arc;
 
-pub use model::{OverflowPolicy, QueueError, QueueSettings, QueueStats, RedrivePolicy};
+pub use model::{
+    AttributeValue, Message, OverflowPolicy, QueueError, QueueSettings, QueueStats, RedrivePolicy,
+};
 
 use server::Shared;
 use wire::ArnContext;
@@ -135,5 +137,11 @@ impl SqsService {
     /// if it does not exist.
     pub fn stats(&self, name: &str) -> Option<QueueStats> {
         self.shared.stats(name)
+    }
+
+    /// `f` over every message stored in queue `name` (visible, in flight or delayed), or
+    /// `None` if it does not exist: what only a queue we run can tell (AWS only counts).
+    pub fn map_messages<T>(&self, name: &str, f: impl FnMut(&Message) -> T) -> Option<Vec<T>> {
+        self.shared.map_messages(name, f)
     }
 }

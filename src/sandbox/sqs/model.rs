@@ -411,6 +411,11 @@ impl Queue {
         self.slots.values().map(|slot| slot.message.id.as_str())
     }
 
+    /// All stored messages (visible, in flight or delayed), oldest first.
+    pub fn messages(&self) -> impl Iterator<Item = &Message> {
+        self.slots.values().map(|slot| &slot.message)
+    }
+
     fn insert(&mut self, message: Message, visible_at: Millis, receipt: Option<u64>) {
         let key = (message.sent_at, self.next_seq);
         self.next_seq += 1;

@@ -111,6 +111,17 @@ impl Shared {
         Ok(())
     }
 
+    /// `f` over every message stored in queue `name` (any state), or `None` if it does not
+    /// exist.
+    pub(super) fn map_messages<T>(
+        &self,
+        name: &str,
+        f: impl FnMut(&super::model::Message) -> T,
+    ) -> Option<Vec<T>> {
+        let registry = self.registry.lock();
+        Some(registry.queue(name).ok()?.messages().map(f).collect())
+    }
+
     pub(super) fn stats(&self, name: &str) -> Option<QueueStats> {
         let now = self.clock.now();
         self.registry.lock().stats(name, now).ok()
