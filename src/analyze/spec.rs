@@ -80,8 +80,14 @@ pub struct RawPromise {
     pub group: Option<Spanned<String>>,
     /// scale-out: the policy's target backlog per instance. Required.
     pub target: Option<Spanned<f64>>,
-    /// scale-out: instances the fleet must add (default 1).
+    /// scale-out, the older form: instances each breach must add. Without it, each breach
+    /// must be answered by capacity that brings backlog per instance under `target` (or
+    /// reaches `max`).
     pub n: Option<Spanned<u32>>,
+    /// scale-out: the group's maximum capacity. At `max` a breach is answered (the policy
+    /// can do no more), but a backlog that keeps growing there for longer than `within`
+    /// (outside fault windows) fails: the max is below what the load needs.
+    pub max: Option<Spanned<u32>>,
     /// scale-in: the minimum capacity to return to (default 0).
     pub min: Option<Spanned<u32>>,
     /// scale-in: measure from the end of this fault instead of from when the backlog drained.
@@ -197,7 +203,15 @@ const TYPES: [(&str, &[&str]); 8] = [
     ),
     (
         "scale-out",
-        &["group", "instances", "depth", "target", "n", "within"],
+        &[
+            "group",
+            "instances",
+            "depth",
+            "target",
+            "n",
+            "max",
+            "within",
+        ],
     ),
     (
         "scale-in",
@@ -250,6 +264,7 @@ impl RawPromise {
             ("group", s(&self.group)),
             ("target", s(&self.target)),
             ("n", s(&self.n)),
+            ("max", s(&self.max)),
             ("min", s(&self.min)),
             ("after", s(&self.after)),
             ("max_direction_changes", s(&self.max_direction_changes)),
@@ -471,12 +486,20 @@ fn build_kind(r: &mut Reader<'_, '_, '_>) -> PromiseKind {
             if raw.target.is_none() {
                 r.missing("target");
             }
+            for (key, v) in [("n", &raw.n), ("max", &raw.max)] {
+                if let Some(v) = v
+                    && *v.get_ref() == 0
+                {
+                    r.c.error(v.span(), format!("`{key}` must be at least 1"));
+                }
+            }
             PromiseKind::ScaleOut(ScaleOut {
                 group: r.string(&raw.group),
                 instances: r.required_string(&raw.instances, "instances"),
                 depth: r.required_string(&raw.depth, "depth"),
                 target: r.positive(&raw.target, 1.0),
-                n: r.value(&raw.n).unwrap_or(1),
+                n: r.value(&raw.n),
+                max: r.value(&raw.max),
                 within: r.required_duration(&raw.within, "within"),
             })
         }

@@ -175,8 +175,9 @@ pub struct Ledger {
     /// run ended: the largest read of the end-of-run census; `None` when `ledger.json` did
     /// not say.
     pub still_queued: Option<u64>,
-    /// Whether the census reads agreed (nothing moved while the run took its last count).
-    pub still_queued_stable: bool,
+    /// The census's count when its reads agreed (nothing moved while the run took its last
+    /// count); `None` when they did not.
+    pub still_queued_settled: Option<u64>,
     /// When the queue listed its ids at the end (the sandbox): how many unaccounted ids
     /// were among them (exactly "still queued").
     pub queued_listed: Option<u64>,
@@ -438,7 +439,7 @@ impl LedgerBuilder {
             dead_lettered,
             unaccounted,
             still_queued: census.as_ref().and_then(QueueCensus::upper),
-            still_queued_stable: census.as_ref().is_some_and(QueueCensus::stable),
+            still_queued_settled: census.as_ref().and_then(QueueCensus::settled),
             queued_listed: listed.is_some().then_some(queued_listed),
             lost_sample: lost_sample.into_iter().collect(),
             unaccounted_sample: sample.into_iter().collect(),

@@ -58,9 +58,9 @@ impl QueueCensus {
         }
     }
 
-    /// Whether nothing moved while the census was taken: the last two `before` reads and the
-    /// `after` read (when there is one) agree. A one-read census counts as stable.
-    pub fn stable(&self) -> bool {
+    /// The count, when nothing moved while the census was taken: the last two `before` reads
+    /// and the `after` read (when there is one) agree. A one-read census counts as settled.
+    pub fn settled(&self) -> Option<u64> {
         let tail: Vec<u64> = self
             .before
             .iter()
@@ -69,7 +69,7 @@ impl QueueCensus {
             .chain(&self.after)
             .copied()
             .collect();
-        !tail.is_empty() && tail.iter().all(|v| *v == tail[0])
+        (!tail.is_empty() && tail.iter().all(|v| *v == tail[0])).then(|| tail[0])
     }
 }
 
@@ -110,17 +110,17 @@ mod tests {
             ids: None,
         };
         assert_eq!(c.upper(), Some(500));
-        assert!(!c.stable());
+        assert_eq!(c.settled(), None);
         let still = QueueCensus {
             before: vec![12, 10, 10],
             after: Some(10),
             ids: None,
         };
-        assert!(still.stable());
+        assert_eq!(still.settled(), Some(10));
         assert_eq!(QueueCensus::single(7).upper(), Some(7));
-        assert!(QueueCensus::single(7).stable());
+        assert_eq!(QueueCensus::single(7).settled(), Some(7));
         assert_eq!(QueueCensus::default().upper(), None);
-        assert!(!QueueCensus::default().stable());
+        assert_eq!(QueueCensus::default().settled(), None);
         let listed = QueueCensus {
             before: vec![2, 2],
             after: Some(2),
@@ -129,7 +129,7 @@ mod tests {
         assert_eq!(listed.upper(), Some(3));
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn settle_reads_until_two_agree() {
         let mut values = vec![9u64, 7, 5, 5, 1].into_iter();
         let (reads, err) = settle(

@@ -104,7 +104,8 @@ impl NoLoss {
                     ),
                 );
             }
-            (_, None, Some(upper)) if l.unaccounted == upper && l.still_queued_stable => {
+            (_, None, Some(_)) if l.still_queued_settled == Some(l.unaccounted) => {
+                let upper = l.unaccounted;
                 b.figure("lost", 0u64);
                 b.leg(
                     Status::Pass,
@@ -116,7 +117,7 @@ impl NoLoss {
                 );
             }
             (_, None, Some(upper)) => {
-                let why = if l.unaccounted == upper {
+                let why = if l.still_queued_settled.is_none() {
                     "the queue's count was still moving when the run ended"
                 } else {
                     "the queue holds more than the missing ones, so which are there cannot be told"
@@ -228,7 +229,7 @@ mod tests {
 
     fn with_census(mut l: Ledger, census: QueueCensus) -> Ledger {
         l.still_queued = census.upper();
-        l.still_queued_stable = census.stable();
+        l.still_queued_settled = census.settled();
         l
     }
 
