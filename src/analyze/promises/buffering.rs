@@ -252,4 +252,159 @@ mod tests {
         assert_eq!(v.figures["fault_never_undone"], "true".into());
         assert_eq!(v.status, Status::Fail);
     }
+
+    // ---- Each leg alone turns pass into fail (issue 10). Baseline: 50 ok/s at 20 ms, so
+    // with eps 5% and k 2: success >= 95%, depth slope >= 0.95 x accepted/s, p99 <= 40 ms.
+
+    /// Producers send `during` in every second of the stall `[start, end)` (to the end of the
+    /// run when `end` is `None`), the baseline otherwise; depth grows `slope`/s in the stall.
+    fn stall(start: usize, end: Option<usize>, len: usize, during: Second, slope: f64) -> RunView {
+        let stop = end.unwrap_or(len);
+        let inside = |s: usize| (start..stop).contains(&s);
+        let mut v = RunView::default();
+        v.streams.insert(
+            "up".into(),
+            (0..len)
+                .map(|s| {
+                    if inside(s) {
+                        during.clone()
+                    } else {
+                        Second::simple(50, 0, 20.0)
+                    }
+                })
+                .collect(),
+        );
+        v.probes.insert(
+            "depth".into(),
+            (0..len)
+                .map(|s| {
+                    Some(if inside(s) {
+                        slope * (s - start) as f64
+                    } else {
+                        0.0
+                    })
+                })
+                .collect(),
+        );
+        v.faults.push(FaultWindow {
+            name: "stall".into(),
+            id: "stall#1".into(),
+            kind: "stall-consumers".into(),
+            start: start as f64,
+            end: end.map(|e| e as f64),
+            targets: vec![],
+        });
+        v
+    }
+
+    fn stalled(during: Second, slope: f64) -> RunView {
+        stall(20, Some(40), 60, during, slope)
+    }
+
+    #[test]
+    fn producer_success_alone_decides() {
+        // 50 ok and 2 vs 3 errors a second: 96.15% vs 94.34% (need 95%); same 50 ok/s.
+        let v = spec().evaluate("b", &stalled(Second::simple(50, 2, 20.0), 50.0));
+        assert_eq!(
+            (v.status, v.reason.as_deref()),
+            (Status::Pass, None),
+            "{v:?}"
+        );
+        let v = spec().evaluate("b", &stalled(Second::simple(50, 3, 20.0), 50.0));
+        assert_eq!(v.status, Status::Fail, "{v:?}");
+        assert_eq!(
+            v.reason.as_deref(),
+            Some("producers 94.34% ok during the stall (need >= 95.00%)")
+        );
+    }
+
+    #[test]
+    fn depth_slope_alone_decides() {
+        // 50 accepted/s: the depth must grow >= 47.5/s.
+        let v = spec().evaluate("b", &stalled(Second::simple(50, 0, 20.0), 48.0));
+        assert_eq!(
+            (v.status, v.reason.as_deref()),
+            (Status::Pass, None),
+            "{v:?}"
+        );
+        let v = spec().evaluate("b", &stalled(Second::simple(50, 0, 20.0), 47.0));
+        assert_eq!(v.status, Status::Fail, "{v:?}");
+        assert_eq!(
+            v.reason.as_deref(),
+            Some("depth grew 47.0/s (need >= 47.5/s)")
+        );
+    }
+
+    #[test]
+    fn producer_p99_alone_decides() {
+        // Baseline p99 20 ms, k = 2: 40 ms passes, 41 ms fails; nothing else changes.
+        let v = spec().evaluate("b", &stalled(Second::simple(50, 0, 40.0), 50.0));
+        assert_eq!(
+            (v.status, v.reason.as_deref()),
+            (Status::Pass, None),
+            "{v:?}"
+        );
+        let v = spec().evaluate("b", &stalled(Second::simple(50, 0, 41.0), 50.0));
+        assert_eq!(v.status, Status::Fail, "{v:?}");
+        assert_eq!(v.reason.as_deref(), Some("producer p99 41ms (limit 40ms)"));
+    }
+
+    #[test]
+    fn a_stall_shorter_than_two_whole_seconds_is_not_evaluable() {
+        let good = Second::simple(50, 0, 20.0);
+        let v = spec().evaluate("b", &stall(20, Some(22), 60, good.clone(), 50.0));
+        assert_eq!(v.status, Status::Pass, "{v:?}");
+        // 20.5 .. 22.4 holds one whole second (21).
+        let mut short = stall(20, Some(22), 60, good, 50.0);
+        short.faults[0].start = 20.5;
+        short.faults[0].end = Some(22.4);
+        let v = spec().evaluate("b", &short);
+        assert_eq!(v.status, Status::NotEvaluable, "{v:?}");
+        assert!(
+            v.reason
+                .as_deref()
+                .unwrap()
+                .starts_with("the stall covers fewer than 2 whole seconds"),
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn a_stall_never_undone_is_judged_to_the_end_of_the_run() {
+        let v = spec().evaluate("b", &stall(20, None, 60, Second::simple(50, 0, 20.0), 50.0));
+        assert_eq!(
+            (v.status, v.reason.as_deref()),
+            (Status::Pass, None),
+            "{v:?}"
+        );
+        assert_eq!(v.window, Some([20.0, 60.0]));
+        assert_eq!(v.figures["fault_never_undone"], "true".into());
+        // The latency leg still decides alone over that window.
+        let v = spec().evaluate("b", &stall(20, None, 60, Second::simple(50, 0, 41.0), 50.0));
+        assert_eq!(v.reason.as_deref(), Some("producer p99 41ms (limit 40ms)"));
+    }
+
+    #[test]
+    fn no_baseline_or_no_producer_traffic_is_not_evaluable() {
+        // A stall from 2 s: fewer than 3 seconds before it, so no baseline p99; the other
+        // legs pass, and the latency leg alone makes it not evaluable.
+        let v = spec().evaluate(
+            "b",
+            &stall(2, Some(40), 60, Second::simple(50, 0, 20.0), 50.0),
+        );
+        assert_eq!(v.status, Status::NotEvaluable, "{v:?}");
+        assert_eq!(
+            v.reason.as_deref(),
+            Some("no baseline before the first fault: latency not comparable")
+        );
+        // No producer request ended during the stall.
+        let v = spec().evaluate("b", &stalled(Second::default(), 0.0));
+        assert_eq!(v.status, Status::NotEvaluable, "{v:?}");
+        assert_eq!(
+            v.reason.as_deref(),
+            Some(
+                "no producer requests ended during the stall; no producer responses during the stall"
+            )
+        );
+    }
 }

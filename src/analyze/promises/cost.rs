@@ -178,4 +178,110 @@ mod tests {
         assert_eq!(verdict.status, Status::NotEvaluable);
         assert!(verdict.reason.unwrap().contains("sampled 50%"));
     }
+
+    // ---- The budget leg alone turns pass into fail, from either priced quantity (issue 10).
+    // 100 s of run; 3.6 per instance-hour is 0.001 per instance-second.
+
+    fn priced(instances: impl Fn(usize) -> Option<f64>, gb_end: f64) -> RunView {
+        let mut v = RunView::default();
+        v.probes
+            .insert("n".into(), (0..100).map(instances).collect());
+        v.probes.insert(
+            "gbs".into(),
+            (0..100).map(|s| Some(gb_end * s as f64 / 99.0)).collect(),
+        );
+        v
+    }
+
+    fn budget(b: f64) -> Cost {
+        Cost {
+            instances: Some("n".into()),
+            instance_hour: 3.6,
+            gb_seconds: Some("gbs".into()),
+            gb_second: 0.001,
+            budget: Some(b),
+        }
+    }
+
+    #[test]
+    fn instance_time_alone_decides() {
+        // 1 instance for 100 s = 0.1, plus 10 GB-s x 0.001 = 0.01: 0.11 <= 0.115. Two
+        // instances for 10 of those seconds add 0.01: 0.12 > 0.115.
+        let v = budget(0.115).evaluate("c", &priced(|_| Some(1.0), 10.0));
+        assert_eq!(
+            (v.status, v.reason.as_deref()),
+            (Status::Pass, None),
+            "{v:?}"
+        );
+        assert_eq!(v.figures["instance_seconds"], 100.0.into());
+        let v = budget(0.115).evaluate(
+            "c",
+            &priced(
+                |s| Some(if (40..50).contains(&s) { 2.0 } else { 1.0 }),
+                10.0,
+            ),
+        );
+        assert_eq!(v.status, Status::Fail, "{v:?}");
+        assert_eq!(v.figures["instance_seconds"], 110.0.into());
+        assert_eq!(v.reason.as_deref(), Some("cost 0.1200 (budget 0.115)"));
+    }
+
+    #[test]
+    fn function_time_alone_decides() {
+        // The same instances; 10 vs 20 GB-seconds.
+        let v = budget(0.115).evaluate("c", &priced(|_| Some(1.0), 10.0));
+        assert_eq!(v.status, Status::Pass, "{v:?}");
+        let v = budget(0.115).evaluate("c", &priced(|_| Some(1.0), 20.0));
+        assert_eq!(v.status, Status::Fail, "{v:?}");
+        assert_eq!(v.figures["gb_seconds"], 20.0.into());
+        assert_eq!(v.reason.as_deref(), Some("cost 0.1200 (budget 0.115)"));
+    }
+
+    #[test]
+    fn a_gap_holds_the_sample_before_it() {
+        // 1 instance, then a gap over 40..50 after a sample of 2 at 39: the gap counts as 2.
+        let held = |s: usize| match s {
+            39 => Some(2.0),
+            40..50 => None,
+            _ => Some(1.0),
+        };
+        let v = budget(0.115).evaluate("c", &priced(held, 10.0));
+        assert_eq!(v.figures["instance_seconds"], 111.0.into(), "{v:?}");
+        assert_eq!(v.status, Status::Fail);
+        // Seconds before the first sample hold the first sample.
+        let late = |s: usize| (s >= 5).then_some(1.0);
+        let v = budget(0.115).evaluate("c", &priced(late, 10.0));
+        assert_eq!(v.figures["instance_seconds"], 100.0.into(), "{v:?}");
+    }
+
+    #[test]
+    fn missing_or_thin_probes_are_not_evaluable() {
+        let mut v = priced(|_| Some(1.0), 10.0);
+        v.probes.remove("n");
+        let verdict = budget(0.115).evaluate("c", &v);
+        assert_eq!(verdict.status, Status::NotEvaluable);
+        assert_eq!(verdict.reason.as_deref(), Some("no probe `n`"));
+        // One GB-second sample is no difference.
+        let mut v = priced(|_| Some(1.0), 10.0);
+        v.probes.insert(
+            "gbs".into(),
+            (0..100).map(|s| (s == 50).then_some(3.0)).collect(),
+        );
+        let verdict = budget(0.115).evaluate("c", &v);
+        assert_eq!(verdict.status, Status::NotEvaluable);
+        assert_eq!(
+            verdict.reason.as_deref(),
+            Some("probe `gbs` has fewer than 2 samples")
+        );
+        // 89% of the seconds sampled is too sparse; 90% is enough.
+        let covered = |n: usize| priced(move |s| (s < n).then_some(1.0), 10.0);
+        assert_eq!(
+            budget(0.115).evaluate("c", &covered(89)).status,
+            Status::NotEvaluable
+        );
+        assert_eq!(
+            budget(0.115).evaluate("c", &covered(90)).status,
+            Status::Pass
+        );
+    }
 }

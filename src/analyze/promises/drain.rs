@@ -209,4 +209,112 @@ mod tests {
         no_probe.probes.clear();
         assert_eq!(spec().evaluate("d", &no_probe).status, Status::NotEvaluable);
     }
+
+    // ---- The leg alone turns pass into fail (issue 10); `within` is 30 s.
+
+    /// Depth `base` before the stall (20..40), 1000 from 20 until second `drained`, then
+    /// `tail`; `len` seconds of samples.
+    fn backlog(base: f64, drained: usize, tail: f64, len: usize) -> RunView {
+        let mut v = view(0.0, len, Some(40.0));
+        v.probes.insert(
+            "depth".into(),
+            (0..len)
+                .map(|s| {
+                    Some(if s < 20 {
+                        base
+                    } else if s < drained {
+                        1000.0
+                    } else {
+                        tail
+                    })
+                })
+                .collect(),
+        );
+        v
+    }
+
+    #[test]
+    fn drain_time_alone_decides() {
+        let v = spec().evaluate("d", &backlog(0.0, 70, 0.0, 120));
+        assert_eq!(
+            (v.status, v.reason.as_deref()),
+            (Status::Pass, None),
+            "{v:?}"
+        );
+        assert_eq!(v.figures["drain_s"], 30.0.into());
+        let v = spec().evaluate("d", &backlog(0.0, 71, 0.0, 120));
+        assert_eq!(v.status, Status::Fail, "{v:?}");
+        assert_eq!(v.reason.as_deref(), Some("drained in 31s (limit 30s)"));
+    }
+
+    #[test]
+    fn the_drained_level_is_the_baseline_median_plus_tolerance() {
+        // Baseline depth 10, tolerance 5: settling at 15 is drained, at 16 never is.
+        let tolerant = Drain {
+            tolerance: 5.0,
+            ..spec()
+        };
+        let v = tolerant.evaluate("d", &backlog(10.0, 60, 15.0, 120));
+        assert_eq!(
+            (v.status, v.reason.as_deref()),
+            (Status::Pass, None),
+            "{v:?}"
+        );
+        assert_eq!(v.figures["baseline_depth"], 10.0.into());
+        assert_eq!(v.figures["drain_s"], 20.0.into());
+        let v = tolerant.evaluate("d", &backlog(10.0, 60, 16.0, 120));
+        assert_eq!(v.status, Status::Fail, "{v:?}");
+        assert_eq!(
+            v.reason.as_deref(),
+            Some("depth still above 15 79s after the fault ended")
+        );
+    }
+
+    #[test]
+    fn not_drained_fails_only_once_samples_reach_the_limit() {
+        // Never drained; the last sample is 30 s after the fault's end (fail) or 29 s.
+        let v = spec().evaluate("d", &backlog(0.0, usize::MAX, 0.0, 71));
+        assert_eq!(v.status, Status::Fail, "{v:?}");
+        assert_eq!(
+            v.reason.as_deref(),
+            Some("depth still above 0 30s after the fault ended")
+        );
+        let v = spec().evaluate("d", &backlog(0.0, usize::MAX, 0.0, 70));
+        assert_eq!(v.status, Status::NotEvaluable, "{v:?}");
+        assert_eq!(
+            v.reason.as_deref(),
+            Some("depth samples end 29s after the fault: too early to tell within 30s")
+        );
+    }
+
+    #[test]
+    fn missing_data_is_not_evaluable_and_says_what() {
+        let v = spec().evaluate("d", &backlog(0.0, 70, 0.0, 120));
+        assert_eq!(v.status, Status::Pass);
+        // Fault never undone.
+        let mut open = backlog(0.0, 70, 0.0, 120);
+        open.faults[0].end = None;
+        let v = spec().evaluate("d", &open);
+        assert_eq!(v.status, Status::NotEvaluable);
+        assert_eq!(
+            v.reason.as_deref(),
+            Some("fault `stall` was never undone: there is no \"after\" to drain in")
+        );
+        // No depth sample before the first fault: no baseline depth.
+        let mut blind = backlog(0.0, 70, 0.0, 120);
+        for d in &mut blind.probes.get_mut("depth").unwrap()[..20] {
+            *d = None;
+        }
+        let v = spec().evaluate("d", &blind);
+        assert_eq!(v.status, Status::NotEvaluable);
+        assert!(
+            v.reason.as_deref().unwrap().contains("no baseline depth"),
+            "{v:?}"
+        );
+        // No depth probe.
+        let mut no_probe = backlog(0.0, 70, 0.0, 120);
+        no_probe.probes.clear();
+        let v = spec().evaluate("d", &no_probe);
+        assert_eq!(v.reason.as_deref(), Some("no depth probe `depth`"));
+    }
 }

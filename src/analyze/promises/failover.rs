@@ -344,4 +344,252 @@ mod tests {
         };
         assert_eq!(strict.evaluate("f", &v).status, Status::Fail);
     }
+
+    // ---- Each leg alone turns pass into fail (issue 10). Baseline in these fixtures:
+    // 100 ok/s at 20 ms before the fault at 30 s, so a healthy second has an error rate
+    // <= 1% and a p99 <= 40 ms; `within` is 20 s, `hold` 5 s, `max_failed` 200.
+
+    /// 30 s of baseline, then `after(s - 30)` for every second from 30 on.
+    fn after_fault(len: usize, after: impl Fn(usize) -> Second) -> RunView {
+        let seconds = (0..len)
+            .map(|s| {
+                if s < 30 {
+                    Second::simple(100, 0, 20.0)
+                } else {
+                    after(s - 30)
+                }
+            })
+            .collect();
+        view(seconds, 30.0)
+    }
+
+    /// `n` seconds of `bad`, then the baseline again, from the fault on.
+    fn outage(n: usize, bad: Second) -> RunView {
+        after_fault(90, move |i| {
+            if i < n {
+                bad.clone()
+            } else {
+                Second::simple(100, 0, 20.0)
+            }
+        })
+    }
+
+    #[test]
+    fn recovery_time_alone_decides() {
+        // 5% errors (unhealthy) for 20 s vs 21 s: 100 vs 105 failed, both within budget.
+        let v = spec().evaluate("f", &outage(20, Second::simple(95, 5, 20.0)));
+        assert_eq!(
+            (v.status, v.reason.as_deref()),
+            (Status::Pass, None),
+            "{v:?}"
+        );
+        assert_eq!(v.figures["recovery_s"], 20.0.into());
+        let v = spec().evaluate("f", &outage(21, Second::simple(95, 5, 20.0)));
+        assert_eq!(v.status, Status::Fail, "{v:?}");
+        assert_eq!(v.reason.as_deref(), Some("recovered in 21s (limit 20s)"));
+        assert_eq!(v.figures["failed_requests"], 105u64.into());
+    }
+
+    #[test]
+    fn error_budget_alone_decides() {
+        // Recovered after 3 s either way; 3 x 66 = 198 vs 3 x 67 = 201 failed (budget 200).
+        let v = spec().evaluate("f", &outage(3, Second::simple(34, 66, 20.0)));
+        assert_eq!(
+            (v.status, v.reason.as_deref()),
+            (Status::Pass, None),
+            "{v:?}"
+        );
+        assert_eq!(v.figures["failed_requests"], 198u64.into());
+        let v = spec().evaluate("f", &outage(3, Second::simple(33, 67, 20.0)));
+        assert_eq!(v.status, Status::Fail, "{v:?}");
+        assert_eq!(v.figures["recovery_s"], 3.0.into());
+        assert_eq!(
+            v.reason.as_deref(),
+            Some("201 requests failed (budget 200)")
+        );
+        // Requests never sent count against the budget as well: 198 failed + 3 dropped.
+        let v = spec().evaluate(
+            "f",
+            &after_fault(90, |i| match i {
+                0 => Second {
+                    dropped: 3,
+                    ..Second::simple(34, 66, 20.0)
+                },
+                1 | 2 => Second::simple(34, 66, 20.0),
+                _ => Second::simple(100, 0, 20.0),
+            }),
+        );
+        assert_eq!(v.status, Status::Fail, "{v:?}");
+        assert_eq!(
+            v.reason.as_deref(),
+            Some("201 requests failed (budget 200)")
+        );
+    }
+
+    #[test]
+    fn p99_over_k_times_baseline_alone_decides() {
+        // No error after the fault, only latency: 25 s at 40 ms (= 2 x 20 ms, healthy) vs
+        // 25 s at 41 ms (unhealthy: recovery only after 25 s, with 0 requests failed).
+        let slow = |ms: f64| outage(25, Second::simple(100, 0, ms));
+        let v = spec().evaluate("f", &slow(40.0));
+        assert_eq!(
+            (v.status, v.reason.as_deref()),
+            (Status::Pass, None),
+            "{v:?}"
+        );
+        assert_eq!(v.figures["recovery_s"], 0.0.into());
+        let v = spec().evaluate("f", &slow(41.0));
+        assert_eq!(v.status, Status::Fail, "{v:?}");
+        assert_eq!(v.reason.as_deref(), Some("recovered in 25s (limit 20s)"));
+        assert_eq!(v.figures["failed_requests"], 0u64.into());
+    }
+
+    #[test]
+    fn error_rate_over_baseline_plus_eps_alone_decides() {
+        // 25 s at 1% errors (= 0% + eps, healthy) vs 2% (unhealthy); 25 vs 50 failed.
+        let v = spec().evaluate("f", &outage(25, Second::simple(99, 1, 20.0)));
+        assert_eq!(
+            (v.status, v.reason.as_deref()),
+            (Status::Pass, None),
+            "{v:?}"
+        );
+        assert_eq!(v.figures["recovery_s"], 0.0.into());
+        let v = spec().evaluate("f", &outage(25, Second::simple(98, 2, 20.0)));
+        assert_eq!(v.status, Status::Fail, "{v:?}");
+        assert_eq!(v.reason.as_deref(), Some("recovered in 25s (limit 20s)"));
+        // The tolerance is over the baseline's error rate: with 1% errors before the fault,
+        // 2% after it is healthy.
+        let mut v = outage(25, Second::simple(98, 2, 20.0));
+        for s in &mut v.streams.get_mut("web").unwrap()[..30] {
+            *s = Second::simple(99, 1, 20.0);
+        }
+        let v = spec().evaluate("f", &v);
+        assert_eq!(
+            (v.status, v.reason.as_deref()),
+            (Status::Pass, None),
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn never_recovering_fails_only_once_the_window_was_observed() {
+        // Errors to the end: every start up to 30 + 20 s must be followed by 5 s of run.
+        let broken = |len| after_fault(len, |_| Second::simple(50, 50, 20.0));
+        let v = spec().evaluate("f", &broken(55));
+        assert_eq!(v.status, Status::Fail, "{v:?}");
+        assert!(
+            v.reason
+                .as_deref()
+                .unwrap()
+                .starts_with("not recovered within 20s"),
+            "{v:?}"
+        );
+        let v = spec().evaluate("f", &broken(54));
+        assert_eq!(v.status, Status::NotEvaluable, "{v:?}");
+        assert_eq!(
+            v.reason.as_deref(),
+            Some("the run ends 24s after the fault: too early to see 5s of health within 20s")
+        );
+    }
+
+    /// The traffic recovers after 3 s; the instance count is 3 before the fault, 2 from the
+    /// fault, and 3 again from second `back` (never when `None`).
+    fn replaced(back: Option<usize>, len: usize) -> RunView {
+        let mut v = after_fault(len, |i| {
+            if i < 3 {
+                Second::simple(50, 50, 20.0)
+            } else {
+                Second::simple(100, 0, 20.0)
+            }
+        });
+        v.probes.insert(
+            "web_instances".into(),
+            (0..len)
+                .map(|s| {
+                    Some(if s < 30 || back.is_some_and(|b| s >= b) {
+                        3.0
+                    } else {
+                        2.0
+                    })
+                })
+                .collect(),
+        );
+        v
+    }
+
+    fn replacing() -> Failover {
+        Failover {
+            instances: Some("web_instances".into()),
+            replace_within: Some(Duration::from_secs(30)),
+            ..spec()
+        }
+    }
+
+    #[test]
+    fn replacement_time_alone_decides() {
+        let v = replacing().evaluate("f", &replaced(Some(60), 90));
+        assert_eq!(
+            (v.status, v.reason.as_deref()),
+            (Status::Pass, None),
+            "{v:?}"
+        );
+        assert_eq!(v.figures["replacement_s"], 30.0.into());
+        let v = replacing().evaluate("f", &replaced(Some(61), 90));
+        assert_eq!(v.status, Status::Fail, "{v:?}");
+        assert_eq!(v.reason.as_deref(), Some("replaced in 31s (limit 30s)"));
+        // Never back: a fail once the run lasted `replace_within` past the fault...
+        let v = replacing().evaluate("f", &replaced(None, 90));
+        assert_eq!(v.status, Status::Fail, "{v:?}");
+        assert_eq!(
+            v.reason.as_deref(),
+            Some("instance count not back within 30s")
+        );
+        // ... not evaluable when it ended before.
+        let v = replacing().evaluate("f", &replaced(None, 59));
+        assert_eq!(v.status, Status::NotEvaluable, "{v:?}");
+        assert_eq!(
+            v.reason.as_deref(),
+            Some("the run ended before 30s after the fault: replacement unknown")
+        );
+    }
+
+    #[test]
+    fn replacement_without_a_desired_count_is_not_evaluable() {
+        // No sample before the fault and no `desired`: the count to return to is unknown.
+        let mut v = replaced(Some(60), 90);
+        for s in &mut v.probes.get_mut("web_instances").unwrap()[..30] {
+            *s = None;
+        }
+        let verdict = replacing().evaluate("f", &v);
+        assert_eq!(verdict.status, Status::NotEvaluable, "{verdict:?}");
+        assert_eq!(
+            verdict.reason.as_deref(),
+            Some(
+                "no `web_instances` sample before the fault and no `desired`: replacement not evaluable"
+            )
+        );
+        // `desired` supplies it.
+        let with_desired = Failover {
+            desired: Some(3),
+            ..replacing()
+        };
+        assert_eq!(with_desired.evaluate("f", &v).status, Status::Pass);
+        // No probe at all.
+        v.probes.clear();
+        assert_eq!(replacing().evaluate("f", &v).status, Status::NotEvaluable);
+    }
+
+    #[test]
+    fn a_fault_missing_from_the_journal_says_so() {
+        let v = Failover {
+            fault: "other".into(),
+            ..spec()
+        }
+        .evaluate("f", &outage(3, Second::simple(50, 50, 20.0)));
+        assert_eq!(v.status, Status::NotEvaluable);
+        assert_eq!(
+            v.reason.as_deref(),
+            Some("fault `other` is not in the journal")
+        );
+    }
 }

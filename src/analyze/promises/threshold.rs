@@ -145,7 +145,7 @@ impl Threshold {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analyze::view::{FaultWindow, Second};
+    use crate::analyze::view::{FaultWindow, Latency, Second};
 
     fn spec(checks: &[&str], over: &str) -> Threshold {
         Threshold {
@@ -249,6 +249,247 @@ mod tests {
         assert_eq!(
             spec(&["p99 < 1s"], "before").evaluate("t", &quiet).status,
             Status::NotEvaluable
+        );
+    }
+
+    // ---- Each check alone turns pass into fail (issue 10).
+
+    const CHECKS: [&str; 8] = [
+        "p50 < 100ms",
+        "p90 < 200ms",
+        "p99 < 300ms",
+        "p999 < 400ms",
+        "max < 500ms",
+        "error_rate < 1%",
+        "rate >= 95/s",
+        "dropped <= 5",
+    ];
+
+    /// Every second: 100 ok, 50 / 150 / 250 / 350 / 450 ms at p50 ... max, over 10 s;
+    /// `edit` changes every second.
+    fn steady(edit: impl Fn(&mut Second)) -> RunView {
+        let mut s = Second::simple(100, 0, 0.0);
+        s.latency = Some(Latency {
+            p50: 50.0,
+            p90: 150.0,
+            p99: 250.0,
+            p999: 350.0,
+            max: 450.0,
+        });
+        edit(&mut s);
+        RunView {
+            streams: [("a".to_string(), vec![s; 10])].into(),
+            ..RunView::default()
+        }
+    }
+
+    fn latency(edit: impl Fn(&mut Latency)) -> impl Fn(&mut Second) {
+        move |s| edit(s.latency.as_mut().unwrap())
+    }
+
+    /// The checks pass on `pass` and only `check` fails on `fail`.
+    fn decides(check: &str, pass: &RunView, fail: &RunView, measured: &str) {
+        let all = spec(&CHECKS, "whole");
+        let v = all.evaluate("t", pass);
+        assert_eq!(
+            (v.status, v.reason.as_deref()),
+            (Status::Pass, None),
+            "{v:?}"
+        );
+        let v = all.evaluate("t", fail);
+        assert_eq!(v.status, Status::Fail, "{v:?}");
+        assert_eq!(
+            v.reason.as_deref(),
+            Some(format!("{check} (measured {measured})").as_str())
+        );
+    }
+
+    #[test]
+    fn each_latency_quantile_alone_decides() {
+        decides(
+            "p50 < 100ms",
+            &steady(latency(|l| l.p50 = 99.0)),
+            &steady(latency(|l| l.p50 = 100.0)),
+            "100ms",
+        );
+        decides(
+            "p90 < 200ms",
+            &steady(latency(|l| l.p90 = 199.0)),
+            &steady(latency(|l| l.p90 = 200.0)),
+            "200ms",
+        );
+        decides(
+            "p99 < 300ms",
+            &steady(latency(|l| l.p99 = 299.0)),
+            &steady(latency(|l| l.p99 = 300.0)),
+            "300ms",
+        );
+        decides(
+            "p999 < 400ms",
+            &steady(latency(|l| l.p999 = 399.0)),
+            &steady(latency(|l| l.p999 = 400.0)),
+            "400ms",
+        );
+        decides(
+            "max < 500ms",
+            &steady(latency(|l| l.max = 499.0)),
+            &steady(latency(|l| l.max = 500.0)),
+            "500ms",
+        );
+    }
+
+    #[test]
+    fn error_rate_alone_decides() {
+        // 1 error per 100 ok is 0.99%; 2 per 100 is 1.96%. Same ok count, same latencies.
+        let errors = |n: u64| {
+            steady(move |s| {
+                s.errors[crate::metrics::ErrorClass::Timeout as usize] = n;
+            })
+        };
+        decides("error_rate < 1%", &errors(1), &errors(2), "1.961%");
+    }
+
+    #[test]
+    fn rate_alone_decides() {
+        let ok = |n: u64| steady(move |s| s.ok = n);
+        decides("rate >= 95/s", &ok(95), &ok(94), "94/s");
+    }
+
+    #[test]
+    fn dropped_alone_decides() {
+        // 5 vs 6 never sent over the window (0.5% / 0.6% errors: still under 1%).
+        let dropped = |n: u64| {
+            let mut v = steady(|_| {});
+            v.streams.get_mut("a").unwrap()[3].dropped = n;
+            v
+        };
+        decides("dropped <= 5", &dropped(5), &dropped(6), "6");
+    }
+
+    #[test]
+    fn e2e_latency_alone_decides() {
+        use crate::analyze::view::{Accepted, Completion, Ledger, Outcome};
+        // 100 messages, each done `ms` after being accepted.
+        let run = |ms: u64| {
+            let accepted: Vec<Accepted> = (0..100)
+                .map(|i| Accepted {
+                    id: format!("r-s-{i}"),
+                    stream: "a".into(),
+                    t_ms: i * 10,
+                })
+                .collect();
+            let done: Vec<Completion> = (0..100)
+                .map(|i| Completion {
+                    id: format!("r-s-{i}"),
+                    done_ms: i * 10 + ms,
+                    outcome: Outcome::Completed,
+                    receive_count: 1,
+                })
+                .collect();
+            RunView {
+                ledger: Some(Ledger::build(&accepted, &done, Some(0))),
+                ..steady(|_| {})
+            }
+        };
+        let checks = ["e2e_p99 < 3s", "p99 < 300ms"];
+        let v = spec(&checks, "whole").evaluate("t", &run(2_900));
+        assert_eq!(
+            (v.status, v.reason.as_deref()),
+            (Status::Pass, None),
+            "{v:?}"
+        );
+        let v = spec(&checks, "whole").evaluate("t", &run(3_100));
+        assert_eq!(v.status, Status::Fail, "{v:?}");
+        // The histogram keeps 3 significant digits: 3.1 s reads as 3.1xx s.
+        let r = v.reason.unwrap();
+        assert!(
+            r.starts_with("e2e_p99 < 3s (measured 3.1") && !r.contains(';'),
+            "{r}"
+        );
+        // Over a partial window it is not evaluable (the ledger is not windowed).
+        let mut faulted = run(2_900);
+        faulted.faults.push(FaultWindow {
+            name: "f".into(),
+            id: "f#1".into(),
+            kind: "latency".into(),
+            start: 5.0,
+            end: Some(6.0),
+            targets: vec![],
+        });
+        let v = spec(&checks, "before").evaluate("t", &faulted);
+        assert_eq!(v.status, Status::NotEvaluable, "{v:?}");
+        assert_eq!(
+            v.reason.as_deref(),
+            Some(
+                "e2e_p99 < 3s: end-to-end latency is summarised for the whole run and all streams only"
+            )
+        );
+    }
+
+    #[test]
+    fn each_operator_at_its_boundary() {
+        // rate is exactly 100/s.
+        let v = steady(|_| {});
+        for (check, holds) in [
+            ("rate < 100/s", false),
+            ("rate <= 100/s", true),
+            ("rate > 100/s", false),
+            ("rate >= 100/s", true),
+            ("rate < 101/s", true),
+            ("rate > 99/s", true),
+        ] {
+            let status = spec(&[check], "whole").evaluate("t", &v).status;
+            let want = if holds { Status::Pass } else { Status::Fail };
+            assert_eq!(status, want, "{check}");
+        }
+    }
+
+    #[test]
+    fn the_window_alone_decides() {
+        // One slow second (900 ms at every percentile) at 29 s; the fault runs 20..29.5, so
+        // `during` is 20..30 and holds it, `after` (30..) does not.
+        let mut v = view();
+        for s in &mut v.streams.get_mut("a").unwrap()[20..30] {
+            *s = Second::simple(100, 0, 50.0);
+        }
+        v.streams.get_mut("a").unwrap()[29] = Second::simple(100, 0, 900.0);
+        v.faults[0].end = Some(29.5);
+        let during = spec(&["max < 300ms"], "during:f").evaluate("t", &v);
+        assert_eq!(during.window, Some([20.0, 30.0]));
+        assert_eq!(during.status, Status::Fail, "{during:?}");
+        let after = spec(&["max < 300ms"], "after:f").evaluate("t", &v);
+        assert_eq!(after.window, Some([30.0, 60.0]));
+        assert_eq!(after.status, Status::Pass, "{after:?}");
+        let before = spec(&["max < 300ms"], "before").evaluate("t", &v);
+        assert_eq!(before.window, Some([0.0, 20.0]));
+        assert_eq!(before.status, Status::Pass, "{before:?}");
+    }
+
+    #[test]
+    fn windows_that_do_not_exist_are_not_evaluable() {
+        // A fault at 0.5 s leaves no whole second before it.
+        let mut early = view();
+        early.faults[0].start = 0.5;
+        let v = spec(&["p99 < 1s"], "before").evaluate("t", &early);
+        assert_eq!(v.status, Status::NotEvaluable);
+        assert_eq!(
+            v.reason.as_deref(),
+            Some("the `before` window holds no second of the run")
+        );
+        // A fault never undone: no `after`, and `during` runs to the end of the run.
+        let mut open = view();
+        open.faults[0].end = None;
+        let v = spec(&["p99 < 1s"], "after:f").evaluate("t", &open);
+        assert_eq!(
+            v.reason.as_deref(),
+            Some("fault `f` was never undone: there is no `after` window")
+        );
+        let v = spec(&["p99 < 1s"], "during:f").evaluate("t", &open);
+        assert_eq!((v.status, v.window), (Status::Pass, Some([20.0, 60.0])));
+        let v = spec(&["p99 < 1s"], "during:nope").evaluate("t", &open);
+        assert_eq!(
+            v.reason.as_deref(),
+            Some("fault `nope` is not in the journal")
         );
     }
 }
