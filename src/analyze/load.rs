@@ -92,6 +92,11 @@ pub fn load_run(dir: &Path) -> Result<RunView, LoadError> {
         Some(text) => view.streams = parse_timeline(&text, &dir.join(TIMELINE_FILE))?,
         None => note(&mut view, TIMELINE_FILE),
     }
+    // The harness's own timekeeping (runs before it existed have no harness.csv).
+    let harness_path = dir.join(crate::results::harness::HARNESS_FILE);
+    if let Some(text) = read_optional(&harness_path)? {
+        view.harness_lag_ms = parse_probes(&text, &harness_path)?.remove("lag_max_ms");
+    }
     match read_optional(&dir.join(PROBES_FILE))? {
         Some(text) => view.probes = parse_probes(&text, &dir.join(PROBES_FILE))?,
         None => note(&mut view, PROBES_FILE),

@@ -468,6 +468,9 @@ pub struct RunView {
     pub ledger: Option<Ledger>,
     /// Why some data is missing (files absent or unusable), for verdict reasons.
     pub notes: Vec<String>,
+    /// Per second, how late the harness's own heartbeat woke at worst (`harness.csv`), in
+    /// ms; `None` when the run did not record it.
+    pub harness_lag_ms: Option<Vec<Option<f64>>>,
 }
 
 /// Which streams a figure covers.
@@ -618,6 +621,19 @@ impl RunView {
             Streams::All => !self.streams.is_empty(),
             Streams::Only(s) => self.streams.contains_key(s),
         }
+    }
+
+    /// The worst harness lag in seconds `[from, to]` (ms) and the second it came in;
+    /// `None` when not recorded.
+    pub fn harness_lag(&self, from: f64, to: f64) -> Option<(f64, usize)> {
+        let lag = self.harness_lag_ms.as_ref()?;
+        let (from, to) = (from.max(0.0).floor() as usize, to.max(0.0).ceil() as usize);
+        lag.iter()
+            .enumerate()
+            .take(to + 1)
+            .skip(from)
+            .filter_map(|(s, v)| v.map(|v| (v, s)))
+            .max_by(|a, b| a.0.total_cmp(&b.0))
     }
 
     /// The first fault named `name` (or whose id is `name`).

@@ -406,6 +406,11 @@ async fn with_target(
     ));
     let watching = CancellationToken::new();
     let sampler_task = tokio::spawn(sampler.run(start, probe_csv, watching.clone()));
+    let heartbeat = tokio::spawn(crate::results::harness::heartbeat(
+        start,
+        dir.join(crate::results::harness::HARNESS_FILE),
+        watching.clone(),
+    ));
     let completions_path = dir.join(analyze::load::COMPLETIONS_FILE);
     let completion_tasks: Vec<_> = completion_sources
         .into_iter()
@@ -496,6 +501,9 @@ async fn with_target(
     let census = census_before(&target, sandbox).await;
     watching.cancel();
     let probe_report = sampler_task.await.context("the probe sampler failed")?;
+    if let Err(e) = heartbeat.await.context("the heartbeat failed")? {
+        println!("harness.csv not written: {e}");
+    }
     let mut completion_errors = Vec::new();
     for t in completion_tasks {
         match t.await {

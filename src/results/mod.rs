@@ -3,6 +3,7 @@
 //! crash loses at most the last second). Formats: `results/README.md` and
 //! the JSON schema in `docs/schema/run.schema.json`.
 
+pub mod harness;
 pub mod meta;
 pub mod timeline;
 

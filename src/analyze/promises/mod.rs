@@ -15,11 +15,53 @@ pub mod scale_out;
 pub mod threshold;
 
 use super::spec::{Promise, PromiseKind};
-use super::verdict::Verdict;
+use super::verdict::{Figure, Status, Verdict};
 use super::view::RunView;
 
-/// Evaluates one promise against a run.
+/// Harness lag (ms) above which a second counts as starved: the harness woke a tenth of a
+/// second late, so what it timed in that second (send times, latencies, probe samples) may
+/// be its own delay rather than the system's.
+pub const STARVED_LAG_MS: f64 = 100.0;
+
+/// Evaluates one promise against a run. A timing promise that failed while the harness was
+/// starved within its evidence window is reported not evaluable, with the figures: a
+/// healthy system must never fail for the harness's sake.
 pub fn evaluate(promise: &Promise, view: &RunView) -> Verdict {
+    let verdict = evaluate_unguarded(promise, view);
+    let timing = !matches!(promise.kind, PromiseKind::NoLoss(_) | PromiseKind::Cost(_));
+    if !timing || verdict.status != Status::Fail {
+        return verdict;
+    }
+    let [from, to] = verdict.window.unwrap_or([0.0, view.end()]);
+    match view.harness_lag(from, to) {
+        Some((lag, second)) if lag > STARVED_LAG_MS => starved(verdict, lag, second),
+        _ => verdict,
+    }
+}
+
+/// Turns a failed verdict into a not-evaluable one that says why and what it would have been.
+fn starved(mut verdict: Verdict, lag: f64, second: usize) -> Verdict {
+    let was = verdict
+        .reason
+        .take()
+        .unwrap_or_else(|| verdict.summary.clone());
+    verdict.status = Status::NotEvaluable;
+    verdict
+        .figures
+        .insert("harness_lag_max_ms".into(), Figure::Number(round3(lag)));
+    verdict.reason = Some(format!(
+        "the harness itself was starved in the evidence window (its heartbeat woke {lag:.0} ms \
+         late at {second}s, harness.csv), so its timings cannot be blamed on the system; \
+         rerun on a quieter machine (measured: {was})"
+    ));
+    verdict.summary = format!(
+        "harness starved ({lag:.0} ms late at {second}s): {}",
+        verdict.summary
+    );
+    verdict
+}
+
+fn evaluate_unguarded(promise: &Promise, view: &RunView) -> Verdict {
     let name = promise.name.as_str();
     match &promise.kind {
         PromiseKind::Failover(p) => p.evaluate(name, view),
@@ -59,4 +101,103 @@ pub(crate) fn missing(view: &RunView, what: &str, file: &str) -> String {
 /// Rounds to milliseconds, so figures read cleanly (`2.8`, not `2.8000000000000007`).
 pub(crate) fn round3(v: f64) -> f64 {
     (v * 1000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::analyze::promises::no_loss::NoLoss;
+    use crate::analyze::promises::scale_out::ScaleOut;
+    use crate::analyze::view::{Accepted, Ledger};
+
+    /// A fleet that never answers a breach at 1 s; `lag` ms of harness lag at second `at`.
+    fn capped(lag: Option<(usize, f64)>) -> RunView {
+        let len = 60;
+        let mut v = RunView::default();
+        v.probes.insert(
+            "depth".into(),
+            (0..len).map(|s| Some(50.0 * s as f64)).collect(),
+        );
+        v.probes.insert("n".into(), vec![Some(1.0); len]);
+        v.harness_lag_ms = Some(
+            (0..len)
+                .map(|s| {
+                    Some(if lag.is_some_and(|l| l.0 == s) {
+                        lag.unwrap().1
+                    } else {
+                        0.5
+                    })
+                })
+                .collect(),
+        );
+        let accepted: Vec<Accepted> = (0..10)
+            .map(|i| Accepted {
+                id: format!("r-0-{i}"),
+                stream: "s".into(),
+                t_ms: i,
+            })
+            .collect();
+        v.ledger = Some(Ledger::build(&accepted, &[], Some(0)));
+        v
+    }
+
+    fn promise(kind: PromiseKind) -> Promise {
+        Promise {
+            name: "p".into(),
+            kind,
+        }
+    }
+
+    fn scale_out() -> Promise {
+        promise(PromiseKind::ScaleOut(ScaleOut {
+            group: None,
+            instances: "n".into(),
+            depth: "depth".into(),
+            target: 10.0,
+            n: None,
+            max: None,
+            within: Duration::from_secs(20),
+        }))
+    }
+
+    #[test]
+    fn a_starved_harness_turns_a_timing_fail_into_not_evaluable() {
+        let quiet = evaluate(&scale_out(), &capped(None));
+        assert_eq!(quiet.status, Status::Fail, "{quiet:?}");
+        // 40 ms late: a busy machine, not a starved harness.
+        let busy = evaluate(&scale_out(), &capped(Some((12, 40.0))));
+        assert_eq!(busy.status, Status::Fail, "{busy:?}");
+        let starved = evaluate(&scale_out(), &capped(Some((12, 350.0))));
+        assert_eq!(starved.status, Status::NotEvaluable, "{starved:?}");
+        let reason = starved.reason.unwrap();
+        assert!(reason.contains("woke 350 ms late at 12s"), "{reason}");
+        assert!(reason.contains("capacity peaked at 1"), "{reason}");
+        assert_eq!(starved.figures["harness_lag_max_ms"], 350.0.into());
+    }
+
+    #[test]
+    fn starvation_never_touches_a_ledger_promise() {
+        let lossy = promise(PromiseKind::NoLoss(NoLoss {
+            allow_duplicates: true,
+        }));
+        // Not one completion: not evaluable either way; add one to make it a real loss.
+        let mut view = capped(Some((5, 900.0)));
+        let accepted: Vec<Accepted> = (0..10)
+            .map(|i| Accepted {
+                id: format!("r-0-{i}"),
+                stream: "s".into(),
+                t_ms: i,
+            })
+            .collect();
+        let done = [crate::analyze::view::Completion {
+            id: "r-0-0".into(),
+            done_ms: 100,
+            outcome: crate::analyze::view::Outcome::Completed,
+            receive_count: 1,
+        }];
+        view.ledger = Some(Ledger::build(&accepted, &done, Some(0)));
+        assert_eq!(evaluate(&lossy, &view).status, Status::Fail);
+    }
 }
