@@ -636,6 +636,27 @@ impl RunView {
             .max_by(|a, b| a.0.total_cmp(&b.0))
     }
 
+    /// Scaling activities derived from an instance-count probe, for runs that recorded none
+    /// (a system other than the sandbox with no activity source): one per change of the
+    /// sampled count, `from -> to`, at the second it was seen. They follow the running
+    /// count, not desired capacity: a replaced instance shows as a dip and a rise.
+    pub fn derived_scaling(&self, probe: &str) -> Vec<Activity> {
+        let points = self.probe_points(probe, 0, self.len());
+        points
+            .windows(2)
+            .filter(|w| w[0].1.round() != w[1].1.round())
+            .map(|w| Activity {
+                t: w[1].0 as f64,
+                group: String::new(),
+                kind: ActivityKind::Scaling,
+                from: Some(w[0].1.round().max(0.0) as u32),
+                to: Some(w[1].1.round().max(0.0) as u32),
+                instance: None,
+                cause: format!("derived from probe `{probe}`"),
+            })
+            .collect()
+    }
+
     /// The first fault named `name` (or whose id is `name`).
     pub fn fault(&self, name: &str) -> Option<&FaultWindow> {
         self.faults.iter().find(|f| f.name == name || f.id == name)

@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use super::{missing, round3, second_of, secs};
+use crate::analyze::load::ACTIVITIES_FILE;
 use crate::analyze::verdict::{Builder, Status, Verdict};
-use crate::analyze::view::{ActivityKind, RunView};
+use crate::analyze::view::{Activity, ActivityKind, RunView};
 
 /// Parameters of a `scale-in` promise.
 #[derive(Debug, Clone, PartialEq)]
@@ -131,23 +132,27 @@ impl ScaleIn {
     /// Direction changes of desired capacity (scaling activities of the group); the most in
     /// any window of `flap_window` must be <= `max_direction_changes`.
     fn flapping(&self, b: &mut Builder, view: &RunView) {
-        if view.activities.is_none() {
-            b.leg(
-                Status::NotEvaluable,
-                missing(
-                    view,
-                    "no scaling activities recorded: flapping unknown",
-                    "activities",
-                ),
-            );
-            return;
-        }
+        let derived;
+        let scaling: Vec<&Activity> = match &view.activities {
+            Some(_) => {
+                b.figure("activities_source", ACTIVITIES_FILE);
+                view.activities_of(self.group.as_deref())
+                    .filter(|a| a.kind == ActivityKind::Scaling)
+                    .collect()
+            }
+            None => {
+                // No activity log: directions of the running count instead (documented).
+                derived = view.derived_scaling(&self.instances);
+                b.figure(
+                    "activities_source",
+                    format!("probe `{}` (running count)", self.instances),
+                );
+                derived.iter().collect()
+            }
+        };
         let mut changes = Vec::new();
         let mut last_dir = 0i8;
-        for a in view
-            .activities_of(self.group.as_deref())
-            .filter(|a| a.kind == ActivityKind::Scaling)
-        {
+        for a in scaling {
             let (Some(from), Some(to)) = (a.from, a.to) else {
                 continue;
             };
@@ -265,6 +270,40 @@ mod tests {
         assert_eq!(v.figures["direction_changes_max"], 7.0.into());
     }
 
+    /// Issue 10: on a stack whose autoscaler logs its decisions elsewhere, scale-in was not
+    /// evaluable in every run (no activities.jsonl) although the fleet went back to its
+    /// minimum within 4 s. The instance probe gives the directions instead.
+    #[test]
+    fn flapping_is_judged_from_the_instance_probe_without_an_activity_log() {
+        let mut v = view(104, 300, vec![]);
+        v.activities = None;
+        let verdict = spec().evaluate("s", &v);
+        assert_eq!(verdict.status, Status::Pass, "{verdict:?}");
+        assert_eq!(verdict.figures["direction_changes_max"], 0.0.into());
+        // A count that goes 1 -> 2 -> 1 -> 2 ... every 10 s after draining flaps.
+        v.probes.insert(
+            "workers".into(),
+            (0..300)
+                .map(|s| {
+                    Some(match s {
+                        0..100 => 3.0,
+                        100..104 => 0.0,
+                        104..200 => 1.0 + ((s / 10) % 2) as f64,
+                        _ => 0.0,
+                    })
+                })
+                .collect(),
+        );
+        let verdict = spec().evaluate("s", &v);
+        assert_eq!(verdict.status, Status::Fail, "{verdict:?}");
+        assert!(
+            verdict
+                .reason
+                .unwrap()
+                .contains("direction changes in 300s (max 2)")
+        );
+    }
+
     #[test]
     fn not_evaluable_without_a_drain_or_data() {
         // The backlog never drained.
@@ -272,10 +311,15 @@ mod tests {
             spec().evaluate("s", &view(160, 90, vec![])).status,
             Status::NotEvaluable
         );
-        // No activities: the flapping leg cannot be checked.
+        // No activities: the flapping leg reads the instance probe instead.
         let mut v = view(160, 300, vec![]);
         v.activities = None;
-        assert_eq!(spec().evaluate("s", &v).status, Status::NotEvaluable);
+        let verdict = spec().evaluate("s", &v);
+        assert_eq!(verdict.status, Status::Pass, "{verdict:?}");
+        assert_eq!(
+            verdict.figures["activities_source"],
+            "probe `workers` (running count)".into()
+        );
         // Drained, but the run ended too soon to see the fleet at min.
         assert_eq!(
             spec().evaluate("s", &view(10_000, 150, vec![])).status,
