@@ -31,6 +31,7 @@ use crate::ledger::writer::{JsonLines, JsonLinesWriter, run_accepted_spill, writ
 use crate::ledger::{AcceptedIds, IdFormat};
 use crate::live::LiveView;
 use crate::metrics::{Recorder, SecondStats, StreamSummary, Window, render_table};
+use crate::probe::activity::{ActivitySourceSpec, run_sources};
 use crate::probe::writer::ProbeCsv;
 use crate::probe::{ProbeContext, Sampler};
 use crate::results::{RunStatus, create_run_dir, create_run_files, run_id};
@@ -105,6 +106,8 @@ struct Resolved {
     queue: Option<QueueRef>,
     dlq: Option<QueueRef>,
     completions: Vec<CompletionSourceSpec>,
+    /// The system's own scaling log (none for the sandbox, which writes its activities).
+    activities: Vec<ActivitySourceSpec>,
 }
 
 /// Runs a loaded experiment (also `demo`'s entry point).
@@ -168,7 +171,7 @@ async fn resolve_target(
     args: &RunArgs,
     sandbox: Option<&Sandbox>,
 ) -> anyhow::Result<Resolved> {
-    let (http_url, aws, control_url, queue, dlq, completions, describe) =
+    let (http_url, aws, control_url, queue, dlq, completions, activities, describe) =
         match (&exp.target, sandbox) {
             (TargetSpec::Sandbox(_), Some(sb)) => {
                 let e = sb.endpoints();
@@ -189,6 +192,7 @@ async fn resolve_target(
                     vec![CompletionSourceSpec::SandboxFeed(FeedSpec {
                         url: e.feed_url.clone(),
                     })],
+                    Vec::new(),
                     format!("sandbox (arch {}) at {}", e.arch, e.web_url),
                 )
             }
@@ -205,6 +209,7 @@ async fn resolve_target(
                 t.queue.clone(),
                 t.dlq.clone(),
                 t.completions.clone(),
+                t.activities.clone(),
                 t.http
                     .clone()
                     .unwrap_or_else(|| "(no HTTP endpoint)".into()),
@@ -257,6 +262,7 @@ async fn resolve_target(
         queue,
         dlq,
         completions,
+        activities,
     })
 }
 
@@ -432,14 +438,33 @@ async fn with_target(
         names.clone(),
         watching.clone(),
     ));
-    let activities = sandbox.map(|sb| {
-        tokio::spawn(write_activities(
+    let activities = match sandbox {
+        Some(sb) => Some(tokio::spawn(write_activities(
             sb.activities().clone(),
             dir.join(analyze::load::ACTIVITIES_FILE),
             start_wall,
             watching.clone(),
-        ))
-    });
+        ))),
+        None if !target.activities.is_empty() => {
+            let sources = target.activities.clone();
+            let path = dir.join(analyze::load::ACTIVITIES_FILE);
+            let cancel = watching.clone();
+            Some(tokio::spawn(async move {
+                let stats = run_sources(sources, path, start_ms, cancel).await?;
+                if stats.errors > 0 || stats.last_error.is_some() {
+                    println!(
+                        "activities: {} read, {} lines skipped, {} failed polls; last problem: {}",
+                        stats.activities,
+                        stats.skipped_lines,
+                        stats.errors,
+                        stats.last_error.unwrap_or_default()
+                    );
+                }
+                anyhow::Ok(())
+            }))
+        }
+        None => None,
+    };
     let chaos = tokio::spawn(prepared.start(tokio::time::Instant::from_std(start), signal.clone()));
 
     let plan = DriverPlan {

@@ -29,6 +29,7 @@ use crate::config::diag::{Collector, Diagnostic, Diagnostics, name_hint};
 use crate::config::parse_toml;
 use crate::config::profile::{self, Profile};
 use crate::ledger::source::CompletionSourceSpec;
+use crate::probe::activity::ActivitySourceSpec;
 use crate::probe::spec::{ProbeSpec, problems as probe_problems};
 use crate::sandbox::config::SandboxConfig;
 
@@ -140,6 +141,8 @@ pub struct SystemTarget {
     pub dlq: Option<QueueRef>,
     /// `[[target.completions]]`: where finished work is reported.
     pub completions: Vec<CompletionSourceSpec>,
+    /// `[[target.activities]]`: where the system's autoscaler records its decisions.
+    pub activities: Vec<ActivitySourceSpec>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -174,6 +177,8 @@ struct RawTarget {
     dlq: Option<Spanned<String>>,
     #[serde(default)]
     completions: Vec<CompletionSourceSpec>,
+    #[serde(default)]
+    activities: Vec<ActivitySourceSpec>,
 }
 
 /// Reads and validates an experiment file from disk.
@@ -420,6 +425,7 @@ impl Checker<'_, '_> {
                 (t.queue.is_some(), "queue"),
                 (t.dlq.is_some(), "dlq"),
                 (!t.completions.is_empty(), "completions"),
+                (!t.activities.is_empty(), "activities"),
             ] {
                 if set {
                     self.c.error_with_hint(
@@ -459,6 +465,15 @@ impl Checker<'_, '_> {
                 );
             }
         }
+        for a in &t.activities {
+            if let Err(e) = a.check() {
+                self.c.error_with_hint(
+                    raw.span(),
+                    format!("[[target.activities]]: {e}"),
+                    "docs/experiments.md, `[[target.activities]]`",
+                );
+            }
+        }
         Some(TargetSpec::System(Box::new(SystemTarget {
             http: t.http.as_ref().map(|h| h.get_ref().clone()),
             aws: t.aws.clone(),
@@ -468,6 +483,7 @@ impl Checker<'_, '_> {
                 .map(|q| QueueRef::Plain(q.get_ref().clone())),
             dlq: t.dlq.as_ref().map(|q| QueueRef::Plain(q.get_ref().clone())),
             completions: t.completions.clone(),
+            activities: t.activities.clone(),
         })))
     }
 

@@ -10,11 +10,13 @@
 //! | [`http`] | HTTP JSON pointer, sandbox balancer targets and group activities | no |
 //! | [`command`] | a local command printing a number, killed at the timeout | no |
 //! | [`writer`] | `probes.csv` rows | no |
+//! | [`activity`] | `[[target.activities]]`: a system's scaling log (file, command, URL) mapped into `activities.jsonl` | no |
 //! | [`sampler`] | runs every probe on the run's clock with its timeout; snapshots | no |
 //!
 //! Adding a probe kind: a variant in [`spec::ProbeKind`] with its struct, a file with its
 //! sampler, a variant of [`Prober`]; nothing else changes. User docs: `docs/probes.md`.
 
+pub mod activity;
 pub mod command;
 pub mod ec2;
 pub mod http;
