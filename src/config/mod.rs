@@ -8,6 +8,11 @@
 //!    parsed again. Any other error (syntax, wrong type) is reported and ends this pass.
 //! 2. **semantic** (per format, e.g. [`profile`]): raw -> validated plan, recording every error.
 //!
+//! Before both, [`vars`] expands `${env:NAME}` in string values. Arrays of tables whose
+//! shape depends on a key (`[[fault]]` by `type`) are read as [`RawTable`]s, then each table
+//! on its own with [`parse_table`] (same spans, the rest of the text blanked), so that every
+//! table's errors are reported at its keys and values.
+//!
 //! [`diag`] renders the result rustc-style with file:line:col.
 
 pub mod diag;
