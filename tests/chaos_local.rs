@@ -584,3 +584,125 @@ async fn sigterm_mid_stall_undoes_before_exit() {
     ));
     check_clean(&tmp.path().join("results")).unwrap();
 }
+
+// Fleets of local processes: pid file globs and lists, whole process groups, children.
+
+fn selected(selector: &str) -> Vec<i32> {
+    let sel: shakedown::chaos::local::ProcessSelector = toml::from_str(selector).unwrap();
+    sel.resolve()
+        .unwrap_or_else(|e| panic!("{selector}: {e}"))
+        .iter()
+        .map(|p| p.pid)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_fleet_is_selected_by_pid_file_glob_list_group_and_parent() {
+    let kids = Sleepers::group(3);
+    let mut pids = kids.pids();
+    pids.sort_unstable();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("workers");
+    std::fs::create_dir(&dir).unwrap();
+    for (i, p) in kids.pids().iter().enumerate() {
+        std::fs::write(dir.join(format!("w{i}.pid")), format!("{p}\n")).unwrap();
+    }
+    std::fs::write(dir.join("README"), "not a pid file").unwrap();
+    let d = dir.display();
+    assert_eq!(selected(&format!("pid_file = \"{d}/*.pid\"")), pids);
+    assert_eq!(
+        selected(&format!("pid_file = [\"{d}/w0.pid\", \"{d}/w2.pid\"]")),
+        [kids.pids()[0], kids.pids()[2]]
+    );
+    assert!(selected(&format!("pid_file = \"{d}/*.nope\"")).is_empty());
+    // One pid file, the whole group (the three share the first one's group).
+    assert_eq!(
+        selected(&format!("pid_file = \"{d}/w1.pid\"\nprocess_group = true")),
+        pids
+    );
+    assert_eq!(
+        selected(&format!(
+            "pid_file = \"{d}/w1.pid\"\nprocess_group = true\ncommand = \"sleep\""
+        )),
+        pids
+    );
+
+    // A parent (its own group) with two children: the children, from /proc.
+    let mut parent = Command::new("sh")
+        .args(["-c", "sleep 300 & sleep 300 & wait"])
+        .stdin(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let ppid = parent.id() as i32;
+    std::fs::write(tmp.path().join("app.pid"), ppid.to_string()).unwrap();
+    let by_pid = format!("children_of = {ppid}");
+    eventually("two children", Duration::from_secs(5), || {
+        selected(&by_pid).len() == 2
+    })
+    .await;
+    let children = selected(&by_pid);
+    assert!(!children.contains(&ppid));
+    assert_eq!(
+        selected(&format!(
+            "children_of = \"{}\"",
+            tmp.path().join("app.pid").display()
+        )),
+        children
+    );
+    // The whole group of the parent's children is the parent too.
+    assert_eq!(
+        selected(&format!("{by_pid}\nprocess_group = true")).len(),
+        3
+    );
+    let _ = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(ppid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let _ = parent.wait();
+}
+
+#[test]
+fn widening_to_shakedowns_own_group_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    // This test process's pid: its group is the harness's own.
+    let file = pid_file(tmp.path(), &[std::process::id() as i32]);
+    let sel: shakedown::chaos::local::ProcessSelector = toml::from_str(&format!(
+        "pid_file = \"{}\"\nprocess_group = true",
+        file.display()
+    ))
+    .unwrap();
+    let err = sel.resolve().unwrap_err().to_string();
+    assert!(err.contains("shakedown's own"), "{err}");
+}
+
+#[tokio::test]
+async fn validate_and_run_accept_and_refuse_the_same_selectors() {
+    let kids = Sleepers::group(1);
+    let tmp = tempfile::tempdir().unwrap();
+    pid_file(tmp.path(), &kids.pids());
+    let with = |processes: String| {
+        format!(
+            "[guardrails]\nmax_instances = 2\n[[fault]]\nname = \"k\"\ntype = \"stall-consumers\"\nat = \"0s\"\nduration = \"1s\"\nprocesses = {processes}\ncount = 1\n"
+        )
+    };
+    // A glob: validate (the plan) and run (resolving it) both accept it.
+    let glob = with(format!(
+        "{{ pid_file = \"{}/*.pid\" }}",
+        tmp.path().display()
+    ));
+    let plan = FaultPlan::from_toml(&glob).unwrap();
+    let steps = dry_run(&plan, &Env::new(None)).await.unwrap();
+    assert_eq!(steps[0].choice.matched.len(), 1);
+    // A selector with no source: both refuse it, in the same words.
+    let bad = with("{ process_group = true }".into());
+    let errors = FaultPlan::from_toml(&bad).unwrap_err();
+    let sel: shakedown::chaos::local::ProcessSelector =
+        toml::from_str("process_group = true").unwrap();
+    let at_run = sel.resolve().unwrap_err().to_string();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].message.contains(&at_run),
+        "{errors:?} vs {at_run}"
+    );
+}

@@ -246,3 +246,86 @@ fn the_probe_and_completion_examples_of_the_docs_parse_in_an_experiment() {
         TargetSpec::Sandbox(_) => panic!("a system target"),
     }
 }
+
+/// The ```toml blocks of a doc.
+fn toml_blocks(doc: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(doc)).unwrap();
+    text.split("```toml\n")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_fault_examples_of_the_chaos_docs_parse_in_an_experiment() {
+    let blocks: Vec<String> = toml_blocks("docs/chaos.md")
+        .into_iter()
+        .filter(|b| b.contains("[[fault]]"))
+        .collect();
+    assert!(blocks.len() >= 2, "{blocks:#?}");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("chaos/example.toml");
+    let mut types = Vec::new();
+    for b in &blocks {
+        let text = format!(
+            "name = \"docs\"\nprofile = \"../profiles/demo.toml\"\n[target]\nhttp = \"http://127.0.0.1:1\"\n{b}"
+        );
+        let e = experiment::parse(&text, &path, &experiment::Disk)
+            .unwrap_or_else(|d| panic!("{b}\n{d}"));
+        types.extend(e.plan.occurrences.iter().map(|o| o.fault.type_name.clone()));
+    }
+    for t in ["command", "stall-consumers", "kill-process"] {
+        assert!(types.iter().any(|x| x == t), "no {t} example: {types:?}");
+    }
+}
+
+#[test]
+fn the_variables_example_expands_the_environment_and_names_an_unset_variable() {
+    let block = toml_blocks("docs/experiments.md")
+        .into_iter()
+        .find(|b| b.contains("${env:"))
+        .expect("the variables example");
+    let dir = tempfile::tempdir().unwrap();
+    let chaos = dir.path().join("chaos");
+    std::fs::create_dir(&chaos).unwrap();
+    let profiles = Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles");
+    let file = chaos.join("vars.toml");
+    std::fs::write(&file, &block).unwrap();
+    let validate = |queue: Option<&str>| {
+        let mut c = shakedown();
+        c.arg("validate").arg(&file).env_remove("QUEUE");
+        // The profile path is relative to the file: point `../profiles/<name>` at ours.
+        std::os::unix::fs::symlink(&profiles, dir.path().join("profiles")).ok();
+        if let Some(q) = queue {
+            c.env("QUEUE", q);
+        }
+        let out = c.output().unwrap();
+        (
+            out.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (code, t) = validate(Some("jobs"));
+    assert_eq!(code, Some(0), "{t}");
+    let e = experiment::load(&file).err();
+    // In this process QUEUE is unset (unless the environment sets it).
+    if std::env::var_os("QUEUE").is_none() {
+        let d = e.expect("QUEUE unset is an error").to_string();
+        assert!(d.contains("environment variable `QUEUE` is not set"), "{d}");
+    }
+    let (code, t) = validate(None);
+    assert_eq!(code, Some(2), "{t}");
+    let line = block
+        .lines()
+        .position(|l| l.contains("${env:QUEUE}"))
+        .unwrap()
+        + 1;
+    assert!(
+        t.contains(&format!("vars.toml:{line}:10")),
+        "expected the place of ${{env:QUEUE}}: {t}"
+    );
+}

@@ -494,15 +494,11 @@ fn rate_with_to_is_an_error() {
 fn wrong_type_stops_with_a_readable_message() {
     let d = expect_error(
         "name = \"x\"\nmax_in_flight = \"lots\"\n",
-        "expected an integer for `max_in_flight`",
+        "`max_in_flight` must be a whole number, got the string \"lots\"",
         2,
         17,
     );
-    assert!(
-        d.message.starts_with("invalid type: string \"lots\""),
-        "{}",
-        d.message
-    );
+    assert!(!d.message.contains("invalid type"), "{}", d.message);
 }
 
 #[test]

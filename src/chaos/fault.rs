@@ -9,12 +9,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 
 use parking_lot::Mutex;
 
 use super::aws::{AwsClients, AwsError, AwsTarget, aws_clients};
 use super::change::Change;
+use super::change::command::CommandError;
 use super::docker::{DockerCli, DockerError};
 use super::guard::{Cap, GuardError};
 use super::local::LocalError;
@@ -81,6 +83,12 @@ pub trait Fault: Send + Sync + fmt::Debug {
     fn seed(&self) -> Option<u64> {
         None
     }
+    /// Checks the spec without reading or touching anything (selector shape, caps,
+    /// signal names...). `validate` and `run` both call it (through the plan), so a file
+    /// one accepts the other does too; `resolve` calls it again.
+    fn check(&self) -> Result<(), FaultError> {
+        Ok(())
+    }
     /// Everything the selector matches, without touching anything.
     fn resolve<'a>(&'a self, env: &'a Env) -> BoxFuture<'a, Result<Vec<Resource>, FaultError>>;
     /// Whether the fault acts for a duration (and is then undone) rather than at an instant.
@@ -109,6 +117,9 @@ pub enum FaultError {
     /// The docker CLI failed.
     #[error(transparent)]
     Docker(#[from] DockerError),
+    /// A `command` fault's command failed or timed out.
+    #[error(transparent)]
+    Command(#[from] CommandError),
     /// A guardrail refused the fault.
     #[error(transparent)]
     Guard(#[from] GuardError),
@@ -134,6 +145,8 @@ pub struct Env {
     pub proxies: ProxySet,
     /// How to call docker.
     pub docker: DockerCli,
+    /// The run directory (absolute), where faults write their logs; set by the runner.
+    pub run_dir: Option<PathBuf>,
     clients: Mutex<HashMap<AwsTarget, AwsClients>>,
 }
 
@@ -144,6 +157,7 @@ impl Env {
             aws,
             proxies: ProxySet::default(),
             docker: DockerCli::default(),
+            run_dir: None,
             clients: Mutex::new(HashMap::new()),
         }
     }
@@ -171,6 +185,7 @@ impl fmt::Debug for Env {
             .field("aws", &self.aws)
             .field("proxies", &self.proxies.names())
             .field("docker", &self.docker)
+            .field("run_dir", &self.run_dir)
             .finish()
     }
 }

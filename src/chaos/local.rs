@@ -54,17 +54,78 @@ pub enum LocalError {
     Proc(String),
 }
 
-/// Which local processes a fault acts on. Give `pid_file`, or `command` with `process_group`.
+/// Which local processes a fault acts on.
+///
+/// One source: `pid_file` (files, globs), `children_of` (a process's children), or
+/// `command` within a numbered `process_group`. Then, optionally, `process_group = true`
+/// widens the selection to the whole process group of each process, and `command` keeps
+/// only the processes whose command line contains it. A selection never includes
+/// shakedown itself, and a group that contains shakedown is refused.
+///
+/// ```toml
+/// processes = { pid_file = "/run/workers/*.pid" }                  # every worker's pid file
+/// processes = { pid_file = ["/run/web.pid", "/run/queue.pid"] }   # a list (globs allowed)
+/// processes = { pid_file = "/run/gunicorn.pid", process_group = true }  # master + its workers
+/// processes = { children_of = "/run/gunicorn.pid" }                # the workers only
+/// processes = { children_of = 4242, command = "celery" }           # children matching
+/// processes = { command = "worker", process_group = 4242 }         # in a group you name
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProcessSelector {
-    /// A file holding one pid per line (e.g. a service's pid file).
-    pub pid_file: Option<PathBuf>,
-    /// A substring of the command line (`/proc/<pid>/cmdline`, arguments joined by spaces).
+    /// Pid files (one or more pids each, whitespace-separated): a path, a path whose file
+    /// name holds `*` or `?` (every matching file; none matching selects nothing), or a list.
+    pub pid_file: Option<PidFiles>,
+    /// The direct children (from `/proc`) of a process: its pid, or a pid file.
+    pub children_of: Option<PidSource>,
+    /// A substring of the command line (`/proc/<pid>/cmdline`, arguments joined by spaces):
+    /// keeps the matching processes of the selection.
     pub command: Option<String>,
-    /// The process group (pgid) to search with `command`; required with it, so a match can
-    /// never reach processes outside the group you name.
-    pub process_group: Option<i32>,
+    /// `true`: every process in the process group of each selected process. A group id
+    /// (> 1): the group to search with `command` (so a match never leaves it).
+    pub process_group: Option<GroupSel>,
+}
+
+/// `pid_file`: one path (or glob), or a list of them.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "a pid file path (a `*` glob in its name is allowed) or a list of them"
+)]
+pub enum PidFiles {
+    /// One path or glob.
+    One(PathBuf),
+    /// Several.
+    Many(Vec<PathBuf>),
+}
+
+impl PidFiles {
+    fn paths(&self) -> &[PathBuf] {
+        match self {
+            PidFiles::One(p) => std::slice::from_ref(p),
+            PidFiles::Many(v) => v,
+        }
+    }
+}
+
+/// `children_of`: a pid or a pid file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged, expecting = "a pid (a number > 1) or the path of a pid file")]
+pub enum PidSource {
+    /// A pid.
+    Pid(i32),
+    /// A pid file.
+    File(PathBuf),
+}
+
+/// `process_group`: `true` (the groups of the selected processes) or a group id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(untagged, expecting = "`true` or a process group id (> 1)")]
+pub enum GroupSel {
+    /// `true`: widen to whole groups (`false` is the same as leaving it out).
+    Whole(bool),
+    /// The group searched with `command`.
+    Id(i32),
 }
 
 /// A process as selected: pid, start time (clock ticks since boot) and command line.
@@ -83,6 +144,8 @@ pub struct ProcRef {
 pub struct Stat {
     /// State letter (`R`, `S`, `T`, `t`, `Z`, ...).
     pub state: char,
+    /// Parent pid.
+    pub ppid: i32,
     /// Process group.
     pub pgid: i32,
     /// Start time in clock ticks since boot.
@@ -98,6 +161,7 @@ pub fn stat(pid: i32) -> Option<Stat> {
     // rest starts at field 3 (state): field n is fields[n - 3].
     Some(Stat {
         state: fields.first()?.chars().next()?,
+        ppid: fields.get(1)?.parse().ok()?,
         pgid: fields.get(2)?.parse().ok()?,
         start_time: fields.get(19)?.parse().ok()?,
     })
@@ -124,45 +188,121 @@ fn cmdline(pid: i32) -> String {
 }
 
 impl ProcessSelector {
+    /// Checks the selector without reading anything: what `validate` and `run` both call.
+    pub fn check(&self) -> Result<(), LocalError> {
+        let bad = |m: &str| Err(LocalError::Selector(m.to_owned()));
+        let group_id = match self.process_group {
+            Some(GroupSel::Id(g)) if g <= 1 => {
+                return Err(LocalError::Selector(format!(
+                    "process_group must be a real group id (> 1) or `true`, got {g}"
+                )));
+            }
+            Some(GroupSel::Id(g)) => Some(g),
+            _ => None,
+        };
+        let whole = self.process_group == Some(GroupSel::Whole(true));
+        let sources = [
+            self.pid_file.is_some(),
+            self.children_of.is_some(),
+            group_id.is_some(),
+        ]
+        .iter()
+        .filter(|&&b| b)
+        .count();
+        if self.command.as_deref().is_some_and(str::is_empty) {
+            return bad("`command` must not be empty");
+        }
+        if whole && self.pid_file.is_none() && self.children_of.is_none() {
+            return bad("`process_group = true` widens `pid_file` or `children_of`: give one");
+        }
+        if sources == 0 && self.command.is_some() {
+            return bad(
+                "`command` needs `process_group` (a group id), `pid_file` or `children_of`: matching is never done outside a scope you name",
+            );
+        }
+        if sources != 1 {
+            return bad(
+                "give one of `pid_file`, `children_of`, or `command` with `process_group = <group id>`",
+            );
+        }
+        if group_id.is_some() && self.command.is_none() {
+            return bad(
+                "`process_group = <id>` selects with `command`; for every process of a pid file's group write `pid_file = \"...\", process_group = true`",
+            );
+        }
+        if let Some(files) = &self.pid_file {
+            if files.paths().is_empty() {
+                return bad("`pid_file` is an empty list");
+            }
+            for p in files.paths() {
+                check_pattern(p)?;
+            }
+        }
+        match &self.children_of {
+            Some(PidSource::Pid(p)) if *p <= 1 => {
+                return Err(LocalError::Selector(format!(
+                    "children_of must be a pid > 1, got {p}"
+                )));
+            }
+            Some(PidSource::File(p)) if has_glob(p.as_os_str().to_string_lossy().as_ref()) => {
+                return bad("`children_of` takes one pid file, not a glob");
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
     /// The live processes the selector matches (never this process).
     pub fn resolve(&self) -> Result<Vec<ProcRef>, LocalError> {
+        self.check()?;
         let me = std::process::id() as i32;
-        let pids = match (&self.pid_file, &self.command, self.process_group) {
-            (Some(path), None, None) => read_pid_file(path)?,
-            (None, Some(pattern), Some(pgid)) => {
-                if pgid <= 1 {
-                    return Err(LocalError::Selector(format!(
-                        "process_group must be a real group id (> 1), got {pgid}"
-                    )));
-                }
-                if pattern.is_empty() {
-                    return Err(LocalError::Selector("`command` must not be empty".into()));
-                }
+        let mut pids: Vec<i32> = match (&self.pid_file, &self.children_of, self.process_group) {
+            (Some(files), _, _) => {
                 let mut pids = Vec::new();
-                let entries = fs::read_dir("/proc").map_err(|e| LocalError::Proc(e.to_string()))?;
-                for entry in entries.flatten() {
-                    let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
-                        continue;
-                    };
-                    if stat(pid).is_some_and(|s| s.pgid == pgid)
-                        && cmdline(pid).contains(pattern.as_str())
-                    {
+                for pattern in files.paths() {
+                    for path in expand_pattern(pattern)? {
+                        pids.extend(read_pid_file(&path)?);
+                    }
+                }
+                pids
+            }
+            (None, Some(parent), _) => {
+                let parents = match parent {
+                    PidSource::Pid(p) => vec![*p],
+                    PidSource::File(f) => read_pid_file(f)?,
+                };
+                let mut pids = Vec::new();
+                for pid in proc_pids()? {
+                    if stat(pid).is_some_and(|s| parents.contains(&s.ppid)) {
                         pids.push(pid);
                     }
                 }
                 pids
             }
-            (None, Some(_), None) => {
-                return Err(LocalError::Selector(
-                    "`command` needs `process_group`: matching is never done outside a group you name".into(),
-                ));
-            }
-            _ => {
-                return Err(LocalError::Selector(
-                    "give `pid_file`, or `command` with `process_group`".into(),
-                ));
-            }
+            (None, None, Some(GroupSel::Id(pgid))) => proc_pids()?
+                .into_iter()
+                .filter(|&p| stat(p).is_some_and(|s| s.pgid == pgid))
+                .collect(),
+            _ => unreachable!("check() requires a source"),
         };
+        if self.process_group == Some(GroupSel::Whole(true)) {
+            let my_group = stat(me).map(|s| s.pgid);
+            let mut groups: Vec<i32> = pids
+                .iter()
+                .filter_map(|&p| stat(p).map(|s| s.pgid))
+                .collect();
+            groups.sort_unstable();
+            groups.dedup();
+            if let Some(g) = groups.iter().find(|&&g| g <= 1 || Some(g) == my_group) {
+                return Err(LocalError::Selector(format!(
+                    "process group {g} is shakedown's own (or the system's): refusing to widen to it"
+                )));
+            }
+            pids = proc_pids()?
+                .into_iter()
+                .filter(|&p| stat(p).is_some_and(|s| groups.contains(&s.pgid)))
+                .collect();
+        }
         let mut out: Vec<ProcRef> = pids
             .into_iter()
             .filter(|&p| p != me)
@@ -174,11 +314,103 @@ impl ProcessSelector {
                     command: cmdline(pid),
                 })
             })
+            .filter(|p| {
+                self.command
+                    .as_deref()
+                    .is_none_or(|c| p.command.contains(c))
+            })
             .collect();
         out.sort_by_key(|p| p.pid);
         out.dedup_by_key(|p| p.pid);
         Ok(out)
     }
+}
+
+fn proc_pids() -> Result<Vec<i32>, LocalError> {
+    let entries = fs::read_dir("/proc").map_err(|e| LocalError::Proc(e.to_string()))?;
+    Ok(entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
+        .collect())
+}
+
+fn has_glob(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
+/// A glob may only be in the file name: `/run/workers/*.pid`, not `/run/*/app.pid`.
+fn check_pattern(path: &Path) -> Result<(), LocalError> {
+    let text = path.to_string_lossy();
+    if text.is_empty() {
+        return Err(LocalError::Selector("`pid_file` must not be empty".into()));
+    }
+    if text.contains('[') {
+        return Err(LocalError::Selector(format!(
+            "pid_file {text}: only `*` and `?` are wildcards (no `[...]`)"
+        )));
+    }
+    let dir = path
+        .parent()
+        .map(|d| d.to_string_lossy())
+        .unwrap_or_default();
+    if has_glob(&dir) {
+        return Err(LocalError::Selector(format!(
+            "pid_file {text}: a wildcard may only be in the file name, not in the directory"
+        )));
+    }
+    Ok(())
+}
+
+/// The files a pid file pattern names: itself, or the files of its directory whose names
+/// match its `*`/`?` pattern (sorted; none is an empty list, not an error).
+fn expand_pattern(path: &Path) -> Result<Vec<PathBuf>, LocalError> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if !has_glob(&name) {
+        return Ok(vec![path.to_owned()]);
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let entries = fs::read_dir(&dir).map_err(|e| LocalError::PidFile {
+        path: path.to_owned(),
+        message: format!("reading {}: {e}", dir.display()),
+    })?;
+    let mut out: Vec<PathBuf> = entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter(|e| wildcard(&name, &e.file_name().to_string_lossy()))
+        .map(|e| dir.join(e.file_name()))
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// `*` (any run of characters) and `?` (one character).
+fn wildcard(pattern: &str, name: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ni;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ni = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
 }
 
 fn read_pid_file(path: &Path) -> Result<Vec<i32>, LocalError> {
@@ -285,10 +517,35 @@ mod tests {
         assert!(matches!(sel.resolve(), Err(LocalError::Selector(_))));
         let sel = ProcessSelector {
             command: Some("sleep".into()),
-            process_group: Some(1),
+            process_group: Some(GroupSel::Id(1)),
             ..Default::default()
         };
         assert!(matches!(sel.resolve(), Err(LocalError::Selector(_))));
+    }
+
+    #[test]
+    fn selectors_are_checked_without_reading_anything() {
+        let parse = |t: &str| toml::from_str::<ProcessSelector>(t).unwrap().check();
+        assert!(parse("pid_file = \"/run/workers/*.pid\"").is_ok());
+        assert!(parse("pid_file = [\"/a.pid\", \"/b/*.pid\"]").is_ok());
+        assert!(parse("pid_file = \"/a.pid\"\nprocess_group = true").is_ok());
+        assert!(parse("children_of = 4242\ncommand = \"celery\"").is_ok());
+        assert!(parse("children_of = \"/run/app.pid\"").is_ok());
+        assert!(parse("pid_file = \"/run/*/app.pid\"").is_err());
+        assert!(parse("pid_file = []").is_err());
+        assert!(parse("process_group = true").is_err());
+        assert!(parse("process_group = 4242").is_err());
+        assert!(parse("command = \"x\"").is_err());
+        assert!(parse("pid_file = \"/a\"\nchildren_of = 7").is_err());
+    }
+
+    #[test]
+    fn wildcards() {
+        assert!(wildcard("*.pid", "w1.pid"));
+        assert!(wildcard("w?.pid", "w1.pid"));
+        assert!(!wildcard("*.pid", "w1.pid.old"));
+        assert!(wildcard("*", ""));
+        assert!(!wildcard("a*b", "ac"));
     }
 
     #[test]

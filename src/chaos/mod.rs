@@ -42,5 +42,5 @@ pub use guard::{Guardrails, Snapshot, StopCondition};
 pub use journal::Journal;
 pub use plan::{FaultPlan, PlanFile};
 pub use recover::{Unrecovered, check_clean};
-pub use runner::{AbortHandle, Outcome, Prepared, RunReport, Runner};
+pub use runner::{AbortHandle, Outcome, Prepared, RunEnd, RunReport, Runner};
 pub use spec::FaultSpec;

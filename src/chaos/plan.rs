@@ -126,6 +126,9 @@ impl FaultPlan {
                     err("`every` must be at least `duration` (occurrences may not overlap)".into());
                 }
             }
+            if let Err(e) = fault.check() {
+                err(e.to_string());
+            }
             if let Some(p) = fault_proxy(&spec.kind)
                 && !file.proxy.iter().any(|x| x.name == p)
             {

@@ -50,7 +50,7 @@ pub enum RunError {
         source: std::io::Error,
     },
     /// Selectors or guardrails refused faults (every one is listed).
-    #[error("refused before anything was touched:\n{}", list_refusals(.0))]
+    #[error("refused, nothing was touched:\n{}", list_refusals(.0))]
     Refused(Vec<(FaultRef, FaultError)>),
 }
 
@@ -152,7 +152,10 @@ enum Step {
 impl Runner {
     /// A runner for `plan` acting in `env`, journaling to `run_dir/journal.jsonl`. The lock
     /// lives in `run_dir`'s parent (the results directory).
-    pub fn new(plan: FaultPlan, env: Env, run_dir: &Path) -> Runner {
+    pub fn new(plan: FaultPlan, mut env: Env, run_dir: &Path) -> Runner {
+        if env.run_dir.is_none() {
+            env.run_dir = std::path::absolute(run_dir).ok();
+        }
         Runner {
             plan,
             env,
@@ -261,12 +264,26 @@ impl Prepared {
     }
 
     /// Runs the plan with occurrence times counted from `t0` (the run's clock), until its
-    /// last undo, an abort, a failure, or `cancel`; then undoes whatever is still active.
+    /// last undo, an abort, a failure, or `cancel`; then undoes whatever is still active
+    /// and journals `run-ended`: the run is the plan.
     pub async fn start(
         self,
         t0: Instant,
         cancel: CancellationToken,
     ) -> Result<RunReport, RunError> {
+        let (report, end) = self.start_open(t0, cancel).await?;
+        end.finish(false)?;
+        Ok(report)
+    }
+
+    /// As [`Prepared::start`], for a run that goes on after its faults (load, cool-down,
+    /// ledger): `run-ended` is journaled, and the lock and proxies released, only by
+    /// [`RunEnd::finish`] when that run ends.
+    pub async fn start_open(
+        self,
+        t0: Instant,
+        cancel: CancellationToken,
+    ) -> Result<(RunReport, RunEnd), RunError> {
         let Prepared {
             deferred: _,
             runner,
@@ -295,19 +312,50 @@ impl Prepared {
         while let Some((_, fault, change)) = state.active.pop() {
             state.undo(&fault, &change, Undoer::Runner).await?;
         }
-        state.journal.append(Event::RunEnded {
+        let report = RunReport {
             outcome,
             reason: reason.clone(),
-        })?;
-        Ok(RunReport {
-            outcome,
-            reason,
             applied: state.applied,
             irreversible: state.irreversible,
             undone: state.undone,
             still_applied: state.still_applied,
             journal: state.journal.path().to_owned(),
-        })
+        };
+        let end = RunEnd {
+            journal: state.journal,
+            outcome,
+            reason,
+            _lock,
+            _stop_proxies,
+        };
+        Ok((report, end))
+    }
+}
+
+/// The end of a run whose faults are over: holds the journal, the lock and the proxies
+/// until [`RunEnd::finish`] writes `run-ended` with the time the run really ended.
+/// Dropped without `finish`, the journal has no `run-ended` (as after a crash; `recover`
+/// closes it).
+pub struct RunEnd {
+    journal: Journal,
+    outcome: RunOutcome,
+    reason: Option<String>,
+    _lock: RunLock,
+    _stop_proxies: tokio_util::sync::DropGuard,
+}
+
+impl RunEnd {
+    /// Journals `run-ended` now. `interrupted`: a signal ended the run after its faults
+    /// (e.g. during the cool-down), which makes a completed plan an interrupted run.
+    pub fn finish(mut self, interrupted: bool) -> Result<(), JournalError> {
+        let (outcome, reason) = match self.outcome {
+            RunOutcome::Completed if interrupted => (
+                RunOutcome::Interrupted,
+                Some("interrupted (signal) after the last fault".to_owned()),
+            ),
+            o => (o, self.reason.take()),
+        };
+        self.journal.append(Event::RunEnded { outcome, reason })
     }
 }
 

@@ -16,12 +16,18 @@
 //! type-specific ones before each part is deserialized with `deny_unknown_fields`, so a typo
 //! in either is an error naming the field.
 
+use std::ops::Range;
+use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, de::Error as _};
 
+use crate::config::diag::{Diagnostic, name_hint};
+use crate::config::{RawTable, parse_table};
+
 use super::fault::Fault;
 use super::faults::{
+    command::CommandFault,
     delay::DelayQueue,
     kill::KillProcess,
     stall::StallConsumers,
@@ -32,7 +38,11 @@ use super::faults::{
 
 /// When a fault starts.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(untagged, deny_unknown_fields)]
+#[serde(
+    untagged,
+    deny_unknown_fields,
+    expecting = "a time like `45s`, or { phase = \"stages[2]\", offset = \"10s\" }"
+)]
 pub enum Start {
     /// An offset from the start of the run (`at = "45s"`).
     #[serde(with = "humantime_serde")]
@@ -67,6 +77,20 @@ struct Timing {
 }
 
 const TIMING_KEYS: [&str; 5] = ["name", "at", "duration", "every", "times"];
+
+/// Every `type` of `[[fault]]` (the variants of [`FaultKind`]; a test keeps them equal).
+pub const FAULT_TYPES: [&str; 10] = [
+    "terminate-instances",
+    "stop-instances",
+    "stall-consumers",
+    "delay-queue",
+    "latency",
+    "blackhole",
+    "reset-peer",
+    "bandwidth",
+    "kill-process",
+    "command",
+];
 
 /// How often a fault repeats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,6 +138,8 @@ pub enum FaultKind {
     Bandwidth(Bandwidth),
     /// A signal (SIGKILL by default) to local processes or containers (irreversible).
     KillProcess(KillProcess),
+    /// Shell commands that apply and undo a change (and verify the undo).
+    Command(CommandFault),
 }
 
 impl FaultKind {
@@ -129,6 +155,7 @@ impl FaultKind {
             FaultKind::ResetPeer(f) => f,
             FaultKind::Bandwidth(f) => f,
             FaultKind::KillProcess(f) => f,
+            FaultKind::Command(f) => f,
         }
     }
 
@@ -138,9 +165,148 @@ impl FaultKind {
     }
 }
 
+impl FaultSpec {
+    /// One `[[fault]]` table of an experiment file (`header`: the span of its `[[fault]]`,
+    /// `index`: its position), every error at its key or value: an unknown `type` at the
+    /// type's value, a key the type does not take at the key, a wrong value at the value.
+    pub fn from_table(
+        text: &str,
+        path: &Path,
+        header: Range<usize>,
+        table: &RawTable,
+        index: usize,
+    ) -> Result<FaultSpec, Vec<Diagnostic>> {
+        let label = match table.str("name") {
+            Some(n) => format!("[[fault]] {n:?}"),
+            None => format!("[[fault]] #{}", index + 1),
+        };
+        let mut errors = Vec::new();
+        let type_name = match table.get("type") {
+            None => {
+                errors.push(
+                    Diagnostic::at(path, text, header.clone(), format!("{label} has no `type`"))
+                        .with_hint(format!(
+                            "add `type = \"...\"`: {}",
+                            name_hint("", &FAULT_TYPES)
+                        )),
+                );
+                None
+            }
+            Some((_, v)) => match v.get_ref().as_str() {
+                Some(t) if FAULT_TYPES.contains(&t) => Some(t),
+                Some(t) => {
+                    errors.push(
+                        Diagnostic::at(path, text, v.span(), format!("unknown fault type `{t}`"))
+                            .with_hint(name_hint(t, &FAULT_TYPES)),
+                    );
+                    None
+                }
+                None => {
+                    errors.push(
+                        Diagnostic::at(path, text, v.span(), "`type` must be a string")
+                            .with_hint(name_hint("", &FAULT_TYPES)),
+                    );
+                    None
+                }
+            },
+        };
+        let is_timing = |k: &str| TIMING_KEYS.contains(&k);
+        let (timing, d) = parse_table::<Timing>(
+            text,
+            path,
+            "fault",
+            header.clone(),
+            table,
+            &label,
+            &is_timing,
+        );
+        errors.extend(d);
+        let kind = type_name.and_then(|t| {
+            let (kind, d) = parse_kind(t, text, path, header.clone(), table, &label);
+            errors.extend(d);
+            kind
+        });
+        let (Some(timing), Some(kind)) = (timing, kind) else {
+            return Err(errors);
+        };
+        let repeat = match (timing.every, timing.times) {
+            (None, None) => None,
+            (Some(every), times) => Some(Repeat {
+                every,
+                times: times.unwrap_or(1),
+            }),
+            (None, Some(_)) => {
+                let span = table.get("times").map_or(header, |(k, _)| k.span());
+                errors.push(Diagnostic::at(
+                    path,
+                    text,
+                    span,
+                    format!("{label}: `times` needs `every`"),
+                ));
+                None
+            }
+        };
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(FaultSpec {
+            name: timing.name,
+            at: timing.at,
+            duration: timing.duration,
+            repeat,
+            kind,
+        })
+    }
+}
+
+/// The type-specific keys of one `[[fault]]` table, read as the type's struct.
+fn parse_kind(
+    type_name: &str,
+    text: &str,
+    path: &Path,
+    header: Range<usize>,
+    table: &RawTable,
+    label: &str,
+) -> (Option<FaultKind>, Vec<Diagnostic>) {
+    let keep = |k: &str| k != "type" && !TIMING_KEYS.contains(&k);
+    macro_rules! kinds {
+        ($($name:literal => $variant:ident($ty:ty)),* $(,)?) => {
+            match type_name {
+                $($name => {
+                    let (v, d) = parse_table::<$ty>(text, path, "fault", header, table, label, &keep);
+                    (v.map(FaultKind::$variant), d)
+                })*
+                _ => (None, vec![]),
+            }
+        };
+    }
+    kinds! {
+        "terminate-instances" => TerminateInstances(TerminateInstances),
+        "stop-instances" => StopInstances(StopInstances),
+        "stall-consumers" => StallConsumers(StallConsumers),
+        "delay-queue" => DelayQueue(DelayQueue),
+        "latency" => Latency(Latency),
+        "blackhole" => Blackhole(Blackhole),
+        "reset-peer" => ResetPeer(ResetPeer),
+        "bandwidth" => Bandwidth(Bandwidth),
+        "kill-process" => KillProcess(KillProcess),
+        "command" => Command(CommandFault),
+    }
+}
+
 impl<'de> Deserialize<'de> for FaultSpec {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let table = toml::Table::deserialize(deserializer)?;
+        match table.get("type").and_then(|v| v.as_str()) {
+            Some(t) if !FAULT_TYPES.contains(&t) => {
+                return Err(D::Error::custom(format!(
+                    "unknown fault type `{t}` ({})",
+                    name_hint(t, &FAULT_TYPES)
+                )));
+            }
+            None => return Err(D::Error::custom("a `[[fault]]` has no `type`")),
+            _ => {}
+        }
         let (timing, params): (toml::Table, toml::Table) = table
             .into_iter()
             .partition(|(k, _)| TIMING_KEYS.contains(&k.as_str()));
@@ -247,8 +413,30 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("dealy"), "{err}");
         let err = parse("[[fault]]\ntype = \"explode\"\nat = \"1s\"\n").unwrap_err();
-        assert!(err.to_string().contains("explode"), "{err}");
+        assert!(
+            err.to_string().contains("unknown fault type `explode`"),
+            "{err}"
+        );
         let err = parse("[[fault]]\ntype = \"delay-queue\"\nat = \"1s\"\ntimes = 2\nqueue = \"q\"\ndelay = \"1s\"\n").unwrap_err();
         assert!(err.to_string().contains("`times` needs `every`"), "{err}");
+    }
+
+    #[test]
+    fn fault_types_are_the_variants() {
+        let kind = |t: &str| {
+            let mut table = toml::Table::new();
+            table.insert("type".into(), t.into());
+            toml::Value::Table(table)
+                .try_into::<FaultKind>()
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        for t in FAULT_TYPES {
+            let err = kind(t);
+            assert!(!err.contains("unknown variant"), "{t}: {err}");
+        }
+        let err = kind("zzz");
+        assert_eq!(err.matches("`, `").count() + 1, FAULT_TYPES.len(), "{err}");
     }
 }

@@ -328,7 +328,10 @@ async fn with_target(
     let prepared = match runner.prepare().await {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("shakedown run: refused, nothing was touched: {e}");
+            match e {
+                crate::chaos::runner::RunError::Refused(_) => eprintln!("shakedown run: {e}"),
+                e => eprintln!("shakedown run: refused, nothing was touched: {e}"),
+            }
             // Nothing ran: leave no run directory behind (unless a journal was started).
             if !dir.join(crate::chaos::journal::JOURNAL_FILE).exists() {
                 let _ = std::fs::remove_dir_all(&dir);
@@ -465,7 +468,10 @@ async fn with_target(
         }
         None => None,
     };
-    let chaos = tokio::spawn(prepared.start(tokio::time::Instant::from_std(start), signal.clone()));
+    // `run-ended` is journaled when the whole run ends (`run_end.finish` below).
+    let chaos =
+        tokio::spawn(prepared.start_open(tokio::time::Instant::from_std(start), signal.clone()));
+    let mut run_end = None;
 
     let plan = DriverPlan {
         factory: Arc::new(RequestFactory::new(
@@ -492,7 +498,7 @@ async fn with_target(
         tokio::select! {
             r = &mut driver => break r.context("the load driver failed")?,
             r = &mut chaos, if chaos_report.is_none() => {
-                let r = flatten(r);
+                let r = flatten(r, &mut run_end);
                 if !matches!(&r, Ok(rep) if rep.outcome == crate::chaos::Outcome::Completed) {
                     load_stop.cancel();
                 }
@@ -507,7 +513,7 @@ async fn with_target(
             if !chaos.is_finished() && !signal.is_cancelled() {
                 println!("load done; waiting for the remaining faults to end...");
             }
-            flatten(chaos.await)
+            flatten(chaos.await, &mut run_end)
         }
     };
 
@@ -581,6 +587,11 @@ async fn with_target(
         writer.meta_mut().error = Some(e.clone());
     }
     writer.finish(status).context("cannot finish run.json")?;
+    if let Some(end) = run_end.take()
+        && let Err(e) = end.finish(interrupted)
+    {
+        eprintln!("faults: {e}");
+    }
 
     println!();
     print!("{}", render_table(&summaries));
@@ -682,10 +693,17 @@ pub fn analyze_and_report(
 }
 
 fn flatten(
-    r: Result<Result<RunReport, crate::chaos::runner::RunError>, tokio::task::JoinError>,
+    r: Result<
+        Result<(RunReport, crate::chaos::RunEnd), crate::chaos::runner::RunError>,
+        tokio::task::JoinError,
+    >,
+    end: &mut Option<crate::chaos::RunEnd>,
 ) -> Result<RunReport, String> {
     match r {
-        Ok(Ok(r)) => Ok(r),
+        Ok(Ok((r, e))) => {
+            *end = Some(e);
+            Ok(r)
+        }
         Ok(Err(e)) => Err(format!("the fault runner failed: {e}")),
         Err(e) => Err(format!("the fault runner panicked: {e}")),
     }

@@ -71,9 +71,10 @@ impl Diagnostic {
         }
     }
 
-    /// Adds (or replaces) the hint.
+    /// Adds (or replaces) the hint; an empty hint is none (never printed).
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
-        self.hint = Some(hint.into());
+        let hint = hint.into();
+        self.hint = (!hint.trim().is_empty()).then_some(hint);
         self
     }
 }
@@ -263,6 +264,9 @@ pub fn closest_name<'c>(
 
 /// A hint for a misspelt name: `did you mean `x`?`, or the list of valid names.
 pub fn name_hint(input: &str, candidates: &[&str]) -> String {
+    if candidates.is_empty() {
+        return "there is none to choose from in this file".into();
+    }
     match closest_name(input, candidates.iter().copied()) {
         Some(near) => format!("did you mean `{near}`?"),
         None => format!("expected one of {}", quoted_list(candidates)),
@@ -349,5 +353,8 @@ error: unknown field `pth` in stream \"photos\".request
         assert_eq!(closest_name("uplaod", ["upload", "event"]), Some("upload"));
         assert_eq!(closest_name("zzzzzz", ["upload", "event"]), None);
         assert_eq!(name_hint("zz", &["a", "b"]), "expected one of `a`, `b`");
+        assert!(!name_hint("zz", &[]).contains("expected one of"));
+        let d = Diagnostic::whole_file(Path::new("p.toml"), "x").with_hint("");
+        assert!(!d.to_string().contains("hint"), "{d}");
     }
 }

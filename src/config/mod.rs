@@ -8,10 +8,16 @@
 //!    parsed again. Any other error (syntax, wrong type) is reported and ends this pass.
 //! 2. **semantic** (per format, e.g. [`profile`]): raw -> validated plan, recording every error.
 //!
+//! Before both, [`vars`] expands `${env:NAME}` in string values. Arrays of tables whose
+//! shape depends on a key (`[[fault]]` by `type`) are read as [`RawTable`]s, then each table
+//! on its own with [`parse_table`] (same spans, the rest of the text blanked), so that every
+//! table's errors are reported at its keys and values.
+//!
 //! [`diag`] renders the result rustc-style with file:line:col.
 
 pub mod diag;
 pub mod profile;
+pub mod vars;
 
 use std::ops::Range;
 use std::path::Path;
@@ -83,6 +89,162 @@ pub fn parse_toml<T: DeserializeOwned>(text: &str, path: &Path) -> (Option<T>, V
     (None, diagnostics)
 }
 
+/// One table of an array of tables (`[[fault]]`, `[[promise]]`) as written: its entries
+/// with the spans of their keys and values. Reading it never fails, so that one bad table
+/// does not hide the errors of the others: each is then read on its own with
+/// [`parse_table`], every error at its key or value.
+#[derive(Debug, Clone, Default)]
+pub struct RawTable {
+    /// `(key, value)` pairs.
+    pub entries: Vec<(Spanned<String>, Spanned<toml::Value>)>,
+}
+
+impl RawTable {
+    /// The entry for `key`.
+    pub fn get(&self, key: &str) -> Option<&(Spanned<String>, Spanned<toml::Value>)> {
+        self.entries.iter().find(|(k, _)| k.get_ref() == key)
+    }
+
+    /// The string value of `key`.
+    pub fn str(&self, key: &str) -> Option<&str> {
+        self.get(key).and_then(|(_, v)| v.get_ref().as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for RawTable {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawTable;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a table")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawTable, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = map.next_entry()? {
+                    entries.push(entry);
+                }
+                Ok(RawTable { entries })
+            }
+        }
+        deserializer.deserialize_map(V)
+    }
+}
+
+/// Reads one table of the array `array` (its header at `header`, e.g. `[[fault]]`) as a
+/// `T`, keeping only the entries for which `keep(key)` holds: the structural pass on that
+/// table alone, every unknown key reported, spans those of `text`. `label` names the table
+/// in messages (`[[fault]] "kill-web"`).
+pub fn parse_table<T: DeserializeOwned>(
+    text: &str,
+    path: &Path,
+    array: &str,
+    header: Range<usize>,
+    table: &RawTable,
+    label: &str,
+    keep: &dyn Fn(&str) -> bool,
+) -> (Option<T>, Vec<Diagnostic>) {
+    let Some(isolated) = isolate(text, array, header.clone(), table, keep) else {
+        // An inline table (`fault = [{ ... }]`): read from its values, errors at the table.
+        let value = toml::Value::Table(
+            table
+                .entries
+                .iter()
+                .filter(|(k, _)| keep(k.get_ref()))
+                .map(|(k, v)| (k.get_ref().clone(), v.get_ref().clone()))
+                .collect(),
+        );
+        return match T::deserialize(value) {
+            Ok(v) => (Some(v), vec![]),
+            Err(e) => {
+                let message = e.to_string().replace('\n', " ");
+                (
+                    None,
+                    vec![Diagnostic::at(
+                        path,
+                        text,
+                        header,
+                        format!("{label}: {message}"),
+                    )],
+                )
+            }
+        };
+    };
+    let (value, diagnostics) =
+        parse_toml::<std::collections::BTreeMap<String, Vec<T>>>(&isolated, path);
+    let lines: Vec<&str> = text.lines().collect();
+    let here = format!("{array}[0]");
+    let diagnostics = diagnostics
+        .into_iter()
+        .map(|mut d| {
+            if d.line > 0
+                && let Some(l) = lines.get(d.line - 1)
+            {
+                d.source_line = l.trim_end_matches('\r').to_string();
+            }
+            d.message = match d.message.strip_prefix("missing field `") {
+                Some(rest) => format!(
+                    "{label} needs `{}`",
+                    rest.split('`').next().unwrap_or_default()
+                ),
+                None => d.message.replace(&here, label),
+            };
+            d
+        })
+        .collect();
+    let value = value
+        .and_then(|mut m| m.remove(array))
+        .and_then(|mut v| v.pop());
+    (value, diagnostics)
+}
+
+/// `text` with everything but the table at `header` (and, of it, the kept entries)
+/// blanked; `None` for an inline table.
+fn isolate(
+    text: &str,
+    array: &str,
+    header: Range<usize>,
+    table: &RawTable,
+    keep: &dyn Fn(&str) -> bool,
+) -> Option<String> {
+    if !text.get(header.clone())?.starts_with("[[") {
+        return None;
+    }
+    let start = text[..header.start].rfind('\n').map_or(0, |i| i + 1);
+    // The section: the header's line up to the next header that is not one of its sub-tables.
+    let mut end = text.len();
+    let mut offset = text[start..]
+        .find('\n')
+        .map_or(text.len(), |i| start + i + 1);
+    while offset < text.len() {
+        let line = text[offset..].trim_start();
+        let sub = [format!("[{array}."), format!("[[{array}.")];
+        if line.starts_with('[') && !sub.iter().any(|p| line.starts_with(p.as_str())) {
+            end = offset;
+            break;
+        }
+        offset = text[offset..]
+            .find('\n')
+            .map_or(text.len(), |i| offset + i + 1);
+    }
+    let mut out: String = text
+        .char_indices()
+        .map(|(i, c)| {
+            if (start..end).contains(&i) || c == '\n' || c == '\r' {
+                c.to_string()
+            } else {
+                " ".repeat(c.len_utf8())
+            }
+        })
+        .collect();
+    for (k, _) in &table.entries {
+        if !keep(k.get_ref()) && (start..end).contains(&k.span().start) {
+            blank_entry(&mut out, k.span());
+        }
+    }
+    Some(out)
+}
+
 /// A serde error other than an unknown field, made readable.
 fn other_error(
     text: &str,
@@ -91,11 +253,53 @@ fn other_error(
     message: &str,
     tree: Option<&Spanned<Loose>>,
 ) -> Diagnostic {
+    let found = tree.and_then(|t| find_entry(t.get_ref(), &|_, v| v.span() == span));
+    if let (Some((parents, key)), Some(readable)) = (&found, wrong_type(message)) {
+        let place = if parents.is_empty() {
+            String::new()
+        } else {
+            format!(" (in {})", parents.join("."))
+        };
+        return Diagnostic::at(path, text, span, format!("`{key}` {readable}{place}"));
+    }
     let message = readable_type_error(message);
     let place = tree
         .and_then(|t| describe_value(t, &span))
         .unwrap_or_default();
     Diagnostic::at(path, text, span, format!("{message}{place}"))
+}
+
+/// `invalid type: string "abc", expected i32` -> `must be a whole number, got the string "abc"`.
+pub(crate) fn wrong_type(message: &str) -> Option<String> {
+    let rest = message.lines().next()?.strip_prefix("invalid type: ")?;
+    let (got, expected) = rest.rsplit_once(", expected ")?;
+    let expected = match expected.trim() {
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "a whole number".to_string(),
+        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => "a whole number (0 or more)".to_string(),
+        "f32" | "f64" => "a number".to_string(),
+        "a boolean" => "`true` or `false`".to_string(),
+        "a string or number" => "a string like `30s` or a number".to_string(),
+        "a sequence" => "an array `[...]`".to_string(),
+        "a map" => "a table `{ ... }`".to_string(),
+        other => other.to_string(),
+    };
+    let got = if let Some(s) = got.strip_prefix("string ") {
+        format!("the string {s}")
+    } else if let Some(n) = got
+        .strip_prefix("integer ")
+        .or_else(|| got.strip_prefix("floating point "))
+    {
+        format!("the number {}", n.trim_matches('`'))
+    } else if let Some(b) = got.strip_prefix("boolean ") {
+        format!("`{}`", b.trim_matches('`'))
+    } else {
+        match got {
+            "map" => "a table".to_string(),
+            "sequence" => "an array".to_string(),
+            other => other.to_string(),
+        }
+    };
+    Some(format!("must be {expected}, got {got}"))
 }
 
 /// serde speaks Rust (`expected i64`); users write TOML.
@@ -131,7 +335,7 @@ fn parse_unknown_field(message: &str) -> Option<(String, Vec<String>)> {
 /// Blanks the entry whose key is at `key` (spaces, keeping line breaks so every other span stays
 /// valid). Handles `key = value` lines, keys in inline tables, dotted keys and table headers.
 /// Returns false when nothing could be blanked.
-fn blank_entry(text: &mut String, key: Range<usize>) -> bool {
+pub(crate) fn blank_entry(text: &mut String, key: Range<usize>) -> bool {
     if key.end > text.len() || !text.is_char_boundary(key.start) || !text.is_char_boundary(key.end)
     {
         return false;
@@ -530,6 +734,19 @@ mod tests {
         let (_, expected) = parse_unknown_field("unknown field `x`, there are no fields").unwrap();
         assert!(expected.is_empty());
         assert!(parse_unknown_field("invalid type: string").is_none());
+    }
+
+    #[test]
+    fn wrong_types_read_like_toml() {
+        assert_eq!(
+            wrong_type("invalid type: string \"abc\", expected i32").unwrap(),
+            "must be a whole number, got the string \"abc\""
+        );
+        assert_eq!(
+            wrong_type("invalid type: floating point `1.5`, expected usize").unwrap(),
+            "must be a whole number (0 or more), got the number 1.5"
+        );
+        assert!(wrong_type("unknown field `x`").is_none());
     }
 
     #[test]

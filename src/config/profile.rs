@@ -444,7 +444,10 @@ pub fn load(path: &Path) -> Result<Profile, Diagnostics> {
 }
 
 /// Parses profile text that came from `path` (used in messages and to find body files).
+/// `${env:NAME}` in string values is expanded first ([`super::vars`]).
 pub fn parse(text: &str, path: &Path) -> Result<Profile, Diagnostics> {
+    let expanded = super::vars::expand(text, path)?;
+    let text: &str = &expanded;
     let (raw, structural) = parse_toml::<RawProfile>(text, path);
     let mut checker = Checker {
         out: Collector::new(path, text),

@@ -26,8 +26,8 @@ use crate::chaos::plan::{FaultPlan, PlanFile};
 use crate::chaos::proxy::ProxySpec;
 use crate::chaos::spec::{FaultSpec, PhaseRef};
 use crate::config::diag::{Collector, Diagnostic, Diagnostics, name_hint};
-use crate::config::parse_toml;
 use crate::config::profile::{self, Profile};
+use crate::config::{RawTable, parse_table, parse_toml};
 use crate::ledger::source::CompletionSourceSpec;
 use crate::probe::activity::ActivitySourceSpec;
 use crate::probe::spec::{ProbeSpec, problems as probe_problems};
@@ -156,15 +156,28 @@ struct RawExperiment {
     target: Option<Spanned<RawTarget>>,
     #[serde(default)]
     proxy: Vec<ProxySpec>,
+    // Read table by table (`Checker::tables`).
     #[serde(default)]
-    fault: Vec<FaultSpec>,
+    fault: Vec<Spanned<RawTable>>,
     #[serde(default)]
-    probe: Vec<ProbeSpec>,
+    probe: Vec<Spanned<RawTable>>,
     #[serde(default)]
-    promise: Vec<RawPromise>,
+    promise: Vec<Spanned<RawTable>>,
     #[serde(default)]
     guardrails: Guardrails,
     cooldown: Option<Spanned<cooldown::RawCooldown>>,
+}
+
+/// `[[fault]]`, `[[probe]]`, `[[promise]]` alone: read when the rest of the file does not
+/// parse, so that the errors of every table are still reported at once.
+#[derive(Debug, Default, Deserialize)]
+struct RawTables {
+    #[serde(default)]
+    fault: Vec<Spanned<RawTable>>,
+    #[serde(default)]
+    probe: Vec<Spanned<RawTable>>,
+    #[serde(default)]
+    promise: Vec<Spanned<RawTable>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -200,21 +213,30 @@ pub fn load_with(path: &Path, files: &dyn Files) -> Result<Experiment, Diagnosti
 /// Parses experiment text that came from `path` (profiles are resolved against its
 /// directory and read through `files`). Every error is reported at once.
 pub fn parse(text: &str, path: &Path, files: &dyn Files) -> Result<Experiment, Diagnostics> {
+    let expanded = crate::config::vars::expand(text, path)?;
+    let text: &str = &expanded;
     let (raw, structural) = parse_toml::<RawExperiment>(text, path);
     let mut c = Collector::new(path, text);
     for d in structural {
         c.push(d);
     }
     let mut extra = Vec::new();
-    let experiment = raw.and_then(|raw| {
-        let mut checker = Checker {
-            c: &mut c,
-            base: path.parent().map(Path::to_path_buf).unwrap_or_default(),
-            files,
-            extra: &mut extra,
-        };
-        checker.experiment(raw, path, text)
-    });
+    let mut checker = Checker {
+        c: &mut c,
+        base: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+        files,
+        extra: &mut extra,
+    };
+    let experiment = match raw {
+        Some(raw) => checker.experiment(raw, path, text),
+        None => {
+            // The rest of the file has an error: still report those of every table.
+            if let Ok(tables) = toml::from_str::<RawTables>(text) {
+                checker.tables([&tables.fault, &tables.probe, &tables.promise], text, path);
+            }
+            None
+        }
+    };
     for d in extra {
         c.push(d);
     }
@@ -265,11 +287,12 @@ impl Checker<'_, '_> {
             });
         let (profile, profile_files) = self.profiles(&raw).unzip();
         let target = self.target(raw.target.as_ref());
-        let plan = profile.as_ref().and_then(|p: &Profile| {
+        let tables = self.tables([&raw.fault, &raw.probe, &raw.promise], text, path);
+        let plan = profile.as_ref().zip(tables.faults).and_then(|(p, faults)| {
             let file = PlanFile {
                 aws: None,
                 proxy: raw.proxy.clone(),
-                fault: raw.fault.clone(),
+                fault: faults,
                 guardrails: raw.guardrails.clone(),
                 seed,
             };
@@ -277,27 +300,34 @@ impl Checker<'_, '_> {
                 Ok(plan) => Some(plan),
                 Err(errors) => {
                     for e in errors {
-                        let span = fault_span(text, &e.fault);
-                        self.c.error_with_hint(
-                            span,
-                            e.to_string(),
-                            "phases are `stages[i]` (the first stream's) or `<stream>.stages[i]`, counted from 0",
-                        );
+                        let span = tables
+                            .fault_names
+                            .iter()
+                            .find(|(n, _)| *n == e.fault)
+                            .map_or_else(|| fault_span(text, &e.fault), |(_, s)| s.clone());
+                        let hint = if e.message.starts_with("unknown phase") {
+                            "phases are `stages[i]` (the first stream's) or `<stream>.stages[i]`, counted from 0"
+                        } else {
+                            ""
+                        };
+                        self.c.error_with_hint(span, e.to_string(), hint);
                     }
                     None
                 }
             }
         });
-        for problem in probe_problems(&raw.probe) {
+        let probes = tables.probes;
+        for problem in probe_problems(&probes) {
             self.c.error(
                 table_span(text, "[[probe]]"),
                 format!("[[probe]]: {problem}"),
             );
         }
-        let promises = build_promises(&raw.promise, self.c);
+        let promises = build_promises(&tables.promises, self.c);
         let cooldown = cooldown::build(raw.cooldown.as_ref(), self.c);
         if let Some(profile) = &profile {
-            self.references(&promises, &raw.fault, &raw.probe, profile, text);
+            let faults = tables.fault_names.iter().map(|(n, _)| n.clone()).collect();
+            self.references(&promises, faults, &probes, profile, text);
         }
         if let Some(TargetSpec::System(t)) = &target
             && t.completions.is_empty()
@@ -317,8 +347,8 @@ impl Checker<'_, '_> {
         }
         if let Some(cd) = &cooldown {
             for cond in &cd.until {
-                if !raw.probe.iter().any(|p| p.name == cond.probe) {
-                    let names: Vec<&str> = raw.probe.iter().map(|p| p.name.as_str()).collect();
+                if !probes.iter().any(|p| p.name == cond.probe) {
+                    let names: Vec<&str> = probes.iter().map(|p| p.name.as_str()).collect();
                     self.c.error_with_hint(
                         raw.cooldown.as_ref().map(|s| s.span()).unwrap_or(0..0),
                         format!(
@@ -340,7 +370,7 @@ impl Checker<'_, '_> {
             profile_files: profile_files?,
             target: target?,
             plan: plan?,
-            probes: raw.probe,
+            probes,
             promises,
             cooldown: cooldown?,
         })
@@ -487,25 +517,77 @@ impl Checker<'_, '_> {
         })))
     }
 
+    /// The `[[fault]]`, `[[probe]]` and `[[promise]]` tables, each read on its own, so that
+    /// every error of every table is reported at once, at its key or value. `faults` is
+    /// `None` when one of them has errors (already recorded).
+    fn tables(
+        &mut self,
+        [fault, probe, promise]: [&[Spanned<RawTable>]; 3],
+        text: &str,
+        path: &Path,
+    ) -> Tables {
+        let mut faults = Some(Vec::new());
+        let mut fault_names = Vec::new();
+        for (i, t) in fault.iter().enumerate() {
+            // Names as the plan gives them (`<type>-<index>` when unnamed).
+            let name = t.get_ref().str("name").map_or_else(
+                || format!("{}-{i}", t.get_ref().str("type").unwrap_or("?")),
+                str::to_owned,
+            );
+            fault_names.push((name, t.span()));
+            match FaultSpec::from_table(text, path, t.span(), t.get_ref(), i) {
+                Ok(f) => {
+                    if let Some(v) = &mut faults {
+                        v.push(f);
+                    }
+                }
+                Err(d) => {
+                    faults = None;
+                    d.into_iter().for_each(|d| self.c.push(d));
+                }
+            }
+        }
+        let all = |_: &str| true;
+        let mut probes = Vec::new();
+        for (i, t) in probe.iter().enumerate() {
+            let label = table_label("probe", t.get_ref(), i);
+            let (p, d) =
+                parse_table::<ProbeSpec>(text, path, "probe", t.span(), t.get_ref(), &label, &all);
+            d.into_iter().for_each(|d| self.c.push(d));
+            probes.extend(p);
+        }
+        let mut promises = Vec::new();
+        for (i, t) in promise.iter().enumerate() {
+            let label = table_label("promise", t.get_ref(), i);
+            let (p, d) = parse_table::<RawPromise>(
+                text,
+                path,
+                "promise",
+                t.span(),
+                t.get_ref(),
+                &label,
+                &all,
+            );
+            d.into_iter().for_each(|d| self.c.push(d));
+            promises.extend(p);
+        }
+        Tables {
+            faults,
+            fault_names,
+            probes,
+            promises,
+        }
+    }
+
     /// Promises must name faults, probes and streams that exist.
     fn references(
         &mut self,
         promises: &[Promise],
-        faults: &[FaultSpec],
+        faults: BTreeSet<String>,
         probes: &[ProbeSpec],
         profile: &Profile,
         text: &str,
     ) {
-        // Names as the plan gives them (`<type>-<index>` when unnamed).
-        let faults: BTreeSet<String> = faults
-            .iter()
-            .enumerate()
-            .map(|(i, f)| {
-                f.name
-                    .clone()
-                    .unwrap_or_else(|| format!("{}-{i}", f.kind.fault().type_name()))
-            })
-            .collect();
         let probe_names: Vec<&str> = probes.iter().map(|p| p.name.as_str()).collect();
         let streams: Vec<&str> = profile.streams.iter().map(|s| s.name.as_str()).collect();
         for p in promises {
@@ -554,6 +636,23 @@ impl Checker<'_, '_> {
                 }
             }
         }
+    }
+}
+
+/// The tables of [`Checker::tables`].
+struct Tables {
+    faults: Option<Vec<FaultSpec>>,
+    /// Every `[[fault]]`'s name (as the plan names it) and the span of its header.
+    fault_names: Vec<(String, std::ops::Range<usize>)>,
+    probes: Vec<ProbeSpec>,
+    promises: Vec<RawPromise>,
+}
+
+/// `[[probe]] "backlog"` or `[[probe]] #2`.
+fn table_label(array: &str, table: &RawTable, index: usize) -> String {
+    match table.str("name") {
+        Some(n) => format!("[[{array}]] {n:?}"),
+        None => format!("[[{array}]] #{}", index + 1),
     }
 }
 

@@ -2,6 +2,7 @@
 //! are applied. Each knows how to apply, undo (idempotently) and verify itself from the record
 //! alone, so `shakedown recover` needs nothing but the journal.
 
+pub mod command;
 pub mod container;
 pub mod ec2;
 pub mod queue;
@@ -57,6 +58,8 @@ pub enum Change {
     Container(container::ContainerChange),
     /// A toxic on a built-in proxy.
     Toxic(toxic::ToxicChange),
+    /// Shell commands: apply, undo, verify (the `command` fault).
+    Command(command::CommandChange),
 }
 
 impl Change {
@@ -66,7 +69,9 @@ impl Change {
             Change::Ec2State(c) => Some(&c.target),
             Change::QueueAttribute(c) => Some(&c.target),
             Change::QueuePolicy(c) => Some(&c.target),
-            Change::Signal(_) | Change::Container(_) | Change::Toxic(_) => None,
+            Change::Signal(_) | Change::Container(_) | Change::Toxic(_) | Change::Command(_) => {
+                None
+            }
         }
     }
 
@@ -79,6 +84,7 @@ impl Change {
             Change::QueuePolicy(c) => c,
             Change::Container(c) => c,
             Change::Toxic(c) => c,
+            Change::Command(c) => c,
         }
     }
 }

@@ -52,6 +52,13 @@ impl<A: InstanceAction> Fault for InstanceFault<A> {
     fn seed(&self) -> Option<u64> {
         self.seed
     }
+    fn check(&self) -> Result<(), FaultError> {
+        super::check_cap(self.count, self.percent)?;
+        self.instances
+            .filters("running")
+            .map(|_| ())
+            .map_err(FaultError::Invalid)
+    }
     fn resolve<'a>(&'a self, env: &'a Env) -> BoxFuture<'a, Result<Vec<Resource>, FaultError>> {
         Box::pin(resolve_instances(
             env,

@@ -54,16 +54,24 @@ impl Fault for KillProcess {
     fn seed(&self) -> Option<u64> {
         self.seed
     }
+    fn check(&self) -> Result<(), FaultError> {
+        super::check_cap(self.count, self.percent)?;
+        parse_signal(&self.signal)?;
+        match (&self.processes, &self.containers) {
+            (Some(p), None) => Ok(p.check()?),
+            (None, Some(_)) => Ok(()),
+            _ => Err(FaultError::Invalid(
+                "kill-process needs exactly one of `processes`, `containers`".into(),
+            )),
+        }
+    }
     fn resolve<'a>(&'a self, env: &'a Env) -> BoxFuture<'a, Result<Vec<Resource>, FaultError>> {
         Box::pin(async move {
-            super::check_cap(self.count, self.percent)?;
-            parse_signal(&self.signal)?;
+            self.check()?;
             match (&self.processes, &self.containers) {
-                (Some(p), None) => resolve_processes(p),
+                (Some(p), _) => resolve_processes(p),
                 (None, Some(c)) => resolve_containers(env, c).await,
-                _ => Err(FaultError::Invalid(
-                    "kill-process needs exactly one of `processes`, `containers`".into(),
-                )),
+                (None, None) => unreachable!("checked"),
             }
         })
     }

@@ -119,9 +119,16 @@ impl Fault for StallConsumers {
     fn seed(&self) -> Option<u64> {
         self.seed
     }
+    fn check(&self) -> Result<(), FaultError> {
+        super::check_cap(self.count, self.percent)?;
+        if let Backend::Processes(p) = self.backend()? {
+            p.check()?;
+        }
+        Ok(())
+    }
     fn resolve<'a>(&'a self, env: &'a Env) -> BoxFuture<'a, Result<Vec<Resource>, FaultError>> {
         Box::pin(async move {
-            super::check_cap(self.count, self.percent)?;
+            self.check()?;
             match self.backend()? {
                 Backend::Queue(q, _) => {
                     let c = env.clients(env.aws_target(self.type_name())?)?;
