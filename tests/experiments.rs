@@ -329,3 +329,33 @@ fn the_variables_example_expands_the_environment_and_names_an_unset_variable() {
         "expected the place of ${{env:QUEUE}}: {t}"
     );
 }
+
+#[test]
+fn the_activities_example_parses_on_a_system_target_and_maps_a_line() {
+    let block = toml_blocks("docs/experiments.md")
+        .into_iter()
+        .find(|b| b.contains("[[target.activities]]"))
+        .expect("the activities example");
+    let text = format!(
+        "name = \"a\"\nprofile = \"../profiles/demo.toml\"\n[target]\nhttp = \"http://127.0.0.1:9\"\n{block}"
+    );
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("chaos/example.toml");
+    let e = experiment::parse(&text, &path, &experiment::Disk).unwrap_or_else(|d| panic!("{d}"));
+    let TargetSpec::System(t) = e.target else {
+        panic!("a system target")
+    };
+    assert_eq!(t.activities.len(), 1);
+    let line = t.activities[0]
+        .map_line(
+            r#"{"ts": 1700000002000, "old_desired": 2, "new_desired": 5}"#,
+            1_700_000_000_000,
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!((line.t_ms, line.from, line.to), (2000, Some(2), Some(5)));
+    assert_eq!(line.group, "workers");
+    // Two origins in one table: refused with the place.
+    let bad = text.replace("file = ", "url = \"http://127.0.0.1:9/log\"\nfile = ");
+    let err = experiment::parse(&bad, &path, &experiment::Disk).unwrap_err();
+    assert!(err.to_string().contains("exactly one of `file`, `command` or `url`"), "{err}");
+}
