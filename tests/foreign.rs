@@ -1,0 +1,165 @@
+//! A system shakedown did not start: the sandbox run as its own process (`shakedown sandbox`)
+//! and targeted through `[target]` like any existing system, so the run has none of the
+//! sandbox's in-process hooks: no activity log (scale-in judges flapping from the instance
+//! probe), no id listing (no-loss balances by counts), completions from an HTTP feed.
+//! Everything on 127.0.0.1.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+struct Sandbox(Child);
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        // SIGTERM stops its instances too.
+        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
+        let _ = self.0.wait();
+    }
+}
+
+fn shakedown() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_shakedown"));
+    c.env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE");
+    c
+}
+
+#[test]
+fn a_foreign_queue_worker_system_is_judged_without_the_sandbox_hooks() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sandbox.toml");
+    std::fs::write(
+        &config,
+        "arch = \"queued\"\n[workers]\nconcurrency = 2\nscale_in_cooldown = \"3s\"\n",
+    )
+    .unwrap();
+    let mut child = shakedown()
+        .args(["sandbox", "--print-endpoints", "json", "--config"])
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let sandbox = Sandbox(child);
+    let line = BufReader::new(stdout)
+        .lines()
+        .map(Result::unwrap)
+        .find(|l| l.starts_with('{'))
+        .expect("the endpoints line");
+    let e: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let s = |k: &str| e[k].as_str().unwrap().to_owned();
+    std::fs::write(
+        dir.path().join("p.toml"),
+        "name = \"p\"\nseed = 3\ntimeout = \"5s\"\n[[stream]]\nname = \"up\"\nkind = \"upload\"\nrequest = { method = \"PUT\", path = \"/upload/{id}\" }\nsize = { dist = \"fixed\", size = \"20KiB\" }\nstages = [ { for = \"4s\", rate = \"20/s\" }, { for = \"4s\", rate = \"120/s\" }, { for = \"2s\", rate = \"0/s\" } ]\n",
+    )
+    .unwrap();
+    let exp = dir.path().join("foreign.toml");
+    std::fs::write(
+        &exp,
+        format!(
+            r#"name = "foreign"
+profile = "p.toml"
+[target]
+http = "{web}"
+queue = "{queue}"
+dlq = "{dlq}"
+[target.aws]
+region = "us-east-1"
+sqs_endpoint_url = "{sqs}"
+ec2_endpoint_url = "{ec2}"
+access_key_id = "foreign"
+secret_access_key = "foreign"
+[[target.completions]]
+kind = "sandbox-feed"
+url = "{feed}"
+[[probe]]
+name = "backlog"
+kind = "sqs"
+queue = "{queue}"
+metric = "visible"
+[[probe]]
+name = "in_flight"
+kind = "sqs"
+queue = "{queue}"
+metric = "in_flight"
+[[probe]]
+name = "workers"
+kind = "ec2"
+instances = {{ asg = "workers" }}
+state = "running"
+[[promise]]
+type = "no-loss"
+[[promise]]
+type = "scale-out"
+instances = "workers"
+depth = "backlog"
+target = 20
+max = 8
+within = "20s"
+[[promise]]
+type = "scale-in"
+instances = "workers"
+depth = "backlog"
+min = 0
+within = "30s"
+max_direction_changes = 4
+flap_window = "1m"
+[cooldown]
+max = "45s"
+until = ["backlog <= 0", "in_flight <= 0", "workers <= 0"]
+hold = "1s"
+"#,
+            web = s("web_url"),
+            queue = s("queue_url"),
+            dlq = s("dlq_url"),
+            sqs = s("sqs_endpoint"),
+            ec2 = s("ec2_endpoint"),
+            feed = s("feed_url"),
+        ),
+    )
+    .unwrap();
+    let out = shakedown()
+        .args(["run", "--results"])
+        .arg(dir.path().join("results"))
+        .arg(&exp)
+        .output()
+        .unwrap();
+    drop(sandbox);
+    let t = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = std::fs::read_dir(dir.path().join("results"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert!(!run.join("activities.jsonl").exists(), "no activity source: {t}");
+    let verdict: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("verdict.json")).unwrap())
+            .unwrap_or_else(|e| panic!("{e}: {t}"));
+    let by_type = |ty: &str| {
+        verdict["verdicts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["type"] == ty)
+            .unwrap()
+            .clone()
+    };
+    let no_loss = by_type("no-loss");
+    assert_eq!(no_loss["status"], "pass", "{no_loss}\n{t}");
+    assert!(no_loss["figures"].get("still_queued_listed").is_none(), "counts only: {no_loss}");
+    let scale_in = by_type("scale-in");
+    assert_eq!(scale_in["status"], "pass", "{scale_in}\n{t}");
+    assert_eq!(
+        scale_in["figures"]["activities_source"], "probe `workers` (running count)",
+        "{scale_in}"
+    );
+    let scale_out = by_type("scale-out");
+    assert_eq!(scale_out["status"], "pass", "{scale_out}\n{t}");
+    assert_eq!(out.status.code(), Some(0), "{t}");
+}
