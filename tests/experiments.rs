@@ -357,5 +357,9 @@ fn the_activities_example_parses_on_a_system_target_and_maps_a_line() {
     // Two origins in one table: refused with the place.
     let bad = text.replace("file = ", "url = \"http://127.0.0.1:9/log\"\nfile = ");
     let err = experiment::parse(&bad, &path, &experiment::Disk).unwrap_err();
-    assert!(err.to_string().contains("exactly one of `file`, `command` or `url`"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("exactly one of `file`, `command` or `url`"),
+        "{err}"
+    );
 }

@@ -137,7 +137,10 @@ hold = "1s"
         .unwrap()
         .unwrap()
         .path();
-    assert!(!run.join("activities.jsonl").exists(), "no activity source: {t}");
+    assert!(
+        !run.join("activities.jsonl").exists(),
+        "no activity source: {t}"
+    );
     let verdict: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("verdict.json")).unwrap())
             .unwrap_or_else(|e| panic!("{e}: {t}"));
@@ -152,7 +155,10 @@ hold = "1s"
     };
     let no_loss = by_type("no-loss");
     assert_eq!(no_loss["status"], "pass", "{no_loss}\n{t}");
-    assert!(no_loss["figures"].get("still_queued_listed").is_none(), "counts only: {no_loss}");
+    assert!(
+        no_loss["figures"].get("still_queued_listed").is_none(),
+        "counts only: {no_loss}"
+    );
     let scale_in = by_type("scale-in");
     assert_eq!(scale_in["status"], "pass", "{scale_in}\n{t}");
     assert_eq!(

@@ -227,11 +227,17 @@ fn a_backlog_still_in_the_queue_at_the_end_was_called_lost() {
     let v = &verdict["verdicts"][0];
     assert_eq!(v["status"], "pass", "{v}");
     // Most of the 100 were still queued: the test means something only if they were.
-    assert!(v["figures"]["still_queued_listed"].as_f64().unwrap() >= 30.0, "{v}");
+    assert!(
+        v["figures"]["still_queued_listed"].as_f64().unwrap() >= 30.0,
+        "{v}"
+    );
     assert_eq!(v["figures"]["lost"], 0.0, "{v}");
     let ledger: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("ledger.json")).unwrap()).unwrap();
-    assert!(ledger["queue"]["before"].as_array().unwrap().len() >= 2, "{ledger}");
+    assert!(
+        ledger["queue"]["before"].as_array().unwrap().len() >= 2,
+        "{ledger}"
+    );
     // Offline analysis recomputes the same.
     let again = shakedown().arg("analyze").arg(&run).output().unwrap();
     assert_eq!(again.status.code(), Some(0), "{}", text(&again));

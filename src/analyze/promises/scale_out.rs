@@ -100,6 +100,16 @@ impl ScaleOut {
             b.figure("max", f64::from(max));
         }
         self.first_breach_legs(&mut b, view, first);
+        // Every breach as evidence: `<start>s:<response>s` (or `never`), at most 50.
+        let listed: Vec<String> = breaches
+            .iter()
+            .take(50)
+            .map(|br| match br.answered {
+                Some((s, _)) => format!("{}s:{}s", br.start, s - br.start),
+                None => format!("{}s:never", br.start),
+            })
+            .collect();
+        b.figure("breach_responses", listed.join(" "));
 
         // Judge every breach: answered in time, late, never, or too early to tell.
         let mut worst: Option<(f64, &Breach)> = None;
@@ -570,6 +580,10 @@ mod tests {
                 .contains("2 of 2 breaches answered within 60s (slowest 20s)")
         );
         assert_eq!(verdict.figures["worst_response_s"], 20.0.into());
+        assert_eq!(
+            verdict.figures["breach_responses"],
+            "10s:5s 100s:20s".into()
+        );
         // Answered, but in 70 s: too slow.
         v.probes.insert(
             "workers".into(),
