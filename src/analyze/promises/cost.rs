@@ -101,6 +101,17 @@ impl Cost {
             }
         }
         if !known {
+            // Costs are never negative: a known part already over the budget is a broken
+            // promise, whatever the unknown part adds.
+            if let Some(budget) = self.budget
+                && total > budget
+            {
+                b.figure("known_cost", total).figure("budget", budget);
+                b.leg(
+                    Status::Fail,
+                    format!("cost of the measured part alone {total:.4} (budget {budget})"),
+                );
+            }
             return b.finish();
         }
         b.figure("total_cost", total);
@@ -283,5 +294,17 @@ mod tests {
             budget(0.115).evaluate("c", &covered(90)).status,
             Status::Pass
         );
+    }
+
+    #[test]
+    fn a_known_part_over_the_budget_fails_though_another_part_is_missing() {
+        // The GB-second probe is missing; the instances alone cost more than the budget.
+        let mut v = priced(|_| Some(1.0), 10.0);
+        v.probes.remove("gbs");
+        let verdict = budget(0.005).evaluate("c", &v);
+        assert_eq!(verdict.status, Status::Fail, "{verdict:?}");
+        assert!(verdict.reason.unwrap().contains("measured part alone"));
+        // Under the budget so far: the missing part may still break it.
+        assert_eq!(budget(1.0).evaluate("c", &v).status, Status::NotEvaluable);
     }
 }
