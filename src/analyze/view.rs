@@ -157,6 +157,10 @@ pub struct Activity {
     pub cause: String,
 }
 
+/// Seconds after an instance fault during which changes of a running count are taken for
+/// the dip and its replacement, not scaling ([`RunView::derived_scaling`]).
+pub const REPLACEMENT_GRACE_S: f64 = 60.0;
+
 /// How many lost ids a [`Ledger`] keeps as a sample.
 pub const LOST_SAMPLE: usize = 20;
 
@@ -640,11 +644,23 @@ impl RunView {
     /// (a system other than the sandbox with no activity source): one per change of the
     /// sampled count, `from -> to`, at the second it was seen. They follow the running
     /// count, not desired capacity: a replaced instance shows as a dip and a rise.
+    ///
+    /// Changes from an instance fault (terminate, stop, kill) to [`REPLACEMENT_GRACE_S`]
+    /// after it are left out: a dip and its replacement are not scaling decisions.
     pub fn derived_scaling(&self, probe: &str) -> Vec<Activity> {
         let points = self.probe_points(probe, 0, self.len());
+        let replacing = |t: f64| {
+            self.faults.iter().any(|f| {
+                matches!(
+                    f.kind.as_str(),
+                    "terminate-instances" | "stop-instances" | "kill-process"
+                ) && t >= f.start
+                    && t <= f.end.unwrap_or(f.start).max(f.start) + REPLACEMENT_GRACE_S
+            })
+        };
         points
             .windows(2)
-            .filter(|w| w[0].1.round() != w[1].1.round())
+            .filter(|w| w[0].1.round() != w[1].1.round() && !replacing(w[1].0 as f64))
             .map(|w| Activity {
                 t: w[1].0 as f64,
                 group: String::new(),

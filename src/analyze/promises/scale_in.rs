@@ -302,6 +302,30 @@ mod tests {
                 .unwrap()
                 .contains("direction changes in 300s (max 2)")
         );
+        // A killed worker and its replacement (3 -> 2 -> 3) are not flapping.
+        let mut v = view(104, 300, vec![]);
+        v.activities = None;
+        let mut workers: Vec<Option<f64>> = v.probes["workers"].clone();
+        for s in [40usize, 41, 42, 70, 71] {
+            workers[s] = Some(2.0);
+        }
+        v.probes.insert("workers".into(), workers);
+        for (i, start) in [39.5, 69.5].into_iter().enumerate() {
+            v.faults.push(crate::analyze::view::FaultWindow {
+                name: "kill".into(),
+                id: format!("kill#{i}"),
+                kind: "terminate-instances".into(),
+                start,
+                end: Some(start),
+                targets: Vec::new(),
+            });
+        }
+        let verdict = spec().evaluate("s", &v);
+        assert_eq!(verdict.status, Status::Pass, "{verdict:?}");
+        // Without the faults, the same dips are direction changes.
+        v.faults.clear();
+        let verdict = spec().evaluate("s", &v);
+        assert_eq!(verdict.status, Status::Fail, "{verdict:?}");
     }
 
     #[test]
