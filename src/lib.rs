@@ -16,13 +16,13 @@
 //! | [`schedule`] | the arrival schedule: exact send times from profile + seed, segments | yes |
 //! | [`metrics`] | per-second windows, HDR histograms, the sharded recorder, summaries | yes |
 //! | [`driver`] | lanes (keep-alive connections), open/closed model, the lean HTTP/1.1 client, request bodies, the SQS transport (`SendMessageBatch`) | no |
-//! | [`results`] | `results/<run-id>/`: run.json, timeline.csv, latency.hlog, written as the run goes | no |
+//! | [`results`] | `results/<run-id>/`: run.json, timeline.csv, latency.hlog, harness.csv (the harness's own timekeeping), written as the run goes | no |
 //! | [`live`] | progress bar or plain lines during a run | no |
 //! | [`shutdown`] | Ctrl-C / SIGTERM -> a cancellation token handed down the task tree | no |
 //! | [`chaos`] | faults with journaled, verified undos; runner, guardrails, `recover`, TCP proxy | no |
 //! | [`sandbox`] | the embedded reference system: SQS/EC2-compatible endpoints, balancer, web and worker processes, autoscaling, event bus, completion feed | no |
-//! | [`probe`] | `[[probe]]` specs, samplers (SQS, EC2, HTTP, sandbox control, command), `probes.csv` | no |
-//! | [`ledger`] | accepted ids (bitsets), completion sources, `accepted.jsonl`/`completions.jsonl`/`ledger.json` | no |
+//! | [`probe`] | `[[probe]]` specs, samplers (SQS, EC2, HTTP, sandbox control, command), `probes.csv`; `[[target.activities]]` (a system's scaling log) | no |
+//! | [`ledger`] | accepted ids (bitsets), completion sources, the end-of-run queue census, `accepted.jsonl`/`completions.jsonl`/`ledger.json` | no |
 //! | [`analyze`] | recorded run -> verdicts per promise (pass / fail / not evaluable); `load` is its only IO | yes |
 
 pub mod analyze;
