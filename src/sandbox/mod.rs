@@ -53,7 +53,7 @@ use asg::policy::Controller;
 use config::{Arch, Overflow, SandboxConfig};
 use ec2::{Ec2Service, FleetHandle, InstanceState, ProcessDriver};
 use feed::Feed;
-use groups::{GroupSetup, GroupState, GroupStatus, Manager, ManagerParts, Scaling, Tier};
+use groups::{GroupSetup, GroupState, GroupStatus, Manager, ManagerParts, Role, Scaling, Tier};
 use lb::{Balancer, BalancerConfig, HealthCheck, TargetState};
 use process::{ChildConfig, Launcher, RoleConfig};
 use sqs::{OverflowPolicy, QueueSettings, QueueStats, RedrivePolicy, SqsConfig, SqsService};
@@ -354,6 +354,7 @@ impl Sandbox {
             GroupSetup {
                 state: GroupState::new("web", n, n, n, config.replace_stopped_after),
                 child: base.clone(),
+                role: Role::of_web(config.arch),
             },
         )];
         let mut scaling = None;
@@ -378,6 +379,7 @@ impl Sandbox {
                         },
                         ..base
                     },
+                    role: Role::Processor,
                 },
             ));
             scaling = Some(Scaling {
