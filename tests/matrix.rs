@@ -11,7 +11,7 @@
 //! | queued, processing stall (control) | pass | pass | | | |
 //! | tiered (no queue) | pass | not evaluable or fail | pass | | |
 //! | monolith, processing stall | fail | fail | | | |
-//! | no-health-checks | **fail** | pass | pass | pass | pass |
+//! | no-health-checks | **fail** | fail (the dead instance still fails uploads during the stall) | pass | pass | pass |
 //! | fixed-fleet | pass | pass | pass | **fail** | **fail** |
 //! | ack-before-process, workers killed mid-job | | | **fail** (queued: pass) | | |
 //! | lossy-queue | pass | **fail** (the queue does not absorb) | **fail** | pass | pass |
@@ -192,6 +192,9 @@ fn queued_passes_the_processing_stall_the_monolith_fails() {
     expect(&s, &text, &[("failover", PASS), ("buffering", PASS)]);
 }
 
+/// The dead web instance stays in rotation to the end of the run, so a third of the uploads
+/// keep failing through the workers' stall too: buffering's first leg (producers keep
+/// succeeding) fails for the same flaw, rightly.
 #[test]
 fn without_health_checks_failover_fails() {
     let (s, text) = run(QUICK, "no-health-checks");
@@ -200,7 +203,7 @@ fn without_health_checks_failover_fails() {
         &text,
         &[
             ("failover", FAIL),
-            ("buffering", PASS),
+            ("buffering", FAIL),
             ("no-loss", PASS),
             ("scale-out", PASS),
             ("scale-in", PASS),

@@ -46,7 +46,9 @@ use super::asg::{ActivityKind, ActivityLog, NewActivity};
 use super::config::Arch;
 use super::ec2::{FleetHandle, InstanceId, InstanceState, LaunchSpec, ProcessDriver};
 use super::lb::{Balancer, TargetState};
-use super::process::{ChildConfig, Launcher, LiveChildren, Running, child_command, describe_exit};
+use super::process::{
+    ChildConfig, Launcher, LiveChildren, RoleConfig, Running, child_command, describe_exit,
+};
 use super::sqs::SqsService;
 
 /// The tag naming an instance's Auto Scaling group, as AWS sets it.
@@ -404,7 +406,7 @@ pub struct ManagerParts {
     pub exe: PathBuf,
     /// Where child logs go.
     pub dir: PathBuf,
-    /// How long a child may take to print READY.
+    /// How long a child may take to print READY (a worker: after its boot time).
     pub ready_timeout: Duration,
     /// How long a drained instance may take to exit.
     pub drain_timeout: Duration,
@@ -666,8 +668,15 @@ impl Manager {
             }
         };
         let pid = running.pid();
+        // A worker announces READY only after its boot time (`workers.warmup`): the
+        // timeout is for starting up, on top of it (else a warm-up over the timeout
+        // killed every worker before it ever ran).
+        let boot = match &child.role {
+            RoleConfig::Worker { boot_ms, .. } => Duration::from_millis(*boot_ms),
+            _ => Duration::ZERO,
+        };
         tokio::select! {
-            port = ready.port(parts.ready_timeout) => match port {
+            port = ready.port(parts.ready_timeout + boot) => match port {
                 Ok(port) => self.became_ready(tier, &id, port),
                 Err(e) => {
                     tracing::warn!(instance = %id, "not ready: {e}; terminating it");

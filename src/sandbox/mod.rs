@@ -98,7 +98,8 @@ pub struct StartOptions {
     pub exe: PathBuf,
     /// Run directory for instance logs; `None` creates a fresh one under the temp dir.
     pub dir: Option<PathBuf>,
-    /// Longest wait for an instance's `READY` line, and for the web tier to be healthy.
+    /// Longest wait for an instance's `READY` line (a worker's counts after its boot time,
+    /// `workers.warmup`), and for the web tier to be healthy.
     pub ready_timeout: Duration,
     /// At shutdown, how long instances get after SIGTERM before SIGKILL.
     pub shutdown_grace: Duration,
