@@ -73,7 +73,8 @@ pub struct LoadArgs {
 
     /// The sandbox's architecture with --sandbox: queued (default), tiered,
     /// monolith, event-driven, or a broken variant: no-health-checks,
-    /// fixed-fleet, ack-before-process, lossy-queue.
+    /// fixed-fleet, ack-before-process, lossy-queue, capped-fleet, slow-scaler,
+    /// flapping.
     #[arg(long, value_name = "NAME", requires = "sandbox")]
     pub arch: Option<crate::sandbox::config::ArchChoice>,
 

@@ -30,7 +30,8 @@ pub const FILES: Embedded = Embedded(&[
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {
     /// Run the same experiment on another architecture or broken variant
-    /// (tiered, monolith, event-driven, no-health-checks, fixed-fleet, ack-before-process, lossy-queue).
+    /// (tiered, monolith, event-driven, no-health-checks, fixed-fleet, ack-before-process,
+    /// lossy-queue, capped-fleet, slow-scaler, flapping).
     #[arg(long)]
     pub arch: Option<ArchChoice>,
     /// A ~30 s version (`chaos/demo-quick.toml`) instead of the ~2 minute one.

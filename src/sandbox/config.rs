@@ -4,8 +4,8 @@
 //!
 //! A broken variant is configuration, not code: [`Variant::apply`] only sets
 //! ordinary fields (the balancer's health checks off, a fixed worker policy,
-//! delete-before-process, a lossy queue capacity), so every flaw can also be
-//! written by hand. Loading a file applies its `variant`, so the effective
+//! delete-before-process, a lossy queue capacity, a capped fleet, a slow boot,
+//! no cooldowns), so every flaw can also be written by hand. Loading a file applies its `variant`, so the effective
 //! configuration printed by `--print-config` reads back to itself.
 
 use std::fmt;
@@ -75,15 +75,26 @@ pub enum Variant {
     AckBeforeProcess,
     /// The jobs queue has a small capacity and silently drops what does not fit.
     LossyQueue,
+    /// The worker group's `max` is 1: it scales, but never to what the backlog calls for.
+    CappedFleet,
+    /// New workers boot for [`SLOW_SCALER_WARMUP`] before they consume: capacity comes
+    /// far later than any scale-out promise allows.
+    SlowScaler,
+    /// No cooldowns: the group scales in the moment the backlog dips and out the moment
+    /// it rises, so desired capacity changes direction again and again.
+    Flapping,
 }
 
 impl Variant {
     /// Every variant, in documentation order.
-    pub const ALL: [Variant; 4] = [
+    pub const ALL: [Variant; 7] = [
         Variant::NoHealthChecks,
         Variant::FixedFleet,
         Variant::AckBeforeProcess,
         Variant::LossyQueue,
+        Variant::CappedFleet,
+        Variant::SlowScaler,
+        Variant::Flapping,
     ];
 
     /// The name used in files and on the command line.
@@ -93,6 +104,9 @@ impl Variant {
             Variant::FixedFleet => "fixed-fleet",
             Variant::AckBeforeProcess => "ack-before-process",
             Variant::LossyQueue => "lossy-queue",
+            Variant::CappedFleet => "capped-fleet",
+            Variant::SlowScaler => "slow-scaler",
+            Variant::Flapping => "flapping",
         }
     }
 
@@ -114,6 +128,17 @@ impl Variant {
                     .capacity
                     .get_or_insert(LOSSY_QUEUE_DEFAULT_CAPACITY);
             }
+            Variant::CappedFleet => {
+                let w = &mut config.workers;
+                w.max = CAPPED_FLEET_MAX;
+                w.min = w.min.min(w.max);
+                w.desired = w.desired.clamp(w.min, w.max);
+            }
+            Variant::SlowScaler => config.workers.warmup = SLOW_SCALER_WARMUP,
+            Variant::Flapping => {
+                config.workers.scale_out_cooldown = Duration::ZERO;
+                config.workers.scale_in_cooldown = Duration::ZERO;
+            }
         }
     }
 }
@@ -127,6 +152,14 @@ impl fmt::Display for Variant {
 /// Capacity the `lossy-queue` variant gives the jobs queue when none is configured.
 pub const LOSSY_QUEUE_DEFAULT_CAPACITY: usize = 100;
 
+/// The `capped-fleet` variant's `workers.max`: one worker, where the demo's stall and
+/// burst call for the whole default fleet of 8 (backlog 20 per worker).
+pub const CAPPED_FLEET_MAX: u32 = 1;
+
+/// The `slow-scaler` variant's `workers.warmup`: well beyond the 25-30 s that the
+/// experiments in `chaos/` allow for scale-out, so that no timing jitter can hide it.
+pub const SLOW_SCALER_WARMUP: Duration = Duration::from_secs(45);
+
 /// What `--arch NAME` names: an architecture, or a broken variant on top of one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ArchChoice {
@@ -139,8 +172,8 @@ pub struct ArchChoice {
 impl FromStr for ArchChoice {
     type Err = String;
 
-    /// Accepts the four architectures and the four broken variants (each broken
-    /// name is `queued` with that flaw).
+    /// Accepts the architectures and the broken variants (each broken name is
+    /// `queued` with that flaw).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if let Some(arch) = Arch::ALL.into_iter().find(|a| a.name() == s) {
             return Ok(ArchChoice {
@@ -173,8 +206,9 @@ impl FromStr for ArchChoice {
 pub struct SandboxConfig {
     /// Which architecture to run: `queued`, `tiered`, `monolith` or `event-driven`.
     pub arch: Arch,
-    /// A deliberate flaw: `no-health-checks`, `fixed-fleet`, `ack-before-process` or
-    /// `lossy-queue`. It only sets other fields of this file (see the docs).
+    /// A deliberate flaw: `no-health-checks`, `fixed-fleet`, `ack-before-process`,
+    /// `lossy-queue`, `capped-fleet`, `slow-scaler` or `flapping`. It only sets other
+    /// fields of this file (see the docs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub variant: Option<Variant>,
     /// Processing time of one job (workers, or monolith web instances):
@@ -761,8 +795,8 @@ pub enum EndpointsFormat {
 #[derive(Debug, Clone, clap::Args)]
 pub struct SandboxArgs {
     /// Architecture, or a broken variant of `queued`: queued, tiered, monolith,
-    /// event-driven, no-health-checks, fixed-fleet, ack-before-process, lossy-queue.
-    /// Overrides the file's `arch`.
+    /// event-driven, no-health-checks, fixed-fleet, ack-before-process, lossy-queue,
+    /// capped-fleet, slow-scaler, flapping. Overrides the file's `arch`.
     #[arg(long, value_name = "NAME")]
     pub arch: Option<ArchChoice>,
 
@@ -854,7 +888,11 @@ mod tests {
     fn empty_file_is_the_default_and_printing_reads_back() {
         let config = SandboxConfig::from_toml("", "t").unwrap();
         assert_eq!(config, SandboxConfig::default());
-        for name in ["queued", "monolith", "lossy-queue", "fixed-fleet"] {
+        for name in Arch::ALL
+            .iter()
+            .map(|a| a.name())
+            .chain(Variant::ALL.iter().map(|v| v.name()))
+        {
             let config = SandboxConfig::for_arch(name.parse().unwrap());
             let text = config.to_toml();
             assert_eq!(
@@ -878,6 +916,16 @@ mod tests {
         assert_eq!(
             (c.queue.capacity, c.queue.overflow),
             (Some(LOSSY_QUEUE_DEFAULT_CAPACITY), Overflow::Drop)
+        );
+        let c = SandboxConfig::for_arch("capped-fleet".parse().unwrap());
+        assert_eq!((c.workers.min, c.workers.max), (0, CAPPED_FLEET_MAX));
+        assert_eq!(c.workers.policy, WorkersConfig::default().policy);
+        let c = SandboxConfig::for_arch("slow-scaler".parse().unwrap());
+        assert_eq!(c.workers.warmup, SLOW_SCALER_WARMUP);
+        let c = SandboxConfig::for_arch("flapping".parse().unwrap());
+        assert_eq!(
+            (c.workers.scale_out_cooldown, c.workers.scale_in_cooldown),
+            (Duration::ZERO, Duration::ZERO)
         );
         let c = SandboxConfig::for_arch("tiered".parse().unwrap());
         assert_eq!((c.arch, c.variant), (Arch::Tiered, None));

@@ -43,9 +43,12 @@ use tokio_util::task::TaskTracker;
 
 use super::asg::policy::{Controller, Observation};
 use super::asg::{ActivityKind, ActivityLog, NewActivity};
+use super::config::Arch;
 use super::ec2::{FleetHandle, InstanceId, InstanceState, LaunchSpec, ProcessDriver};
 use super::lb::{Balancer, TargetState};
-use super::process::{ChildConfig, Launcher, LiveChildren, Running, child_command, describe_exit};
+use super::process::{
+    ChildConfig, Launcher, LiveChildren, RoleConfig, Running, child_command, describe_exit,
+};
 use super::sqs::SqsService;
 
 /// The tag naming an instance's Auto Scaling group, as AWS sets it.
@@ -341,6 +344,40 @@ pub struct GroupSetup {
     pub state: GroupState,
     /// The child configuration (its `instance_id` is set per launch).
     pub child: ChildConfig,
+    /// The instances' `role` tag: [`Role::Processor`] if they do the work on the
+    /// uploads, [`Role::Frontend`] if they only accept it and hand it on.
+    pub role: Role,
+}
+
+/// What an instance does with the work, as its `role` tag says, so that one experiment
+/// can stall "whatever processes the uploads" on every architecture
+/// (`instances = { tags = { role = "processor" } }`): the workers of `queued`, the web
+/// instances of `monolith` and `tiered`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Accepts requests and hands the work on (a queue, a bus).
+    Frontend,
+    /// Does the work: processes, stores.
+    Processor,
+}
+
+impl Role {
+    /// The web tier's role: it does the work inline in `monolith` and `tiered`, and hands
+    /// it to the queue or the bus in `queued` and `event-driven`.
+    pub fn of_web(arch: Arch) -> Role {
+        match arch {
+            Arch::Monolith | Arch::Tiered => Role::Processor,
+            Arch::Queued | Arch::EventDriven => Role::Frontend,
+        }
+    }
+
+    /// The `role` tag's value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Frontend => "frontend",
+            Role::Processor => "processor",
+        }
+    }
 }
 
 /// The worker group's autoscaling input.
@@ -369,7 +406,7 @@ pub struct ManagerParts {
     pub exe: PathBuf,
     /// Where child logs go.
     pub dir: PathBuf,
-    /// How long a child may take to print READY.
+    /// How long a child may take to print READY (a worker: after its boot time).
     pub ready_timeout: Duration,
     /// How long a drained instance may take to exit.
     pub drain_timeout: Duration,
@@ -590,9 +627,13 @@ impl Manager {
 
     fn launch(&self, tier: Tier, cause: String) {
         let parts = &self.inner.parts;
+        let Some(role) = self.inner.groups.lock().get(&tier).map(|g| g.role) else {
+            return;
+        };
         let spec = LaunchSpec::default()
             .tag("Name", format!("sandbox-{}", tier.name()))
             .tag("tier", tier.name())
+            .tag("role", role.name())
             .tag(GROUP_TAG, tier.name())
             .tag("chaos", "allowed");
         let id = parts.fleet.register(spec);
@@ -627,8 +668,15 @@ impl Manager {
             }
         };
         let pid = running.pid();
+        // A worker announces READY only after its boot time (`workers.warmup`): the
+        // timeout is for starting up, on top of it (else a warm-up over the timeout
+        // killed every worker before it ever ran).
+        let boot = match &child.role {
+            RoleConfig::Worker { boot_ms, .. } => Duration::from_millis(*boot_ms),
+            _ => Duration::ZERO,
+        };
         tokio::select! {
-            port = ready.port(parts.ready_timeout) => match port {
+            port = ready.port(parts.ready_timeout + boot) => match port {
                 Ok(port) => self.became_ready(tier, &id, port),
                 Err(e) => {
                     tracing::warn!(instance = %id, "not ready: {e}; terminating it");

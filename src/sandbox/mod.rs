@@ -53,7 +53,7 @@ use asg::policy::Controller;
 use config::{Arch, Overflow, SandboxConfig};
 use ec2::{Ec2Service, FleetHandle, InstanceState, ProcessDriver};
 use feed::Feed;
-use groups::{GroupSetup, GroupState, GroupStatus, Manager, ManagerParts, Scaling, Tier};
+use groups::{GroupSetup, GroupState, GroupStatus, Manager, ManagerParts, Role, Scaling, Tier};
 use lb::{Balancer, BalancerConfig, HealthCheck, TargetState};
 use process::{ChildConfig, Launcher, RoleConfig};
 use sqs::{OverflowPolicy, QueueSettings, QueueStats, RedrivePolicy, SqsConfig, SqsService};
@@ -98,7 +98,8 @@ pub struct StartOptions {
     pub exe: PathBuf,
     /// Run directory for instance logs; `None` creates a fresh one under the temp dir.
     pub dir: Option<PathBuf>,
-    /// Longest wait for an instance's `READY` line, and for the web tier to be healthy.
+    /// Longest wait for an instance's `READY` line (a worker's counts after its boot time,
+    /// `workers.warmup`), and for the web tier to be healthy.
     pub ready_timeout: Duration,
     /// At shutdown, how long instances get after SIGTERM before SIGKILL.
     pub shutdown_grace: Duration,
@@ -354,6 +355,7 @@ impl Sandbox {
             GroupSetup {
                 state: GroupState::new("web", n, n, n, config.replace_stopped_after),
                 child: base.clone(),
+                role: Role::of_web(config.arch),
             },
         )];
         let mut scaling = None;
@@ -378,6 +380,7 @@ impl Sandbox {
                         },
                         ..base
                     },
+                    role: Role::Processor,
                 },
             ));
             scaling = Some(Scaling {
