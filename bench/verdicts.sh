@@ -14,7 +14,7 @@
 #   -c CASE,..  only these experiments (demo-quick, processing-stall, kill-worker-mid-job)
 #   -o DIR      where the kept runs and the tallies go (default: a new bench-verdicts-* dir
 #               under results/)
-# Uses target/release/shakedown (under $CARGO_TARGET_DIR if set; SHAKEDOWN_BIN overrides),
+# Uses the release binary (<cargo's target dir>/release/shakedown; SHAKEDOWN_BIN overrides),
 # building it if missing, and copies it first, so a rebuild meanwhile cannot change it.
 # Needs jq or python3. Not part of the test suite.
 set -euo pipefail
@@ -56,7 +56,11 @@ while getopts "n:j:a:c:o:h" opt; do
 done
 [[ $N =~ ^[1-9][0-9]*$ && $J =~ ^[1-9][0-9]*$ ]] || { echo "-n and -j take a positive number" >&2; exit 2; }
 
-BIN=${SHAKEDOWN_BIN:-${CARGO_TARGET_DIR:-target}/release/shakedown}
+# cargo's own answer: CARGO_TARGET_DIR, or a target-dir from a config file, or target/
+TARGET_DIR=$(cargo metadata --format-version 1 --no-deps 2>/dev/null |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])' ||
+  echo "${CARGO_TARGET_DIR:-target}")
+BIN=${SHAKEDOWN_BIN:-$TARGET_DIR/release/shakedown}
 if [[ ! -x $BIN ]]; then
   echo "building $BIN (a cold release build takes ~10 minutes)..." >&2
   cargo build --release --quiet --bin shakedown
@@ -66,6 +70,7 @@ mkdir -p "$OUT/kept" "$OUT/tmp"
 cp "$BIN" "$OUT/shakedown"
 SD=$OUT/shakedown
 TALLY=$OUT/tally.tsv    # case, arch, run, promise, expected, got, outcome
+# $OUT/summaries.txt: every run's verdict table
 : >"$TALLY"
 export AWS_EC2_METADATA_DISABLED=true
 
@@ -104,6 +109,10 @@ one() {
     line+="$case	$arch	$i	$promise	$want	$status	$outcome"$'\n'
   done
   printf '%s' "$line" >>"$TALLY"   # one short append per run: whole lines, no interleaving
+  # every run's verdict table, for the margins (how close a pass came to failing)
+  { echo "== $case $arch $i (exit $rc)"; sed -n '/^promise /,/^overall/p' "$dir/out.txt"; } \
+    >"$dir/summary.txt"
+  cat "$dir/summary.txt" >>"$OUT/summaries.txt"
   if ((bad)); then
     mv "$dir" "$OUT/kept/$case.$arch.$i"
     echo "kept $OUT/kept/$case.$arch.$i (exit $rc): $(tr '\n' ' ' <<<"${got[*]:-no verdict}")" >&2
