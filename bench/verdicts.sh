@@ -11,7 +11,8 @@
 #   -j J        runs at once (default 2; each starts a sandbox of several processes, and
 #               verdicts depend on timing: more than the machine's cores starves them)
 #   -a ARCH,..  only these architectures (e.g. -a queued)
-#   -c CASE,..  only these experiments (demo-quick, processing-stall, kill-worker-mid-job)
+#   -c CASE,..  only these experiments (demo-quick, processing-stall, kill-worker-mid-job,
+#               sustained-load)
 #   -o DIR      where the kept runs and the tallies go (default: a new bench-verdicts-* dir
 #               under results/)
 # Uses the release binary (<cargo's target dir>/release/shakedown; SHAKEDOWN_BIN overrides),
@@ -30,7 +31,9 @@ demo-quick          tiered              failover=pass buffering=not-evaluable|fa
 demo-quick          no-health-checks    failover=fail buffering=fail no-loss=pass scale-out=pass scale-in=pass
 demo-quick          fixed-fleet         failover=pass buffering=pass no-loss=pass scale-out=fail scale-in=fail
 demo-quick          lossy-queue         failover=pass buffering=fail no-loss=fail scale-out=pass scale-in=pass
-demo-quick          capped-fleet        failover=pass buffering=pass no-loss=pass scale-out=fail scale-in=pass
+demo-quick          capped-fleet        failover=pass buffering=pass no-loss=pass scale-out=pass|fail scale-in=pass
+sustained-load      queued              no-loss=pass scale-out=pass
+sustained-load      capped-fleet        no-loss=pass scale-out=fail
 demo-quick          slow-scaler         failover=pass buffering=pass no-loss=pass scale-out=fail scale-in=pass
 demo-quick          flapping            failover=pass buffering=pass no-loss=pass scale-out=pass scale-in=fail
 processing-stall    queued              failover=pass buffering=pass
