@@ -883,7 +883,7 @@ async fn finish_ledger(
         notes.push(format!("ledger.json not written: {e}"));
     }
     let mut line = format!(
-        "{} accepted, {} completed, {} dead-lettered, {} still queued, {} lost, {} duplicated",
+        "{} accepted, {} completed, {} dead-lettered, {}, {} lost, {} duplicated",
         summary.accepted,
         summary.completed,
         summary.dead_lettered,
@@ -891,9 +891,9 @@ async fn finish_ledger(
             still_queued,
             census.as_ref().is_some_and(|c| c.ids.is_some())
         ) {
-            (Some(n), true) => format!("{n} (ids listed)"),
-            (Some(n), false) => format!("up to {n}"),
-            (None, _) => "?".into(),
+            (Some(n), true) => format!("{n} still queued (ids listed)"),
+            (Some(n), false) => format!("up to {n} still queued"),
+            (None, _) => "still queued unknown".into(),
         },
         summary.lost,
         summary.duplicates
