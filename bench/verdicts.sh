@@ -12,7 +12,7 @@
 #               verdicts depend on timing: more than the machine's cores starves them)
 #   -a ARCH,..  only these architectures (e.g. -a queued)
 #   -c CASE,..  only these experiments (demo-quick, processing-stall, kill-worker-mid-job,
-#               sustained-load)
+#               sustained-load, bursty-load)
 #   -o DIR      where the kept runs and the tallies go (default: a new bench-verdicts-* dir
 #               under results/)
 # Uses the release binary (<cargo's target dir>/release/shakedown; SHAKEDOWN_BIN overrides),
@@ -29,13 +29,16 @@ EXPECTED='
 demo-quick          queued              failover=pass buffering=pass no-loss=pass scale-out=pass scale-in=pass
 demo-quick          tiered              failover=pass buffering=not-evaluable|fail no-loss=pass
 demo-quick          no-health-checks    failover=fail buffering=fail no-loss=pass scale-out=pass scale-in=pass
-demo-quick          fixed-fleet         failover=pass buffering=pass no-loss=pass scale-out=fail scale-in=fail
+demo-quick          fixed-fleet         failover=pass buffering=pass no-loss=pass scale-out=pass|fail scale-in=fail
 demo-quick          lossy-queue         failover=pass buffering=fail no-loss=fail scale-out=pass scale-in=pass
 demo-quick          capped-fleet        failover=pass buffering=pass no-loss=pass scale-out=pass|fail scale-in=pass
 sustained-load      queued              no-loss=pass scale-out=pass
 sustained-load      capped-fleet        no-loss=pass scale-out=fail
+sustained-load      fixed-fleet         no-loss=pass scale-out=fail
+bursty-load         queued              no-loss=pass scale-in=pass
+bursty-load         flapping            no-loss=pass scale-in=fail
 demo-quick          slow-scaler         failover=pass buffering=pass no-loss=pass scale-out=fail scale-in=pass
-demo-quick          flapping            failover=pass buffering=pass no-loss=pass scale-out=pass scale-in=fail
+demo-quick          flapping            failover=pass buffering=pass no-loss=pass scale-out=pass scale-in=pass|fail
 processing-stall    queued              failover=pass buffering=pass
 processing-stall    monolith            failover=fail buffering=fail
 kill-worker-mid-job queued              no-loss=pass
