@@ -448,7 +448,7 @@ fn entry_end(bytes: &[u8], from: usize) -> Option<(usize, u8)> {
 }
 
 /// The offset just past the string starting at `i` (basic, literal, or their multi-line forms).
-fn skip_string(bytes: &[u8], i: usize) -> Option<usize> {
+pub(crate) fn skip_string(bytes: &[u8], i: usize) -> Option<usize> {
     let quote = bytes[i];
     let triple = bytes[i..].starts_with(&[quote; 3]);
     let mut j = i + if triple { 3 } else { 1 };

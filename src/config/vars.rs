@@ -51,7 +51,7 @@ pub fn expand_with<'t>(
             q @ (b'"' | b'\'') => {
                 let triple = bytes[i..].starts_with(&[q; 3]);
                 let open = if triple { 3 } else { 1 };
-                let Some(end) = string_end(bytes, i, q, triple) else {
+                let Some(end) = super::skip_string(bytes, i) else {
                     // Unterminated: the parser will say so.
                     break;
                 };
@@ -83,29 +83,6 @@ pub fn expand_with<'t>(
     }
     out.push_str(&text[copied..]);
     Ok(Cow::Owned(out))
-}
-
-/// The offset just past the string literal opening at `i`.
-fn string_end(bytes: &[u8], i: usize, quote: u8, triple: bool) -> Option<usize> {
-    let mut j = i + if triple { 3 } else { 1 };
-    while j < bytes.len() {
-        if quote == b'"' && bytes[j] == b'\\' {
-            j += 2;
-            continue;
-        }
-        if !triple && bytes[j] == b'\n' {
-            return None;
-        }
-        if bytes[j] == quote && (!triple || bytes[j..].starts_with(&[quote; 3])) {
-            let mut end = j + if triple { 3 } else { 1 };
-            while triple && end < bytes.len() && bytes[end] == quote && end < j + 5 {
-                end += 1;
-            }
-            return Some(end);
-        }
-        j += 1;
-    }
-    None
 }
 
 /// A quoted key (`"a b" = 1`, `"a".b = 1`) rather than a value.

@@ -132,15 +132,18 @@ mod tests {
                 })
                 .collect(),
         );
-        let accepted: Vec<Accepted> = (0..10)
+        v.ledger = Some(Ledger::build(&accepted(), &[], Some(0)));
+        v
+    }
+
+    fn accepted() -> Vec<Accepted> {
+        (0..10)
             .map(|i| Accepted {
                 id: format!("r-0-{i}"),
                 stream: "s".into(),
                 t_ms: i,
             })
-            .collect();
-        v.ledger = Some(Ledger::build(&accepted, &[], Some(0)));
-        v
+            .collect()
     }
 
     fn promise(kind: PromiseKind) -> Promise {
@@ -184,20 +187,13 @@ mod tests {
         }));
         // Not one completion: not evaluable either way; add one to make it a real loss.
         let mut view = capped(Some((5, 900.0)));
-        let accepted: Vec<Accepted> = (0..10)
-            .map(|i| Accepted {
-                id: format!("r-0-{i}"),
-                stream: "s".into(),
-                t_ms: i,
-            })
-            .collect();
         let done = [crate::analyze::view::Completion {
             id: "r-0-0".into(),
             done_ms: 100,
             outcome: crate::analyze::view::Outcome::Completed,
             receive_count: 1,
         }];
-        view.ledger = Some(Ledger::build(&accepted, &done, Some(0)));
+        view.ledger = Some(Ledger::build(&accepted(), &done, Some(0)));
         assert_eq!(evaluate(&lossy, &view).status, Status::Fail);
     }
 }
