@@ -52,6 +52,7 @@ group = "workers"
 instances = "workers"
 depth = "queue_depth"
 target = 100
+max = 4
 within = "60s"
 
 [[promise]]
