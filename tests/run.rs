@@ -225,6 +225,8 @@ fn a_stop_condition_aborts_the_load_and_undoes() {
         &[&results, &exp],
     );
     let t = text(&out);
+    // Exit 1 from the stop condition itself: no-loss passes (what was accepted before the
+    // abort was all processed), as it should (it used to fail on a misread queue).
     assert_eq!(out.status.code(), Some(1), "{t}");
     assert!(t.contains("stop condition: error_rate"), "{t}");
     assert!(t.contains("load stopped"), "{t}");

@@ -636,8 +636,15 @@ async fn with_target(
                     dir.display()
                 );
             }
-            (!r.still_applied.is_empty() || r.outcome == crate::chaos::Outcome::Failed)
-                .then_some(Outcome::Error)
+            if !r.still_applied.is_empty() || r.outcome == crate::chaos::Outcome::Failed {
+                Some(Outcome::Error)
+            } else if r.outcome == crate::chaos::Outcome::Aborted {
+                // A stop condition tripped: the system crossed a guardrail, whatever the
+                // verdicts of what was measured before it (docs/experiments.md, exit codes).
+                Some(Outcome::Failed)
+            } else {
+                None
+            }
         }
         Err(e) => {
             eprintln!("faults: {e}");
