@@ -870,7 +870,7 @@ async fn finish_ledger(
         Err(e) => return format!("completions not readable: {e}"),
     };
     let mut intended = IntendedTimes::new(profile, seed, start_ms);
-    let (summary, _hist) = summarize(
+    let (mut summary, _hist) = summarize(
         SummaryInput {
             accepted,
             ids,
@@ -884,7 +884,6 @@ async fn finish_ledger(
     if let Err(e) = completions.finish() {
         return format!("completions not readable: {e}");
     }
-    let mut summary = summary;
     summary.queue = census.clone();
     if let Err(e) = write_summary(&dir.join(analyze::load::LEDGER_FILE), &summary) {
         notes.push(format!("ledger.json not written: {e}"));

@@ -112,41 +112,54 @@ impl ScaleOut {
         b.figure("breach_responses", listed.join(" "));
 
         // Judge every breach: answered in time, late, never, or too early to tell.
-        let mut worst: Option<(f64, &Breach)> = None;
-        let (mut passed, mut listed) = (0usize, 0usize);
-        let mut slowest_pass: f64 = 0.0;
-        for breach in &breaches {
-            let (status, took, text) = self.judge(breach, within, last_sample);
-            if let Some(t) = took
-                && worst.is_none_or(|(w, _)| t > w)
-            {
-                worst = Some((t, breach));
-            }
-            match status {
-                Status::Pass => {
-                    passed += 1;
-                    slowest_pass = slowest_pass.max(took.unwrap_or(0.0));
-                }
-                _ if listed < LISTED_BREACHES => {
-                    listed += 1;
-                    b.leg(status, text);
-                }
-                _ => {
-                    b.leg(status, format!("{text} (and more: see the figures)"));
-                }
-            }
+        let judged: Vec<(Status, Option<f64>, String)> = breaches
+            .iter()
+            .map(|breach| self.judge(breach, within, last_sample))
+            .collect();
+        let worst = judged
+            .iter()
+            .zip(&breaches)
+            .filter_map(|((_, took, _), breach)| took.map(|t| (t, breach)))
+            // The first of the slowest.
+            .fold(None, |w: Option<(f64, &Breach)>, x| match w {
+                Some((t, _)) if x.0 <= t => w,
+                _ => Some(x),
+            });
+        let passes: Vec<f64> = judged
+            .iter()
+            .filter(|(status, _, _)| *status == Status::Pass)
+            .map(|(_, took, _)| took.unwrap_or(0.0))
+            .collect();
+        let others: Vec<&(Status, Option<f64>, String)> = judged
+            .iter()
+            .filter(|(status, _, _)| *status != Status::Pass)
+            .collect();
+        for (status, _, text) in others.iter().take(LISTED_BREACHES) {
+            b.leg(*status, text.clone());
         }
-        if passed > 0 {
+        if let Some(rest) = others.get(LISTED_BREACHES..).filter(|r| !r.is_empty()) {
+            let status = crate::analyze::verdict::combine(rest.iter().map(|(s, _, _)| *s));
+            b.leg(
+                status,
+                format!(
+                    "{} more breaches not answered in time (see breach_responses)",
+                    rest.len()
+                ),
+            );
+        }
+        if !passes.is_empty() {
+            let slowest = passes.iter().copied().fold(0.0, f64::max);
             b.leg(
                 Status::Pass,
                 if breaches.len() == 1 {
-                    self.judge(first, within, last_sample).2
+                    judged[0].2.clone()
                 } else {
                     format!(
-                        "{passed} of {} breaches answered within {} (slowest {})",
+                        "{} of {} breaches answered within {} (slowest {})",
+                        passes.len(),
                         breaches.len(),
                         secs(within),
-                        secs(slowest_pass)
+                        secs(slowest)
                     )
                 },
             );
