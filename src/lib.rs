@@ -2,13 +2,14 @@
 //!
 //! A driver replays upload and event traffic against a target while a chaos module
 //! injects faults, probes sample the system, and an analyzer checks the architecture's
-//! promises from the recorded run (`shakedown run`, [`cmd::run`]). Map of the crate; *pure* modules know nothing of
+//! promises from the recorded run (`shakedown run`: [`session::experiment`]). Map of the crate; *pure* modules know nothing of
 //! tokio, files or AWS, so they are tested with plain unit tests and proptest:
 //!
 //! | module | job | pure? |
 //! |---|---|---|
-//! | [`cli`] | the command line: one clap `Args` struct per subcommand | yes |
-//! | [`cmd`] | one file per subcommand (`demo`, `run`, `analyze`, `load`, `validate`, `sandbox`), wiring plan, IO and terminal; [`cmd::Outcome`] -> exit code | no |
+//! | [`cli`] | the command line: the subcommands, each with the `Args` of its [`cmd`] file | yes |
+//! | [`cmd`] | one thin file per subcommand (`demo`, `run`, `analyze`, `load`, `validate`, `sandbox`, `recover`, `__chaos-run`): its clap `Args` -> options; [`cmd::Outcome`] -> exit code | no |
+//! | [`session`] | a run's steps over one struct: run directory, `run.json`, clock, recorder + collector + live view, signals; target and sandbox; watchers; the end-of-run ledger; verdicts on the terminal | no |
 //! | [`config`] | files -> validated plans (`profile`), diagnostics with file:line:col | yes |
 //! | [`experiment`] | `chaos/*.toml` -> [`experiment::Experiment`]: target, merged profiles, fault plan, probes, promises, cool-down | yes (reads profiles through a `Files` trait) |
 //! | [`units`] | human-readable durations, sizes and rates | yes |
@@ -18,8 +19,8 @@
 //! | [`driver`] | lanes (keep-alive connections), open/closed model, the lean HTTP/1.1 client, request bodies, the SQS transport (`SendMessageBatch`) | no |
 //! | [`results`] | `results/<run-id>/`: run.json, timeline.csv, latency.hlog, harness.csv (the harness's own timekeeping), written as the run goes | no |
 //! | [`live`] | progress bar or plain lines during a run | no |
-//! | [`shutdown`] | Ctrl-C / SIGTERM -> a cancellation token handed down the task tree | no |
-//! | [`chaos`] | faults with journaled, verified undos; runner, guardrails, `recover`, TCP proxy | no |
+//! | [`shutdown`] | Ctrl-C / SIGTERM -> a cancellation token handed down the task tree (the one signal handler) | no |
+//! | [`chaos`] | faults with journaled, verified undos; runner, guardrails, recovery, TCP proxy | no |
 //! | [`sandbox`] | the embedded reference system: SQS/EC2-compatible endpoints, balancer, web and worker processes, autoscaling, event bus, completion feed | no |
 //! | [`probe`] | `[[probe]]` specs, samplers (SQS, EC2, HTTP, sandbox control, command), `probes.csv`; `[[target.activities]]` (a system's scaling log) | no |
 //! | [`ledger`] | accepted ids (bitsets), completion sources, the end-of-run queue census, `accepted.jsonl`/`completions.jsonl`/`ledger.json` | no |
@@ -39,6 +40,7 @@ pub mod probe;
 pub mod results;
 pub mod sandbox;
 pub mod schedule;
+pub mod session;
 pub mod shutdown;
 pub mod template;
 pub mod units;
@@ -73,8 +75,8 @@ pub fn run(cli: Cli) -> u8 {
             exit_code(block_on(threads, cmd::sandbox::sandbox(args)).map(|()| 0))
         }
         Command::SandboxChild { role, config } => sandbox::process::child_main(&role, &config),
-        Command::Recover(args) => exit_code(block_on(threads, chaos::cli::recover(args))),
-        Command::ChaosRun(args) => exit_code(block_on(threads, chaos::cli::chaos_run(args))),
+        Command::Recover(args) => exit_code(block_on(threads, cmd::recover::recover(args))),
+        Command::ChaosRun(args) => exit_code(block_on(threads, cmd::chaos_run::chaos_run(args))),
     }
 }
 

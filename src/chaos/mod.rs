@@ -19,11 +19,9 @@
 //! | [`runner`] | [`Runner`]: executes a plan on the run's clock, undoes in reverse on any exit |
 //! | [`recover`] | undo what a dead run left applied, from its journal or ([`recover::tags`]) the AWS undo tags; [`check_clean`] before a new run |
 //! | [`aws`], [`local`], [`docker`], [`proxy`] | the backends: AWS APIs, signals, docker CLI, TCP proxy |
-//! | [`cli`] | `recover` and the hidden `__chaos-run` entry points |
 
 pub mod aws;
 pub mod change;
-pub mod cli;
 pub mod docker;
 pub mod fault;
 pub mod faults;

@@ -5,7 +5,8 @@
 use std::path::PathBuf;
 
 use crate::cmd::Outcome;
-use crate::cmd::run::{EXPERIMENT_FILE, analyze_and_report, verdict_outcome};
+use crate::session::experiment::EXPERIMENT_FILE;
+use crate::session::report::{analyze_and_report, verdict_outcome};
 
 /// `shakedown analyze`.
 #[derive(Debug, Clone, clap::Args)]

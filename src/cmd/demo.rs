@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use crate::cmd::Outcome;
-use crate::cmd::run::{RunArgs, run_experiment};
 use crate::experiment::{Embedded, load_with};
 use crate::sandbox::config::ArchChoice;
+use crate::session::experiment::{RunOptions, run_experiment};
 
 /// The files `demo` runs, by their paths in the repository.
 pub const FILES: Embedded = Embedded(&[
@@ -62,16 +62,12 @@ pub async fn demo(args: DemoArgs, command: Vec<String>) -> anyhow::Result<Outcom
             return Ok(Outcome::Error);
         }
     };
-    let run = RunArgs {
-        experiment: PathBuf::from(file),
-        dry_run: false,
+    let run = RunOptions {
         arch: args.arch,
         seed: args.seed,
         results: args.results,
-        run_id: None,
-        endpoint_url: None,
-        allow_not_evaluable: false,
         quiet: args.quiet,
+        ..RunOptions::default()
     };
     run_experiment(experiment, &run, command).await
 }

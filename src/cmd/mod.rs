@@ -1,9 +1,12 @@
-//! The subcommands: each wires the pure plan, the IO modules and the
-//! terminal together, and returns an [`Outcome`].
+//! The subcommands: each owns its clap `Args`, turns them into the options of the module
+//! that does the work ([`crate::session`] for `load`, `run` and `demo`), and returns an
+//! [`Outcome`].
 
 pub mod analyze;
+pub mod chaos_run;
 pub mod demo;
 pub mod load;
+pub mod recover;
 pub mod run;
 pub mod sandbox;
 pub mod validate;

@@ -1,11 +1,18 @@
 //! `shakedown validate FILE...`: parse every file (profile or experiment), print every error.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use crate::cli::ValidateArgs;
 use crate::cmd::Outcome;
 use crate::config::profile;
 use crate::units::format_duration;
+
+/// `shakedown validate`.
+#[derive(Debug, clap::Args)]
+pub struct ValidateArgs {
+    /// Files to check.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+}
 
 pub fn validate(args: &ValidateArgs) -> Outcome {
     let mut outcome = Outcome::Ok;

@@ -1,17 +1,15 @@
-//! Command-line entry points: `shakedown recover` and the hidden `shakedown __chaos-run`
-//! (runs a fault plan alone, for tests and for debugging experiments' chaos parts).
+//! `shakedown recover`: undo every fault a crashed run left applied, from the run's
+//! journal (`recover RUN_DIR`, `--all`) or from the undo tags on the target's resources
+//! (`--from-tags`).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use tokio_util::sync::CancellationToken;
 
-use super::aws::AwsTarget;
-use super::fault::Env;
-use super::plan::{FaultPlan, dry_run, render_dry_run};
-use super::recover::tags::recover_from_tags;
-use super::recover::{RecoverError, recover_run, run_dirs};
-use super::runner::Runner;
+use crate::chaos::Env;
+use crate::chaos::aws::AwsTarget;
+use crate::chaos::recover::tags::recover_from_tags;
+use crate::chaos::recover::{RecoverError, recover_run, run_dirs};
 
 /// `shakedown recover [RUN_DIR | --all | --from-tags] [--results DIR]`.
 #[derive(Debug, Clone, clap::Args)]
@@ -179,74 +177,4 @@ async fn recover_tags(
         eprintln!("UNDO FAILED, still applied: {f}");
     }
     Ok(if r.failed.is_empty() { 0 } else { 2 })
-}
-
-/// `shakedown __chaos-run <PLAN> --journal <RUN_DIR> [--dry-run]`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ChaosRunArgs {
-    /// A TOML file with `[aws]`, `[[proxy]]`, `[[fault]]`, `[guardrails]`.
-    pub plan: PathBuf,
-    /// The run directory; the journal is `<RUN_DIR>/journal.jsonl`.
-    #[arg(long)]
-    pub journal: PathBuf,
-    /// Resolve every selector, print the plan and change nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-}
-
-/// Runs a fault plan with the [`Runner`]; Ctrl-C and SIGTERM undo every active fault before
-/// exiting. Exit code as [`super::RunReport::exit_code`].
-pub async fn chaos_run(args: ChaosRunArgs) -> anyhow::Result<u8> {
-    let text = std::fs::read_to_string(&args.plan)
-        .with_context(|| format!("reading {}", args.plan.display()))?;
-    let plan = FaultPlan::from_toml(&text).map_err(|errors| {
-        let list: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
-        anyhow::anyhow!("{}:\n{}", args.plan.display(), list.join("\n"))
-    })?;
-    let env = Env::new(plan.aws.clone());
-    if args.dry_run {
-        let proxies = CancellationToken::new();
-        let _guard = proxies.clone().drop_guard();
-        for spec in &plan.proxies {
-            env.proxies
-                .insert(super::proxy::start(spec, &proxies).await?);
-        }
-        return match dry_run(&plan, &env).await {
-            Ok(steps) => {
-                print!("{}", render_dry_run(&steps));
-                Ok(0)
-            }
-            Err(errors) => {
-                for (f, e) in errors {
-                    eprintln!("{}: {e}", f.id);
-                }
-                Ok(2)
-            }
-        };
-    }
-    let cancel = CancellationToken::new();
-    let signals = tokio::spawn(cancel_on_signals(cancel.clone()));
-    let report = Runner::new(plan, env, &args.journal).run(cancel).await;
-    signals.abort();
-    let report = report?;
-    println!("chaos run {}", report.summary());
-    for s in &report.still_applied {
-        eprintln!("UNDO FAILED, still applied: {s}");
-    }
-    Ok(report.exit_code())
-}
-
-/// Cancels `token` on Ctrl-C or SIGTERM.
-pub async fn cancel_on_signals(token: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut term) = signal(SignalKind::terminate()) else {
-        let _ = tokio::signal::ctrl_c().await;
-        token.cancel();
-        return;
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    token.cancel();
 }

@@ -1,0 +1,225 @@
+//! `shakedown load`: a profile's traffic at a target, without faults: prepare (sandbox,
+//! target, queues, run directory), run (driver + collector + live view), finish
+//! (`run.json`, the summary table).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::bail;
+
+use crate::cmd::Outcome;
+use crate::config::profile::{Profile, Settings, Transport};
+use crate::driver::{self, DriverPlan, Mode, RequestFactory, Target};
+use crate::metrics::render_table;
+use crate::results::RunStatus;
+use crate::sandbox::Sandbox;
+use crate::sandbox::config::{ArchChoice, SandboxConfig};
+use crate::schedule::Segment;
+
+use super::Session;
+use super::meta::{MetaInput, run_meta};
+use super::target::{print_sandbox_activity, resolve, start_sandbox};
+
+/// A load run, from `load`'s arguments.
+#[derive(Debug, Clone)]
+pub struct LoadPlan {
+    pub profile: Arc<Profile>,
+    /// Start the embedded sandbox (this architecture) and send the load through it.
+    pub sandbox: Option<ArchChoice>,
+    /// The target's base URL (without a sandbox; none when only SQS streams are sent).
+    pub target: Option<String>,
+    /// The SQS endpoint and region for `transport = "sqs"` streams without a sandbox.
+    pub sqs_endpoint: Option<String>,
+    pub region: Option<String>,
+    pub mode: Mode,
+    pub settings: Settings,
+    pub seed: Option<u64>,
+    pub segment: Segment,
+    /// How long in-flight requests may still finish after Ctrl-C/SIGTERM.
+    pub grace: Duration,
+    pub results: PathBuf,
+    pub run_id: Option<String>,
+    pub quiet: bool,
+}
+
+/// Runs a load: the sandbox (if asked), then prepare, run, finish.
+pub async fn run_load(plan: LoadPlan, command: Vec<String>) -> anyhow::Result<Outcome> {
+    let sandbox = match plan.sandbox {
+        Some(arch) => Some(start_sandbox(SandboxConfig::for_arch(arch)).await?),
+        None => None,
+    };
+    let result = steps(&plan, sandbox.as_ref(), command).await;
+    if let Some(sb) = sandbox {
+        if result.is_ok() {
+            print_sandbox_activity(&sb);
+        }
+        sb.shutdown().await;
+    }
+    result
+}
+
+async fn steps(
+    plan: &LoadPlan,
+    sandbox: Option<&Sandbox>,
+    command: Vec<String>,
+) -> anyhow::Result<Outcome> {
+    // Prepare.
+    let profile = &plan.profile;
+    let http_streams = profile
+        .streams
+        .iter()
+        .any(|s| s.transport == Transport::Http);
+    let target_url = match (sandbox, &plan.target) {
+        (Some(sb), _) => sb.endpoints().web_url.clone(),
+        (None, Some(url)) => url.clone(),
+        // Only SQS streams: nothing is sent over HTTP.
+        (None, None) if !http_streams => "http://127.0.0.1:9".into(),
+        (None, None) => bail!("give --target URL, or --sandbox to start the embedded one"),
+    };
+    let target: Target = target_url.parse().map_err(anyhow::Error::msg)?;
+    let sqs = sqs_sink(plan, sandbox).await?;
+    let addr = if http_streams {
+        resolve(&target).await?
+    } else {
+        ([127, 0, 0, 1], 9).into()
+    };
+    let seed = plan.seed.or(profile.seed).unwrap_or_else(rand::random);
+    let run_tag = format!("{:08x}", rand::random::<u32>());
+    let session = Session::create(&plan.results, plan.run_id.as_deref(), &profile.name)?;
+    let meta = run_meta(MetaInput {
+        kind: "load",
+        profile,
+        target: target.to_string(),
+        mode: plan.mode,
+        settings: &plan.settings,
+        seed,
+        segment: plan.segment,
+        run_tag: &run_tag,
+        dir: session.dir(),
+        command,
+    });
+    let names: Vec<String> = profile.streams.iter().map(|s| s.name.clone()).collect();
+    let planned = planned_duration(plan.mode, profile);
+
+    // Run.
+    let recording = session.start_recording(meta, names, planned, plan.quiet, |_| {})?;
+    println!(
+        "shakedown load: profile \"{}\" -> {} ({}, {}), results in {}",
+        profile.name,
+        target,
+        describe_mode(plan.mode),
+        crate::units::format_duration(Duration::from_secs(planned.as_secs())),
+        session.dir().display()
+    );
+    let driver_plan = DriverPlan {
+        factory: Arc::new(RequestFactory::new(profile, target, seed, run_tag)),
+        profile: profile.clone(),
+        addr,
+        seed,
+        mode: plan.mode,
+        segment: plan.segment,
+        settings: plan.settings.clone(),
+        grace: plan.grace,
+        accepted: None,
+        sqs,
+    };
+    let report = driver::run(
+        driver_plan,
+        recording.recorder.clone(),
+        recording.signal.clone(),
+    )
+    .await;
+    let elapsed = recording.start.elapsed();
+
+    // Finish.
+    let status = if report.stopped_early {
+        RunStatus::Interrupted
+    } else {
+        RunStatus::Completed
+    };
+    let summaries = recording.finish(status, elapsed, None).await?;
+    println!();
+    print!("{}", render_table(&summaries));
+    println!(
+        "{} in {:.1}s, {} connection{} used{}",
+        if report.stopped_early {
+            "interrupted"
+        } else {
+            "completed"
+        },
+        elapsed.as_secs_f64(),
+        report.lanes,
+        if report.lanes == 1 { "" } else { "s" },
+        if report.aborted > 0 {
+            format!(
+                ", {} request(s) cut off at the drain deadline",
+                report.aborted
+            )
+        } else {
+            String::new()
+        }
+    );
+    println!("results: {}", session.dir().display());
+    Ok(if report.stopped_early {
+        Outcome::Error
+    } else {
+        Outcome::Ok
+    })
+}
+
+/// The SQS client and queue URLs for streams with `transport = "sqs"`, if any.
+async fn sqs_sink(
+    plan: &LoadPlan,
+    sandbox: Option<&Sandbox>,
+) -> anyhow::Result<Option<crate::driver::sqs::SqsSink>> {
+    let profile = &plan.profile;
+    if !profile
+        .streams
+        .iter()
+        .any(|s| matches!(s.transport, Transport::Sqs { .. }))
+    {
+        return Ok(None);
+    }
+    if matches!(plan.mode, Mode::Closed { .. }) {
+        bail!("streams with transport = \"sqs\" follow the open model: drop --concurrency");
+    }
+    let aws = match sandbox {
+        Some(sb) => {
+            let e = sb.endpoints();
+            crate::chaos::aws::AwsTarget {
+                region: Some(e.region.clone()),
+                ..crate::chaos::aws::AwsTarget::local(&e.sqs_endpoint)
+            }
+        }
+        None => crate::chaos::aws::AwsTarget {
+            region: plan.region.clone(),
+            sqs_endpoint_url: plan.sqs_endpoint.clone(),
+            ..Default::default()
+        },
+    };
+    let clients = crate::chaos::aws::aws_clients(&aws).map_err(|e| anyhow::anyhow!("SQS: {e}"))?;
+    let sink = crate::driver::sqs::SqsSink::resolve(&clients.sqs, profile)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(Some(sink))
+}
+
+fn planned_duration(mode: Mode, profile: &Profile) -> Duration {
+    match mode {
+        Mode::Open => profile.duration(),
+        Mode::Closed { duration, .. } => duration,
+    }
+}
+
+fn describe_mode(mode: Mode) -> String {
+    match mode {
+        Mode::Open => "open model".into(),
+        Mode::Closed {
+            concurrency,
+            requests: Some(n),
+            ..
+        } => format!("closed model, {concurrency} connections, {n} requests"),
+        Mode::Closed { concurrency, .. } => format!("closed model, {concurrency} connections"),
+    }
+}

@@ -1,0 +1,179 @@
+//! The system a run drives: the sandbox started for it, or an existing system, resolved
+//! into what the driver, probes, faults and the ledger use.
+
+use std::net::SocketAddr;
+
+use anyhow::{Context as _, bail};
+
+use crate::chaos::aws::{AwsClients, AwsTarget, QueueRef, aws_clients};
+use crate::config::profile::Transport;
+use crate::driver::Target;
+use crate::experiment::{Experiment, TargetSpec};
+use crate::ledger::source::{CompletionSourceSpec, FeedSpec};
+use crate::probe::activity::ActivitySourceSpec;
+use crate::sandbox::asg::ActivityKind;
+use crate::sandbox::config::SandboxConfig;
+use crate::sandbox::{Sandbox, StartOptions};
+
+/// The target, resolved: where traffic goes and what probes, faults and the ledger use.
+pub struct Resolved {
+    /// Human description for run.json and the header line.
+    pub describe: String,
+    pub http: Option<(Target, std::net::SocketAddr)>,
+    pub aws: Option<AwsTarget>,
+    pub clients: Option<AwsClients>,
+    pub control_url: Option<String>,
+    pub queue: Option<QueueRef>,
+    pub dlq: Option<QueueRef>,
+    pub completions: Vec<CompletionSourceSpec>,
+    /// The system's own scaling log (none for the sandbox, which writes its activities).
+    pub activities: Vec<ActivitySourceSpec>,
+}
+
+/// Starts the embedded sandbox, printing where it runs.
+pub async fn start_sandbox(config: SandboxConfig) -> anyhow::Result<Sandbox> {
+    println!("starting the sandbox (arch {})...", config_arch(&config));
+    let sandbox = Sandbox::start(config, StartOptions::default())
+        .await
+        .context("starting the sandbox")?;
+    let e = sandbox.endpoints();
+    println!(
+        "sandbox up (arch {}): web {}  sqs {}  ec2 {}  instance logs {}",
+        e.arch,
+        e.web_url,
+        e.sqs_endpoint,
+        e.ec2_endpoint,
+        e.run_dir.display()
+    );
+    Ok(sandbox)
+}
+
+fn config_arch(config: &SandboxConfig) -> String {
+    match config.variant {
+        Some(v) => format!("{} with {v}", config.arch),
+        None => config.arch.to_string(),
+    }
+}
+
+pub async fn resolve_target(
+    exp: &Experiment,
+    endpoint_url: Option<&str>,
+    dry_run: bool,
+    sandbox: Option<&Sandbox>,
+) -> anyhow::Result<Resolved> {
+    let (http_url, aws, control_url, queue, dlq, completions, activities, describe) =
+        match (&exp.target, sandbox) {
+            (TargetSpec::Sandbox(_), Some(sb)) => {
+                let e = sb.endpoints();
+                let aws = AwsTarget {
+                    region: Some(e.region.clone()),
+                    ec2_endpoint_url: Some(e.ec2_endpoint.clone()),
+                    sqs_endpoint_url: Some(e.sqs_endpoint.clone()),
+                    access_key_id: Some("sandbox".into()),
+                    secret_access_key: Some("sandbox".into()),
+                    ..AwsTarget::default()
+                };
+                (
+                    Some(e.web_url.clone()),
+                    Some(aws),
+                    Some(e.control_url.clone()),
+                    Some(QueueRef::Plain(e.queue_url.clone())),
+                    Some(QueueRef::Plain(e.dlq_url.clone())),
+                    vec![CompletionSourceSpec::SandboxFeed(FeedSpec {
+                        url: e.feed_url.clone(),
+                    })],
+                    Vec::new(),
+                    format!("sandbox (arch {}) at {}", e.arch, e.web_url),
+                )
+            }
+            (TargetSpec::System(t), _) => (
+                t.http.clone(),
+                match endpoint_url {
+                    Some(url) => Some(AwsTarget {
+                        endpoint_url: Some(url.to_string()),
+                        ..t.aws.clone().unwrap_or_default()
+                    }),
+                    None => t.aws.clone(),
+                },
+                None,
+                t.queue.clone(),
+                t.dlq.clone(),
+                t.completions.clone(),
+                t.activities.clone(),
+                t.http
+                    .clone()
+                    .unwrap_or_else(|| "(no HTTP endpoint)".into()),
+            ),
+            (TargetSpec::Sandbox(_), None) => bail!("internal: sandbox target without a sandbox"),
+        };
+    let needs_http = exp
+        .profile
+        .streams
+        .iter()
+        .any(|s| s.transport == Transport::Http);
+    let needs_aws = exp
+        .profile
+        .streams
+        .iter()
+        .any(|s| matches!(s.transport, Transport::Sqs { .. }))
+        || !exp.probes.is_empty()
+        || queue.is_some()
+        || dlq.is_some();
+    let http = match (&http_url, needs_http) {
+        (Some(url), _) => {
+            let target: Target = url
+                .parse()
+                .map_err(|e| anyhow::anyhow!("[target] http = \"{url}\": {e}"))?;
+            if dry_run {
+                // A dry run sends nothing: the name is not even looked up.
+                Some((target, ([0, 0, 0, 0], 0).into()))
+            } else {
+                let addr = resolve(&target).await?;
+                Some((target, addr))
+            }
+        }
+        (None, true) => bail!(
+            "{}: the profile has HTTP streams but [target] has no `http` base URL",
+            exp.path.display()
+        ),
+        (None, false) => None,
+    };
+    let aws = aws.or_else(|| needs_aws.then(AwsTarget::default));
+    let clients = match &aws {
+        Some(t) => Some(aws_clients(t).map_err(|e| anyhow::anyhow!("[target.aws]: {e}"))?),
+        None => None,
+    };
+    Ok(Resolved {
+        describe,
+        http,
+        aws,
+        clients,
+        control_url,
+        queue,
+        dlq,
+        completions,
+        activities,
+    })
+}
+
+pub async fn resolve(target: &Target) -> anyhow::Result<SocketAddr> {
+    let mut addrs = tokio::net::lookup_host((target.host.as_str(), target.port))
+        .await
+        .with_context(|| format!("cannot resolve {}", target.host))?;
+    addrs
+        .next()
+        .with_context(|| format!("{} resolves to no address", target.host))
+}
+
+/// What the sandbox's fleet did during the run: its scaling decisions.
+pub fn print_sandbox_activity(sandbox: &Sandbox) {
+    let activities = sandbox.activities().since(0);
+    let scalings: Vec<_> = activities
+        .iter()
+        .filter(|a| a.kind == ActivityKind::Scaling)
+        .collect();
+    println!("\nsandbox scaling activity ({} decisions):", scalings.len());
+    for a in scalings {
+        println!("  {a}");
+    }
+}
