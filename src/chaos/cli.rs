@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
-use super::aws::AwsTarget;
 use super::fault::Env;
 use super::plan::{FaultPlan, dry_run, render_dry_run};
 use super::recover::tags::recover_from_tags;
 use super::recover::{RecoverError, recover_run, run_dirs};
 use super::runner::Runner;
+use crate::aws::AwsTarget;
 
 /// `shakedown recover [RUN_DIR | --all | --from-tags] [--results DIR]`.
 #[derive(Debug, Clone, clap::Args)]

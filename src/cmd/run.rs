@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::analyze::{self, Status, VerdictFile};
-use crate::chaos::aws::{AwsClients, AwsTarget, QueueRef, aws_clients};
+use crate::aws::{AwsClients, AwsTarget, QueueRef, aws_clients};
 use crate::chaos::guard::Snapshot;
 use crate::chaos::plan::{deferrable, dry_run, render_dry_run};
 use crate::chaos::{Env, RunReport, Runner};
