@@ -20,6 +20,7 @@
 //! | [`results`] | `results/<run-id>/`: run.json, timeline.csv, latency.hlog, harness.csv (the harness's own timekeeping), written as the run goes | no |
 //! | [`live`] | progress bar or plain lines during a run | no |
 //! | [`shutdown`] | Ctrl-C / SIGTERM -> a cancellation token handed down the task tree (the one signal handler) | no |
+//! | [`aws`] | the AWS layer: target, client builder, errors, selectors, EC2/SQS helpers; used by driver, probes, ledger, chaos, experiment and the sandbox's own clients | no |
 //! | [`chaos`] | faults with journaled, verified undos; runner, guardrails, recovery, TCP proxy | no |
 //! | [`sandbox`] | the embedded reference system: SQS/EC2-compatible endpoints, balancer, web and worker processes, autoscaling, event bus, completion feed | no |
 //! | [`probe`] | `[[probe]]` specs, samplers (SQS, EC2, HTTP, sandbox control, command), `probes.csv`; `[[target.activities]]` (a system's scaling log) | no |
@@ -27,6 +28,7 @@
 //! | [`analyze`] | recorded run -> verdicts per promise (pass / fail / not evaluable); `load` is its only IO | yes |
 
 pub mod analyze;
+pub mod aws;
 pub mod chaos;
 pub mod cli;
 pub mod cmd;

@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 
 use std::os::unix::process::ExitStatusExt;
 
-use shakedown::chaos::Outcome;
-use shakedown::chaos::aws::{
-    AwsClients, AwsTarget, aws_clients, instance_states, queue_attribute, queue_tags, undo_tag_key,
+use shakedown::aws::{
+    AwsClients, AwsTarget, aws_clients, instance_states, queue_attribute, queue_tags,
 };
+use shakedown::chaos::Outcome;
+use shakedown::chaos::change::undo_tag_key;
 use shakedown::chaos::fault::Env;
 use shakedown::chaos::journal::{self, Event, JOURNAL_FILE};
 use shakedown::chaos::local::stat;
@@ -659,7 +660,7 @@ async fn moto_delay_queue_and_policy(target: &AwsTarget) {
         .unwrap()
         .to_owned();
     let old_policy = r#"{"Version":"2012-10-17","Statement":[{"Sid":"keep","Effect":"Allow","Principal":{"AWS":"*"},"Action":"sqs:SendMessage","Resource":"*"}]}"#;
-    shakedown::chaos::aws::set_queue_attribute(&c.sqs, &with_policy, "Policy", old_policy)
+    shakedown::aws::set_queue_attribute(&c.sqs, &with_policy, "Policy", old_policy)
         .await
         .unwrap();
     let tmp = tempfile::tempdir().unwrap();

@@ -8,7 +8,7 @@ mod moto;
 use std::path::Path;
 use std::process::Command;
 
-use shakedown::chaos::aws::{AwsTarget, aws_clients};
+use shakedown::aws::{AwsTarget, aws_clients};
 use shakedown::experiment::{self, TargetSpec};
 
 fn shakedown() -> Command {

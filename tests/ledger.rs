@@ -12,7 +12,7 @@ use axum::http::HeaderMap;
 use axum::routing::get;
 use parking_lot::Mutex;
 use serde_json::json;
-use shakedown::chaos::aws::{AwsTarget, QueueRef, aws_clients};
+use shakedown::aws::{AwsTarget, QueueRef, aws_clients};
 use shakedown::config::profile;
 use shakedown::ledger::ids::{AcceptedIds, IdFormat};
 use shakedown::ledger::source::{

@@ -10,7 +10,7 @@ use axum::Json;
 use axum::extract::Query;
 use axum::routing::get;
 use serde_json::json;
-use shakedown::chaos::aws::{AwsClients, AwsTarget, InstanceSelector, QueueRef, aws_clients};
+use shakedown::aws::{AwsClients, AwsTarget, InstanceSelector, QueueRef, aws_clients};
 use shakedown::probe::spec::{
     ActivitiesMetric, ActivitiesProbe, BalancerProbe, CommandLine, CommandProbe, Ec2Probe,
     HttpProbe, ProbeKind, SqsMetric, SqsProbe,

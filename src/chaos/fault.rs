@@ -14,13 +14,13 @@ use std::pin::Pin;
 
 use parking_lot::Mutex;
 
-use super::aws::{AwsClients, AwsError, AwsTarget, aws_clients};
 use super::change::Change;
 use super::change::command::CommandError;
 use super::docker::{DockerCli, DockerError};
 use super::guard::{Cap, GuardError};
 use super::local::LocalError;
 use super::proxy::ProxySet;
+use crate::aws::{AwsClients, AwsError, AwsTarget, aws_clients};
 
 /// A boxed, sendable future (the trait methods are called through `dyn Fault`).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -65,6 +65,17 @@ impl fmt::Display for Resource {
             f.write_str(&self.id)
         } else {
             write!(f, "{} ({})", self.id, self.label)
+        }
+    }
+}
+
+impl From<crate::aws::Instance> for Resource {
+    /// An EC2 instance, labelled with its `Name` tag.
+    fn from(i: crate::aws::Instance) -> Self {
+        Resource {
+            label: i.tags.get("Name").cloned().unwrap_or_default(),
+            id: i.id,
+            aws_tags: Some(i.tags),
         }
     }
 }

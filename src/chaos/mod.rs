@@ -18,9 +18,8 @@
 //! | [`journal`] | `results/<run-id>/journal.jsonl`: the append-only, fsynced record |
 //! | [`runner`] | [`Runner`]: executes a plan on the run's clock, undoes in reverse on any exit |
 //! | [`recover`] | undo what a dead run left applied, from its journal or ([`recover::tags`]) the AWS undo tags; [`check_clean`] before a new run |
-//! | [`aws`], [`local`], [`docker`], [`proxy`] | the backends: AWS APIs, signals, docker CLI, TCP proxy |
+//! | [`local`], [`docker`], [`proxy`] | the backends: signals, docker CLI, TCP proxy (AWS calls go through [`crate::aws`]) |
 
-pub mod aws;
 pub mod change;
 pub mod docker;
 pub mod fault;

@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::aws::AwsTarget;
 use super::fault::{Env, FaultError};
 use super::guard::{Choice, Guardrails};
 use super::journal::FaultRef;
 use super::proxy::ProxySpec;
 use super::spec::{FaultKind, FaultSpec, PhaseRef, Start};
+use crate::aws::AwsTarget;
 
 /// The chaos part of an experiment file: what `__chaos-run` reads (the full experiment file
 /// adds target, profile, probes and promises around it).

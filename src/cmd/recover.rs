@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
+use crate::aws::AwsTarget;
 use crate::chaos::Env;
-use crate::chaos::aws::AwsTarget;
 use crate::chaos::recover::tags::recover_from_tags;
 use crate::chaos::recover::{RecoverError, recover_run, run_dirs};
 

@@ -67,7 +67,7 @@ impl SqsSink {
             urls.push(match &s.transport {
                 Transport::Http => None,
                 Transport::Sqs { queue } => Some(
-                    crate::chaos::aws::QueueRef::Plain(queue.clone())
+                    crate::aws::QueueRef::Plain(queue.clone())
                         .url(&client)
                         .await
                         .map_err(|e| format!("stream `{}`: queue `{queue}`: {e}", s.name))?,

@@ -20,7 +20,7 @@ use toml::Spanned;
 pub use self::cooldown::{Condition, Cooldown, CooldownClock, Op};
 use crate::analyze::spec::{RawPromise, build as build_promises};
 use crate::analyze::{Promise, PromiseKind};
-use crate::chaos::aws::{AwsTarget, QueueRef};
+use crate::aws::{AwsTarget, QueueRef};
 use crate::chaos::guard::Guardrails;
 use crate::chaos::plan::{FaultPlan, PlanFile};
 use crate::chaos::proxy::ProxySpec;

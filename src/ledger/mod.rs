@@ -28,7 +28,7 @@ use std::path::PathBuf;
 pub use ids::{AcceptedIds, IdFormat};
 pub use summary::{CompletionRecord, LedgerSummary, Outcome};
 
-use crate::chaos::aws::AwsError;
+use crate::aws::AwsError;
 
 /// Why a ledger operation failed.
 #[derive(Debug, thiserror::Error)]

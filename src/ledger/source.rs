@@ -33,7 +33,7 @@ use super::LedgerError;
 use super::ids::now_ms;
 use super::summary::{CompletionRecord, Outcome};
 use super::writer::JsonLinesWriter;
-use crate::chaos::aws::{AwsError, QueueRef};
+use crate::aws::{AwsError, QueueRef};
 
 /// Largest batch of one poll of an HTTP source.
 const PAGE: usize = 1000;

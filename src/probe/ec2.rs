@@ -2,7 +2,7 @@
 
 use super::ProbeError;
 use super::spec::Ec2Probe;
-use crate::chaos::aws::describe_instances;
+use crate::aws::describe_instances;
 
 /// Counts instances through DescribeInstances (paginated).
 #[derive(Debug)]

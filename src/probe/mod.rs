@@ -30,7 +30,7 @@ use std::time::Duration;
 pub use sampler::{ProbeSnapshot, Sampler, SamplerReport};
 pub use spec::{ProbeKind, ProbeSpec};
 
-use crate::chaos::aws::{AwsClients, AwsError};
+use crate::aws::{AwsClients, AwsError};
 
 /// Why one sample failed (the cell becomes a gap).
 #[derive(Debug, Clone, thiserror::Error)]

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, de::Error as _};
 
-use crate::chaos::aws::{InstanceSelector, QueueRef};
+use crate::aws::{InstanceSelector, QueueRef};
 
 /// One `[[probe]]` table.
 #[derive(Debug, Clone, PartialEq)]

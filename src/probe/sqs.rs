@@ -6,7 +6,7 @@ use aws_sdk_sqs::types::QueueAttributeName;
 
 use super::ProbeError;
 use super::spec::{SqsMetric, SqsProbe};
-use crate::chaos::aws::{AwsError, QueueRef};
+use crate::aws::{AwsError, QueueRef};
 
 /// Samples one figure of a queue; queue names are resolved once, on first use.
 #[derive(Debug)]

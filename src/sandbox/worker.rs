@@ -53,15 +53,9 @@ pub const WEB_KEY: &str = "sandbox-web";
 /// access key id names the caller to the queue policy: `key` acts as
 /// `arn:aws:iam::000000000000:role/<key>` (see `sandbox::sqs::policy`).
 pub fn sqs_client(endpoint: &str, region: &str, key: &str) -> aws_sdk_sqs::Client {
-    let credentials =
-        aws_sdk_sqs::config::Credentials::new(key, "sandbox", None, None, "shakedown-sandbox");
-    let config = aws_sdk_sqs::Config::builder()
-        .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
-        .region(aws_sdk_sqs::config::Region::new(region.to_owned()))
-        .endpoint_url(endpoint)
-        .credentials_provider(credentials)
-        .build();
-    aws_sdk_sqs::Client::from_conf(config)
+    aws_sdk_sqs::Client::from_conf(
+        crate::aws::local_sqs_config(endpoint, region, key, "sandbox").build(),
+    )
 }
 
 struct Worker {

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::analyze;
-use crate::chaos::aws::QueueRef;
+use crate::aws::QueueRef;
 use crate::config::profile::Profile;
 use crate::ledger::census::{self, QueueCensus};
 use crate::ledger::summary::{IntendedTimes, SummaryInput, summarize};

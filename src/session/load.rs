@@ -187,18 +187,18 @@ async fn sqs_sink(
     let aws = match sandbox {
         Some(sb) => {
             let e = sb.endpoints();
-            crate::chaos::aws::AwsTarget {
+            crate::aws::AwsTarget {
                 region: Some(e.region.clone()),
-                ..crate::chaos::aws::AwsTarget::local(&e.sqs_endpoint)
+                ..crate::aws::AwsTarget::local(&e.sqs_endpoint)
             }
         }
-        None => crate::chaos::aws::AwsTarget {
+        None => crate::aws::AwsTarget {
             region: plan.region.clone(),
             sqs_endpoint_url: plan.sqs_endpoint.clone(),
             ..Default::default()
         },
     };
-    let clients = crate::chaos::aws::aws_clients(&aws).map_err(|e| anyhow::anyhow!("SQS: {e}"))?;
+    let clients = crate::aws::aws_clients(&aws).map_err(|e| anyhow::anyhow!("SQS: {e}"))?;
     let sink = crate::driver::sqs::SqsSink::resolve(&clients.sqs, profile)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use anyhow::{Context as _, bail};
 
-use crate::chaos::aws::{AwsClients, AwsTarget, QueueRef, aws_clients};
+use crate::aws::{AwsClients, AwsTarget, QueueRef, aws_clients};
 use crate::config::profile::Transport;
 use crate::driver::Target;
 use crate::experiment::{Experiment, TargetSpec};

@@ -5,8 +5,8 @@ use std::time::Duration;
 use aws_sdk_ec2::types::Tag;
 use serde::{Deserialize, Serialize};
 
-use super::Undoable;
-use crate::chaos::aws::{AwsError, AwsTarget, instance_states, undo_tag_key};
+use super::{Undoable, undo_tag_key};
+use crate::aws::{AwsError, AwsTarget, instance_states};
 use crate::chaos::fault::{BoxFuture, Env, FaultError};
 
 /// How long an undo waits for instances to be `stopped` (to start them) and then `running`.

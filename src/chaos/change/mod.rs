@@ -13,6 +13,14 @@ use serde::{Deserialize, Serialize};
 
 use super::fault::{BoxFuture, Env, FaultError};
 
+/// Every undo tag's key starts with this; the run id follows.
+pub const UNDO_TAG_PREFIX: &str = "shakedown:undo:";
+
+/// The tag key under which a run records an undo on the resource itself.
+pub fn undo_tag_key(run_id: &str) -> String {
+    format!("{UNDO_TAG_PREFIX}{run_id}")
+}
+
 /// What every change can do.
 pub trait Undoable: Send + Sync {
     /// Whether [`Undoable::undo`] restores anything (`false` for terminate and kill).
@@ -64,7 +72,7 @@ pub enum Change {
 
 impl Change {
     /// The AWS (or AWS-compatible) target it acts through, if any.
-    pub fn aws_target(&self) -> Option<&crate::chaos::aws::AwsTarget> {
+    pub fn aws_target(&self) -> Option<&crate::aws::AwsTarget> {
         match self {
             Change::Ec2State(c) => Some(&c.target),
             Change::QueueAttribute(c) => Some(&c.target),

@@ -7,10 +7,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::Undoable;
-use crate::chaos::aws::{
-    AwsTarget, queue_attribute, queue_tags, set_queue_attribute, tag_queue, undo_tag_key,
-    untag_queue,
+use super::{Undoable, undo_tag_key};
+use crate::aws::{
+    AwsTarget, queue_attribute, queue_tags, set_queue_attribute, tag_queue, untag_queue,
 };
 use crate::chaos::fault::{BoxFuture, Env, FaultError};
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::chaos::aws::{QueueRef, queue_attribute};
+use crate::aws::{QueueRef, queue_attribute};
 use crate::chaos::change::Change;
 use crate::chaos::change::queue::QueueAttributeChange;
 use crate::chaos::fault::{BoxFuture, Env, Fault, FaultError, Impact, Resource};

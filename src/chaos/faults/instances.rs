@@ -7,7 +7,7 @@ use std::marker::PhantomData;
 
 use serde::Deserialize;
 
-use crate::chaos::aws::{InstanceSelector, describe_instances};
+use crate::aws::{InstanceSelector, describe_instances};
 use crate::chaos::change::Change;
 use crate::chaos::change::ec2::{Ec2Action, Ec2StateChange};
 use crate::chaos::fault::{BoxFuture, Env, Fault, FaultError, Impact, Resource};
@@ -95,5 +95,6 @@ pub(crate) async fn resolve_instances(
     super::check_cap(count, percent)?;
     let filters = selector.filters("running").map_err(FaultError::Invalid)?;
     let clients = env.clients(env.aws_target(fault)?)?;
-    Ok(describe_instances(&clients.ec2, filters).await?)
+    let found = describe_instances(&clients.ec2, filters).await?;
+    Ok(found.into_iter().map(Resource::from).collect())
 }

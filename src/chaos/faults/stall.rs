@@ -11,7 +11,7 @@
 use serde::Deserialize;
 
 use super::instances::resolve_instances;
-use crate::chaos::aws::{InstanceSelector, QueueRef, queue_attribute};
+use crate::aws::{InstanceSelector, QueueRef, queue_attribute};
 use crate::chaos::change::Change;
 use crate::chaos::change::container::{ContainerAction, ContainerChange};
 use crate::chaos::change::ec2::{Ec2Action, Ec2StateChange};

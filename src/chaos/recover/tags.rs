@@ -18,13 +18,13 @@ use std::path::{Component, Path};
 use aws_sdk_ec2::types::{Filter, Tag};
 
 use super::{live_lock_holder, recover_run, remove_stale_lock};
-use crate::chaos::aws::{
-    AwsError, AwsTarget, UNDO_TAG_PREFIX, describe_instances, list_queues, queue_attribute,
-    queue_tags, set_queue_attribute, undo_tag_key, untag_queue,
+use crate::aws::{
+    AwsError, AwsTarget, describe_instances, list_queues, queue_attribute, queue_tags,
+    set_queue_attribute, untag_queue,
 };
-use crate::chaos::change::Undoable;
 use crate::chaos::change::ec2::{Ec2Action, Ec2StateChange};
 use crate::chaos::change::queue::{QueueUndoTag, without_statements};
+use crate::chaos::change::{UNDO_TAG_PREFIX, Undoable, undo_tag_key};
 use crate::chaos::fault::{Env, FaultError};
 use crate::chaos::journal::{self, Event, JOURNAL_FILE};
 use crate::chaos::local::pid_alive;
@@ -121,7 +121,7 @@ pub async fn find_undo_tags(
             .values("stopped")
             .build();
         for instance in describe_instances(&c.ec2, vec![live_states]).await? {
-            for (key, value) in instance.aws_tags.unwrap_or_default() {
+            for (key, value) in instance.tags {
                 if let Some(run_id) = wanted(&key) {
                     found.push(UndoTag {
                         run_id,

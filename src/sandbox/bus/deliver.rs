@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::config::retry::RetryConfig;
 use aws_sdk_sqs::config::timeout::TimeoutConfig;
-use aws_sdk_sqs::config::{BehaviorVersion, Region};
 use aws_sdk_sqs::error::DisplayErrorContext;
 use rand::Rng;
 
@@ -50,13 +49,8 @@ enum Outcome {
 /// An SQS client for the sandbox: fixed region and test credentials, no SDK retries (the bus
 /// retries itself, so its counters see every failure).
 pub(super) fn sqs_client(endpoint: &str) -> aws_sdk_sqs::Client {
-    super::disable_imds();
-    let creds = aws_credential_types::Credentials::new("test", "test", None, None, "static");
-    let config = aws_sdk_sqs::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(creds)
+    crate::aws::disable_imds();
+    let config = crate::aws::local_sqs_config(endpoint, "us-east-1", "test", "test")
         .retry_config(RetryConfig::disabled())
         .timeout_config(
             TimeoutConfig::builder()

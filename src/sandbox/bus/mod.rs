@@ -43,8 +43,8 @@ mod server;
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Once};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
@@ -353,17 +353,4 @@ fn epoch_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// Sets `AWS_EC2_METADATA_DISABLED=true` once, unless the environment already says something.
-fn disable_imds() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        if std::env::var_os("AWS_EC2_METADATA_DISABLED").is_none() {
-            // SAFETY: this runs once, before the bus builds any SDK configuration, and only
-            // when the variable is unset. The documented contract of `Bus::new` asks programs
-            // building buses concurrently with other environment access to set it at startup.
-            unsafe { std::env::set_var("AWS_EC2_METADATA_DISABLED", "true") };
-        }
-    });
 }
