@@ -9,6 +9,7 @@
 //! |---|---|---|
 //! | [`cli`] | the command line: one clap `Args` struct per subcommand | yes |
 //! | [`cmd`] | one file per subcommand (`demo`, `run`, `analyze`, `load`, `validate`, `sandbox`), wiring plan, IO and terminal; [`cmd::Outcome`] -> exit code | no |
+//! | [`clock`] | wall-clock stamps: `now_ms`, `unix_ms` (milliseconds since the Unix epoch) | no |
 //! | [`config`] | files -> validated plans (`profile`), diagnostics with file:line:col | yes |
 //! | [`experiment`] | `chaos/*.toml` -> [`experiment::Experiment`]: target, merged profiles, fault plan, probes, promises, cool-down | yes (reads profiles through a `Files` trait) |
 //! | [`units`] | human-readable durations, sizes and rates | yes |
@@ -30,6 +31,7 @@ pub mod analyze;
 pub mod aws;
 pub mod chaos;
 pub mod cli;
+pub mod clock;
 pub mod cmd;
 pub mod config;
 pub mod driver;

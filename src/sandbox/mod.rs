@@ -208,9 +208,7 @@ impl Sandbox {
         let dir = match &options.dir {
             Some(d) => d.clone(),
             None => {
-                let stamp = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis());
+                let stamp = crate::clock::now_ms();
                 std::env::temp_dir()
                     .join(format!("shakedown-sandbox-{}-{stamp}", std::process::id()))
             }

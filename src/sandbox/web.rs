@@ -32,7 +32,8 @@ use tokio_util::sync::CancellationToken;
 use super::config::Arch;
 use super::feed::{Completion, FeedClient};
 use super::process::{ChildConfig, RoleConfig};
-use super::worker::{Job, now_ms, sqs_client};
+use super::worker::{Job, sqs_client};
+use crate::clock::now_ms;
 
 /// `source` of the events the web tier makes of uploads in arch `event-driven`.
 pub const UPLOAD_EVENT_SOURCE: &str = "shakedown.web";
