@@ -76,7 +76,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::Sandbox(args) => {
             exit_code(block_on(threads, cmd::sandbox::sandbox(args)).map(|()| 0))
         }
-        Command::SandboxChild { role, config } => sandbox::process::child_main(&role, &config),
+        Command::SandboxChild { role, config } => sandbox::instance::child_main(&role, &config),
         Command::Recover(args) => exit_code(block_on(threads, chaos::cli::recover(args))),
         Command::ChaosRun(args) => exit_code(block_on(threads, chaos::cli::chaos_run(args))),
     }

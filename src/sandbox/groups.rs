@@ -45,10 +45,9 @@ use super::asg::policy::{Controller, Observation};
 use super::asg::{ActivityKind, ActivityLog, NewActivity};
 use super::config::Arch;
 use super::ec2::{FleetHandle, InstanceId, InstanceState, LaunchSpec, ProcessDriver};
+use super::instance::{ChildConfig, RoleConfig};
 use super::lb::{Balancer, TargetState};
-use super::process::{
-    ChildConfig, Launcher, LiveChildren, RoleConfig, Running, child_command, describe_exit,
-};
+use super::process::{Launcher, LiveChildren, Running, child_command, describe_exit};
 use super::sqs::SqsService;
 
 /// The tag naming an instance's Auto Scaling group, as AWS sets it.

@@ -10,8 +10,8 @@
 //! | [`lb`] | HTTP load balancer with active health checks over the web tier |
 //! | [`asg`] | scaling policy (pure) and the activity log |
 //! | [`groups`] | the fleet manager: keeps each group at desired, scales workers |
-//! | [`process`] | instances as child processes: launcher, READY protocol, reaping |
-//! | [`web`], [`worker`] | what the child processes run |
+//! | [`process`] | the supervisor's side of instances: launcher, READY protocol, reaping |
+//! | [`instance`] | what runs inside an instance process: child config, web, worker |
 //! | [`feed`] | the completion feed workers report to |
 //! | [`bus`] | the event bus and functions of arch `event-driven` |
 //! | [`control`] | `GET /activities`, `/targets`, `/groups`, `/endpoints` |
@@ -32,11 +32,10 @@ pub mod control;
 pub mod ec2;
 pub mod feed;
 pub mod groups;
+pub mod instance;
 pub mod lb;
 pub mod process;
 pub mod sqs;
-pub mod web;
-pub mod worker;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -54,8 +53,9 @@ use config::{Arch, Overflow, SandboxConfig};
 use ec2::{Ec2Service, FleetHandle, InstanceState, ProcessDriver};
 use feed::Feed;
 use groups::{GroupSetup, GroupState, GroupStatus, Manager, ManagerParts, Role, Scaling, Tier};
+use instance::{ChildConfig, RoleConfig};
 use lb::{Balancer, BalancerConfig, HealthCheck, TargetState};
-use process::{ChildConfig, Launcher, RoleConfig};
+use process::Launcher;
 use sqs::{OverflowPolicy, QueueSettings, QueueStats, RedrivePolicy, SqsConfig, SqsService};
 
 /// The region the sandbox reports (and the SDKs must be configured with).

@@ -20,10 +20,10 @@ use futures::future::join_all;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use super::config::Ack;
-use super::feed::{Completion, FeedClient};
-use super::process::{ChildConfig, RoleConfig};
+use super::{ChildConfig, RoleConfig};
 use crate::clock::now_ms;
+use crate::sandbox::config::Ack;
+use crate::sandbox::feed::{Completion, FeedClient};
 
 /// A job as the web tier enqueues it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
