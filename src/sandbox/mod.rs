@@ -8,8 +8,7 @@
 //! | [`sqs`] | SQS-compatible endpoint (jobs queue + dead-letter queue) |
 //! | [`ec2`] | EC2-compatible control plane over the instances (processes) |
 //! | [`lb`] | HTTP load balancer with active health checks over the web tier |
-//! | [`asg`] | scaling policy (pure) and the activity log |
-//! | [`groups`] | the fleet manager: keeps each group at desired, scales workers |
+//! | [`asg`] | the Auto Scaling groups: `[workers]` config, scaling policy and group state (pure), the activity log, the manager that keeps each group at desired and scales workers |
 //! | [`process`] | the supervisor's side of instances: launcher, READY protocol, reaping |
 //! | [`instance`] | what runs inside an instance process: child config, web, worker |
 //! | [`feed`] | the completion feed workers report to |
@@ -31,7 +30,6 @@ pub mod config;
 pub mod control;
 pub mod ec2;
 pub mod feed;
-pub mod groups;
 pub mod instance;
 pub mod lb;
 pub mod process;
@@ -47,12 +45,13 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use asg::ActivityLog;
 use asg::policy::Controller;
+use asg::{
+    ActivityLog, GroupSetup, GroupState, GroupStatus, Manager, ManagerParts, Role, Scaling, Tier,
+};
 use config::{Arch, Overflow, SandboxConfig};
 use ec2::{Ec2Service, FleetHandle, InstanceState, ProcessDriver};
 use feed::Feed;
-use groups::{GroupSetup, GroupState, GroupStatus, Manager, ManagerParts, Role, Scaling, Tier};
 use instance::{ChildConfig, RoleConfig};
 use lb::{Balancer, BalancerConfig, HealthCheck, TargetState};
 use process::Launcher;
