@@ -10,6 +10,7 @@
 //! | [`cli`] | the command line: the subcommands, each with the `Args` of its [`cmd`] file | yes |
 //! | [`cmd`] | one thin file per subcommand (`demo`, `run`, `analyze`, `load`, `validate`, `sandbox`, `recover`, `__chaos-run`): its clap `Args` -> options; [`cmd::Outcome`] -> exit code | no |
 //! | [`session`] | a run's steps over one struct: run directory, `run.json`, clock, recorder + collector + live view, signals; target and sandbox; watchers; the end-of-run ledger; verdicts on the terminal | no |
+//! | [`clock`] | wall-clock stamps: `now_ms`, `unix_ms` (milliseconds since the Unix epoch) | no |
 //! | [`config`] | files -> validated plans (`profile`), diagnostics with file:line:col | yes |
 //! | [`experiment`] | `chaos/*.toml` -> [`experiment::Experiment`]: target, merged profiles, fault plan, probes, promises, cool-down | yes (reads profiles through a `Files` trait) |
 //! | [`units`] | human-readable durations, sizes and rates | yes |
@@ -31,6 +32,7 @@ pub mod analyze;
 pub mod aws;
 pub mod chaos;
 pub mod cli;
+pub mod clock;
 pub mod cmd;
 pub mod config;
 pub mod driver;
@@ -76,7 +78,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::Sandbox(args) => {
             exit_code(block_on(threads, cmd::sandbox::sandbox(args)).map(|()| 0))
         }
-        Command::SandboxChild { role, config } => sandbox::process::child_main(&role, &config),
+        Command::SandboxChild { role, config } => sandbox::instance::child_main(&role, &config),
         Command::Recover(args) => exit_code(block_on(threads, cmd::recover::recover(args))),
         Command::ChaosRun(args) => exit_code(block_on(threads, cmd::chaos_run::chaos_run(args))),
     }

@@ -15,9 +15,9 @@ use aws_sdk_ec2::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_ec2::types::Filter;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use shakedown::sandbox::asg::ActivityKind;
+use shakedown::sandbox::asg::Tier;
 use shakedown::sandbox::asg::policy::Policy;
 use shakedown::sandbox::config::{Arch, ProcessingTime, SandboxConfig, Variant};
-use shakedown::sandbox::groups::Tier;
 use shakedown::sandbox::{Sandbox, StartOptions};
 
 static ENV: Once = Once::new();

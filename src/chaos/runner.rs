@@ -519,16 +519,8 @@ pub async fn undo_and_verify(
     change: &Change,
     by: Undoer,
 ) -> Result<Result<(), String>, JournalError> {
-    let ops = change.ops();
-    let outcome = match ops.undo(env).await {
-        Ok(notes) => ops.verify(env).await.map(|()| notes),
-        Err(e) => Err(e),
-    };
-    match outcome {
-        Ok(mut notes) => {
-            if let Err(e) = ops.untag(env, journal.run_id()).await {
-                notes.push(format!("recovery tag not removed: {e}"));
-            }
+    match change.undo_verified(env, journal.run_id()).await {
+        Ok(notes) => {
             journal.append(Event::Undone {
                 fault: fault.clone(),
                 by,
@@ -537,7 +529,7 @@ pub async fn undo_and_verify(
             Ok(Ok(()))
         }
         Err(e) => {
-            let still = format!("{}: {}", fault.id, ops.summary());
+            let still = format!("{}: {}", fault.id, change.ops().summary());
             tracing::error!(fault = %fault.id, error = %e, "undo failed: still applied: {still}");
             journal.append(Event::UndoFailed {
                 fault: fault.clone(),

@@ -25,7 +25,7 @@ pub mod sqs;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -33,6 +33,7 @@ use tokio_util::task::TaskTracker;
 pub use self::body::Body;
 pub use self::http::{HttpConn, Response, classify_io};
 pub use self::request::{BuildError, ID_HEADER, RequestFactory, Target, request_id};
+use crate::clock::now_ms;
 use crate::config::profile::{Profile, Settings, Transport};
 use crate::ledger::AcceptedIds;
 use crate::metrics::{ErrorClass, Recorder};
@@ -414,7 +415,7 @@ async fn serve(ctx: &Ctx, id: usize, open: bool, conn: &mut Option<HttpConn>, jo
             .record(id, job.stream, |w| w.counters.dropped += 1);
         return;
     }
-    let request = match ctx.plan.factory.build(job.stream, job.seq, unix_ms()) {
+    let request = match ctx.plan.factory.build(job.stream, job.seq, now_ms()) {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!("{e}");
@@ -477,12 +478,6 @@ async fn exchange(
 
 fn micros(d: Duration) -> u64 {
     d.as_micros().min(u128::from(u64::MAX)) as u64
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 #[cfg(test)]

@@ -23,7 +23,8 @@ use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
 use tokio::sync::Semaphore;
 
-use super::{Ctx, micros, unix_ms};
+use super::{Ctx, micros};
+use crate::clock::now_ms;
 use crate::config::profile::{Profile, Transport};
 use crate::metrics::ErrorClass;
 use crate::schedule::Schedule;
@@ -161,7 +162,7 @@ async fn send_batch(ctx: &Ctx, sink: &SqsSink, url: &str, stream: usize, batch: 
                 .record(stream, stream, |w| w.counters.dropped += 1);
             continue;
         }
-        let (id, body) = match ctx.plan.factory.message(stream, p.seq, unix_ms()) {
+        let (id, body) = match ctx.plan.factory.message(stream, p.seq, now_ms()) {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!("{e}");

@@ -3,9 +3,9 @@
 //! Every request carries `<run_tag>-<stream>-<seq>` (`driver::request::request_id`),
 //! so an id is two integers once the run's tag is known: the ledger keeps bits, never strings.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use parking_lot::Mutex;
+
+use crate::clock::now_ms;
 
 use super::bits::{AtomicBitSet, BeyondCapacity};
 
@@ -167,13 +167,6 @@ impl AcceptedIds {
                 .map(AtomicBitSet::allocated_bytes)
                 .sum::<usize>()
     }
-}
-
-/// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 #[cfg(test)]

@@ -30,10 +30,10 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::LedgerError;
-use super::ids::now_ms;
 use super::summary::{CompletionRecord, Outcome};
 use super::writer::JsonLinesWriter;
 use crate::aws::{AwsError, QueueRef};
+use crate::clock::now_ms;
 
 /// Largest batch of one poll of an HTTP source.
 const PAGE: usize = 1000;

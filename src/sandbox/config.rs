@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::asg::policy::{GroupSpec, Policy};
+pub use super::asg::config::WorkersConfig;
+use super::asg::policy::Policy;
 
 /// The reference architectures of DESIGN section 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -323,71 +324,6 @@ pub enum Ack {
     AfterProcess,
     /// Delete first, then process: a worker killed mid-job loses it (at-most-once).
     BeforeProcess,
-}
-
-/// The worker Auto Scaling group.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct WorkersConfig {
-    /// Smallest group size (0 = scale to zero).
-    pub min: u32,
-    /// Largest group size.
-    pub max: u32,
-    /// Desired size at start.
-    pub desired: u32,
-    /// Scaling policy, e.g. `{ type = "target-tracking", backlog_per_instance = 20.0 }`,
-    /// `{ type = "step", steps = [{ backlog = 50, add = 2 }], scale_in_step = 1 }` or
-    /// `{ type = "fixed" }`. Backlog = visible + in-flight messages.
-    pub policy: Policy,
-    /// No scale-out within this of the last scale-out.
-    #[serde(with = "humantime_serde")]
-    pub scale_out_cooldown: Duration,
-    /// Scale-in needs a low backlog sustained this long, and this long since the last scaling.
-    #[serde(with = "humantime_serde")]
-    pub scale_in_cooldown: Duration,
-    /// Boot time: a new worker stays `pending` this long before it consumes.
-    #[serde(with = "humantime_serde")]
-    pub warmup: Duration,
-    /// Jobs one worker processes at once (it receives up to this many per call, at most 10).
-    pub concurrency: u32,
-    /// Long-polling wait of each ReceiveMessage (0..=20 s).
-    #[serde(with = "humantime_serde")]
-    pub wait_time: Duration,
-    /// When a job is deleted: `after-process` or `before-process` (the flaw).
-    pub ack: Ack,
-}
-
-impl Default for WorkersConfig {
-    fn default() -> Self {
-        WorkersConfig {
-            min: 0,
-            max: 8,
-            desired: 0,
-            policy: Policy::TargetTracking {
-                backlog_per_instance: 20.0,
-            },
-            scale_out_cooldown: Duration::from_secs(5),
-            scale_in_cooldown: Duration::from_secs(15),
-            warmup: Duration::from_secs(1),
-            concurrency: 1,
-            wait_time: Duration::from_secs(5),
-            ack: Ack::AfterProcess,
-        }
-    }
-}
-
-impl WorkersConfig {
-    /// The Auto Scaling controller's view of this group.
-    pub fn group_spec(&self) -> GroupSpec {
-        GroupSpec {
-            min: self.min,
-            max: self.max,
-            policy: self.policy.clone(),
-            scale_out_cooldown: self.scale_out_cooldown,
-            scale_in_cooldown: self.scale_in_cooldown,
-            warmup: self.warmup,
-        }
-    }
 }
 
 /// What a full queue does with one more message.

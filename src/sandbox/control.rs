@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use super::Endpoints;
 use super::asg::ActivityLog;
-use super::groups::Manager;
+use super::asg::Manager;
 use super::lb::Balancer;
 
 /// What the control endpoint reads.

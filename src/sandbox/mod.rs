@@ -8,10 +8,9 @@
 //! | [`sqs`] | SQS-compatible endpoint (jobs queue + dead-letter queue) |
 //! | [`ec2`] | EC2-compatible control plane over the instances (processes) |
 //! | [`lb`] | HTTP load balancer with active health checks over the web tier |
-//! | [`asg`] | scaling policy (pure) and the activity log |
-//! | [`groups`] | the fleet manager: keeps each group at desired, scales workers |
-//! | [`process`] | instances as child processes: launcher, READY protocol, reaping |
-//! | [`web`], [`worker`] | what the child processes run |
+//! | [`asg`] | the Auto Scaling groups: `[workers]` config, scaling policy and group state (pure), the activity log, the manager that keeps each group at desired and scales workers |
+//! | [`process`] | the supervisor's side of instances: launcher, READY protocol, reaping |
+//! | [`instance`] | what runs inside an instance process: child config, web, worker |
 //! | [`feed`] | the completion feed workers report to |
 //! | [`bus`] | the event bus and functions of arch `event-driven` |
 //! | [`control`] | `GET /activities`, `/targets`, `/groups`, `/endpoints` |
@@ -31,12 +30,10 @@ pub mod config;
 pub mod control;
 pub mod ec2;
 pub mod feed;
-pub mod groups;
+pub mod instance;
 pub mod lb;
 pub mod process;
 pub mod sqs;
-pub mod web;
-pub mod worker;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -48,14 +45,16 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use asg::ActivityLog;
 use asg::policy::Controller;
+use asg::{
+    ActivityLog, GroupSetup, GroupState, GroupStatus, Manager, ManagerParts, Role, Scaling, Tier,
+};
 use config::{Arch, Overflow, SandboxConfig};
 use ec2::{Ec2Service, FleetHandle, InstanceState, ProcessDriver};
 use feed::Feed;
-use groups::{GroupSetup, GroupState, GroupStatus, Manager, ManagerParts, Role, Scaling, Tier};
+use instance::{ChildConfig, RoleConfig};
 use lb::{Balancer, BalancerConfig, HealthCheck, TargetState};
-use process::{ChildConfig, Launcher, RoleConfig};
+use process::Launcher;
 use sqs::{OverflowPolicy, QueueSettings, QueueStats, RedrivePolicy, SqsConfig, SqsService};
 
 /// The region the sandbox reports (and the SDKs must be configured with).
@@ -208,9 +207,7 @@ impl Sandbox {
         let dir = match &options.dir {
             Some(d) => d.clone(),
             None => {
-                let stamp = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis());
+                let stamp = crate::clock::now_ms();
                 std::env::temp_dir()
                     .join(format!("shakedown-sandbox-{}-{stamp}", std::process::id()))
             }

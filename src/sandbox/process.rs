@@ -1,6 +1,6 @@
 //! Instances as child processes of the same binary.
 //!
-//! The supervisor starts each web instance and worker as
+//! The supervisor's side ([`super::instance`] is the child's). It starts each web instance and worker as
 //! `<exe> __sandbox-child <role> --config '<json>'` ([`ChildConfig`]). A child prints one
 //! line `READY <port>` on stdout once it serves (workers print `READY 0`), logs to
 //! stderr (redirected to `<run dir>/<instance id>.log`) and exits cleanly on SIGTERM.
@@ -18,7 +18,7 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
@@ -31,73 +31,14 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use parking_lot::Mutex;
-use serde::{Deserialize, Serialize};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::oneshot;
-use tokio_util::sync::CancellationToken;
 
-use super::config::{Ack, Arch, ProcessingTime};
+use super::instance::ChildConfig;
 
 /// The hidden subcommand that runs a child.
 pub const CHILD_SUBCOMMAND: &str = "__sandbox-child";
-
-/// Everything a child needs, passed as JSON on its command line.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ChildConfig {
-    /// The EC2 instance id this process is.
-    pub instance_id: String,
-    /// SQS endpoint, e.g. `http://127.0.0.1:4566`.
-    pub sqs_endpoint: String,
-    /// Region for the SDK.
-    pub region: String,
-    /// URL of the jobs queue.
-    pub queue_url: String,
-    /// Base URL of the completion feed.
-    pub feed_url: String,
-    /// Processing time model.
-    pub processing: ProcessingTime,
-    /// Processing-time spread (fraction).
-    pub jitter: f64,
-    /// The role's own settings.
-    pub role: RoleConfig,
-}
-
-/// A web instance or a worker.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "role", rename_all = "kebab-case")]
-pub enum RoleConfig {
-    /// A web instance.
-    Web {
-        /// What an upload does (see [`super::web`]).
-        arch: Arch,
-        /// Monolith: uploads processed at once.
-        processor_concurrency: u32,
-        /// Event-driven: where `POST /events` goes.
-        bus_url: Option<String>,
-    },
-    /// A worker.
-    Worker {
-        /// Jobs processed at once.
-        concurrency: u32,
-        /// Long-polling wait, seconds.
-        wait_time_seconds: u32,
-        /// When jobs are deleted.
-        ack: Ack,
-        /// Boot time before the first receive, milliseconds.
-        boot_ms: u64,
-    },
-}
-
-impl RoleConfig {
-    /// The role's name on the child's command line.
-    pub fn name(&self) -> &'static str {
-        match self {
-            RoleConfig::Web { .. } => "web",
-            RoleConfig::Worker { .. } => "worker",
-        }
-    }
-}
 
 /// What can go wrong starting or running a child.
 #[derive(Debug, thiserror::Error)]
@@ -379,73 +320,6 @@ pub fn describe_exit(status: &io::Result<ExitStatus>) -> String {
         },
         Err(e) => format!("exit status unknown: {e}"),
     }
-}
-
-/// Entry point of `shakedown __sandbox-child <role> --config <json>`: runs a web instance
-/// or a worker until SIGTERM. Exit code 0 on a clean stop, 2 on a bad config, 1 on failure.
-pub fn child_main(role: &str, config_json: &str) -> u8 {
-    let config: ChildConfig = match serde_json::from_str(config_json) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: bad child configuration: {e}");
-            return 2;
-        }
-    };
-    if config.role.name() != role {
-        eprintln!(
-            "error: role `{role}` does not match the configuration's `{}`",
-            config.role.name()
-        );
-        return 2;
-    }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return 1;
-        }
-    };
-    let outcome = runtime.block_on(async move {
-        let shutdown = CancellationToken::new();
-        let signals = cancel_on_sigterm(shutdown.clone())?;
-        let ready = |port: u16| {
-            let mut out = io::stdout().lock();
-            // The supervisor reads this line; nothing else is written to stdout.
-            let _ = writeln!(out, "READY {port}");
-            let _ = out.flush();
-        };
-        let result = match config.role.clone() {
-            RoleConfig::Web { .. } => super::web::run(config, ready, shutdown).await,
-            RoleConfig::Worker { .. } => super::worker::run(config, ready, shutdown).await,
-        };
-        signals.abort();
-        result
-    });
-    match outcome {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            1
-        }
-    }
-}
-
-fn cancel_on_sigterm(token: CancellationToken) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    Ok(tokio::spawn(async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-        tracing::info!("signal received: finishing in-flight work");
-        token.cancel();
-    }))
 }
 
 #[cfg(test)]

@@ -83,6 +83,19 @@ impl Change {
         }
     }
 
+    /// Undoes the change, verifies the undo, then removes what [`Undoable::tag`] wrote for
+    /// run `run_id` (a tag left behind is a note, not a failure): the one undo path of the
+    /// runner, `recover` and `recover --from-tags`. Returns the notes of the undo.
+    pub async fn undo_verified(&self, env: &Env, run_id: &str) -> Result<Vec<String>, FaultError> {
+        let ops = self.ops();
+        let mut notes = ops.undo(env).await?;
+        ops.verify(env).await?;
+        if let Err(e) = ops.untag(env, run_id).await {
+            notes.push(format!("recovery tag not removed: {e}"));
+        }
+        Ok(notes)
+    }
+
     /// The change's operations.
     pub fn ops(&self) -> &dyn Undoable {
         match self {

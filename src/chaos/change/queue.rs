@@ -353,6 +353,75 @@ impl QueueUndoTag {
     }
 }
 
+impl QueueUndoTag {
+    /// Decodes the tag into the changes it records, in the order to undo them, given the
+    /// queue as it is now: `now` holds the current value of each recorded attribute (the
+    /// value the run set), `policy` the current policy. Each attribute becomes the
+    /// [`QueueAttributeChange`] back to its recorded value; each statement still in the
+    /// policy becomes the [`QueuePolicyChange`] that added it (principal and resource read
+    /// from the statement), newest first, whose previous policy is the current one without it
+    /// and the statements undone before it. A statement already gone has nothing to undo.
+    pub fn changes(
+        &self,
+        target: &AwsTarget,
+        queue_url: &str,
+        now: &BTreeMap<String, String>,
+        policy: Option<&str>,
+    ) -> Result<Vec<super::Change>, FaultError> {
+        let mut changes: Vec<super::Change> = self
+            .attributes
+            .iter()
+            .map(|(attribute, previous)| {
+                super::Change::QueueAttribute(QueueAttributeChange {
+                    target: target.clone(),
+                    queue_url: queue_url.to_owned(),
+                    attribute: attribute.clone(),
+                    previous: previous.clone(),
+                    value: now.get(attribute).cloned().unwrap_or_default(),
+                })
+            })
+            .collect();
+        let mut current = policy.unwrap_or("").to_owned();
+        for sid in self.remove_statements.iter().rev() {
+            let Some(statement) = statement(&current, sid)? else {
+                continue;
+            };
+            let Some(rest) = without_statements(&current, std::slice::from_ref(sid))? else {
+                continue;
+            };
+            let principal = match &statement["Principal"] {
+                Value::Object(p) => p.get("AWS").and_then(Value::as_str),
+                p => p.as_str(),
+            };
+            changes.push(super::Change::QueuePolicy(QueuePolicyChange {
+                target: target.clone(),
+                queue_url: queue_url.to_owned(),
+                queue_arn: statement["Resource"].as_str().unwrap_or("").to_owned(),
+                principal: principal.unwrap_or("").to_owned(),
+                sid: sid.clone(),
+                previous: (!rest.is_empty()).then(|| rest.clone()),
+            }));
+            current = rest;
+        }
+        Ok(changes)
+    }
+}
+
+/// The statement of `policy` whose `Sid` is `sid`, if it is there.
+fn statement(policy: &str, sid: &str) -> Result<Option<Value>, FaultError> {
+    if policy.trim().is_empty() {
+        return Ok(None);
+    }
+    let doc: Value = serde_json::from_str(policy)
+        .map_err(|e| FaultError::Invalid(format!("queue policy is not JSON: {e}")))?;
+    let is_it = |st: &&Value| st.get("Sid").and_then(Value::as_str) == Some(sid);
+    Ok(match doc.get("Statement") {
+        Some(Value::Array(list)) => list.iter().find(is_it).cloned(),
+        Some(single) => Some(single).filter(is_it).cloned(),
+        None => None,
+    })
+}
+
 /// Reads the run's undo tag of the queue, lets `edit` change it, and writes it back
 /// (removing it when it is empty). Changes of one run are applied and undone one at a time,
 /// so this read-modify-write does not race with itself.
@@ -460,6 +529,58 @@ mod tests {
         tag.release("DelaySeconds", "0");
         tag.drop_statement("s1");
         assert!(tag.is_empty());
+    }
+
+    #[test]
+    fn a_tag_decodes_into_the_changes_it_records_newest_statement_first() {
+        let target = AwsTarget::local("http://127.0.0.1:1");
+        let keep = r#"{"Sid":"keep","Effect":"Allow","Principal":"*","Action":"sqs:SendMessage","Resource":"*"}"#;
+        let before = format!(r#"{{"Version":"2012-10-17","Statement":[{keep}]}}"#);
+        let mut first = change(Some(&before));
+        first.target = target.clone();
+        let one = first.denying_policy().unwrap();
+        let mut second = first.clone();
+        second.sid = "shakedown-r1-1".into();
+        second.previous = Some(one.clone());
+        let two = second.denying_policy().unwrap();
+        let tag = QueueUndoTag {
+            attributes: BTreeMap::from([("DelaySeconds".into(), "0".into())]),
+            remove_statements: vec![first.sid.clone(), second.sid.clone(), "gone".into()],
+        };
+        let now = BTreeMap::from([("DelaySeconds".to_owned(), "60".to_owned())]);
+        let changes = tag.changes(&target, "http://q", &now, Some(&two)).unwrap();
+        let [
+            super::super::Change::QueueAttribute(delay),
+            super::super::Change::QueuePolicy(newest),
+            super::super::Change::QueuePolicy(oldest),
+        ] = changes.as_slice()
+        else {
+            panic!("{changes:?}")
+        };
+        assert_eq!((delay.previous.as_str(), delay.value.as_str()), ("0", "60"));
+        assert_eq!(newest.sid, second.sid);
+        assert_eq!(newest.principal, first.principal);
+        assert_eq!(newest.queue_arn, first.queue_arn);
+        assert!(same_policy(newest.previous.as_deref(), Some(&one)));
+        assert!(same_policy(oldest.previous.as_deref(), Some(&before)));
+        // The queue had no policy: undoing the only statement removes it.
+        let alone = change(None).denying_policy().unwrap();
+        let tag = QueueUndoTag {
+            remove_statements: vec!["shakedown-r1-0".into()],
+            ..QueueUndoTag::default()
+        };
+        let changes = tag
+            .changes(&target, "http://q", &now, Some(&alone))
+            .unwrap();
+        assert!(
+            matches!(&changes[..], [super::super::Change::QueuePolicy(c)] if c.previous.is_none()),
+            "{changes:?}"
+        );
+        assert!(
+            tag.changes(&target, "http://q", &now, None)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

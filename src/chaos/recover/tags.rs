@@ -6,7 +6,8 @@
 //! [`QueueUndoTag`] (`{"DelaySeconds":"0"}`, `{"remove-policy-statement":"<sid>"}`), an
 //! instance's holds `StartInstances (was running)`. This module finds every such tag
 //! (ListQueues + ListQueueTags; DescribeInstances, filtered here by key prefix since the key
-//! holds the run id), restores what it records, verifies, and removes the tag. A run is
+//! holds the run id), decodes it into the [`Change`]s it records and undoes, verifies and
+//! untags each exactly as the runner does ([`Change::undo_verified`]), then removes the tag. A run is
 //! skipped while its lock or journal in the results directory shows it alive; a run whose
 //! journal is there is recovered from the journal (the fuller record: it has the exact
 //! previous policy), and its leftover tags are then removed. Everything is idempotent: once
@@ -19,12 +20,11 @@ use aws_sdk_ec2::types::{Filter, Tag};
 
 use super::{live_lock_holder, recover_run, remove_stale_lock};
 use crate::aws::{
-    AwsError, AwsTarget, describe_instances, list_queues, queue_attribute, queue_tags,
-    set_queue_attribute, untag_queue,
+    AwsError, AwsTarget, describe_instances, list_queues, queue_attribute, queue_tags, untag_queue,
 };
 use crate::chaos::change::ec2::{Ec2Action, Ec2StateChange};
-use crate::chaos::change::queue::{QueueUndoTag, without_statements};
-use crate::chaos::change::{UNDO_TAG_PREFIX, Undoable, undo_tag_key};
+use crate::chaos::change::queue::QueueUndoTag;
+use crate::chaos::change::{Change, UNDO_TAG_PREFIX, undo_tag_key};
 use crate::chaos::fault::{Env, FaultError};
 use crate::chaos::journal::{self, Event, JOURNAL_FILE};
 use crate::chaos::local::pid_alive;
@@ -291,31 +291,23 @@ async fn recover_run_from_tags(
     }
     if !stopped.is_empty() {
         // One change for all: a single StartInstances, one wait.
-        let change = Ec2StateChange {
+        let ids = stopped.join(", ");
+        let change = Change::Ec2State(Ec2StateChange {
             target: target.clone(),
             instances: stopped,
             action: Ec2Action::Stop,
-        };
-        let undone = match change.undo(env).await {
-            Ok(notes) => change.verify(env).await.map(|()| notes),
-            Err(e) => Err(e),
-        };
-        match undone {
-            Ok(mut notes) => {
-                if let Err(e) = change.untag(env, run).await {
-                    notes.push(format!("undo tags not removed: {e}"));
-                }
-                report.undone.push(format!(
-                    "run {run}: StartInstances {}",
-                    change.instances.join(", ")
-                ));
+        });
+        match change.undo_verified(env, run).await {
+            Ok(notes) => {
+                report
+                    .undone
+                    .push(format!("run {run}: StartInstances {ids}"));
                 report
                     .notes
                     .extend(notes.into_iter().map(|n| format!("run {run}: {n}")));
             }
             Err(e) => report.failed.push(format!(
-                "run {run}: instances {} may still be stopped: {e}",
-                change.instances.join(", ")
+                "run {run}: instances {ids} may still be stopped: {e}"
             )),
         }
     }
@@ -326,8 +318,9 @@ async fn recover_run_from_tags(
     }
 }
 
-/// Restores what a queue's undo tag records, verifies it and removes the tag. Returns a
-/// summary and notes; the error keeps the tag (the queue may still be changed).
+/// Decodes a queue's undo tag into the changes it records ([`QueueUndoTag::changes`]),
+/// undoes and verifies each as the runner would, and removes the tag. Returns a summary and
+/// notes; the error keeps the tag (the queue may still be changed).
 async fn restore_queue(
     env: &Env,
     target: &AwsTarget,
@@ -349,35 +342,22 @@ async fn restore_queue(
         )));
     }
     let c = env.clients(target)?;
+    let mut now = BTreeMap::new();
+    for attribute in record.attributes.keys() {
+        if let Some(v) = queue_attribute(&c.sqs, url, attribute).await? {
+            now.insert(attribute.clone(), v);
+        }
+    }
     let sids = &record.remove_statements;
-    for (attribute, previous) in &record.attributes {
-        set_queue_attribute(&c.sqs, url, attribute, previous).await?;
-    }
-    if !sids.is_empty() {
-        let policy = queue_attribute(&c.sqs, url, "Policy").await?;
-        if let Some(rest) = without_statements(policy.as_deref().unwrap_or(""), sids)? {
-            set_queue_attribute(&c.sqs, url, "Policy", &rest).await?;
-        }
-    }
-    // Verify before the record goes.
-    for (attribute, previous) in &record.attributes {
-        let now = queue_attribute(&c.sqs, url, attribute).await?;
-        if now.as_deref() != Some(previous.as_str()) {
-            return Err(FaultError::NotVerified(format!(
-                "{attribute} reads {now:?}, expected {previous:?}"
-            )));
-        }
-    }
-    if !sids.is_empty() {
-        let policy = queue_attribute(&c.sqs, url, "Policy").await?;
-        if without_statements(policy.as_deref().unwrap_or(""), sids)?.is_some() {
-            return Err(FaultError::NotVerified(format!(
-                "the policy still has statement {}",
-                sids.join(", ")
-            )));
-        }
-    }
+    let policy = match sids.is_empty() {
+        true => None,
+        false => queue_attribute(&c.sqs, url, "Policy").await?,
+    };
     let mut notes = Vec::new();
+    for change in record.changes(target, url, &now, policy.as_deref())? {
+        notes.extend(change.undo_verified(env, run).await?);
+    }
+    // Each undone change took its entry out; what is left had nothing to undo.
     if let Err(e) = untag_queue(&c.sqs, url, &key).await {
         notes.push(format!("{url}: undo tag not removed: {e}"));
     }

@@ -9,7 +9,8 @@ use aws_sdk_sqs::config::timeout::TimeoutConfig;
 use aws_sdk_sqs::error::DisplayErrorContext;
 use rand::Rng;
 
-use super::{Bus, Completion, Event, Function, Target, epoch_ms};
+use super::{Bus, Completion, Event, Function, Target};
+use crate::clock::now_ms;
 
 /// One delivery to do.
 pub(super) struct Job {
@@ -157,7 +158,7 @@ impl Bus {
             .map_err(|_| DeliveryError::Throttled(spec.name.clone()))?;
         // Taken inside the slot's lifetime, so completions of one function never overlap
         // more than its concurrency limit allows.
-        let started_ms = epoch_ms();
+        let started_ms = now_ms();
         let mut slot = Slot {
             function: f,
             handler: None,
@@ -178,7 +179,7 @@ impl Bus {
         };
         slot.handler = Some((Instant::now(), duration));
         tokio::time::sleep(duration).await;
-        let done_ms = epoch_ms();
+        let done_ms = now_ms();
         // Billed: the modelled duration. The timer may overrun it by its ~1 ms granularity,
         // an artefact of the simulation rather than work the function did.
         f.ledger

@@ -41,10 +41,7 @@ pub struct TargetStatus {
 impl TargetStatus {
     /// `since` as milliseconds since the Unix epoch (0 if the clock is before 1970).
     pub fn since_ms(&self) -> u64 {
-        self.since
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-            .unwrap_or(0)
+        crate::clock::unix_ms(self.since)
     }
 
     /// The JSON object used by [`super::Balancer::targets_json`].

@@ -726,16 +726,10 @@ impl IdSource {
 
     /// A version-4-shaped uuid string.
     fn uuid(&mut self) -> String {
-        let high = self.next_u64();
-        let low = self.next_u64();
-        format!(
-            "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
-            high >> 32,
-            (high >> 16) & 0xffff,
-            high & 0x0fff,
-            0x8000 | ((low >> 48) & 0x3fff),
-            low & 0xffff_ffff_ffff
-        )
+        let bits = (u128::from(self.next_u64()) << 64) | u128::from(self.next_u64());
+        uuid::Builder::from_random_bytes(bits.to_be_bytes())
+            .into_uuid()
+            .to_string()
     }
 }
 

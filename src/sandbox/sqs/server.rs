@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -33,12 +33,9 @@ struct Clock {
 
 impl Clock {
     fn new() -> Self {
-        let since_epoch = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
         Self {
             origin: Instant::now(),
-            origin_millis: since_epoch.as_millis() as Millis,
+            origin_millis: crate::clock::now_ms() as Millis,
         }
     }
 
@@ -192,26 +189,14 @@ fn reply(status: StatusCode, body: Vec<u8>, query_error: Option<String>) -> Resp
     let mut response = (status, body).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
-    let request_id = uuid_like(rand::random());
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
+    let request_id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+    if let Ok(value) = HeaderValue::from_str(&request_id.to_string()) {
         headers.insert("x-amzn-requestid", value);
     }
     if let Some(value) = query_error.and_then(|code| HeaderValue::from_str(&code).ok()) {
         headers.insert("x-amzn-query-error", value);
     }
     response
-}
-
-fn uuid_like(bits: u128) -> String {
-    let hex = format!("{bits:032x}");
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..]
-    )
 }
 
 fn json<T: Serialize>(value: &T) -> Result<Vec<u8>, ApiError> {

@@ -13,16 +13,17 @@
 //!
 //! SIGTERM (scale-in, shutdown) stops receiving; jobs in hand are finished first.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
 use futures::future::join_all;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use super::config::Ack;
-use super::feed::{Completion, FeedClient};
-use super::process::{ChildConfig, RoleConfig};
+use super::{ChildConfig, RoleConfig};
+use crate::clock::now_ms;
+use crate::sandbox::config::Ack;
+use crate::sandbox::feed::{Completion, FeedClient};
 
 /// A job as the web tier enqueues it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,13 +36,6 @@ pub struct Job {
     pub received_ms: u64,
     /// `upload` or `event`.
     pub kind: String,
-}
-
-/// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The access key id the workers sign with: principal `arn:aws:iam::000000000000:role/sandbox-workers`.

@@ -29,10 +29,11 @@ use futures::StreamExt;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::config::Arch;
-use super::feed::{Completion, FeedClient};
-use super::process::{ChildConfig, RoleConfig};
-use super::worker::{Job, now_ms, sqs_client};
+use super::worker::{Job, sqs_client};
+use super::{ChildConfig, RoleConfig};
+use crate::clock::now_ms;
+use crate::sandbox::config::Arch;
+use crate::sandbox::feed::{Completion, FeedClient};
 
 /// `source` of the events the web tier makes of uploads in arch `event-driven`.
 pub const UPLOAD_EVENT_SOURCE: &str = "shakedown.web";
