@@ -31,7 +31,7 @@ pub enum Command {
     /// Check profiles and experiments; report every error with file:line:col and a hint.
     Validate(crate::cmd::validate::ValidateArgs),
     /// Run the embedded reference system (balancer, web tier, queue, worker fleet) in the foreground.
-    Sandbox(crate::sandbox::config::SandboxArgs),
+    Sandbox(crate::cmd::sandbox::SandboxArgs),
     /// Undo every fault a crashed run left applied (idempotent).
     Recover(crate::cmd::recover::RecoverArgs),
     /// Run a fault plan alone, without load (tests, debugging).

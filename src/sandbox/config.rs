@@ -1,12 +1,12 @@
 //! The sandbox's configuration: one TOML file (every field optional), the
-//! architecture to run and its deliberately broken variants, and the
-//! `shakedown sandbox` command-line arguments.
+//! architecture to run and its deliberately broken variants.
 //!
 //! A broken variant is configuration, not code: [`Variant::apply`] only sets
 //! ordinary fields (the balancer's health checks off, a fixed worker policy,
 //! delete-before-process, a lossy queue capacity, a capped fleet, a slow boot,
 //! no cooldowns), so every flaw can also be written by hand. Loading a file applies its `variant`, so the effective
-//! configuration printed by `--print-config` reads back to itself.
+//! configuration printed by `--print-config` reads back to itself. The command line of
+//! `shakedown sandbox` is in [`crate::cmd::sandbox`].
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -714,65 +714,6 @@ impl SandboxConfig {
         } else {
             Err(ConfigError::Invalid(problems))
         }
-    }
-}
-
-/// How `shakedown sandbox` prints its endpoints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum EndpointsFormat {
-    /// Aligned `name  value` lines, then the activity log, for people.
-    #[default]
-    Text,
-    /// One JSON object on one line, for scripts.
-    Json,
-}
-
-/// `shakedown sandbox`: run the reference system in the foreground.
-#[derive(Debug, Clone, clap::Args)]
-pub struct SandboxArgs {
-    /// Architecture, or a broken variant of `queued`: queued, tiered, monolith,
-    /// event-driven, no-health-checks, fixed-fleet, ack-before-process, lossy-queue,
-    /// capped-fleet, slow-scaler, flapping. Overrides the file's `arch`.
-    #[arg(long, value_name = "NAME")]
-    pub arch: Option<ArchChoice>,
-
-    /// Sandbox configuration (TOML); see docs/sandbox.md.
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-
-    /// How to print the endpoints once everything is up.
-    #[arg(long, value_enum, default_value_t = EndpointsFormat::Text, value_name = "FORMAT")]
-    pub print_endpoints: EndpointsFormat,
-
-    /// Print the effective configuration as TOML and exit.
-    #[arg(long)]
-    pub print_config: bool,
-
-    /// Balancer (web) port on 127.0.0.1, so that the web URL is known in advance
-    /// (default: the file's `web.port`, else a free port). Overrides the file.
-    #[arg(long, value_name = "PORT")]
-    pub port: Option<u16>,
-
-    /// Run directory for the instances' logs (default: a new directory under the system's temp dir).
-    #[arg(long, value_name = "DIR")]
-    pub dir: Option<PathBuf>,
-}
-
-impl SandboxArgs {
-    /// The effective configuration: the file (or defaults), then `--arch`.
-    pub fn effective_config(&self) -> Result<SandboxConfig, ConfigError> {
-        let mut config = match &self.config {
-            Some(path) => SandboxConfig::load(path)?,
-            None => SandboxConfig::default(),
-        };
-        if let Some(choice) = self.arch {
-            config.select(choice);
-            config.validate()?;
-        }
-        if let Some(port) = self.port {
-            config.web.port = port;
-        }
-        Ok(config)
     }
 }
 

@@ -105,7 +105,7 @@ pub fn child_main(role: &str, config_json: &str) -> u8 {
     };
     let outcome = runtime.block_on(async move {
         let shutdown = CancellationToken::new();
-        let signals = cancel_on_sigterm(shutdown.clone())?;
+        let signals = crate::shutdown::listen(shutdown.clone(), crate::shutdown::Announce::Log);
         let ready = |port: u16| {
             let mut out = io::stdout().lock();
             // The supervisor reads this line; nothing else is written to stdout.
@@ -126,18 +126,4 @@ pub fn child_main(role: &str, config_json: &str) -> u8 {
             1
         }
     }
-}
-
-fn cancel_on_sigterm(token: CancellationToken) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    Ok(tokio::spawn(async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-        tracing::info!("signal received: finishing in-flight work");
-        token.cancel();
-    }))
 }
