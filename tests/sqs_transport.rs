@@ -16,7 +16,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
-use shakedown::ledger::ids::now_ms;
+use shakedown::clock::now_ms;
 use support::cli::{self, shakedown};
 
 /// What the stub saw: per batch, the receive time (ms since the epoch) and each entry's
