@@ -4,7 +4,7 @@
 //! files round-tripping. Nothing here talks to anything but 127.0.0.1.
 
 use std::path::Path;
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{Query, State};
@@ -27,16 +27,6 @@ use shakedown::ledger::writer::{
 use shakedown::sandbox::sqs::{QueueSettings, SqsConfig, SqsService};
 use shakedown::schedule::{Schedule, Segment, derive_seed};
 use tokio_util::sync::CancellationToken;
-
-static ENV: Once = Once::new();
-
-fn disable_imds() {
-    ENV.call_once(|| {
-        // SAFETY: every test calls this before building a client, and `Once` blocks the
-        // other test threads until it returns, so no thread reads the environment meanwhile.
-        unsafe { std::env::set_var("AWS_EC2_METADATA_DISABLED", "true") };
-    });
-}
 
 async fn listener() -> (tokio::net::TcpListener, String) {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -185,7 +175,6 @@ async fn feed_source_pages_and_the_summary_finds_a_lost_id_and_a_duplicate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqs_done_queue_and_dlq_drain_classify_messages_and_empty_the_queues() {
-    disable_imds();
     let sqs = SqsService::new(SqsConfig::default());
     let done = sqs.create_queue("done", QueueSettings::default()).unwrap();
     let dlq = sqs.create_queue("dlq", QueueSettings::default()).unwrap();
@@ -428,7 +417,9 @@ fn a_million_accepted_ids_take_under_1_6_bits_each() {
     assert_eq!(s.missing_sample, ["m-0-123456"]);
 }
 
-#[tokio::test]
+// Paused time: the spill task's one-second tick comes at once, and always before the
+// test's 1.1 s sleep ends.
+#[tokio::test(start_paused = true)]
 async fn files_round_trip_to_the_same_summary() {
     let dir = tempfile::tempdir().unwrap();
     let ids = IdFormat::new("rt");

@@ -28,11 +28,14 @@
 //! sandbox of several processes and the verdicts depend on timing, so on a machine busy
 //! with other work set it to 1.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 use std::sync::{Condvar, Mutex};
 use std::time::Instant;
+
+use support::cli::{shakedown, text};
 
 /// Environment variable: how many matrix runs may go at once (default 2).
 const MATRIX_JOBS: &str = "SHAKEDOWN_MATRIX_JOBS";
@@ -74,9 +77,7 @@ fn run(experiment: &str, arch: &str) -> (BTreeMap<String, String>, String) {
     let slot = Slot::take();
     let results = tempfile::tempdir().unwrap();
     let started = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_shakedown"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("AWS_EC2_METADATA_DISABLED", "true")
+    let out = shakedown()
         .args([
             "run", experiment, "--arch", arch, "--quiet", "--run-id", "m",
         ])
@@ -89,11 +90,7 @@ fn run(experiment: &str, arch: &str) -> (BTreeMap<String, String>, String) {
         "matrix: {experiment} --arch {arch}: {:.0} s",
         started.elapsed().as_secs_f64()
     );
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = text(&out);
     let verdict = results.path().join("m/verdict.json");
     let v: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(&verdict).unwrap_or_else(|e| panic!("{e}: {text}")),
@@ -114,7 +111,7 @@ fn run(experiment: &str, arch: &str) -> (BTreeMap<String, String>, String) {
     };
     assert_eq!(out.status.code(), Some(expected), "{text}");
     // The files are enough to recompute the same verdicts offline.
-    let again = Command::new(env!("CARGO_BIN_EXE_shakedown"))
+    let again = shakedown()
         .args(["analyze"])
         .arg(results.path().join("m"))
         .output()

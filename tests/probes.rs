@@ -2,7 +2,6 @@
 //! server shaped like the sandbox control endpoint, local commands; and the sampler's
 //! `probes.csv`. Nothing here talks to anything but 127.0.0.1.
 
-use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::QueueAttributeName;
@@ -21,17 +20,6 @@ use shakedown::sandbox::ec2::{Ec2Service, LaunchSpec, NoopDriver};
 use shakedown::sandbox::sqs::{QueueSettings, SqsConfig, SqsService};
 use tokio_util::sync::CancellationToken;
 
-static ENV: Once = Once::new();
-
-/// The SDK must never probe the instance metadata address.
-fn disable_imds() {
-    ENV.call_once(|| {
-        // SAFETY: every test calls this before building a client, and `Once` blocks the
-        // other test threads until it returns, so no thread reads the environment meanwhile.
-        unsafe { std::env::set_var("AWS_EC2_METADATA_DISABLED", "true") };
-    });
-}
-
 async fn listener() -> (tokio::net::TcpListener, String) {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", l.local_addr().unwrap());
@@ -39,7 +27,6 @@ async fn listener() -> (tokio::net::TcpListener, String) {
 }
 
 fn clients(url: &str) -> AwsClients {
-    disable_imds();
     aws_clients(&AwsTarget::local(url)).unwrap()
 }
 

@@ -2,36 +2,19 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
 
 use shakedown::results::{RunMeta, RunStatus};
+use support::cli::shakedown;
 use support::target::{self, Behaviour};
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_shakedown"))
-}
-
-/// Waits for a child at most `limit`; kills it and fails the test past that.
-fn wait_bounded(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the process did not exit within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use support::wait::wait_exit;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_sending_flushes_results_and_exits_2() {
     let (addr, _) = target::http_server(Behaviour::Ok).await;
     let results = tempfile::tempdir().unwrap();
-    let mut child = bin()
+    let mut child = shakedown()
         .args([
             "load",
             "--quiet",
@@ -56,7 +39,7 @@ async fn sigterm_stops_sending_flushes_results_and_exits_2() {
     )
     .unwrap();
     let status =
-        tokio::task::spawn_blocking(move || wait_bounded(&mut child, Duration::from_secs(10)))
+        tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(10)))
             .await
             .unwrap();
     assert_eq!(status.code(), Some(2), "an interrupted load exits 2");
@@ -89,7 +72,7 @@ async fn sigterm_stops_sending_flushes_results_and_exits_2() {
 
 #[test]
 fn usage_errors_exit_2_with_a_hint() {
-    let out = bin()
+    let out = shakedown()
         .args(["load", "--target", "http://127.0.0.1:9"])
         .output()
         .unwrap();
@@ -97,7 +80,7 @@ fn usage_errors_exit_2_with_a_hint() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("nothing to send"), "{stderr}");
 
-    let out = bin()
+    let out = shakedown()
         .args([
             "load",
             "--target",
@@ -132,7 +115,7 @@ stages = [ { for = "10s", rate = "4/s" } ]
 "#,
     )
     .unwrap();
-    let mut child = bin()
+    let mut child = shakedown()
         .args([
             "load",
             "--quiet",
@@ -152,7 +135,7 @@ stages = [ { for = "10s", rate = "4/s" } ]
         .spawn()
         .unwrap();
     let status =
-        tokio::task::spawn_blocking(move || wait_bounded(&mut child, Duration::from_secs(60)))
+        tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(60)))
             .await
             .unwrap();
     assert_eq!(status.code(), Some(0));
@@ -178,7 +161,7 @@ fn validate_reports_every_error_with_location_and_exits_2() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "name = \"x\"\n[[stream]]\nname = \"a\"\nkind = \"uplaod\"\nstages = [ { for = \"0s\", rate = \"fast\" } ]\n").unwrap();
-    let out = bin().arg("validate").arg(&bad).output().unwrap();
+    let out = shakedown().arg("validate").arg(&bad).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     for expected in [
@@ -195,7 +178,7 @@ fn validate_reports_every_error_with_location_and_exits_2() {
         );
     }
 
-    let out = bin()
+    let out = shakedown()
         .args(["validate", "profiles/uploads.toml", "profiles/events.toml"])
         .output()
         .unwrap();
@@ -222,7 +205,7 @@ fn load_against_the_embedded_sandbox_in_one_command() {
         "name = \"tiny\"\n[[stream]]\nname = \"photos\"\nkind = \"upload\"\nsize = { dist = \"fixed\", size = \"16KiB\" }\nstages = [ { for = \"2s\", rate = \"25/s\" } ]\n",
     )
     .unwrap();
-    let mut child = bin()
+    let mut child = shakedown()
         .args(["load", "--quiet", "--run-id", "t"])
         .arg(&profile)
         .arg("--sandbox")
@@ -231,7 +214,7 @@ fn load_against_the_embedded_sandbox_in_one_command() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let status = wait_bounded(&mut child, Duration::from_secs(60));
+    let status = wait_exit(&mut child, Duration::from_secs(60));
     let mut out = String::new();
     std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
     assert_eq!(status.code(), Some(0), "{out}");

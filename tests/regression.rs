@@ -2,23 +2,11 @@
 //! They drive the real CLI (`validate`, `run`) on small experiment files in a temp dir;
 //! the runs target 127.0.0.1 only and need no sandbox.
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn shakedown() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_shakedown"));
-    c.env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("AWS_PROFILE");
-    c
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use support::cli::{shakedown, text};
 
 /// A 2-second profile and an experiment around `body` (an existing-system target at a
 /// closed local port: requests fail fast, nothing leaves the machine).

@@ -26,6 +26,14 @@ fn run_json_schema_is_published() {
 }
 
 #[test]
+fn journal_schema_is_published() {
+    check(
+        "docs/schema/journal.schema.json",
+        shakedown::chaos::journal::schema(),
+    );
+}
+
+#[test]
 fn a_real_run_json_validates_against_the_schema_shape() {
     // Every required property of the schema appears in a run.json we write.
     let schema: serde_json::Value =

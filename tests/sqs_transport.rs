@@ -2,11 +2,12 @@
 //! speaks SQS's JSON protocol and records every SendMessageBatch (batch sizes, arrival
 //! times, partial failures, throttling), and end to end into the sandbox's queue.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -15,6 +16,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
+use shakedown::clock::now_ms;
+use support::cli::{self, shakedown};
 
 /// What the stub saw: per batch, the receive time (ms since the epoch) and each entry's
 /// `seq` (from the body) and `shakedown-id` attribute.
@@ -32,13 +35,6 @@ struct Stub {
     fail_every: u64,
     /// Every n-th call is throttled; 0: none.
     throttle_every: u64,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
 }
 
 async fn handle(State(stub): State<Stub>, headers: HeaderMap, body: Bytes) -> Response {
@@ -147,32 +143,23 @@ stages = [ {{ for = "{secs}s", rate = "{rate}" }} ]
 async fn load(stub: &Stub, profile: &std::path::Path, results: &std::path::Path) -> Value {
     let endpoint = format!("http://{}", stub.addr);
     let (profile, dir) = (profile.to_owned(), results.to_owned());
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_shakedown"))
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .args([
-                "load",
-                "-q",
-                "--run-id",
-                "r",
-                "--region",
-                "us-east-1",
-                "--sqs-endpoint",
-            ])
-            .arg(&endpoint)
-            .arg("--results")
-            .arg(&dir)
-            .arg(&profile)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut command = shakedown();
+    command
+        .args([
+            "load",
+            "-q",
+            "--run-id",
+            "r",
+            "--region",
+            "us-east-1",
+            "--sqs-endpoint",
+        ])
+        .arg(&endpoint)
+        .arg("--results")
+        .arg(&dir)
+        .arg(&profile);
+    let out = cli::output(command).await;
+    let text = cli::text(&out);
     assert_eq!(out.status.code(), Some(0), "{text}");
     serde_json::from_str(&std::fs::read_to_string(results.join("r/run.json")).unwrap()).unwrap()
 }
@@ -296,8 +283,7 @@ fn an_unknown_queue_is_an_error_before_any_load() {
     let dir = tempfile::tempdir().unwrap();
     let p = profile(dir.path(), "10/s", 1);
     // Nothing listens on port 9: the queue cannot be resolved.
-    let out = Command::new(env!("CARGO_BIN_EXE_shakedown"))
-        .env("AWS_EC2_METADATA_DISABLED", "true")
+    let out = shakedown()
         .args([
             "load",
             "-q",

@@ -541,3 +541,163 @@ pub async fn undo_and_verify(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The runner's clock on tokio's paused time: faults on a built-in proxy (toxics, no
+    //! system calls that wait) are applied and undone at their exact virtual times, and a
+    //! stop condition is read on the one-second tick. Nothing sleeps in real time.
+
+    use super::*;
+    use crate::chaos::journal::{self, JOURNAL_FILE};
+    use crate::chaos::proxy::ProxySet;
+
+    /// A plan with one proxy (`p`, on a free port) and `faults` (TOML `[[fault]]` tables).
+    fn plan(faults: &str) -> FaultPlan {
+        FaultPlan::from_toml(&format!(
+            "[[proxy]]\nname = \"p\"\nlisten = \"127.0.0.1:0\"\nupstream = \"127.0.0.1:9\"\n{faults}"
+        ))
+        .unwrap()
+    }
+
+    /// The toxics on `p` right now, by kind.
+    fn toxics(proxies: &ProxySet) -> Vec<&'static str> {
+        let mut kinds: Vec<_> = proxies
+            .get("p")
+            .expect("the runner started proxy p")
+            .toxics()
+            .values()
+            .map(|t| match t {
+                crate::chaos::proxy::Toxic::Latency { .. } => "latency",
+                crate::chaos::proxy::Toxic::Blackhole => "blackhole",
+                crate::chaos::proxy::Toxic::ResetPeer => "reset-peer",
+                crate::chaos::proxy::Toxic::Bandwidth { .. } => "bandwidth",
+            })
+            .collect();
+        kinds.sort_unstable();
+        kinds
+    }
+
+    /// A prepared run of `faults` in a temp results directory, and its proxies.
+    async fn prepared(faults: &str, dir: &Path) -> (Prepared, ProxySet) {
+        let env = Env::new(None);
+        let proxies = env.proxies.clone();
+        let prepared = Runner::new(plan(faults), env, &dir.join("r"))
+            .prepare()
+            .await
+            .unwrap();
+        (prepared, proxies)
+    }
+
+    fn undone_in_order(dir: &Path) -> Vec<String> {
+        journal::read(&dir.join("r").join(JOURNAL_FILE))
+            .unwrap()
+            .into_iter()
+            .filter_map(|e| match e.event {
+                Event::Undone { fault, .. } => Some(fault.name),
+                _ => None,
+            })
+            .collect()
+    }
+
+    const TWO_FAULTS: &str = "[[fault]]\nname = \"slow\"\ntype = \"latency\"\nat = \"10s\"\nduration = \"30s\"\nproxy = \"p\"\nlatency = \"100ms\"\n\
+         [[fault]]\nname = \"hole\"\ntype = \"blackhole\"\nat = \"20s\"\nduration = \"5s\"\nproxy = \"p\"\n";
+
+    #[tokio::test(start_paused = true)]
+    async fn faults_are_applied_and_undone_at_their_times() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (prepared, proxies) = prepared(TWO_FAULTS, tmp.path()).await;
+        let t0 = Instant::now();
+        let run = tokio::spawn(prepared.start(t0, CancellationToken::new()));
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        tokio::time::sleep_until(at(9_999)).await;
+        assert_eq!(toxics(&proxies), Vec::<&str>::new(), "nothing before 10 s");
+        tokio::time::sleep_until(at(10_001)).await;
+        assert_eq!(toxics(&proxies), ["latency"]);
+        tokio::time::sleep_until(at(20_001)).await;
+        assert_eq!(toxics(&proxies), ["blackhole", "latency"]);
+        tokio::time::sleep_until(at(25_001)).await;
+        assert_eq!(toxics(&proxies), ["latency"], "the blackhole ended at 25 s");
+        let report = run.await.unwrap().unwrap();
+        assert_eq!(t0.elapsed(), Duration::from_secs(40), "the run is the plan");
+        assert_eq!(
+            (report.outcome, report.applied, report.undone),
+            (Outcome::Completed, 2, 2)
+        );
+        assert!(report.still_applied.is_empty(), "{report:?}");
+        assert_eq!(undone_in_order(tmp.path()), ["hole", "slow"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stop_condition_aborts_at_the_next_tick_and_undoes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let faults = "[guardrails]\nstop = [ { metric = \"error_rate\", above = 0.05 } ]\n\
+             [[fault]]\nname = \"slow\"\ntype = \"latency\"\nat = \"0s\"\nduration = \"60s\"\nproxy = \"p\"\nlatency = \"100ms\"\n";
+        let env = Env::new(None);
+        let proxies = env.proxies.clone();
+        let (tx, rx) = watch::channel(Snapshot::default());
+        let prepared = Runner::new(plan(faults), env, &tmp.path().join("r"))
+            .watch(rx)
+            .prepare()
+            .await
+            .unwrap();
+        let t0 = Instant::now();
+        let run = tokio::spawn(prepared.start(t0, CancellationToken::new()));
+        tokio::time::sleep_until(t0 + Duration::from_millis(5_500)).await;
+        assert_eq!(toxics(&proxies), ["latency"], "a healthy run goes on");
+        tx.send(Snapshot {
+            error_rate: Some(0.5),
+            ..Snapshot::default()
+        })
+        .unwrap();
+        let report = run.await.unwrap().unwrap();
+        assert_eq!(
+            t0.elapsed(),
+            Duration::from_secs(6),
+            "read on the next tick"
+        );
+        assert_eq!(report.outcome, Outcome::Aborted);
+        assert!(report.reason.unwrap().contains("error_rate"));
+        assert_eq!(toxics(&proxies), Vec::<&str>::new());
+        assert_eq!(undone_in_order(tmp.path()), ["slow"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn abort_and_cancellation_undo_newest_first_at_once() {
+        for cancelled in [false, true] {
+            let tmp = tempfile::tempdir().unwrap();
+            let faults = TWO_FAULTS
+                .replace("\"30s\"", "\"60s\"")
+                .replace("\"5s\"", "\"60s\"");
+            let (prepared, proxies) = prepared(&faults, tmp.path()).await;
+            let abort = prepared.abort_handle();
+            let cancel = CancellationToken::new();
+            let t0 = Instant::now();
+            let run = tokio::spawn(prepared.start(t0, cancel.clone()));
+            tokio::time::sleep_until(t0 + Duration::from_secs(21)).await;
+            assert_eq!(toxics(&proxies), ["blackhole", "latency"]);
+            if cancelled {
+                cancel.cancel();
+            } else {
+                abort.abort("operator said so");
+            }
+            let report = run.await.unwrap().unwrap();
+            assert_eq!(
+                t0.elapsed(),
+                Duration::from_secs(21),
+                "no waiting for the plan"
+            );
+            if cancelled {
+                assert_eq!(
+                    (report.outcome, report.exit_code()),
+                    (Outcome::Interrupted, 130)
+                );
+            } else {
+                assert_eq!(report.outcome, Outcome::Aborted);
+                assert_eq!(report.reason.as_deref(), Some("operator said so"));
+            }
+            assert_eq!(toxics(&proxies), Vec::<&str>::new());
+            assert_eq!(undone_in_order(tmp.path()), ["hole", "slow"]);
+        }
+    }
+}

@@ -1,8 +1,17 @@
-//! A real `moto_server` (PyPI `moto[server]`) on 127.0.0.1, for parity tests.
+//! A real `moto_server` (PyPI `moto[server]`) on 127.0.0.1, for the parity suites.
 //!
-//! [`Moto::start`] returns `None` when the binary is not on `PATH`, so callers can skip
-//! with a message. The server runs in its own process group and the guard kills the whole
-//! group on drop (also when a test panics).
+//! The suites that need it are marked
+//! `#[cfg_attr(no_moto, ignore = "moto_server is not on PATH (pip install 'moto[server]')")]`:
+//! `build.rs` sets the `no_moto` cfg when the binary is not on `PATH` at build time, so a
+//! local run without moto lists them as *ignored*, with the reason, in the test summary.
+//! Under CI (`SHAKEDOWN_REQUIRE_MOTO=1`, set by `.ci/run`) the cfg is never set: the suites
+//! run, and [`Moto::start`] fails them when moto is missing. `build.rs` runs again when
+//! `PATH` changes, when moto is removed, or (while it is missing) when a file appears in a
+//! `PATH` directory, so the cfg follows an install or an uninstall.
+//!
+//! The server runs in its own process group and the guard kills the whole group on drop
+//! (also when a test panics). This file stands alone (no other kit module), so a test
+//! binary may also include it with `#[path = "support/moto.rs"] mod moto;`.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -13,6 +22,10 @@ use std::os::unix::process::CommandExt;
 
 /// Name of the executable looked up on `PATH`.
 pub const MOTO_BINARY: &str = "moto_server";
+
+/// Environment variable: when set (CI), a missing moto fails the suites instead of
+/// letting the build mark them ignored.
+pub const REQUIRE_ENV: &str = "SHAKEDOWN_REQUIRE_MOTO";
 
 /// How long moto may take to answer its first request.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -37,11 +50,15 @@ fn free_port() -> std::io::Result<u16> {
 }
 
 impl Moto {
-    /// Starts moto on a free port and waits until it answers; `None` without the binary.
-    pub async fn start() -> Option<Moto> {
-        if !on_path(MOTO_BINARY) {
-            return None;
-        }
+    /// Starts moto on a free port and waits until it answers. Panics when the binary is
+    /// missing: a suite that needs moto only runs when the build found it, or under CI.
+    pub async fn start() -> Moto {
+        assert!(
+            on_path(MOTO_BINARY),
+            "`{MOTO_BINARY}` is not on PATH (pip install 'moto[server]'): with {REQUIRE_ENV} \
+             set (CI) the suites that need it fail without it; otherwise the build marks them \
+             ignored"
+        );
         let port = free_port().expect("a free local port");
         let child = Command::new(MOTO_BINARY)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
@@ -56,7 +73,7 @@ impl Moto {
             endpoint: format!("http://127.0.0.1:{port}"),
         };
         moto.wait_ready().await;
-        Some(moto)
+        moto
     }
 
     /// Polls `POST /moto-api/reset` until it succeeds (bounded by [`STARTUP_TIMEOUT`]).
@@ -67,7 +84,7 @@ impl Moto {
             .build()
             .expect("http client");
         let started = Instant::now();
-        for _attempt in 0..300 {
+        loop {
             if self.reset_with(&client).await {
                 return;
             }
@@ -78,7 +95,6 @@ impl Moto {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("moto_server never became ready on {}", self.endpoint);
     }
 
     async fn reset_with(&self, client: &reqwest::Client) -> bool {

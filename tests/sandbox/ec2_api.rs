@@ -10,16 +10,15 @@
 
 use std::collections::BTreeSet;
 use std::future::Future;
-use std::net::{SocketAddr, TcpListener as StdListener, TcpStream};
+use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Once};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
+use crate::support::wait::eventually;
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::config::retry::RetryConfig;
-use aws_sdk_ec2::config::timeout::TimeoutConfig;
-use aws_sdk_ec2::config::{BehaviorVersion, Region};
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{Filter, InstanceStateName, ResourceType, Tag, TagSpecification};
 use futures::FutureExt;
@@ -32,33 +31,10 @@ use shakedown::sandbox::ec2::{
 // Client and helpers
 // ---------------------------------------------------------------------------------------------
 
-static ENV: Once = Once::new();
-
-/// The SDK must never probe the instance metadata address.
-fn disable_imds() {
-    ENV.call_once(|| {
-        // SAFETY: every test calls this before anything else, and `Once` blocks the other
-        // test threads until it returns, so no thread reads the environment concurrently.
-        unsafe { std::env::set_var("AWS_EC2_METADATA_DISABLED", "true") };
-    });
-}
-
+/// A client without retries: every error the endpoint returns reaches the test.
 fn client(endpoint: &str) -> Client {
-    disable_imds();
-    let creds = aws_credential_types::Credentials::new("test", "test", None, None, "static");
-    let config = aws_sdk_ec2::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(creds)
-        .retry_config(RetryConfig::disabled())
-        .timeout_config(
-            TimeoutConfig::builder()
-                .operation_timeout(Duration::from_secs(10))
-                .build(),
-        )
-        .build();
-    Client::from_conf(config)
+    let config = crate::support::aws::ec2_config(endpoint).retry_config(RetryConfig::disabled());
+    Client::from_conf(config.build())
 }
 
 fn filter(name: &str, values: &[&str]) -> Filter {
@@ -113,18 +89,6 @@ fn set(ids: &[String]) -> BTreeSet<String> {
 /// The EC2 error code of a failed call.
 fn code<E: ProvideErrorMetadata>(e: &E) -> String {
     e.code().unwrap_or("<no code>").to_string()
-}
-
-/// Polls `check` every 20 ms for up to 3 s.
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while Instant::now() < deadline {
-        if check() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 /// The state letter of a process from /proc/<pid>/stat (`S`, `R`, `T`, `Z`, ...), if it exists.
@@ -210,7 +174,6 @@ struct Ours {
 
 impl Ours {
     async fn start() -> Self {
-        disable_imds();
         let driver = Arc::new(ProcessDriver::new());
         let service = Ec2Service::new(driver.clone());
         let fleet = service.fleet();
@@ -292,59 +255,20 @@ impl Backend for Ours {
     }
 }
 
-/// A `moto_server` child on a free port; killed and reaped on drop.
+/// A `moto_server` (killed on drop) and a client for it.
 struct Moto {
     client: Client,
-    child: Child,
+    _server: crate::support::moto::Moto,
 }
 
 impl Moto {
-    /// Starts moto, or returns `None` (after saying why) when it is not installed.
-    fn start() -> Option<Self> {
-        if !on_path("moto_server") {
-            println!("SKIP moto parity: `moto_server` is not on PATH (pip install 'moto[server]')");
-            return None;
+    async fn start() -> Self {
+        let server = crate::support::moto::Moto::start().await;
+        Moto {
+            client: client(&server.endpoint),
+            _server: server,
         }
-        let port = free_port();
-        let child = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn moto_server");
-        let mut moto = Moto {
-            client: client(&format!("http://127.0.0.1:{port}")),
-            child,
-        };
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            if Instant::now() > deadline || moto.child.try_wait().ok().flatten().is_some() {
-                panic!("moto_server did not start listening on {addr}");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Some(moto)
     }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
-        .unwrap_or(false)
-}
-
-fn free_port() -> u16 {
-    let l = StdListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
 }
 
 impl Backend for Moto {
@@ -570,7 +494,10 @@ async fn pagination<B: Backend>(b: &B) {
 
 async fn wait_process<B: Backend>(b: &B, id: &str, what: &str, ok: impl Fn(Option<char>) -> bool) {
     if b.process_state(id).is_some() {
-        eventually(what, || ok(b.process_state(id).flatten())).await;
+        eventually(what, Duration::from_secs(3), async || {
+            ok(b.process_state(id).flatten())
+        })
+        .await;
     }
 }
 
@@ -930,8 +857,12 @@ ours!(
 /// Runs every case on one moto server (started once for this binary, killed on drop) and
 /// reports all failing cases together.
 #[tokio::test]
+#[cfg_attr(
+    no_moto,
+    ignore = "moto_server is not on PATH (pip install 'moto[server]')"
+)]
 async fn moto_parity() {
-    let Some(moto) = Moto::start() else { return };
+    let moto = Moto::start().await;
     let mut failed = Vec::new();
     macro_rules! run {
         ($($case:ident),* $(,)?) => {$(

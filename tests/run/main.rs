@@ -1,32 +1,24 @@
 //! `shakedown run` from the CLI against the real sandbox: what the run writes, how it ends
-//! (SIGTERM, a stop condition, a refused fault) and `analyze` with other thresholds.
-//! Runs are serialized: each starts a sandbox of several processes.
+//! (SIGTERM, a stop condition, a refused fault) and `analyze` with other thresholds; and
+//! (module [`foreign`]) a run against a sandbox started as a separate system.
+//! Each run has its own results directory and its sandbox on free ports, so runs overlap as
+//! far as libtest's threads go (one per core).
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod foreign;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::Mutex;
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn shakedown() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_shakedown"));
-    c.current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("AWS_EC2_METADATA_DISABLED", "true");
-    c
-}
+use support::cli::{shakedown, text};
+use support::wait::eventually_blocking;
 
 /// Runs the CLI to the end: `words`, then `paths`.
 fn cli(words: &[&str], paths: &[&Path]) -> Output {
     shakedown().args(words).args(paths).output().unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// An experiment file in `dir` using the quick demo profile.
@@ -73,17 +65,11 @@ fn spawn_until_applied(exp: &Path, results: &Path, run_id: &str) -> std::process
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let t0 = Instant::now();
-    while !std::fs::read_to_string(results.join(run_id).join("journal.jsonl"))
-        .unwrap_or_default()
-        .contains("\"applied\"")
-    {
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "the fault never applied"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    eventually_blocking("the fault applied", Duration::from_secs(60), || {
+        std::fs::read_to_string(results.join(run_id).join("journal.jsonl"))
+            .unwrap_or_default()
+            .contains("\"applied\"")
+    });
     child
 }
 
@@ -114,7 +100,6 @@ fn journal_events(run: &Path) -> Vec<String> {
 
 #[test]
 fn a_run_writes_every_file_and_analyze_recomputes_with_other_thresholds() {
-    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let exp = experiment(
         dir.path(),
@@ -181,7 +166,6 @@ fn a_run_writes_every_file_and_analyze_recomputes_with_other_thresholds() {
 
 #[test]
 fn sigterm_mid_fault_undoes_flushes_and_analyzes() {
-    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let exp = experiment(
         dir.path(),
@@ -210,7 +194,6 @@ fn sigterm_mid_fault_undoes_flushes_and_analyzes() {
 
 #[test]
 fn a_stop_condition_aborts_the_load_and_undoes() {
-    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     // Every web instance stalled: the balancer answers 5xx, the error rate crosses 50%.
     let exp = experiment(
@@ -240,7 +223,6 @@ fn a_stop_condition_aborts_the_load_and_undoes() {
 
 #[test]
 fn a_fault_over_its_cap_is_refused_before_anything_runs() {
-    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let exp = experiment(
         dir.path(),
@@ -265,7 +247,6 @@ fn a_fault_over_its_cap_is_refused_before_anything_runs() {
 
 #[test]
 fn after_kill_9_on_the_sandbox_the_next_run_refuses_until_recover() {
-    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let exp = experiment(
         dir.path(),
@@ -297,7 +278,6 @@ fn after_kill_9_on_the_sandbox_the_next_run_refuses_until_recover() {
 
 #[test]
 fn events_sent_straight_into_the_queue_are_accounted_end_to_end() {
-    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let profile = dir.path().join("jobs.toml");
     std::fs::write(

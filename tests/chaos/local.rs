@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 
+use crate::support::cli::shakedown;
+use crate::support::wait::{eventually, wait_exit};
 use shakedown::chaos::Outcome;
 use shakedown::chaos::fault::Env;
 use shakedown::chaos::guard::Snapshot;
@@ -57,19 +59,6 @@ impl Drop for Sleepers {
 
 fn state(pid: i32) -> char {
     stat(pid).map_or('-', |s| s.state)
-}
-
-/// Polls (bounded) until `f` holds.
-async fn eventually(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    for _ in 0..2000 {
-        if f() {
-            return;
-        }
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("gave up waiting for {what}");
 }
 
 fn pid_file(dir: &Path, pids: &[i32]) -> PathBuf {
@@ -122,7 +111,7 @@ async fn stall_consumers_stops_and_resumes_real_processes() {
     let runner = Runner::new(stall_plan(&file, "400ms", ""), Env::new(None), &run_dir);
     let run = tokio::spawn(runner.run(CancellationToken::new()));
     let pids = kids.pids();
-    eventually("both stopped", Duration::from_secs(3), || {
+    eventually("both stopped", Duration::from_secs(3), async || {
         pids.iter().all(|&p| state(p) == 'T')
     })
     .await;
@@ -162,7 +151,7 @@ async fn command_match_never_leaves_the_named_group() {
         Runner::new(plan, Env::new(None), &tmp.path().join("r")).run(CancellationToken::new()),
     );
     let pids = inside.pids();
-    eventually("group stopped", Duration::from_secs(3), || {
+    eventually("group stopped", Duration::from_secs(3), async || {
         pids.iter().all(|&p| state(p) == 'T')
     })
     .await;
@@ -309,7 +298,10 @@ async fn stop_condition_aborts_and_undoes() {
             .run(CancellationToken::new()),
     );
     let pid = kids.pids()[0];
-    eventually("stopped", Duration::from_secs(3), || state(pid) == 'T').await;
+    eventually("stopped", Duration::from_secs(3), async || {
+        state(pid) == 'T'
+    })
+    .await;
     let started = Instant::now();
     tx.send(Snapshot {
         error_rate: Some(0.5),
@@ -370,7 +362,7 @@ async fn abort_and_cancellation_undo_in_reverse_order() {
     let handle = runner.abort_handle();
     let run = tokio::spawn(runner.run(CancellationToken::new()));
     let (pa, pb) = (a.pids()[0], b.pids()[0]);
-    eventually("both stopped", Duration::from_secs(3), || {
+    eventually("both stopped", Duration::from_secs(3), async || {
         state(pa) == 'T' && state(pb) == 'T'
     })
     .await;
@@ -398,7 +390,7 @@ async fn abort_and_cancellation_undo_in_reverse_order() {
         )
         .run(cancel.clone()),
     );
-    eventually("both stopped", Duration::from_secs(3), || {
+    eventually("both stopped", Duration::from_secs(3), async || {
         state(pa) == 'T' && state(pb) == 'T'
     })
     .await;
@@ -423,7 +415,10 @@ async fn only_one_run_holds_faults_and_a_stale_lock_is_reported() {
         .run(CancellationToken::new()),
     );
     let pid = kids.pids()[0];
-    eventually("stopped", Duration::from_secs(3), || state(pid) == 'T').await;
+    eventually("stopped", Duration::from_secs(3), async || {
+        state(pid) == 'T'
+    })
+    .await;
     let err = Runner::new(
         stall_plan(&file, "1s", ""),
         Env::new(None),
@@ -461,25 +456,13 @@ async fn only_one_run_holds_faults_and_a_stale_lock_is_reported() {
 // The real harness process, killed mid-fault.
 
 fn harness(plan: &Path, run_dir: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_shakedown"))
+    shakedown()
         .arg("__chaos-run")
         .arg(plan)
         .arg("--journal")
         .arg(run_dir)
-        .stdin(Stdio::null())
         .spawn()
         .expect("spawn shakedown")
-}
-
-fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return s;
-        }
-        assert!(Instant::now() < deadline, "harness did not exit");
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 fn write_stall_plan(dir: &Path, pid_file: &Path) -> PathBuf {
@@ -505,7 +488,7 @@ async fn sigkill_mid_stall_leaves_the_journal_and_recover_resumes_consumers() {
     let run_dir = results.join("run-killed");
     let mut h = harness(&plan, &run_dir);
     let pids = kids.pids();
-    eventually("consumers stopped", Duration::from_secs(10), || {
+    eventually("consumers stopped", Duration::from_secs(10), async || {
         pids.iter().all(|&p| state(p) == 'T')
     })
     .await;
@@ -562,7 +545,7 @@ async fn sigterm_mid_stall_undoes_before_exit() {
     let run_dir = tmp.path().join("results").join("run-term");
     let mut h = harness(&plan, &run_dir);
     let pid = kids.pids()[0];
-    eventually("consumer stopped", Duration::from_secs(10), || {
+    eventually("consumer stopped", Duration::from_secs(10), async || {
         state(pid) == 'T'
     })
     .await;
@@ -637,7 +620,7 @@ async fn a_fleet_is_selected_by_pid_file_glob_list_group_and_parent() {
     let ppid = parent.id() as i32;
     std::fs::write(tmp.path().join("app.pid"), ppid.to_string()).unwrap();
     let by_pid = format!("children_of = {ppid}");
-    eventually("two children", Duration::from_secs(5), || {
+    eventually("two children", Duration::from_secs(5), async || {
         selected(&by_pid).len() == 2
     })
     .await;

@@ -3,9 +3,11 @@
 //! followed by `shakedown recover` running the journaled undo.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use crate::support::cli::{shakedown, text};
+use crate::support::wait::eventually_blocking;
 use shakedown::chaos::Outcome;
 use shakedown::chaos::fault::Env;
 use shakedown::chaos::journal::{self, Event, JOURNAL_FILE};
@@ -143,20 +145,6 @@ async fn an_apply_past_its_timeout_is_killed_and_fails_the_run() {
 
 // The real `shakedown run`, against an existing-system target at a closed local port.
 
-fn shakedown() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_shakedown"));
-    c.env("AWS_EC2_METADATA_DISABLED", "true");
-    c
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 /// An experiment that removes `flag` (the system "breaks") for a minute; undo restores it.
 fn experiment(dir: &Path) -> PathBuf {
     std::fs::write(
@@ -211,14 +199,11 @@ fn kill_9_mid_command_fault_then_recover_runs_the_undo() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let t0 = Instant::now();
-    while !std::fs::read_to_string(run_dir.join(JOURNAL_FILE))
-        .unwrap_or_default()
-        .contains("\"applied\"")
-    {
-        assert!(t0.elapsed() < Duration::from_secs(60), "never applied");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually_blocking("the fault applied", Duration::from_secs(60), || {
+        std::fs::read_to_string(run_dir.join(JOURNAL_FILE))
+            .unwrap_or_default()
+            .contains("\"applied\"")
+    });
     child.kill().unwrap(); // SIGKILL: no undo
     child.wait().unwrap();
     assert!(

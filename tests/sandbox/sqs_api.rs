@@ -6,18 +6,12 @@
 //! only, each with the reason. Scenarios in `ours_*` tests need the in-process API.
 //! Nothing here talks to anything but 127.0.0.1.
 
-#[path = "support/moto.rs"]
-mod moto;
-
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Once;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use aws_credential_types::Credentials;
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::config::{BehaviorVersion, Region};
 use aws_sdk_sqs::error::ProvideErrorMetadata;
 use aws_sdk_sqs::primitives::Blob;
 use aws_sdk_sqs::types::{
@@ -49,7 +43,7 @@ impl Target {
     fn new(flavor: Flavor, endpoint: &str) -> Self {
         Self {
             flavor,
-            client: client(endpoint),
+            client: crate::support::aws::sqs(endpoint),
         }
     }
 
@@ -155,28 +149,6 @@ impl Target {
     }
 }
 
-fn client(endpoint: &str) -> Client {
-    static METADATA_OFF: Once = Once::new();
-    METADATA_OFF.call_once(|| {
-        // SAFETY: runs once, before this binary builds any SDK config; the explicit config
-        // below never consults the environment, this is a belt-and-braces guarantee that no
-        // credential chain ever probes the instance-metadata address.
-        unsafe { std::env::set_var("AWS_EC2_METADATA_DISABLED", "true") };
-    });
-    let config = aws_sdk_sqs::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("test", "test", None, None, "static"))
-        .endpoint_url(endpoint)
-        .timeout_config(
-            aws_sdk_sqs::config::timeout::TimeoutConfig::builder()
-                .operation_timeout(Duration::from_secs(30))
-                .build(),
-        )
-        .build();
-    Client::from_conf(config)
-}
-
 /// Our endpoint on an ephemeral port; stops when dropped.
 struct Ours {
     service: SqsService,
@@ -268,14 +240,12 @@ scenarios!(
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_moto,
+    ignore = "moto_server is not on PATH (pip install 'moto[server]')"
+)]
 async fn moto_parity() {
-    let Some(moto) = moto::Moto::start().await else {
-        println!(
-            "SKIPPED moto_parity: `{}` is not on PATH (pip install 'moto[server]')",
-            moto::MOTO_BINARY
-        );
-        return;
-    };
+    let moto = crate::support::moto::Moto::start().await;
     let tasks: Vec<_> = SHARED
         .iter()
         .map(|&(name, scenario)| {
@@ -1141,16 +1111,7 @@ async fn policy_and_tags_round_trip(t: &Target) {
 async fn ours_a_deny_statement_stops_the_denied_callers_receives() {
     let ours = Ours::start().await;
     let admin = ours.target();
-    let keyed = |key: &str| {
-        Client::from_conf(
-            aws_sdk_sqs::Config::builder()
-                .behavior_version(BehaviorVersion::latest())
-                .region(Region::new("us-east-1"))
-                .credentials_provider(Credentials::new(key, "x", None, None, "static"))
-                .endpoint_url(&ours.endpoint)
-                .build(),
-        )
-    };
+    let keyed = |key: &str| crate::support::aws::sqs_as(&ours.endpoint, key);
     let workers = keyed("sandbox-workers");
     let other = keyed("someone-else");
     let url = admin

@@ -3,9 +3,7 @@
 //!
 //! Nothing here talks to anything but 127.0.0.1.
 
-#[path = "support/moto.rs"]
-mod moto;
-use moto::Moto;
+use crate::support::moto::Moto;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -565,17 +563,6 @@ async fn put_events_speaks_the_eventbridge_shape() {
 // Queues, through moto_server
 // ---------------------------------------------------------------------------------------------
 
-fn sqs(endpoint: &str) -> aws_sdk_sqs::Client {
-    let creds = aws_credential_types::Credentials::new("test", "test", None, None, "static");
-    let config = aws_sdk_sqs::Config::builder()
-        .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(aws_sdk_sqs::config::Region::new("us-east-1"))
-        .credentials_provider(creds)
-        .build();
-    aws_sdk_sqs::Client::from_conf(config)
-}
-
 /// Every message body on the queue (received and deleted), waiting until `want` arrived or
 /// a few empty polls in a row.
 async fn drain_queue(c: &aws_sdk_sqs::Client, url: &str, want: usize) -> Vec<Value> {
@@ -612,16 +599,13 @@ async fn drain_queue(c: &aws_sdk_sqs::Client, url: &str, want: usize) -> Vec<Val
 }
 
 #[tokio::test]
+#[cfg_attr(
+    no_moto,
+    ignore = "moto_server is not on PATH (pip install 'moto[server]')"
+)]
 async fn queue_targets_receive_matching_events_via_sqs() {
-    // SAFETY: this is the only test building SDK clients, and it sets the variable before
-    // any; the other tests only touch the environment through std, which serialises its own
-    // reads and writes (no libc getenv races with this write).
-    unsafe { std::env::set_var("AWS_EC2_METADATA_DISABLED", "true") };
-    let Some(moto) = Moto::start().await else {
-        println!("SKIP queue delivery: `moto_server` is not on PATH (pip install 'moto[server]')");
-        return;
-    };
-    let client = sqs(&moto.endpoint);
+    let moto = Moto::start().await;
+    let client = crate::support::aws::sqs(&moto.endpoint);
     let mut urls = BTreeMap::new();
     for name in ["jobs", "audit"] {
         let r = client

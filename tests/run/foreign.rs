@@ -7,6 +7,8 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
+use crate::support::cli::shakedown;
+
 struct Sandbox(Child);
 
 impl Drop for Sandbox {
@@ -15,13 +17,6 @@ impl Drop for Sandbox {
         let _ = Command::new("kill").arg(self.0.id().to_string()).status();
         let _ = self.0.wait();
     }
-}
-
-fn shakedown() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_shakedown"));
-    c.env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("AWS_PROFILE");
-    c
 }
 
 #[test]

@@ -1,17 +1,18 @@
 //! AWS-API faults against our sandbox endpoints (EC2 with real `sleep` processes behind the
-//! instances, SQS) and against a local `moto_server` (skipped with a message when absent).
+//! instances, SQS) and against a local `moto_server` (ignored, with the reason, when it is
+//! missing; see `tests/support/moto.rs`).
 //! Nothing here contacts anything but 127.0.0.1.
-
-#[path = "support/moto.rs"]
-mod moto;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use std::os::unix::process::ExitStatusExt;
 
+use crate::support::cli::{self, shakedown};
+use crate::support::moto::Moto;
+use crate::support::wait::eventually;
 use shakedown::aws::{
     AwsClients, AwsTarget, aws_clients, instance_states, queue_attribute, queue_tags,
 };
@@ -107,18 +108,6 @@ fn state(pid: i32) -> char {
 
 fn fleet_state(fleet: &FleetHandle, id: &str) -> InstanceState {
     fleet.get(&id.parse().unwrap()).unwrap().state
-}
-
-async fn eventually(what: &str, timeout: Duration, mut f: impl AsyncFnMut() -> bool) {
-    let start = Instant::now();
-    for _ in 0..2000 {
-        if f().await {
-            return;
-        }
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("gave up waiting for {what}");
 }
 
 /// The queue's DelaySeconds.
@@ -494,13 +483,11 @@ async fn kill_9_mid_delay_queue(run_id: &str) -> KilledMidDelay {
     .unwrap();
     let results = tmp.path().join("results");
     let run_dir = results.join(run_id);
-    let mut h = Command::new(env!("CARGO_BIN_EXE_shakedown"))
+    let mut h = shakedown()
         .arg("__chaos-run")
         .arg(&plan_file)
         .arg("--journal")
         .arg(&run_dir)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .stdin(Stdio::null())
         .spawn()
         .unwrap();
     eventually(
@@ -745,11 +732,12 @@ async fn moto_delay_queue_and_policy(target: &AwsTarget) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_moto,
+    ignore = "moto_server is not on PATH (pip install 'moto[server]')"
+)]
 async fn moto_parity() {
-    let Some(moto) = moto::Moto::start().await else {
-        println!("SKIP moto parity: `moto_server` is not on PATH (pip install 'moto[server]')");
-        return;
-    };
+    let moto = Moto::start().await;
     let target = AwsTarget::local(&moto.endpoint);
     moto_stop_start_terminate(&target).await;
     moto_delay_queue_and_policy(&target).await;
@@ -763,17 +751,10 @@ fn denies_receive(policy: Option<&str>) -> bool {
 }
 
 /// Runs the `shakedown` binary with `args`; returns (exit code, stdout, stderr).
-async fn shakedown(args: Vec<String>) -> (i32, String, String) {
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_shakedown"))
-            .args(&args)
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+async fn run_cli(args: Vec<String>) -> (i32, String, String) {
+    let mut command = shakedown();
+    command.args(args);
+    let out = cli::output(command).await;
     let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
     (
         out.status.code().unwrap_or(-1),
@@ -869,7 +850,7 @@ async fn kill_9_then_recover_from_tags(target: &AwsTarget, instances: &[String],
         .to_vec();
     args.push(results.display().to_string());
     args.extend(again.iter().map(|a| a.to_string()));
-    let (code, stdout, stderr) = shakedown(args).await;
+    let (code, stdout, stderr) = run_cli(args).await;
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.contains("nothing to undo"), "{stdout}{stderr}");
 }
@@ -894,13 +875,12 @@ async fn sandbox_kill_9_then_recover_from_tags_restores_and_removes_the_tags() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_moto,
+    ignore = "moto_server is not on PATH (pip install 'moto[server]')"
+)]
 async fn moto_kill_9_then_recover_from_tags_restores_and_removes_the_tags() {
-    let Some(moto) = moto::Moto::start().await else {
-        println!(
-            "SKIP moto recover --from-tags: `moto_server` is not on PATH (pip install 'moto[server]')"
-        );
-        return;
-    };
+    let moto = Moto::start().await;
     let target = AwsTarget::local(&moto.endpoint);
     let ids = moto_instances(&target, 2).await;
     kill_9_then_recover_from_tags(
@@ -986,7 +966,7 @@ async fn sigkill_then_recover_from_tags_uses_the_surviving_journal() {
         "--results",
         &results_arg,
     ]);
-    let (code, stdout, stderr) = shakedown(cli.clone()).await;
+    let (code, stdout, stderr) = run_cli(cli.clone()).await;
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.contains("recovered from its journal"), "{stdout}");
     assert!(stdout.contains("undone"), "{stdout}");
@@ -1007,7 +987,7 @@ async fn sigkill_then_recover_from_tags_uses_the_surviving_journal() {
         !results.join("chaos.lock").exists(),
         "the dead run's lock is gone"
     );
-    let (code, stdout, _) = shakedown(cli).await;
+    let (code, stdout, _) = run_cli(cli).await;
     assert_eq!(code, 0);
     assert!(stdout.contains("nothing to undo"), "{stdout}");
 }

@@ -7,11 +7,11 @@
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::Once;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use aws_sdk_ec2::config::{BehaviorVersion, Credentials, Region};
+use crate::support::cli::{self, shakedown};
+use crate::support::wait::{eventually, eventually_blocking, wait_exit};
 use aws_sdk_ec2::types::Filter;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use shakedown::sandbox::asg::ActivityKind;
@@ -19,16 +19,6 @@ use shakedown::sandbox::asg::Tier;
 use shakedown::sandbox::asg::policy::Policy;
 use shakedown::sandbox::config::{Arch, ProcessingTime, SandboxConfig, Variant};
 use shakedown::sandbox::{Sandbox, StartOptions};
-
-static ENV: Once = Once::new();
-
-fn disable_imds() {
-    ENV.call_once(|| {
-        // SAFETY: every test calls this before starting anything, and `Once` blocks the
-        // other test threads until it returns, so no thread reads the environment meanwhile.
-        unsafe { std::env::set_var("AWS_EC2_METADATA_DISABLED", "true") };
-    });
-}
 
 /// A configuration with demo timings shrunk for tests.
 fn fast(arch: Arch) -> SandboxConfig {
@@ -54,7 +44,6 @@ fn fast(arch: Arch) -> SandboxConfig {
 }
 
 async fn start(config: SandboxConfig) -> (Sandbox, tempfile::TempDir) {
-    disable_imds();
     let dir = tempfile::tempdir().unwrap();
     let options = StartOptions {
         exe: env!("CARGO_BIN_EXE_shakedown").into(),
@@ -77,28 +66,13 @@ fn http() -> reqwest::Client {
 }
 
 fn ec2(sandbox: &Sandbox) -> aws_sdk_ec2::Client {
-    let config = aws_sdk_ec2::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(&sandbox.endpoints().ec2_endpoint)
-        .credentials_provider(Credentials::new("t", "t", None, None, "test"))
-        .build();
-    aws_sdk_ec2::Client::from_conf(config)
+    crate::support::aws::ec2(&sandbox.endpoints().ec2_endpoint)
 }
 
 fn sqs(sandbox: &Sandbox) -> aws_sdk_sqs::Client {
-    let config = aws_sdk_sqs::Config::builder()
-        .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
-        .region(aws_sdk_sqs::config::Region::new("us-east-1"))
-        .endpoint_url(&sandbox.endpoints().sqs_endpoint)
-        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-            "t", "t", None, None, "test",
-        ))
-        .build();
-    aws_sdk_sqs::Client::from_conf(config)
+    crate::support::aws::sqs(&sandbox.endpoints().sqs_endpoint)
 }
 
-/// Running instances of a tier, through DescribeInstances with tag and state filters.
 async fn running(client: &aws_sdk_ec2::Client, tier: &str) -> Vec<String> {
     let out = client
         .describe_instances()
@@ -126,25 +100,6 @@ async fn terminate(client: &aws_sdk_ec2::Client, id: &str) {
         .send()
         .await
         .expect("TerminateInstances");
-}
-
-/// Polls `check` every 50 ms until it returns `Some`, for at most `limit`.
-async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?}: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 fn completed_ids(sandbox: &Sandbox) -> BTreeSet<String> {
@@ -211,7 +166,7 @@ async fn queued_uploads_get_202_and_every_job_id_appears_in_the_completion_feed(
         .unwrap();
     assert_eq!(r.status(), 202);
     sent.insert("ev-1".into());
-    let done = eventually(Duration::from_secs(20), "every job completed", || async {
+    let done = eventually("every job completed", Duration::from_secs(20), async || {
         let done = completed_ids(&sandbox);
         sent.is_subset(&done).then_some(done)
     })
@@ -284,7 +239,7 @@ async fn event_driven_forwards_events_and_uploads_to_the_bus_whose_functions_com
         .unwrap();
     assert_eq!(r.status(), 502, "the bus refuses a malformed event");
     let want: BTreeSet<String> = ["ev-1", "up-1"].map(String::from).into();
-    let done = eventually(Duration::from_secs(10), "both handled", || async {
+    let done = eventually("both handled", Duration::from_secs(10), async || {
         let done = completed_ids(&sandbox);
         want.is_subset(&done).then_some(done)
     })
@@ -364,9 +319,9 @@ async fn terminating_a_web_instance_fails_over_within_the_health_check_bounds_an
     assert!(results.iter().filter(|(t, _)| *t > bound).count() > 50);
     // The replacement joins: two running web instances again, both healthy in the balancer.
     let replaced = eventually(
-        Duration::from_secs(10),
         "a replacement is healthy",
-        || async {
+        Duration::from_secs(10),
+        async || {
             let now = running(&ec2, "web").await;
             let healthy = sandbox
                 .balancer()
@@ -399,7 +354,7 @@ async fn without_health_checks_requests_keep_failing_after_an_instance_dies() {
     terminate(&ec2, &web[0]).await;
     // Long after health checks would have reacted, and after the replacement is running,
     // the dead target still gets its share of requests.
-    eventually(Duration::from_secs(10), "replacement running", || async {
+    eventually("replacement running", Duration::from_secs(10), async || {
         (running(&ec2, "web").await.len() == 2).then_some(())
     })
     .await;
@@ -423,19 +378,23 @@ async fn a_backlog_scales_workers_out_within_bounds_and_an_idle_queue_back_to_ze
     assert_eq!(sandbox.group(Tier::Workers).unwrap().desired, 0);
     send_jobs(&sandbox, 300, "burst").await;
     let ec2 = ec2(&sandbox);
-    eventually(Duration::from_secs(10), "4 workers running", || async {
+    eventually("4 workers running", Duration::from_secs(10), async || {
         (running(&ec2, "workers").await.len() == 4).then_some(())
     })
     .await;
-    eventually(Duration::from_secs(20), "all 300 jobs done", || async {
+    eventually("all 300 jobs done", Duration::from_secs(20), async || {
         (completed_ids(&sandbox).len() == 300).then_some(())
     })
     .await;
-    eventually(Duration::from_secs(15), "back to zero workers", || async {
-        let group = sandbox.group(Tier::Workers).unwrap();
-        let left = running(&ec2, "workers").await;
-        (group.desired == 0 && group.instances.is_empty() && left.is_empty()).then_some(())
-    })
+    eventually(
+        "back to zero workers",
+        Duration::from_secs(15),
+        async || {
+            let group = sandbox.group(Tier::Workers).unwrap();
+            let left = running(&ec2, "workers").await;
+            (group.desired == 0 && group.instances.is_empty() && left.is_empty()).then_some(())
+        },
+    )
     .await;
     let scaling: Vec<(u32, u32)> = sandbox
         .activities()
@@ -464,9 +423,9 @@ async fn a_fixed_fleet_does_not_scale_but_a_terminated_worker_is_replaced() {
     assert_eq!(workers.len(), 2);
     terminate(&ec2, &workers[0]).await;
     eventually(
-        Duration::from_secs(10),
         "a replacement worker running",
-        || async {
+        Duration::from_secs(10),
+        async || {
             let now = running(&ec2, "workers").await;
             (now.len() == 2 && !now.contains(&workers[0])).then_some(())
         },
@@ -494,7 +453,7 @@ async fn kill_worker_mid_job(variant: Option<Variant>) -> (Sandbox, tempfile::Te
     config.finish().unwrap();
     let (sandbox, dir) = start(config).await;
     send_jobs(&sandbox, 1, "slow").await;
-    eventually(Duration::from_secs(5), "the job was received", || async {
+    eventually("the job was received", Duration::from_secs(5), async || {
         let stats = sandbox.queue_stats().unwrap();
         (stats.counters.received >= 1).then_some(())
     })
@@ -534,10 +493,7 @@ async fn a_worker_killed_mid_job_loses_it_with_ack_before_process_but_not_when_q
 
 #[test]
 fn print_config_prints_toml_that_reads_back() {
-    let out = Command::new(env!("CARGO_BIN_EXE_shakedown"))
-        .args(["sandbox", "--print-config", "--arch", "lossy-queue"])
-        .output()
-        .unwrap();
+    let out = cli::run(["sandbox", "--print-config", "--arch", "lossy-queue"]);
     assert!(
         out.status.success(),
         "{}",
@@ -549,10 +505,7 @@ fn print_config_prints_toml_that_reads_back() {
         config,
         SandboxConfig::for_arch("lossy-queue".parse().unwrap())
     );
-    let bad = Command::new(env!("CARGO_BIN_EXE_shakedown"))
-        .args(["sandbox", "--arch", "queud"])
-        .output()
-        .unwrap();
+    let bad = cli::run(["sandbox", "--arch", "queud"]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("expected one of"));
 }
@@ -613,14 +566,13 @@ fn no_orphans_after(signal: i32) {
         "[web.health_check]\ninterval = \"200ms\"\n[workers]\ndesired = 1\nwarmup = \"100ms\"\n",
     )
     .unwrap();
-    let mut supervisor = Command::new(env!("CARGO_BIN_EXE_shakedown"))
+    let mut supervisor = shakedown()
         .arg("sandbox")
         .arg("--config")
         .arg(&config)
         .arg("--dir")
         .arg(dir.path())
         .args(["--print-endpoints", "json"])
-        .env("AWS_EC2_METADATA_DISABLED", "true")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -637,37 +589,23 @@ fn no_orphans_after(signal: i32) {
             .starts_with("http://127.0.0.1:")
     );
     let pid = supervisor.id();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut children = children_of(pid);
-    while children.len() < 3 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-        children = children_of(pid);
-    }
-    assert_eq!(
-        children.len(),
-        3,
-        "2 web instances and 1 worker: {children:?}"
+    let children = eventually_blocking(
+        "2 web instances and 1 worker",
+        Duration::from_secs(10),
+        || {
+            let children = children_of(pid);
+            (children.len() == 3).then_some(children)
+        },
     );
     // SAFETY: plain kill(2) on our own child.
     unsafe { libc::kill(pid as i32, signal) };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while supervisor.try_wait().unwrap().is_none() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let status = supervisor
-        .try_wait()
-        .unwrap()
-        .expect("the supervisor exited");
+    let status = wait_exit(&mut supervisor, Duration::from_secs(10));
     if signal == libc::SIGTERM {
         assert!(status.success(), "clean exit on SIGTERM: {status:?}");
     }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut survivors: Vec<u32> = children.clone();
-    while !survivors.is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-        survivors.retain(|&p| alive(p));
-    }
-    assert!(survivors.is_empty(), "orphans left: {survivors:?}");
+    eventually_blocking("no orphans left", Duration::from_secs(5), || {
+        !children.iter().any(|&p| alive(p))
+    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -677,13 +615,12 @@ async fn dropping_the_sandbox_without_shutdown_kills_its_instances() {
     assert_eq!(pids.len(), 2, "{pids:?}");
     assert!(pids.iter().all(|&p| alive(p)));
     drop(sandbox);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut survivors = pids;
-    while !survivors.is_empty() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        survivors.retain(|&p| alive(p));
-    }
-    assert!(survivors.is_empty(), "left running: {survivors:?}");
+    eventually(
+        "no instance left running",
+        Duration::from_secs(5),
+        async || !pids.iter().any(|&p| alive(p)),
+    )
+    .await;
 }
 
 #[test]
