@@ -211,6 +211,18 @@ impl<'i> Table<'i> {
             .unwrap_or_default()
     }
 
+    /// [`Table::read`], also returning what could be read without the bad values, and
+    /// whether there were none (unknown keys aside): for a caller that looks further into
+    /// a table with errors (what a promise names).
+    pub fn read_leniently<T: DeserializeOwned>(
+        self,
+        c: &mut Collector<'_>,
+        unknown: &UnknownKey<'_>,
+    ) -> (Option<T>, bool) {
+        let root = Spanned::new(self.span, self.entries);
+        read_leniently(root, c, Some(&self.label), unknown)
+    }
+
     /// Deserializes the table as a `T`: every unknown key at the key (tailored by
     /// `unknown`), a missing key at the table (`[[fault]] "x" needs `queue``), any other
     /// error at its value.
@@ -229,16 +241,30 @@ impl<'i> Table<'i> {
 /// because its value was removed is not reported twice. The value is returned when only
 /// unknown keys were wrong (the rest is still checked), `None` after any other error.
 fn read_reporting<T: DeserializeOwned>(
-    mut root: Spanned<DeTable<'_>>,
+    root: Spanned<DeTable<'_>>,
     c: &mut Collector<'_>,
     label: Option<&str>,
     unknown: &UnknownKey<'_>,
 ) -> Option<T> {
+    match read_leniently(root, c, label, unknown) {
+        (Some(value), true) => Some(value),
+        _ => None,
+    }
+}
+
+/// [`read_reporting`], also returning the value read without the bad values (and whether
+/// there were none), for callers that look further into a table that has errors.
+fn read_leniently<T: DeserializeOwned>(
+    mut root: Spanned<DeTable<'_>>,
+    c: &mut Collector<'_>,
+    label: Option<&str>,
+    unknown: &UnknownKey<'_>,
+) -> (Option<T>, bool) {
     let mut failed = false;
     let mut removed: Vec<String> = Vec::new();
     for _ in 0..MAX_UNKNOWN_FIELDS {
         let err = match T::deserialize(toml::de::Deserializer::from(root.clone())) {
-            Ok(value) => return (!failed).then_some(value),
+            Ok(value) => return (Some(value), !failed),
             Err(err) => err,
         };
         let span = err.span().unwrap_or(0..0);
@@ -248,7 +274,7 @@ fn read_reporting<T: DeserializeOwned>(
                 .strip_prefix("missing field `")
                 .and_then(|r| r.split('`').next());
             if missing.is_some_and(|m| removed.iter().any(|r| r == m)) {
-                return None;
+                return (None, false);
             }
             c.push(other_error(c, &root, label, span.clone(), err.message()));
             // Read on without the bad value, to find the errors after it.
@@ -258,7 +284,7 @@ fn read_reporting<T: DeserializeOwned>(
                     failed = true;
                     continue;
                 }
-                _ => return None,
+                _ => return (None, false),
             }
         };
         let candidates: Vec<&str> = expected.iter().map(String::as_str).collect();
@@ -277,7 +303,7 @@ fn read_reporting<T: DeserializeOwned>(
         };
         c.error_with_hint(span.clone(), message, hint);
         if !remove_key(root.get_mut(), &span) {
-            return None;
+            return (None, false);
         }
     }
     c.push(Diagnostic::whole_file(
@@ -286,7 +312,7 @@ fn read_reporting<T: DeserializeOwned>(
             "stopped after {MAX_UNKNOWN_FIELDS} unknown fields; is this the right kind of file?"
         ),
     ));
-    None
+    (None, false)
 }
 
 /// Removes the entry whose value is at `span` (not a whole table: an error there is about

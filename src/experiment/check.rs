@@ -128,7 +128,13 @@ impl Checker<'_, '_> {
         let promises = tables.promises;
         let cooldown = cooldown::build(raw.cooldown.as_ref(), self.c);
         if let Some(profile) = &profile {
-            check_references(self.c, &promises, &tables.fault_names, &probes, profile);
+            check_references(
+                self.c,
+                &promises,
+                &tables.fault_names,
+                &tables.probe_names,
+                profile,
+            );
         }
         if let Some(TargetSpec::System(t)) = &target
             && t.completions.is_empty()
@@ -139,7 +145,7 @@ impl Checker<'_, '_> {
                     format!(
                         "promise `{}` needs to know which messages the system finished, \
                          and `[target]` has no completion source",
-                        p.promise.name
+                        p.name
                     ),
                     "add a `[[target.completions]]` (an SQS done queue, an HTTP endpoint or a \
                      sandbox feed: docs/probes.md), or remove the promise",
@@ -148,8 +154,8 @@ impl Checker<'_, '_> {
         }
         if let Some(cd) = &cooldown {
             for cond in &cd.until {
-                if !probes.iter().any(|p| p.name == cond.probe) {
-                    let names: Vec<&str> = probes.iter().map(|p| p.name.as_str()).collect();
+                if !tables.probe_names.contains(&cond.probe) {
+                    let names: Vec<&str> = tables.probe_names.iter().map(String::as_str).collect();
                     self.c.error_with_hint(
                         raw.cooldown.as_ref().map(|s| s.span()).unwrap_or(0..0),
                         format!(
@@ -172,7 +178,7 @@ impl Checker<'_, '_> {
             target: target?,
             plan: plan?,
             probes,
-            promises: promises.into_iter().map(|p| p.promise).collect(),
+            promises: promises.into_iter().filter_map(|p| p.promise).collect(),
             cooldown: cooldown?,
         })
     }

@@ -23,6 +23,8 @@ pub(super) struct Tables {
     /// the span of its table.
     pub fault_names: Vec<(String, Range<usize>)>,
     pub probes: Vec<ProbeSpec>,
+    /// Every `[[probe]]`'s name, also of those with errors.
+    pub probe_names: Vec<String>,
     pub promises: Vec<ReadPromise>,
     /// `None` when one of them has errors (already recorded).
     pub activities: Option<Vec<ActivitySourceSpec>>,
@@ -49,7 +51,12 @@ pub(super) fn read(doc: &mut Document<'_>, c: &mut Collector<'_>) -> Tables {
             None => faults = None,
         }
     }
-    let probes = read_probes(doc.take_tables("probe", c), c);
+    let probe_tables = doc.take_tables("probe", c);
+    let probe_names = probe_tables
+        .iter()
+        .filter_map(|t| t.str("name").map(str::to_owned))
+        .collect();
+    let probes = read_probes(probe_tables, c);
     let promises = build_promises(doc.take_tables("promise", c), c);
     let mut activities = Some(Vec::new());
     let activity_tables = doc.take_tables("target.activities", c);
@@ -79,6 +86,7 @@ pub(super) fn read(doc: &mut Document<'_>, c: &mut Collector<'_>) -> Tables {
         faults,
         fault_names,
         probes,
+        probe_names,
         promises,
         activities,
         has_activities,
@@ -86,17 +94,18 @@ pub(super) fn read(doc: &mut Document<'_>, c: &mut Collector<'_>) -> Tables {
 }
 
 /// Every name a promise refers to must exist: faults (`name#k` is occurrence k of `name`),
-/// probes, streams. Each error at the value that names it.
+/// probes, streams. Each error at the value that names it. `faults` and `probes` are the
+/// names of every table, also of those with errors (already reported).
 pub(super) fn check_references(
     c: &mut Collector<'_>,
     promises: &[ReadPromise],
     faults: &[(String, Range<usize>)],
-    probes: &[ProbeSpec],
+    probes: &[String],
     profile: &Profile,
 ) {
     let faults: BTreeSet<&str> = faults.iter().map(|(n, _)| n.as_str()).collect();
     let faults: Vec<&str> = faults.into_iter().collect();
-    let probes: Vec<&str> = probes.iter().map(|p| p.name.as_str()).collect();
+    let probes: Vec<&str> = probes.iter().map(String::as_str).collect();
     let streams: Vec<&str> = profile.streams.iter().map(|s| s.name.as_str()).collect();
     for p in promises {
         for r in &p.refs {
@@ -112,10 +121,7 @@ pub(super) fn check_references(
             if !known.contains(&base) {
                 c.error_with_hint(
                     r.span.clone(),
-                    format!(
-                        "promise `{}` names {what} `{}`, {missing}",
-                        p.promise.name, r.name
-                    ),
+                    format!("promise `{}` names {what} `{}`, {missing}", p.name, r.name),
                     name_hint(&r.name, known),
                 );
             }

@@ -427,6 +427,21 @@ impl ProbeSpec {
     }
 }
 
+/// Every problem of a list of probes built in code (not read from a file): each probe's own,
+/// and duplicate names.
+pub fn problems(probes: &[ProbeSpec]) -> Vec<String> {
+    let mut out: Vec<String> = probes
+        .iter()
+        .flat_map(|p| p.problems().into_iter().map(|(_, problem)| problem))
+        .collect();
+    for (i, p) in probes.iter().enumerate() {
+        if probes[..i].iter().any(|q| q.name == p.name) {
+            out.push(format!("two probes are named `{}`", p.name));
+        }
+    }
+    out
+}
+
 /// Reads the `[[probe]]` tables of an experiment: each on its own, every error at its
 /// place, and a second probe with a name already taken at its `name`.
 pub fn read_probes(tables: Vec<Table<'_>>, c: &mut Collector<'_>) -> Vec<ProbeSpec> {

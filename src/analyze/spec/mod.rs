@@ -52,7 +52,10 @@ pub struct Promise {
 /// A promise as read from its table, with what it refers to.
 #[derive(Debug, Clone)]
 pub struct ReadPromise {
-    pub promise: Promise,
+    /// The validated promise; `None` when its table has errors (recorded).
+    pub promise: Option<Promise>,
+    /// Its name (given, or the default).
+    pub name: String,
     /// The faults, probes and streams it names, each with the span of its value.
     pub refs: Vec<Reference>,
     /// It reads the message ledger's completions (no-loss, end-to-end latency).
@@ -80,10 +83,10 @@ macro_rules! promise_types {
             table: Table<'_>,
             c: &mut Collector<'_>,
             at: Range<usize>,
-        ) -> Option<(PromiseKind, String, Vec<Reference>, bool)> {
+        ) -> Read {
             match ty {
                 $($name => read_as::<$raw>($name, table, c, at),)*
-                _ => None,
+                _ => unreachable!("`{ty}` is one of TYPES"),
             }
         }
     };
@@ -100,13 +103,23 @@ promise_types! {
     "cost" => Cost(cost::Cost, cost::RawCost),
 }
 
-/// Reads a table as `R`'s keys and builds it; `None` when it has errors (recorded).
+/// A table read as one promise type's keys: the promise when it has no error, and what it
+/// names either way (so that a promise with a bad value still has its names checked).
+struct Read {
+    built: Option<(PromiseKind, String)>,
+    /// The default name, also when the promise has errors.
+    name: Option<String>,
+    refs: Vec<Reference>,
+    completions: bool,
+}
+
+/// Reads a table as `R`'s keys and builds it (errors recorded in `c`).
 fn read_as<R: PromiseParams>(
     ty: &'static str,
     table: Table<'_>,
     c: &mut Collector<'_>,
     at: Range<usize>,
-) -> Option<(PromiseKind, String, Vec<Reference>, bool)> {
+) -> Read {
     let unknown = |key: &str, takes: &[&str], closest: Option<&str>| {
         closest.is_none().then(|| {
             (
@@ -116,20 +129,24 @@ fn read_as<R: PromiseParams>(
         })
     };
     let before = c.take();
-    let raw = table.read::<R>(c, &unknown);
+    let (raw, clean) = table.read_leniently::<R>(c, &unknown);
     let mut r = Reader::new(c, ty, at);
     let built = raw.map(|raw| raw.build(&mut r));
     let (refs, completions) = r.finish();
-    let ok = !c.has_errors();
+    let ok = clean && !c.has_errors();
     let mut errors = before;
     errors.extend(c.take());
     errors.into_iter().for_each(|d| c.push(d));
-    let (kind, name) = built?;
-    ok.then_some((kind, name, refs, completions))
+    Read {
+        name: built.as_ref().map(|(_, name)| name.clone()),
+        built: built.filter(|_| ok),
+        refs,
+        completions,
+    }
 }
 
-/// Reads and validates the `[[promise]]` tables (all errors recorded in `c`); promises
-/// with errors are left out.
+/// Reads and validates the `[[promise]]` tables (all errors recorded in `c`). Every
+/// promise is returned with what it names; `promise` is `None` when it has errors.
 pub fn build(tables: Vec<Table<'_>>, c: &mut Collector<'_>) -> Vec<ReadPromise> {
     let mut out = Vec::new();
     let mut names = BTreeSet::new();
@@ -146,25 +163,28 @@ pub fn build(tables: Vec<Table<'_>>, c: &mut Collector<'_>) -> Vec<ReadPromise> 
         let Some(ty) = table.tag("type", TYPES, c) else {
             continue;
         };
-        let Some((kind, default_name, refs, completions)) =
-            read_params(ty, table, c, type_span.clone())
-        else {
+        let read = read_params(ty, table, c, type_span.clone());
+        let Some(name) = name.or(read.name) else {
             continue;
         };
-        let name = name.unwrap_or(default_name);
         let span = name_span.unwrap_or(type_span);
+        let mut built = read.built;
         if !names.insert(name.clone()) {
             c.error_with_hint(
-                span,
+                span.clone(),
                 format!("two promises are named `{name}`"),
                 "give one of them another `name`",
             );
-            continue;
+            built = None;
         }
         out.push(ReadPromise {
-            promise: Promise { name, kind },
-            refs,
-            completions,
+            promise: built.map(|(kind, _)| Promise {
+                name: name.clone(),
+                kind,
+            }),
+            name,
+            refs: read.refs,
+            completions: read.completions,
             span,
         });
     }
@@ -182,7 +202,7 @@ pub fn parse_promises(text: &str, path: &Path) -> Result<Vec<Promise>, Diagnosti
         }
         None => Vec::new(),
     };
-    c.finish(promises.into_iter().map(|p| p.promise).collect())
+    c.finish(promises.into_iter().filter_map(|p| p.promise).collect())
 }
 
 /// Reads and parses the promises of an experiment file.
