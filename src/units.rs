@@ -112,20 +112,30 @@ fn strip_sign(s: &str) -> (bool, &str) {
     }
 }
 
+/// The unit names of [`parse_duration`]: the short ones, plus every spelling `humantime`
+/// accepts (the grammar of the fault and probe tables before they used this one), so a
+/// file written for either still parses. A month is 30.44 days and a year 365.25 days, as
+/// in `humantime`.
 fn duration_unit_nanos(unit: &str) -> Option<u128> {
+    const SEC: u128 = 1_000_000_000;
     Some(match unit {
-        "ns" => 1,
-        "us" | "µs" => 1_000,
-        "ms" => 1_000_000,
-        "s" | "sec" | "secs" => 1_000_000_000,
-        "m" | "min" | "mins" => 60_000_000_000,
-        "h" | "hr" | "hrs" => 3_600_000_000_000,
-        "d" => 86_400_000_000_000,
+        "ns" | "nsec" | "nanos" => 1,
+        "us" | "µs" | "usec" => 1_000,
+        "ms" | "msec" | "millis" => 1_000_000,
+        "s" | "sec" | "secs" | "second" | "seconds" => SEC,
+        "m" | "min" | "mins" | "minute" | "minutes" => 60 * SEC,
+        "h" | "hr" | "hrs" | "hour" | "hours" => 3_600 * SEC,
+        "d" | "day" | "days" => 86_400 * SEC,
+        "w" | "wk" | "wks" | "week" | "weeks" => 7 * 86_400 * SEC,
+        "M" | "month" | "months" => 2_630_016 * SEC,
+        "y" | "year" | "years" => 31_557_600 * SEC,
         _ => return None,
     })
 }
 
-/// Parses a duration: one or more `<number><unit>` parts, e.g. `30s`, `1h30m`, `250ms`, `1.5s`.
+/// Parses a duration: one or more `<number><unit>` parts, e.g. `30s`, `1h30m`, `250ms`, `1.5s`,
+/// `1h 30m`, `2 minutes`. This is the one duration grammar of every config file (profiles,
+/// experiments, plan files: [`serde_duration`] reads it in serde structs).
 ///
 /// A unit is required (`30` alone is ambiguous). Zero is accepted; negative is an error.
 pub fn parse_duration(text: &str) -> Result<Duration, UnitError> {
@@ -137,6 +147,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, UnitError> {
     let mut nanos: u128 = 0;
     while !rest.is_empty() {
         let (number, after) = split_number(rest).ok_or_else(bad)?;
+        // `30 s` as well as `30s`.
+        let after = after.trim_start();
         let unit_end = after
             .find(|c: char| c.is_ascii_digit() || c == '.' || c.is_whitespace())
             .unwrap_or(after.len());
@@ -319,10 +331,115 @@ pub fn format_rate(per_sec: f64) -> String {
     format!("{}/{unit}", trim_decimal(format!("{value:.decimals$}")))
 }
 
+/// Serde adapter for a [`Duration`] written as text in the [`parse_duration`] grammar:
+/// `#[serde(with = "crate::units::serde_duration")]`. Written back in `humantime`'s format
+/// (`1m 30s`), which the grammar reads, so files written before stay byte-identical.
+pub mod serde_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = std::borrow::Cow::<str>::deserialize(d)?;
+        super::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_duration(*d))
+    }
+
+    /// The same for an `Option<Duration>` (`#[serde(default, with = "crate::units::serde_duration::option")]`).
+    pub mod option {
+        use std::time::Duration;
+
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+            match Option::<std::borrow::Cow<str>>::deserialize(d)? {
+                None => Ok(None),
+                Some(text) => super::super::parse_duration(&text)
+                    .map(Some)
+                    .map_err(serde::de::Error::custom),
+            }
+        }
+
+        pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+            match d {
+                Some(d) => s.collect_str(&humantime::format_duration(*d)),
+                None => s.serialize_none(),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// Every spelling `humantime` reads, and what it reads it as, is read the same here.
+    #[test]
+    fn reads_everything_humantime_reads() {
+        for text in [
+            "30s",
+            "1.5s",
+            "2m",
+            "1h30m",
+            "1h 30m",
+            "250ms",
+            "5 min",
+            "2 minutes",
+            "1hour",
+            "3days",
+            "1w",
+            "2weeks",
+            "1M",
+            "1y",
+            "10nsec",
+            "7usec",
+            "3msec",
+            "1sec 500ms",
+            "1m 30s",
+            "12 secs",
+            "90 seconds",
+            "0s",
+            "1d 2h 3m 4s 5ms 6us 7ns",
+        ] {
+            assert_eq!(
+                parse_duration(text).ok(),
+                humantime::parse_duration(text).ok(),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_serde_adapter_reads_the_grammar_and_writes_humantime() {
+        #[derive(serde::Deserialize, serde::Serialize, Debug, PartialEq)]
+        struct T {
+            #[serde(with = "serde_duration")]
+            a: Duration,
+            #[serde(default, with = "serde_duration::option")]
+            b: Option<Duration>,
+        }
+        let t: T = toml::from_str("a = \"1.5s\"\nb = \"1h 30m\"").unwrap();
+        assert_eq!(
+            t,
+            T {
+                a: Duration::from_millis(1500),
+                b: Some(Duration::from_secs(5400))
+            }
+        );
+        assert_eq!(toml::from_str::<T>("a = \"1s\"").unwrap().b, None);
+        let err = toml::from_str::<T>("a = \"soon\"").unwrap_err();
+        assert!(
+            err.message().contains("expected a duration like `30s`"),
+            "{err}"
+        );
+        assert_eq!(err.span(), Some(4..10));
+        let back = toml::to_string(&t).unwrap();
+        assert_eq!(back, "a = \"1s 500ms\"\nb = \"1h 30m\"\n");
+    }
 
     #[test]
     fn durations_in_the_usual_spellings() {

@@ -364,3 +364,89 @@ fn the_activities_example_parses_on_a_system_target_and_maps_a_line() {
         "{err}"
     );
 }
+
+/// Bad faults, probes, promises and activities in one file: every error at once, each at
+/// the exact line and column of the key or value it is about (taken from the parser's
+/// spans, never searched for in the text).
+#[test]
+fn every_bad_table_is_reported_at_its_exact_place() {
+    let text = r#"name = "bad-tables"
+profile = "../profiles/demo.toml"
+[target]
+http = "http://127.0.0.1:9"
+
+[[fault]]
+name = "slow"
+type = "delay-queue"
+at = "soon"
+queue = "jobs"
+delay = "1.5s"
+dealy = "2s"
+
+[[fault]]
+name = "boom"
+type = "explode"
+at = "10s"
+
+[[probe]]
+name = "depth"
+kind = "sqs"
+queue = "jobs"
+metric = "dlq_visible"
+evry = "1s"
+
+[[probe]]
+name = "depth"
+kind = "kafka"
+
+[[promise]]
+type = "failover"
+fault = "slwo"
+within = "1.5s"
+depth = "depth"
+
+[[promise]]
+name = "buffer"
+type = "buffering"
+fault = "slow#1"
+depth = "dpeth"
+eps = 2
+
+[[target.activities]]
+url = "ftp://scaler"
+"#;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("chaos/bad-tables.toml");
+    let err = experiment::parse(text, &path, &experiment::Disk).unwrap_err();
+    let got: Vec<String> = err
+        .iter()
+        .map(|d| format!("{}:{} {}", d.line, d.column, d.message))
+        .collect();
+    let want = [
+        "9:6 a time like `45s`, or { phase = \"stages[2]\", offset = \"10s\" }",
+        "12:1 unknown field `dealy` in [[fault]] \"slow\"",
+        "16:8 unknown fault type `explode`",
+        "23:10 probe `depth`: metric `dlq_visible` needs `dlq`",
+        "24:1 unknown field `evry`",
+        "27:8 two probes are named `depth`",
+        "28:8 unknown probe kind `kafka`",
+        "32:9 promise `failover:slwo` names fault `slwo`, which is not a `[[fault]]`",
+        "34:1 `depth` does not apply to a `failover` promise",
+        "40:9 promise `buffer` names probe `dpeth`, which is not a `[[probe]]`",
+        "41:7 expected a fraction between 0 and 1, found 2",
+        "44:7 [[target.activities]] #1: `url` must be an http:// or https:// URL, found `ftp://scaler`",
+    ];
+    assert_eq!(got.len(), want.len(), "{err}");
+    for (g, w) in got.iter().zip(want) {
+        assert!(g.starts_with(w), "{g:?} does not start with {w:?}\n{err}");
+    }
+    let hints: Vec<String> = err
+        .iter()
+        .map(|d| d.hint.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(hints[1], "did you mean `delay`?");
+    assert_eq!(hints[4], "did you mean `every`?");
+    assert_eq!(hints[7], "did you mean `slow`?");
+    assert!(hints[8].contains("`within`"), "{}", hints[8]);
+    assert_eq!(hints[9], "did you mean `depth`?");
+    assert!(err.to_string().contains("bad-tables.toml:9:6"), "{err}");
+}

@@ -274,7 +274,7 @@ pub enum Bound {
     /// A plain number.
     Number(f64),
     /// A duration (`"800ms"`).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::units::serde_duration")]
     Duration(Duration),
 }
 

@@ -64,11 +64,11 @@ pub enum Toxic {
     /// Delay every chunk by `latency ± jitter` (uniform).
     Latency {
         /// Mean added delay.
-        #[serde(with = "humantime_serde")]
+        #[serde(with = "crate::units::serde_duration")]
         #[schemars(with = "String")]
         latency: Duration,
         /// Maximum deviation from the mean.
-        #[serde(default, with = "humantime_serde")]
+        #[serde(default, with = "crate::units::serde_duration")]
         #[schemars(with = "String")]
         jitter: Duration,
         /// Which way.

@@ -14,16 +14,15 @@
 //!
 //! The common keys (`name`, `at`, `duration`, `every`, `times`) are split from the
 //! type-specific ones before each part is deserialized with `deny_unknown_fields`, so a typo
-//! in either is an error naming the field.
+//! in either is an error naming the field, at its place ([`FaultSpec::from_table`]).
+//! Durations are read in the one grammar of [`crate::units`] (`45s`, `1.5s`, `1h30m`).
 
-use std::ops::Range;
-use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, de::Error as _};
 
-use crate::config::diag::{Diagnostic, name_hint};
-use crate::config::{RawTable, parse_table};
+use crate::config::Table;
+use crate::config::diag::{Collector, closest_name, name_hint};
 
 use super::fault::Fault;
 use super::faults::{
@@ -45,7 +44,7 @@ use super::faults::{
 )]
 pub enum Start {
     /// An offset from the start of the run (`at = "45s"`).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::units::serde_duration")]
     Offset(Duration),
     /// An offset into a phase of the load profile (`at = { phase = "stages[2]", offset = "10s" }`);
     /// the run resolves the phase against its profile.
@@ -59,7 +58,7 @@ pub struct PhaseRef {
     /// The phase, as the profile names it (e.g. `stages[2]`, `photos.stages[1]`).
     pub phase: String,
     /// How long after the phase starts (default 0s).
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, with = "crate::units::serde_duration")]
     pub offset: Duration,
 }
 
@@ -69,28 +68,14 @@ pub struct PhaseRef {
 struct Timing {
     name: Option<String>,
     at: Start,
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, with = "crate::units::serde_duration::option")]
     duration: Option<Duration>,
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, with = "crate::units::serde_duration::option")]
     every: Option<Duration>,
     times: Option<u32>,
 }
 
 const TIMING_KEYS: [&str; 5] = ["name", "at", "duration", "every", "times"];
-
-/// Every `type` of `[[fault]]` (the variants of [`FaultKind`]; a test keeps them equal).
-pub const FAULT_TYPES: [&str; 10] = [
-    "terminate-instances",
-    "stop-instances",
-    "stall-consumers",
-    "delay-queue",
-    "latency",
-    "blackhole",
-    "reset-peer",
-    "bandwidth",
-    "kill-process",
-    "command",
-];
 
 /// How often a fault repeats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,49 +101,64 @@ pub struct FaultSpec {
     pub kind: FaultKind,
 }
 
-/// The fault types, chosen by the `type` key.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(tag = "type", rename_all = "kebab-case")]
-pub enum FaultKind {
+/// The fault types: `"type" => Variant(Parameters)`, one line each (with its doc). Generates
+/// [`FaultKind`], [`FAULT_TYPES`], [`FaultKind::fault`] and the reading of a table's
+/// type-specific keys (`read_kind`).
+macro_rules! fault_types {
+    ($($(#[$doc:meta])* $name:literal => $variant:ident($ty:ty)),* $(,)?) => {
+        /// The fault types, chosen by the `type` key.
+        #[derive(Debug, Clone, PartialEq, Deserialize)]
+        #[serde(tag = "type")]
+        pub enum FaultKind {
+            $($(#[$doc])* #[serde(rename = $name)] $variant($ty),)*
+        }
+
+        /// Every `type` of `[[fault]]`.
+        pub const FAULT_TYPES: &[&str] = &[$($name),*];
+
+        impl FaultKind {
+            /// The fault behind the spec.
+            pub fn fault(&self) -> &dyn Fault {
+                match self {
+                    $(FaultKind::$variant(f) => f,)*
+                }
+            }
+        }
+
+        /// The type-specific keys of one `[[fault]]` table, read as the type's struct.
+        fn read_kind(type_name: &str, table: Table<'_>, c: &mut Collector<'_>) -> Option<FaultKind> {
+            match type_name {
+                $($name => table.read::<$ty>(c, &unknown_key).map(FaultKind::$variant),)*
+                _ => None,
+            }
+        }
+    };
+}
+
+fault_types! {
     /// EC2 TerminateInstances (irreversible).
-    TerminateInstances(TerminateInstances),
+    "terminate-instances" => TerminateInstances(TerminateInstances),
     /// EC2 StopInstances, StartInstances after the duration.
-    StopInstances(StopInstances),
+    "stop-instances" => StopInstances(StopInstances),
     /// Consumers stop taking work for the duration.
-    StallConsumers(StallConsumers),
+    "stall-consumers" => StallConsumers(StallConsumers),
     /// Queue DelaySeconds raised for the duration.
-    DelayQueue(DelayQueue),
+    "delay-queue" => DelayQueue(DelayQueue),
     /// Latency (with jitter) on a built-in TCP proxy.
-    Latency(Latency),
+    "latency" => Latency(Latency),
     /// A built-in TCP proxy accepts and discards everything.
-    Blackhole(Blackhole),
+    "blackhole" => Blackhole(Blackhole),
     /// A built-in TCP proxy resets connections.
-    ResetPeer(ResetPeer),
+    "reset-peer" => ResetPeer(ResetPeer),
     /// A built-in TCP proxy limits bandwidth.
-    Bandwidth(Bandwidth),
+    "bandwidth" => Bandwidth(Bandwidth),
     /// A signal (SIGKILL by default) to local processes or containers (irreversible).
-    KillProcess(KillProcess),
+    "kill-process" => KillProcess(KillProcess),
     /// Shell commands that apply and undo a change (and verify the undo).
-    Command(CommandFault),
+    "command" => Command(CommandFault),
 }
 
 impl FaultKind {
-    /// The fault behind the spec.
-    pub fn fault(&self) -> &dyn Fault {
-        match self {
-            FaultKind::TerminateInstances(f) => f,
-            FaultKind::StopInstances(f) => f,
-            FaultKind::StallConsumers(f) => f,
-            FaultKind::DelayQueue(f) => f,
-            FaultKind::Latency(f) => f,
-            FaultKind::Blackhole(f) => f,
-            FaultKind::ResetPeer(f) => f,
-            FaultKind::Bandwidth(f) => f,
-            FaultKind::KillProcess(f) => f,
-            FaultKind::Command(f) => f,
-        }
-    }
-
     /// The `type` string.
     pub fn type_name(&self) -> &'static str {
         self.fault().type_name()
@@ -166,69 +166,18 @@ impl FaultKind {
 }
 
 impl FaultSpec {
-    /// One `[[fault]]` table of an experiment file (`header`: the span of its `[[fault]]`,
-    /// `index`: its position), every error at its key or value: an unknown `type` at the
-    /// type's value, a key the type does not take at the key, a wrong value at the value.
-    pub fn from_table(
-        text: &str,
-        path: &Path,
-        header: Range<usize>,
-        table: &RawTable,
-        index: usize,
-    ) -> Result<FaultSpec, Vec<Diagnostic>> {
-        let label = match table.str("name") {
-            Some(n) => format!("[[fault]] {n:?}"),
-            None => format!("[[fault]] #{}", index + 1),
-        };
-        let mut errors = Vec::new();
-        let type_name = match table.get("type") {
-            None => {
-                errors.push(
-                    Diagnostic::at(path, text, header.clone(), format!("{label} has no `type`"))
-                        .with_hint(format!(
-                            "add `type = \"...\"`: {}",
-                            name_hint("", &FAULT_TYPES)
-                        )),
-                );
-                None
-            }
-            Some((_, v)) => match v.get_ref().as_str() {
-                Some(t) if FAULT_TYPES.contains(&t) => Some(t),
-                Some(t) => {
-                    errors.push(
-                        Diagnostic::at(path, text, v.span(), format!("unknown fault type `{t}`"))
-                            .with_hint(name_hint(t, &FAULT_TYPES)),
-                    );
-                    None
-                }
-                None => {
-                    errors.push(
-                        Diagnostic::at(path, text, v.span(), "`type` must be a string")
-                            .with_hint(name_hint("", &FAULT_TYPES)),
-                    );
-                    None
-                }
-            },
-        };
-        let is_timing = |k: &str| TIMING_KEYS.contains(&k);
-        let (timing, d) = parse_table::<Timing>(
-            text,
-            path,
-            "fault",
-            header.clone(),
-            table,
-            &label,
-            &is_timing,
-        );
-        errors.extend(d);
-        let kind = type_name.and_then(|t| {
-            let (kind, d) = parse_kind(t, text, path, header.clone(), table, &label);
-            errors.extend(d);
-            kind
-        });
-        let (Some(timing), Some(kind)) = (timing, kind) else {
-            return Err(errors);
-        };
+    /// One `[[fault]]` table of an experiment file, every error at its key or value: an
+    /// unknown `type` at the type's value, a key the type does not take at the key (with
+    /// the closest key of the type, or of the timing keys, as a hint), a wrong value at the
+    /// value. `None` when it has errors (recorded in `c`).
+    pub fn from_table(mut table: Table<'_>, c: &mut Collector<'_>) -> Option<FaultSpec> {
+        let type_name = table.tag("type", FAULT_TYPES, c);
+        let timing = table.split_off(&TIMING_KEYS);
+        let times_span = timing.key_span("times");
+        let label = table.label().to_owned();
+        let timing: Option<Timing> = timing.read(c, &|_, _, _| None);
+        let kind = type_name.and_then(|t| read_kind(t, table, c));
+        let timing = timing?;
         let repeat = match (timing.every, timing.times) {
             (None, None) => None,
             (Some(every), times) => Some(Repeat {
@@ -236,20 +185,15 @@ impl FaultSpec {
                 times: times.unwrap_or(1),
             }),
             (None, Some(_)) => {
-                let span = table.get("times").map_or(header, |(k, _)| k.span());
-                errors.push(Diagnostic::at(
-                    path,
-                    text,
-                    span,
+                c.error(
+                    times_span.unwrap_or(0..0),
                     format!("{label}: `times` needs `every`"),
-                ));
-                None
+                );
+                return None;
             }
         };
-        if !errors.is_empty() {
-            return Err(errors);
-        }
-        Ok(FaultSpec {
+        let kind = kind?;
+        Some(FaultSpec {
             name: timing.name,
             at: timing.at,
             duration: timing.duration,
@@ -259,41 +203,18 @@ impl FaultSpec {
     }
 }
 
-/// The type-specific keys of one `[[fault]]` table, read as the type's struct.
-fn parse_kind(
-    type_name: &str,
-    text: &str,
-    path: &Path,
-    header: Range<usize>,
-    table: &RawTable,
-    label: &str,
-) -> (Option<FaultKind>, Vec<Diagnostic>) {
-    let keep = |k: &str| k != "type" && !TIMING_KEYS.contains(&k);
-    macro_rules! kinds {
-        ($($name:literal => $variant:ident($ty:ty)),* $(,)?) => {
-            match type_name {
-                $($name => {
-                    let (v, d) = parse_table::<$ty>(text, path, "fault", header, table, label, &keep);
-                    (v.map(FaultKind::$variant), d)
-                })*
-                _ => (None, vec![]),
-            }
-        };
-    }
-    kinds! {
-        "terminate-instances" => TerminateInstances(TerminateInstances),
-        "stop-instances" => StopInstances(StopInstances),
-        "stall-consumers" => StallConsumers(StallConsumers),
-        "delay-queue" => DelayQueue(DelayQueue),
-        "latency" => Latency(Latency),
-        "blackhole" => Blackhole(Blackhole),
-        "reset-peer" => ResetPeer(ResetPeer),
-        "bandwidth" => Bandwidth(Bandwidth),
-        "kill-process" => KillProcess(KillProcess),
-        "command" => Command(CommandFault),
-    }
+/// A misspelt timing key in the type-specific part is reported as one, not as a key the
+/// type does not take.
+fn unknown_key(key: &str, _: &[&str], closest: Option<&str>) -> Option<(String, String)> {
+    let timing = closest_name(key, TIMING_KEYS).filter(|_| closest.is_none())?;
+    Some((
+        format!("unknown field `{key}`"),
+        format!("did you mean `{timing}`?"),
+    ))
 }
 
+/// Plan files (`shakedown chaos-run`) read faults through serde alone: errors name the
+/// fault and the key, without a place.
 impl<'de> Deserialize<'de> for FaultSpec {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let table = toml::Table::deserialize(deserializer)?;
@@ -438,5 +359,43 @@ mod tests {
         }
         let err = kind("zzz");
         assert_eq!(err.matches("`, `").count() + 1, FAULT_TYPES.len(), "{err}");
+    }
+
+    /// Several bad faults in one file: each error at its line and column.
+    #[test]
+    fn every_error_of_every_fault_at_its_place() {
+        let text = "[[fault]]\nname = \"a\"\ntype = \"delay-queue\"\nat = \"1.5s\"\nqueue = \"q\"\ndelay = \"soon\"\ndealy = 1\n\n[[fault]]\ntype = \"explode\"\nat = \"1s\"\n\n[[fault]]\ntype = \"kill-process\"\nat = \"1s\"\ntimes = 2\nduraton = \"1s\"\ncount = \"x\"\n";
+        let path = std::path::Path::new("f.toml");
+        let mut c = Collector::new(path, text);
+        let mut doc = crate::config::Document::parse(&mut c).unwrap();
+        let faults: Vec<_> = doc
+            .take_tables("fault", &mut c)
+            .into_iter()
+            .map(|t| FaultSpec::from_table(t, &mut c))
+            .collect();
+        assert!(faults.iter().all(Option::is_none));
+        let d = c.finish(()).unwrap_err();
+        let got: Vec<String> = d
+            .iter()
+            .map(|d| format!("{}:{} {}", d.line, d.column, d.message))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "6:9 expected a duration like `30s`, `1h30m` or `250ms`, found `soon` for `[[fault]] \"a\".delay`",
+                "7:1 unknown field `dealy` in [[fault]] \"a\"",
+                "10:8 unknown fault type `explode`",
+                "16:1 [[fault]] #3: `times` needs `every`",
+                "17:1 unknown field `duraton`",
+                "18:9 `count` must be a whole number (0 or more), got the string \"x\" (in [[fault]] #3)",
+            ],
+            "{d}"
+        );
+        let hints: Vec<_> = d
+            .iter()
+            .map(|d| d.hint.clone().unwrap_or_default())
+            .collect();
+        assert_eq!(hints[1], "did you mean `delay`?");
+        assert_eq!(hints[4], "did you mean `duration`?");
     }
 }

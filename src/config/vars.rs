@@ -51,7 +51,7 @@ pub fn expand_with<'t>(
             q @ (b'"' | b'\'') => {
                 let triple = bytes[i..].starts_with(&[q; 3]);
                 let open = if triple { 3 } else { 1 };
-                let Some(end) = super::skip_string(bytes, i) else {
+                let Some(end) = skip_string(bytes, i) else {
                     // Unterminated: the parser will say so.
                     break;
                 };
@@ -207,6 +207,32 @@ fn escape_basic(value: &str, out: &mut String) {
             c => out.push(c),
         }
     }
+}
+
+/// The offset just past the string starting at `i` (basic, literal, or their multi-line forms).
+fn skip_string(bytes: &[u8], i: usize) -> Option<usize> {
+    let quote = bytes[i];
+    let triple = bytes[i..].starts_with(&[quote; 3]);
+    let mut j = i + if triple { 3 } else { 1 };
+    while j < bytes.len() {
+        if quote == b'"' && bytes[j] == b'\\' {
+            j += 2;
+            continue;
+        }
+        if !triple && bytes[j] == b'\n' {
+            return None;
+        }
+        if bytes[j] == quote && (!triple || bytes[j..].starts_with(&[quote; 3])) {
+            // A multi-line string may end with up to two extra quotes: `""""x"""""`.
+            let mut end = j + if triple { 3 } else { 1 };
+            while triple && end < bytes.len() && bytes[end] == quote && end < j + 5 {
+                end += 1;
+            }
+            return Some(end);
+        }
+        j += 1;
+    }
+    None
 }
 
 #[cfg(test)]

@@ -105,6 +105,11 @@ impl ActivitySourceSpec {
     /// What is wrong with the table, if anything (exactly one of `file`, `command`, `url`;
     /// pointers that start with `/` or are empty).
     pub fn check(&self) -> Result<(), String> {
+        self.check_keys().map_err(|(_, e)| e)
+    }
+
+    /// [`ActivitySourceSpec::check`], with the key the problem is about (none: the table).
+    pub fn check_keys(&self) -> Result<(), (Option<&'static str>, String)> {
         let set = [
             self.file.is_some(),
             self.command.is_some(),
@@ -114,15 +119,19 @@ impl ActivitySourceSpec {
         .filter(|s| **s)
         .count();
         if set != 1 {
-            return Err(format!(
-                "an activity source takes exactly one of `file`, `command` or `url` ({set} given)"
+            return Err((
+                None,
+                format!(
+                    "an activity source takes exactly one of `file`, `command` or `url` ({set} given)"
+                ),
             ));
         }
         if let Some(url) = &self.url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
-            return Err(format!(
-                "`url` must be an http:// or https:// URL, found `{url}`"
+            return Err((
+                Some("url"),
+                format!("`url` must be an http:// or https:// URL, found `{url}`"),
             ));
         }
         for (key, p) in [
@@ -138,8 +147,9 @@ impl ActivitySourceSpec {
                 && !p.is_empty()
                 && !p.starts_with('/')
             {
-                return Err(format!(
-                    "`{key}` is a JSON pointer and starts with `/`, found `{p}`"
+                return Err((
+                    Some(key),
+                    format!("`{key}` is a JSON pointer and starts with `/`, found `{p}`"),
                 ));
             }
         }

@@ -13,8 +13,10 @@
 //! | [`activity`] | `[[target.activities]]`: a system's scaling log (file, command, URL) mapped into `activities.jsonl` | no |
 //! | [`sampler`] | runs every probe on the run's clock with its timeout; snapshots | no |
 //!
-//! Adding a probe kind: a variant in [`spec::ProbeKind`] with its struct, a file with its
-//! sampler, a variant of [`Prober`]; nothing else changes. User docs: `docs/probes.md`.
+//! Adding a probe kind: its struct and a line in `probe_kinds!` in [`spec`] (the variant of
+//! [`spec::ProbeKind`]; every error of its table is then reported at its key or value), a
+//! file with its sampler, a variant of [`Prober`]; nothing else changes. User docs:
+//! `docs/probes.md`, "Adding a probe".
 
 pub mod activity;
 pub mod command;

@@ -12,13 +12,23 @@
 //!
 //! The common keys (`name`, `every`, `timeout`) are split from the kind's keys before each
 //! part is deserialized with `deny_unknown_fields`, so a typo in either is an error naming
-//! the field.
+//! the field, at its place ([`ProbeSpec::from_table`]); a value that is wrong for the kind
+//! is reported at its key's value too.
+//!
+//! Adding a probe kind: its struct here (doc comments are the user docs), a line in
+//! `probe_kinds!` (the variant of [`ProbeKind`]), its arm in [`ProbeSpec::problems`] when it
+//! has checks, a sampler file (`src/probe/<kind>.rs`) with its arm in `Prober::sample`
+//! (`src/probe/mod.rs`), and its section in `docs/probes.md`.
 
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer, de::Error as _};
+use serde::Deserialize;
+use toml::Spanned;
 
 use crate::aws::{InstanceSelector, QueueRef};
+use crate::config::Table;
+use crate::config::diag::{Collector, closest_name};
+use crate::units;
 
 /// One `[[probe]]` table.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,42 +44,19 @@ pub struct ProbeSpec {
 }
 
 /// The keys every probe has.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Common {
-    name: String,
-    #[serde(default = "one_second", with = "humantime_serde")]
-    every: Duration,
-    #[serde(default = "two_seconds", with = "humantime_serde")]
-    timeout: Duration,
+struct RawCommon {
+    name: Spanned<String>,
+    every: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
 }
 
 fn one_second() -> Duration {
     Duration::from_secs(1)
 }
-fn two_seconds() -> Duration {
-    Duration::from_secs(2)
-}
 
 const COMMON_KEYS: [&str; 3] = ["name", "every", "timeout"];
-
-/// What a probe samples, chosen by the `kind` key.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum ProbeKind {
-    /// A queue attribute (SQS API; the experiment's AWS target).
-    Sqs(SqsProbe),
-    /// Instances in a state, by tags or Auto Scaling group (EC2 API).
-    Ec2(Ec2Probe),
-    /// The sandbox balancer's targets in a state (`GET /targets` of the control endpoint).
-    Balancer(BalancerProbe),
-    /// A sandbox group's size or activity count (`GET /groups`, `GET /activities`).
-    SandboxActivities(ActivitiesProbe),
-    /// A number in a JSON document served over HTTP.
-    Http(HttpProbe),
-    /// A local command printing a number.
-    Command(CommandProbe),
-}
 
 /// `kind = "sqs"`.
 ///
@@ -239,105 +226,190 @@ pub enum CommandLine {
     Argv(Vec<String>),
 }
 
-impl<'de> Deserialize<'de> for ProbeSpec {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let table = toml::Table::deserialize(deserializer)?;
-        let (common, params): (toml::Table, toml::Table) = table
-            .into_iter()
-            .partition(|(k, _)| COMMON_KEYS.contains(&k.as_str()));
-        let common: Common = toml::Value::Table(common)
-            .try_into()
-            .map_err(|e: toml::de::Error| D::Error::custom(e.message()))?;
-        let kind: ProbeKind = toml::Value::Table(params)
-            .try_into()
-            .map_err(|e: toml::de::Error| D::Error::custom(e.message()))?;
-        Ok(ProbeSpec {
-            name: common.name,
-            every: common.every,
-            timeout: common.timeout,
-            kind,
-        })
-    }
+/// The probe kinds: `"kind" => Variant(Parameters)`, one line each (with its doc).
+/// Generates [`ProbeKind`], [`PROBE_KINDS`] and the reading of a table's kind keys.
+macro_rules! probe_kinds {
+    ($($(#[$doc:meta])* $name:literal => $variant:ident($ty:ty)),* $(,)?) => {
+        /// What a probe samples, chosen by the `kind` key.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum ProbeKind {
+            $($(#[$doc])* $variant($ty),)*
+        }
+
+        /// Every `kind` of `[[probe]]`.
+        pub const PROBE_KINDS: &[&str] = &[$($name),*];
+
+        /// The kind's keys of one `[[probe]]` table, read as the kind's struct.
+        fn read_kind(kind: &str, table: Table<'_>, c: &mut Collector<'_>) -> Option<ProbeKind> {
+            match kind {
+                $($name => table.read::<$ty>(c, &unknown_key).map(ProbeKind::$variant),)*
+                _ => None,
+            }
+        }
+    };
+}
+
+probe_kinds! {
+    /// A queue attribute (SQS API; the experiment's AWS target).
+    "sqs" => Sqs(SqsProbe),
+    /// Instances in a state, by tags or Auto Scaling group (EC2 API).
+    "ec2" => Ec2(Ec2Probe),
+    /// The sandbox balancer's targets in a state (`GET /targets` of the control endpoint).
+    "balancer" => Balancer(BalancerProbe),
+    /// A sandbox group's size or activity count (`GET /groups`, `GET /activities`).
+    "sandbox-activities" => SandboxActivities(ActivitiesProbe),
+    /// A number in a JSON document served over HTTP.
+    "http" => Http(HttpProbe),
+    /// A local command printing a number.
+    "command" => Command(CommandProbe),
+}
+
+/// A misspelt common key in the kind's part is reported as one.
+fn unknown_key(key: &str, _: &[&str], closest: Option<&str>) -> Option<(String, String)> {
+    let common = closest_name(key, COMMON_KEYS).filter(|_| closest.is_none())?;
+    Some((
+        format!("unknown field `{key}`"),
+        format!("did you mean `{common}`?"),
+    ))
 }
 
 impl ProbeSpec {
+    /// One `[[probe]]` table of an experiment file, every error at its key or value: an
+    /// unknown `kind` at its value, an unknown key at the key (with a hint), a wrong or
+    /// inconsistent value at the value ([`ProbeSpec::problems`]). `None` when it has errors
+    /// (recorded in `c`).
+    pub fn from_table(mut table: Table<'_>, c: &mut Collector<'_>) -> Option<ProbeSpec> {
+        let kind = table.tag("kind", PROBE_KINDS, c);
+        let places = table.clone();
+        let common: Option<RawCommon> = table.split_off(&COMMON_KEYS).read(c, &|_, _, _| None);
+        let kind = kind.and_then(|k| read_kind(k, table, c));
+        let common = common?;
+        let mut duration = |v: &Option<Spanned<String>>, default: Duration| match v {
+            None => Some(default),
+            Some(s) => units::parse_duration(s.get_ref())
+                .map_err(|e| c.error_with_hint(s.span(), e.to_string(), e.hint()))
+                .ok(),
+        };
+        let every = duration(&common.every, one_second());
+        let timeout = duration(&common.timeout, Duration::from_secs(2));
+        let spec = ProbeSpec {
+            name: common.name.get_ref().clone(),
+            every: every?,
+            timeout: timeout?,
+            kind: kind?,
+        };
+        let mut ok = true;
+        for (key, problem) in spec.problems() {
+            let span = match key {
+                "name" => Some(common.name.span()),
+                "every" => common.every.as_ref().map(Spanned::span),
+                "timeout" => common.timeout.as_ref().map(Spanned::span),
+                key => places.value_span(key),
+            };
+            c.error(span.unwrap_or_else(|| places.span()), problem);
+            ok = false;
+        }
+        ok.then_some(spec)
+    }
+
     /// The sampling period in whole seconds.
     pub fn every_secs(&self) -> u64 {
         self.every.as_secs().max(1)
     }
 
-    /// Every problem of this probe alone (name, timing, kind-specific keys).
-    pub fn problems(&self) -> Vec<String> {
+    /// Every problem of this probe alone (name, timing, kind-specific keys), each with the
+    /// key it is about.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
         let valid_char = |c: char| c.is_ascii_alphanumeric() || "_.:-".contains(c);
         if self.name.is_empty() || !self.name.chars().all(valid_char) {
-            out.push(format!(
-                "probe name `{}` must be letters, digits, `_`, `.`, `:` or `-` (it is a CSV column)",
-                self.name
+            out.push((
+                "name",
+                format!(
+                    "probe name `{}` must be letters, digits, `_`, `.`, `:` or `-` (it is a CSV column)",
+                    self.name
+                ),
             ));
         }
         if self.name == "second" {
-            out.push("probe name `second` is taken by the first column of probes.csv".into());
+            out.push((
+                "name",
+                "probe name `second` is taken by the first column of probes.csv".into(),
+            ));
         }
         if self.every < one_second() || self.every.subsec_nanos() != 0 {
-            out.push(format!(
-                "probe `{}`: `every` must be a whole number of seconds, at least 1s",
-                self.name
+            out.push((
+                "every",
+                format!(
+                    "probe `{}`: `every` must be a whole number of seconds, at least 1s",
+                    self.name
+                ),
             ));
         }
         if self.timeout.is_zero() {
-            out.push(format!("probe `{}`: `timeout` must be above 0", self.name));
+            out.push((
+                "timeout",
+                format!("probe `{}`: `timeout` must be above 0", self.name),
+            ));
         }
+        let name = &self.name;
         match &self.kind {
             ProbeKind::Sqs(p) => {
                 if p.metric == SqsMetric::DlqVisible && p.dlq.is_none() {
-                    out.push(format!(
-                        "probe `{}`: metric `dlq_visible` needs `dlq`",
-                        self.name
+                    out.push((
+                        "metric",
+                        format!("probe `{name}`: metric `dlq_visible` needs `dlq`"),
                     ));
                 }
                 if p.metric != SqsMetric::DlqVisible && p.dlq.is_some() {
-                    out.push(format!(
-                        "probe `{}`: `dlq` is only read by metric `dlq_visible`",
-                        self.name
+                    out.push((
+                        "dlq",
+                        format!("probe `{name}`: `dlq` is only read by metric `dlq_visible`"),
                     ));
                 }
             }
             ProbeKind::Ec2(p) => {
                 if let Err(e) = p.instances.filters(&p.state) {
-                    out.push(format!("probe `{}`: {e}", self.name));
+                    out.push(("instances", format!("probe `{name}`: {e}")));
                 }
                 if !EC2_STATES.contains(&p.state.as_str()) {
-                    out.push(format!(
-                        "probe `{}`: unknown state `{}`; expected one of {}",
-                        self.name,
-                        p.state,
-                        EC2_STATES.join(", ")
+                    out.push((
+                        "state",
+                        format!(
+                            "probe `{name}`: unknown state `{}`; expected one of {}",
+                            p.state,
+                            EC2_STATES.join(", ")
+                        ),
                     ));
                 }
             }
             ProbeKind::Balancer(p) => {
                 if !TARGET_STATES.contains(&p.state.as_str()) {
-                    out.push(format!(
-                        "probe `{}`: unknown target state `{}`; expected one of {}",
-                        self.name,
-                        p.state,
-                        TARGET_STATES.join(", ")
+                    out.push((
+                        "state",
+                        format!(
+                            "probe `{name}`: unknown target state `{}`; expected one of {}",
+                            p.state,
+                            TARGET_STATES.join(", ")
+                        ),
                     ));
                 }
             }
             ProbeKind::SandboxActivities(_) => {}
             ProbeKind::Http(p) => {
                 if !p.pointer.is_empty() && !p.pointer.starts_with('/') {
-                    out.push(format!(
-                        "probe `{}`: pointer `{}` must be empty or start with `/` (RFC 6901)",
-                        self.name, p.pointer
+                    out.push((
+                        "pointer",
+                        format!(
+                            "probe `{name}`: pointer `{}` must be empty or start with `/` (RFC 6901)",
+                            p.pointer
+                        ),
                     ));
                 }
                 if !p.url.starts_with("http://") {
-                    out.push(format!(
-                        "probe `{}`: url `{}` must start with http://",
-                        self.name, p.url
+                    out.push((
+                        "url",
+                        format!("probe `{name}`: url `{}` must start with http://", p.url),
                     ));
                 }
             }
@@ -347,7 +419,7 @@ impl ProbeSpec {
                     CommandLine::Argv(v) => v.first().is_none_or(|s| s.is_empty()),
                 };
                 if empty {
-                    out.push(format!("probe `{}`: empty command", self.name));
+                    out.push(("command", format!("probe `{name}`: empty command")));
                 }
             }
         }
@@ -355,9 +427,13 @@ impl ProbeSpec {
     }
 }
 
-/// Every problem of a list of probes: each probe's own, and duplicate names.
+/// Every problem of a list of probes built in code (not read from a file): each probe's own,
+/// and duplicate names.
 pub fn problems(probes: &[ProbeSpec]) -> Vec<String> {
-    let mut out: Vec<String> = probes.iter().flat_map(ProbeSpec::problems).collect();
+    let mut out: Vec<String> = probes
+        .iter()
+        .flat_map(|p| p.problems().into_iter().map(|(_, problem)| problem))
+        .collect();
     for (i, p) in probes.iter().enumerate() {
         if probes[..i].iter().any(|q| q.name == p.name) {
             out.push(format!("two probes are named `{}`", p.name));
@@ -366,17 +442,48 @@ pub fn problems(probes: &[ProbeSpec]) -> Vec<String> {
     out
 }
 
+/// Reads the `[[probe]]` tables of an experiment: each on its own, every error at its
+/// place, and a second probe with a name already taken at its `name`.
+pub fn read_probes(tables: Vec<Table<'_>>, c: &mut Collector<'_>) -> Vec<ProbeSpec> {
+    let mut probes = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for table in tables {
+        let taken = match (table.str("name"), table.value_span("name")) {
+            (Some(name), Some(span)) if !seen.insert(name.to_owned()) => {
+                c.error(span, format!("two probes are named `{name}`"));
+                true
+            }
+            _ => false,
+        };
+        if let Some(probe) = ProbeSpec::from_table(table, c)
+            && !taken
+        {
+            probes.push(probe);
+        }
+    }
+    probes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::diag::Diagnostics;
+    use std::path::Path;
 
-    #[derive(Deserialize)]
-    struct File {
-        probe: Vec<ProbeSpec>,
+    fn parse(text: &str) -> Result<Vec<ProbeSpec>, Diagnostics> {
+        let mut c = Collector::new(Path::new("p.toml"), text);
+        let mut doc = crate::config::Document::parse(&mut c).expect("TOML");
+        let tables = doc.take_tables("probe", &mut c);
+        let probes = read_probes(tables, &mut c);
+        c.finish(probes)
     }
 
-    fn parse(text: &str) -> Result<Vec<ProbeSpec>, toml::de::Error> {
-        toml::from_str::<File>(text).map(|f| f.probe)
+    fn errors(text: &str) -> Vec<String> {
+        parse(text)
+            .unwrap_err()
+            .iter()
+            .map(|d| format!("{}:{} {}", d.line, d.column, d.message))
+            .collect()
     }
 
     #[test]
@@ -439,80 +546,69 @@ mod tests {
             &probes[5].kind,
             ProbeKind::Command(CommandProbe { command: CommandLine::Argv(v) }) if v.len() == 2
         ));
-        assert!(problems(&probes).is_empty(), "{:?}", problems(&probes));
     }
 
+    /// Unknown keys and kinds, each at its place with a hint: the kind's keys and the
+    /// common ones alike (the split into common and kind keys keeps every span).
     #[test]
-    fn unknown_keys_and_kinds_are_errors_naming_them() {
-        let err = parse("[[probe]]\nname = \"d\"\nkind = \"sqs\"\nqueue = \"q\"\nmetric = \"visible\"\nmetrc = 1\n")
-            .unwrap_err();
-        assert!(err.to_string().contains("metrc"), "{err}");
-        let err =
-            parse("[[probe]]\nname = \"d\"\nevry = \"1s\"\nkind = \"command\"\ncommand = \"x\"\n")
-                .unwrap_err();
-        assert!(err.to_string().contains("evry"), "{err}");
-        let err = parse("[[probe]]\nname = \"d\"\nkind = \"kafka\"\n").unwrap_err();
-        assert!(err.to_string().contains("kafka"), "{err}");
-        let err =
-            parse("[[probe]]\nname = \"d\"\nkind = \"sqs\"\nqueue = \"q\"\nmetric = \"depth\"\n")
-                .unwrap_err();
-        assert!(err.to_string().contains("depth"), "{err}");
+    fn unknown_keys_and_kinds_at_their_place() {
+        let text = "[[probe]]\nname = \"d\"\nkind = \"sqs\"\nqueue = \"q\"\nmetric = \"visible\"\nmetrc = 1\n\n[[probe]]\nname = \"e\"\nevry = \"1s\"\nkind = \"command\"\ncommand = \"x\"\n\n[[probe]]\nname = \"f\"\nkind = \"kafka\"\n\n[[probe]]\nname = \"g\"\nkind = \"sqs\"\nqueue = \"q\"\nmetric = \"depth\"\n";
+        let err = parse(text).unwrap_err();
+        let got: Vec<String> = err
+            .iter()
+            .map(|d| {
+                format!(
+                    "{}:{} {} / {}",
+                    d.line,
+                    d.column,
+                    d.message,
+                    d.hint.clone().unwrap_or_default()
+                )
+            })
+            .collect();
+        assert_eq!(got.len(), 4, "{err}");
+        assert!(
+            got[0].starts_with(
+                "6:1 unknown field `metrc` in [[probe]] \"d\" / did you mean `metric`?"
+            ),
+            "{got:#?}"
+        );
+        assert!(
+            got[1].starts_with("10:1 unknown field `evry` / did you mean `every`?"),
+            "{got:#?}"
+        );
+        assert!(
+            got[2].starts_with("16:8 unknown probe kind `kafka`"),
+            "{got:#?}"
+        );
+        assert!(
+            got[3].starts_with("22:10 unknown variant `depth`"),
+            "{got:#?}"
+        );
     }
 
+    /// Several bad probes in one file: every problem at the value it is about.
     #[test]
-    fn semantic_problems_are_all_reported() {
-        let probes = parse(
-            r#"
-            [[probe]]
-            name = "a,b"
-            every = "1500ms"
-            kind = "sqs"
-            queue = "q"
-            metric = "dlq_visible"
-
-            [[probe]]
-            name = "a,b"
-            kind = "ec2"
-            instances = {}
-            state = "runing"
-            "#,
-        )
-        .unwrap();
-        let all = problems(&probes).join("\n");
-        for needle in [
-            "CSV column",
-            "whole number",
-            "needs `dlq`",
-            "needs `tags` or `asg`",
-            "runing",
-            "two probes",
-        ] {
-            assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+    fn semantic_problems_are_all_reported_at_their_values() {
+        let got = errors(
+            "[[probe]]\nname = \"a,b\"\nevery = \"1500ms\"\nkind = \"sqs\"\nqueue = \"q\"\nmetric = \"dlq_visible\"\n\n[[probe]]\nname = \"w\"\nkind = \"ec2\"\ninstances = {}\nstate = \"runing\"\n\n[[probe]]\nname = \"w\"\nkind = \"balancer\"\ntimeout = \"soon\"\n\n[[probe]]\nname = \"w\"\nkind = \"balancer\"\n",
+        );
+        let want = [
+            "2:8 probe name `a,b` must be letters",
+            "3:9 probe `a,b`: `every` must be a whole number",
+            "6:10 probe `a,b`: metric `dlq_visible` needs `dlq`",
+            "11:13 probe `w`: an instance selector needs `tags` or `asg`",
+            "12:9 probe `w`: unknown state `runing`",
+            "15:8 two probes are named `w`",
+            "17:11 expected a duration like",
+            "20:8 two probes are named `w`",
+        ];
+        assert_eq!(got.len(), want.len(), "{got:#?}");
+        for (g, w) in got.iter().zip(want) {
+            assert!(
+                g.starts_with(w),
+                "{g:?} does not start with {w:?}\n{got:#?}"
+            );
         }
-    }
-}
-
-#[cfg(test)]
-mod diagnostics {
-    use super::*;
-    use std::path::Path;
-
-    #[derive(Debug, Deserialize)]
-    struct File {
-        #[allow(dead_code)]
-        probe: Vec<ProbeSpec>,
-    }
-
-    /// The kind's error message passes through unchanged, so the config pass recognises an
-    /// unknown field and hints the right name. (Its location is the `[[probe]]` table: the
-    /// split into common and kind keys loses the key's own span.)
-    #[test]
-    fn unknown_fields_reach_the_config_diagnostics_with_a_hint() {
-        let text = "[[probe]]\nname = \"d\"\nkind = \"sqs\"\nqueue = \"q\"\nmetric = \"visible\"\nmetrc = 1\n";
-        let (_, diags) = crate::config::parse_toml::<File>(text, Path::new("x.toml"));
-        let first = diags.first().expect("a diagnostic");
-        assert_eq!(first.message, "unknown field `metrc`");
-        assert_eq!(first.hint.as_deref(), Some("did you mean `metric`?"));
-        assert_eq!((first.line, first.column), (1, 1));
     }
 }

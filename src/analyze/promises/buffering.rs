@@ -20,6 +20,46 @@ pub struct Buffering {
     pub baseline: Duration,
 }
 
+/// The keys of a `buffering` promise.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBuffering {
+    /// The fault (its `name` in `[[fault]]`, or `<name>#<n>`). Required.
+    fault: Option<toml::Spanned<String>>,
+    /// Only this stream's traffic (default: all streams).
+    stream: Option<toml::Spanned<String>>,
+    /// Tolerance on the producer success rate and the depth slope (default 0.05): a
+    /// fraction, or `"5%"`.
+    eps: Option<toml::Spanned<crate::analyze::spec::Ratio>>,
+    /// Allowed factor on the baseline p99 (default 2.0).
+    k: Option<toml::Spanned<f64>>,
+    /// The queue depth (backlog) probe. Required.
+    depth: Option<toml::Spanned<String>>,
+    /// Length of the baseline window before the first fault (default `60s`).
+    baseline: Option<toml::Spanned<String>>,
+}
+
+impl crate::analyze::spec::PromiseParams for RawBuffering {
+    fn build(
+        self,
+        r: &mut crate::analyze::spec::Reader<'_, '_>,
+    ) -> (crate::analyze::spec::PromiseKind, String) {
+        use crate::analyze::spec::RefKind;
+        let p = Buffering {
+            fault: r.required_name(RefKind::Fault, &self.fault, "fault"),
+            stream: r.name(RefKind::Stream, &self.stream),
+            eps: self.eps.as_ref().map_or(0.05, |e| e.get_ref().0),
+            k: r.positive(&self.k, 2.0),
+            depth: r.required_name(RefKind::Probe, &self.depth, "depth"),
+            baseline: r
+                .duration(&self.baseline)
+                .unwrap_or(Duration::from_secs(60)),
+        };
+        let name = format!("buffering:{}", p.fault);
+        (crate::analyze::spec::PromiseKind::Buffering(p), name)
+    }
+}
+
 impl Buffering {
     pub fn evaluate(&self, name: &str, view: &RunView) -> Verdict {
         let mut b = Builder::new(name, "buffering");

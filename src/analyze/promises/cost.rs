@@ -22,6 +22,61 @@ pub struct Cost {
     pub budget: Option<f64>,
 }
 
+/// The keys of a `cost` promise: `instances` + `instance_hour`, `gb_seconds` + `gb_second`, or both.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCost {
+    /// The probe counting running instances.
+    instances: Option<toml::Spanned<String>>,
+    /// Price of one instance-hour.
+    instance_hour: Option<toml::Spanned<f64>>,
+    /// A probe of cumulative function GB-seconds billed.
+    gb_seconds: Option<toml::Spanned<String>>,
+    /// Price of one GB-second.
+    gb_second: Option<toml::Spanned<f64>>,
+    /// The most the run may cost; without it the verdict only reports figures.
+    budget: Option<toml::Spanned<f64>>,
+}
+
+impl crate::analyze::spec::PromiseParams for RawCost {
+    fn build(
+        self,
+        r: &mut crate::analyze::spec::Reader<'_, '_>,
+    ) -> (crate::analyze::spec::PromiseKind, String) {
+        use crate::analyze::spec::RefKind;
+        let mut price = |v: &Option<toml::Spanned<f64>>| match v {
+            Some(p) if !(p.get_ref().is_finite() && *p.get_ref() >= 0.0) => {
+                r.error(p.span(), "a price must be a number >= 0");
+                None
+            }
+            other => other.as_ref().map(|p| *p.get_ref()),
+        };
+        let instance_hour = price(&self.instance_hour);
+        let gb_second = price(&self.gb_second);
+        let budget = price(&self.budget);
+        if self.instances.is_some() != self.instance_hour.is_some() {
+            r.error(r.at(), "`instances` and `instance_hour` go together");
+        }
+        if self.gb_seconds.is_some() != self.gb_second.is_some() {
+            r.error(r.at(), "`gb_seconds` and `gb_second` go together");
+        }
+        if self.instances.is_none() && self.gb_seconds.is_none() {
+            r.error(
+                r.at(),
+                "a `cost` promise needs `instances` + `instance_hour` or `gb_seconds` + `gb_second`",
+            );
+        }
+        let p = Cost {
+            instances: r.name(RefKind::Probe, &self.instances),
+            instance_hour: instance_hour.unwrap_or(0.0),
+            gb_seconds: r.name(RefKind::Probe, &self.gb_seconds),
+            gb_second: gb_second.unwrap_or(0.0),
+            budget,
+        };
+        (crate::analyze::spec::PromiseKind::Cost(p), "cost".into())
+    }
+}
+
 impl Cost {
     pub fn evaluate(&self, name: &str, view: &RunView) -> Verdict {
         let mut b = Builder::new(name, "cost");

@@ -22,6 +22,56 @@ pub struct Drain {
     pub baseline: Duration,
 }
 
+/// The keys of a `drain` promise.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDrain {
+    /// The fault (its `name` in `[[fault]]`, or `<name>#<n>`). Required.
+    fault: Option<toml::Spanned<String>>,
+    /// Only this stream's successes are the arrival rate (default: all streams).
+    stream: Option<toml::Spanned<String>>,
+    /// The queue depth (backlog) probe. Required.
+    depth: Option<toml::Spanned<String>>,
+    /// Max drain time. Required.
+    within: Option<toml::Spanned<String>>,
+    /// Processing capacity (e.g. `"50/s"`), for the predicted drain time.
+    capacity: Option<toml::Spanned<String>>,
+    /// Depth counted as drained at or below baseline + tolerance (default 0).
+    tolerance: Option<toml::Spanned<f64>>,
+    /// Length of the baseline window before the first fault (default `60s`).
+    baseline: Option<toml::Spanned<String>>,
+}
+
+impl crate::analyze::spec::PromiseParams for RawDrain {
+    fn build(
+        self,
+        r: &mut crate::analyze::spec::Reader<'_, '_>,
+    ) -> (crate::analyze::spec::PromiseKind, String) {
+        use crate::analyze::spec::RefKind;
+        let tolerance = match &self.tolerance {
+            Some(t) if *t.get_ref() < 0.0 => {
+                r.error(t.span(), "must be >= 0");
+                0.0
+            }
+            Some(t) => *t.get_ref(),
+            None => 0.0,
+        };
+        let p = Drain {
+            fault: r.required_name(RefKind::Fault, &self.fault, "fault"),
+            stream: r.name(RefKind::Stream, &self.stream),
+            depth: r.required_name(RefKind::Probe, &self.depth, "depth"),
+            within: r.required_duration(&self.within, "within"),
+            capacity: r.rate(&self.capacity),
+            tolerance,
+            baseline: r
+                .duration(&self.baseline)
+                .unwrap_or(Duration::from_secs(60)),
+        };
+        let name = format!("drain:{}", p.fault);
+        (crate::analyze::spec::PromiseKind::Drain(p), name)
+    }
+}
+
 impl Drain {
     pub fn evaluate(&self, name: &str, view: &RunView) -> Verdict {
         let mut b = Builder::new(name, "drain");

@@ -7,7 +7,7 @@ use super::{missing, round3, second_of, secs};
 use crate::analyze::verdict::{Builder, Status, Verdict};
 use crate::analyze::view::{RunView, Streams};
 
-/// Parameters of a `failover` promise (user docs on [`crate::analyze::spec::RawPromise`]).
+/// Parameters of a `failover` promise (user docs on [`RawFailover`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Failover {
     pub fault: String,
@@ -27,6 +27,62 @@ pub struct Failover {
     pub instances: Option<String>,
     pub desired: Option<u32>,
     pub replace_within: Option<Duration>,
+}
+
+/// The keys of a `failover` promise. Durations are written like `30s`, `2m`, `1h30m`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFailover {
+    /// The fault (its `name` in `[[fault]]`, or `<name>#<n>` for one occurrence of a repeated
+    /// fault; default: the first occurrence). Required.
+    fault: Option<toml::Spanned<String>>,
+    /// Only this stream's traffic (default: all streams).
+    stream: Option<toml::Spanned<String>>,
+    /// Error-rate tolerance over the baseline (default 0.01): a fraction, or `"1%"`.
+    eps: Option<toml::Spanned<crate::analyze::spec::Ratio>>,
+    /// Allowed factor on the baseline p99 (default 2.0).
+    k: Option<toml::Spanned<f64>>,
+    /// How long the service must stay healthy to count as recovered (default `10s`).
+    hold: Option<toml::Spanned<String>>,
+    /// Max recovery time. Required.
+    within: Option<toml::Spanned<String>>,
+    /// Most requests that may fail between the fault and recovery (default: no limit,
+    /// reported only).
+    max_failed: Option<toml::Spanned<u64>>,
+    /// Length of the baseline window before the first fault (default `60s`).
+    baseline: Option<toml::Spanned<String>>,
+    /// The probe counting running instances, for the replacement leg.
+    instances: Option<toml::Spanned<String>>,
+    /// Instance count that means "replaced" (default: the count just before the fault).
+    desired: Option<toml::Spanned<u32>>,
+    /// Max time until the instance count is back (default: reported only).
+    replace_within: Option<toml::Spanned<String>>,
+}
+
+impl crate::analyze::spec::PromiseParams for RawFailover {
+    fn build(
+        self,
+        r: &mut crate::analyze::spec::Reader<'_, '_>,
+    ) -> (crate::analyze::spec::PromiseKind, String) {
+        use crate::analyze::spec::RefKind;
+        let p = Failover {
+            fault: r.required_name(RefKind::Fault, &self.fault, "fault"),
+            stream: r.name(RefKind::Stream, &self.stream),
+            eps: self.eps.as_ref().map_or(0.01, |e| e.get_ref().0),
+            k: r.positive(&self.k, 2.0),
+            hold: r.duration(&self.hold).unwrap_or(Duration::from_secs(10)),
+            within: r.required_duration(&self.within, "within"),
+            max_failed: r.value(&self.max_failed),
+            baseline: r
+                .duration(&self.baseline)
+                .unwrap_or(Duration::from_secs(60)),
+            instances: r.name(RefKind::Probe, &self.instances),
+            desired: r.value(&self.desired),
+            replace_within: r.duration(&self.replace_within),
+        };
+        let name = format!("failover:{}", p.fault);
+        (crate::analyze::spec::PromiseKind::Failover(p), name)
+    }
 }
 
 impl Failover {

@@ -12,6 +12,30 @@ pub struct NoLoss {
     pub allow_duplicates: bool,
 }
 
+/// The keys of a `no-loss` promise.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNoLoss {
+    /// Whether jobs completed more than once pass (default true; always reported).
+    allow_duplicates: Option<toml::Spanned<bool>>,
+}
+
+impl crate::analyze::spec::PromiseParams for RawNoLoss {
+    fn build(
+        self,
+        r: &mut crate::analyze::spec::Reader<'_, '_>,
+    ) -> (crate::analyze::spec::PromiseKind, String) {
+        r.reads_completions();
+        let p = NoLoss {
+            allow_duplicates: r.value(&self.allow_duplicates).unwrap_or(true),
+        };
+        (
+            crate::analyze::spec::PromiseKind::NoLoss(p),
+            "no-loss".into(),
+        )
+    }
+}
+
 impl NoLoss {
     pub fn evaluate(&self, name: &str, view: &RunView) -> Verdict {
         let mut b = Builder::new(name, "no-loss");

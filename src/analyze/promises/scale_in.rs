@@ -23,6 +23,54 @@ pub struct ScaleIn {
     pub flap_window: Duration,
 }
 
+/// The keys of a `scale-in` promise.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScaleIn {
+    /// The group in `activities.jsonl` (default: any group).
+    group: Option<toml::Spanned<String>>,
+    /// The probe counting running instances. Required.
+    instances: Option<toml::Spanned<String>>,
+    /// The queue depth (backlog) probe: "drained" is the start of its final run of zeros.
+    depth: Option<toml::Spanned<String>>,
+    /// The minimum capacity to return to (default 0).
+    min: Option<toml::Spanned<u32>>,
+    /// Max time from drained to minimum capacity. Required.
+    within: Option<toml::Spanned<String>>,
+    /// Measure from the end of this fault instead of from when the backlog drained.
+    after: Option<toml::Spanned<String>>,
+    /// Most direction changes of desired capacity in any `flap_window` (default 2).
+    max_direction_changes: Option<toml::Spanned<u32>>,
+    /// The flapping window (default `5m`).
+    flap_window: Option<toml::Spanned<String>>,
+}
+
+impl crate::analyze::spec::PromiseParams for RawScaleIn {
+    fn build(
+        self,
+        r: &mut crate::analyze::spec::Reader<'_, '_>,
+    ) -> (crate::analyze::spec::PromiseKind, String) {
+        use crate::analyze::spec::RefKind;
+        let p = ScaleIn {
+            group: r.string(&self.group),
+            instances: r.required_name(RefKind::Probe, &self.instances, "instances"),
+            depth: r.name(RefKind::Probe, &self.depth),
+            min: r.value(&self.min).unwrap_or(0),
+            within: r.required_duration(&self.within, "within"),
+            after: r.name(RefKind::Fault, &self.after),
+            max_direction_changes: r.value(&self.max_direction_changes).unwrap_or(2),
+            flap_window: r
+                .duration(&self.flap_window)
+                .unwrap_or(Duration::from_secs(300)),
+        };
+        let name = match &p.group {
+            Some(g) => format!("scale-in:{g}"),
+            None => "scale-in".into(),
+        };
+        (crate::analyze::spec::PromiseKind::ScaleIn(p), name)
+    }
+}
+
 impl ScaleIn {
     pub fn evaluate(&self, name: &str, view: &RunView) -> Verdict {
         let mut b = Builder::new(name, "scale-in");

@@ -15,6 +15,72 @@ pub struct Threshold {
     pub stream: Option<String>,
 }
 
+/// The keys of a `threshold` promise.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawThreshold {
+    /// Expressions, all of which must hold, e.g. `["p99 < 300ms", "error_rate < 0.1%"]`. Required.
+    checks: Option<toml::Spanned<Vec<toml::Spanned<String>>>>,
+    /// `whole` (default), `before`, `after`, `during:<fault>`, `after:<fault>`.
+    over: Option<toml::Spanned<String>>,
+    /// Only this stream's traffic (default: all streams).
+    stream: Option<toml::Spanned<String>>,
+}
+
+impl crate::analyze::spec::PromiseParams for RawThreshold {
+    fn build(
+        self,
+        r: &mut crate::analyze::spec::Reader<'_, '_>,
+    ) -> (crate::analyze::spec::PromiseKind, String) {
+        use crate::analyze::spec::RefKind;
+        let mut checks = Vec::new();
+        match &self.checks {
+            None => r.missing("checks"),
+            Some(list) if list.get_ref().is_empty() => r.error(
+                list.span(),
+                "`checks` is empty: list at least one expression like \"p99 < 300ms\"",
+            ),
+            Some(list) => {
+                for item in list.get_ref() {
+                    match item.get_ref().parse::<Expr>() {
+                        Ok(e) => checks.push(e),
+                        Err(e) => match e.hint() {
+                            Some(h) => r.error_with_hint(item.span(), e.to_string(), h),
+                            None => r.error(item.span(), e.to_string()),
+                        },
+                    }
+                }
+            }
+        }
+        if checks.iter().any(|c| matches!(c.metric, Metric::E2e(_))) {
+            r.reads_completions();
+        }
+        let over = match &self.over {
+            None => Over::Whole,
+            Some(s) => match s.get_ref().parse() {
+                Ok(over) => {
+                    if let Over::During(f) = &over {
+                        r.refer(RefKind::Fault, f, s.span());
+                    }
+                    over
+                }
+                Err(e) => {
+                    let e: crate::analyze::expr::ExprError = e;
+                    r.error(s.span(), e.to_string());
+                    Over::Whole
+                }
+            },
+        };
+        let p = Threshold {
+            checks,
+            over,
+            stream: r.name(RefKind::Stream, &self.stream),
+        };
+        let name = format!("threshold:{}", p.over);
+        (crate::analyze::spec::PromiseKind::Threshold(p), name)
+    }
+}
+
 impl Threshold {
     /// The window `[from, to)` in whole seconds, or why there is none.
     fn window(&self, view: &RunView) -> Result<(usize, usize), String> {

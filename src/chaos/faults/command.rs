@@ -39,7 +39,7 @@ pub struct CommandFault {
     /// an `undo-failed` (exit code 2, `shakedown recover` retries).
     pub verify: Option<String>,
     /// Longest each command may run (default `30s`); then its process group is killed.
-    #[serde(default = "thirty_seconds", with = "humantime_serde")]
+    #[serde(default = "thirty_seconds", with = "crate::units::serde_duration")]
     pub timeout: Duration,
     /// Working directory of the commands (default: where shakedown runs).
     pub dir: Option<PathBuf>,

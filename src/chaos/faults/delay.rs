@@ -24,7 +24,7 @@ pub struct DelayQueue {
     /// The queue, by name or URL.
     pub queue: QueueRef,
     /// The delay every new message gets.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::units::serde_duration")]
     pub delay: Duration,
 }
 

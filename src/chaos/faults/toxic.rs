@@ -26,10 +26,10 @@ pub struct Latency {
     /// The `[[proxy]]` name.
     pub proxy: String,
     /// Mean added delay per chunk.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::units::serde_duration")]
     pub latency: Duration,
     /// Uniform deviation (±).
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, with = "crate::units::serde_duration")]
     pub jitter: Duration,
     /// Which way (default downstream: the answers).
     #[serde(default)]
