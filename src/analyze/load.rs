@@ -18,21 +18,16 @@ use super::verdict::VerdictFile;
 use super::view::{
     Activity, ActivityKind, FaultWindow, Latency, LedgerBuilder, Outcome, Phase, RunView, Second,
 };
-use crate::chaos::journal::{self, Event, JOURNAL_FILE};
+use crate::chaos::journal::{self, Event};
+use crate::results::dir::{
+    ACCEPTED_FILE, ACTIVITIES_FILE, COMPLETIONS_FILE, JOURNAL_FILE, LEDGER_FILE, PROBES_FILE,
+    RUN_FILE, TIMELINE_FILE, VERDICT_FILE,
+};
 use crate::ledger::LedgerError;
 use crate::ledger::census::QueueCensus;
 use crate::metrics::ErrorClass;
 use crate::results::RunMeta;
 
-/// File names inside a run directory.
-pub const RUN_FILE: &str = "run.json";
-pub const TIMELINE_FILE: &str = "timeline.csv";
-pub const PROBES_FILE: &str = "probes.csv";
-pub const ACTIVITIES_FILE: &str = "activities.jsonl";
-pub const ACCEPTED_FILE: &str = "accepted.jsonl";
-pub const COMPLETIONS_FILE: &str = "completions.jsonl";
-pub const LEDGER_FILE: &str = "ledger.json";
-pub const VERDICT_FILE: &str = "verdict.json";
 
 /// Why a results directory could not be read.
 #[derive(Debug, thiserror::Error)]

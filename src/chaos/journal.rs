@@ -21,7 +21,7 @@ use super::guard::Choice;
 pub const FORMAT_VERSION: u32 = 1;
 
 /// The file name inside a run directory.
-pub const JOURNAL_FILE: &str = "journal.jsonl";
+pub use crate::results::dir::JOURNAL_FILE;
 
 /// One line of the journal.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -251,10 +251,7 @@ impl Journal {
 
 /// The run id of a run directory (its name).
 pub fn run_id_of(run_dir: &Path) -> String {
-    run_dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "run".into())
+    crate::results::RunDir::at(run_dir).run_id()
 }
 
 /// Reads every entry. A torn last line (the harness died mid-write) is ignored; any other

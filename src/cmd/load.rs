@@ -19,7 +19,7 @@ use crate::live::{LiveSnapshot, LiveView};
 use crate::metrics::{Recorder, SecondStats, StreamSummary, Window, render_table};
 use crate::results::meta::{ModeInfo, ProfileInfo, SettingsInfo, StreamInfo, Tool};
 use crate::results::{
-    RunMeta, RunStatus, TimelineWriter, create_run_dir, create_run_files, run_id,
+    RunDir, RunMeta, RunStatus, TimelineWriter, create_run_files, run_id,
 };
 use crate::sandbox::asg::ActivityKind;
 use crate::sandbox::config::{ArchChoice, SandboxConfig};
@@ -66,7 +66,9 @@ pub async fn load(args: LoadArgs, command: Vec<String>) -> anyhow::Result<Outcom
         .run_id
         .clone()
         .unwrap_or_else(|| run_id(&profile.name, start_wall));
-    let dir = create_run_dir(&args.results, &dir_name).with_context(|| {
+    let dir = RunDir::create(&args.results, &dir_name)
+        .map(RunDir::into_path)
+        .with_context(|| {
         format!(
             "cannot create the run directory under {}",
             args.results.display()

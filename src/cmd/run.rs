@@ -34,7 +34,7 @@ use crate::metrics::{Recorder, SecondStats, StreamSummary, Window, render_table}
 use crate::probe::activity::{ActivitySourceSpec, run_sources};
 use crate::probe::writer::ProbeCsv;
 use crate::probe::{ProbeContext, Sampler};
-use crate::results::{RunStatus, create_run_dir, create_run_files, run_id};
+use crate::results::{RunDir, RunStatus, create_run_files, run_id};
 use crate::sandbox::config::{ArchChoice, SandboxConfig};
 use crate::sandbox::{Sandbox, StartOptions};
 use crate::schedule::Segment;
@@ -42,7 +42,7 @@ use crate::schedule::Segment;
 /// Recorder shards (as `load`).
 const SHARDS: usize = 16;
 /// The copy of the experiment file kept with the results (`analyze` re-reads its promises).
-pub const EXPERIMENT_FILE: &str = "experiment.toml";
+pub use crate::results::dir::EXPERIMENT_FILE;
 /// Longest the dead-letter drain at the end may take.
 const DLQ_DRAIN: Duration = Duration::from_secs(20);
 /// Most dead-lettered messages read at the end.
@@ -306,7 +306,9 @@ async fn with_target(
         .run_id
         .clone()
         .unwrap_or_else(|| run_id(&exp.name, start_wall));
-    let dir = create_run_dir(&args.results, &dir_name).with_context(|| {
+    let dir = RunDir::create(&args.results, &dir_name)
+        .map(RunDir::into_path)
+        .with_context(|| {
         format!(
             "cannot create a run directory under {}",
             args.results.display()
@@ -371,7 +373,7 @@ async fn with_target(
                 .map_err(|e| anyhow::anyhow!("completions: {e}"))?,
         );
     }
-    let probes_file = std::fs::File::create(dir.join(analyze::load::PROBES_FILE))
+    let probes_file = std::fs::File::create(dir.join(crate::results::dir::PROBES_FILE))
         .context("creating probes.csv")?;
     let probe_csv = ProbeCsv::new(std::io::BufWriter::new(probes_file), &sampler.names())
         .context("writing probes.csv")?;
@@ -420,7 +422,7 @@ async fn with_target(
         dir.join(crate::results::harness::HARNESS_FILE),
         watching.clone(),
     ));
-    let completions_path = dir.join(analyze::load::COMPLETIONS_FILE);
+    let completions_path = dir.join(crate::results::dir::COMPLETIONS_FILE);
     let completion_tasks: Vec<_> = completion_sources
         .into_iter()
         .map(|src| {
@@ -436,7 +438,7 @@ async fn with_target(
     let ids = IdFormat::new(&run_tag);
     let spill = tokio::spawn(run_accepted_spill(
         accepted.clone(),
-        dir.join(analyze::load::ACCEPTED_FILE),
+        dir.join(crate::results::dir::ACCEPTED_FILE),
         ids.clone(),
         names.clone(),
         watching.clone(),
@@ -444,13 +446,13 @@ async fn with_target(
     let activities = match sandbox {
         Some(sb) => Some(tokio::spawn(write_activities(
             sb.activities().clone(),
-            dir.join(analyze::load::ACTIVITIES_FILE),
+            dir.join(crate::results::dir::ACTIVITIES_FILE),
             start_wall,
             watching.clone(),
         ))),
         None if !target.activities.is_empty() => {
             let sources = target.activities.clone();
-            let path = dir.join(analyze::load::ACTIVITIES_FILE);
+            let path = dir.join(crate::results::dir::ACTIVITIES_FILE);
             let cancel = watching.clone();
             Some(tokio::spawn(async move {
                 let stats = run_sources(sources, path, start_ms, cancel).await?;
@@ -885,7 +887,7 @@ async fn finish_ledger(
         return format!("completions not readable: {e}");
     }
     summary.queue = census.clone();
-    if let Err(e) = write_summary(&dir.join(analyze::load::LEDGER_FILE), &summary) {
+    if let Err(e) = write_summary(&dir.join(crate::results::dir::LEDGER_FILE), &summary) {
         notes.push(format!("ledger.json not written: {e}"));
     }
     let mut line = format!(
