@@ -18,9 +18,7 @@ use crate::driver::{self, DriverPlan, Mode, RequestFactory, Target};
 use crate::live::{LiveSnapshot, LiveView};
 use crate::metrics::{Recorder, SecondStats, StreamSummary, Window, render_table};
 use crate::results::meta::{ModeInfo, ProfileInfo, SettingsInfo, StreamInfo, Tool};
-use crate::results::{
-    RunDir, RunMeta, RunStatus, TimelineWriter, create_run_files, run_id,
-};
+use crate::results::{RunDir, RunMeta, RunStatus, TimelineWriter, create_run_files, run_id};
 use crate::sandbox::asg::ActivityKind;
 use crate::sandbox::config::{ArchChoice, SandboxConfig};
 use crate::sandbox::{Sandbox, StartOptions};
@@ -69,11 +67,11 @@ pub async fn load(args: LoadArgs, command: Vec<String>) -> anyhow::Result<Outcom
     let dir = RunDir::create(&args.results, &dir_name)
         .map(RunDir::into_path)
         .with_context(|| {
-        format!(
-            "cannot create the run directory under {}",
-            args.results.display()
-        )
-    })?;
+            format!(
+                "cannot create the run directory under {}",
+                args.results.display()
+            )
+        })?;
     let meta = run_meta(MetaInput {
         kind: "load",
         profile: &profile,

@@ -27,13 +27,14 @@ use crate::experiment::{CooldownClock, Experiment, TargetSpec};
 use crate::ledger::census::{self, QueueCensus};
 use crate::ledger::source::{CompletionSource, CompletionSourceSpec, FeedSpec, run_completions};
 use crate::ledger::summary::{IntendedTimes, SummaryInput, summarize};
-use crate::ledger::writer::{JsonLines, JsonLinesWriter, run_accepted_spill, write_summary};
+use crate::ledger::writer::{run_accepted_spill, write_summary};
 use crate::ledger::{AcceptedIds, IdFormat};
 use crate::live::LiveView;
 use crate::metrics::{Recorder, SecondStats, StreamSummary, Window, render_table};
 use crate::probe::activity::{ActivitySourceSpec, run_sources};
-use crate::probe::writer::ProbeCsv;
 use crate::probe::{ProbeContext, Sampler};
+use crate::results::jsonl::{JsonLines, JsonLinesWriter};
+use crate::results::probes::ProbeCsv;
 use crate::results::{RunDir, RunStatus, create_run_files, run_id};
 use crate::sandbox::config::{ArchChoice, SandboxConfig};
 use crate::sandbox::{Sandbox, StartOptions};
@@ -309,11 +310,11 @@ async fn with_target(
     let dir = RunDir::create(&args.results, &dir_name)
         .map(RunDir::into_path)
         .with_context(|| {
-        format!(
-            "cannot create a run directory under {}",
-            args.results.display()
-        )
-    })?;
+            format!(
+                "cannot create a run directory under {}",
+                args.results.display()
+            )
+        })?;
     std::fs::write(dir.join(EXPERIMENT_FILE), &exp.text)
         .with_context(|| format!("writing {}", dir.join(EXPERIMENT_FILE).display()))?;
 

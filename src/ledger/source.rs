@@ -32,8 +32,8 @@ use tokio_util::sync::CancellationToken;
 use super::LedgerError;
 use super::ids::now_ms;
 use super::summary::{CompletionRecord, Outcome};
-use super::writer::JsonLinesWriter;
 use crate::chaos::aws::{AwsError, QueueRef};
+use crate::results::jsonl::JsonLinesWriter;
 
 /// Largest batch of one poll of an HTTP source.
 const PAGE: usize = 1000;

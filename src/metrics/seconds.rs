@@ -80,9 +80,7 @@ pub fn merge<'a>(encoded: impl IntoIterator<Item = &'a Encoded>) -> Result<Histo
     let mut d = Deserializer::new();
     let mut total = new_histogram();
     for e in encoded {
-        let h: Histogram<u64> = d
-            .deserialize(&mut &e[..])
-            .map_err(|e| format!("{e:?}"))?;
+        let h: Histogram<u64> = d.deserialize(&mut &e[..]).map_err(|e| format!("{e:?}"))?;
         total.add(&h).map_err(|e| format!("{e:?}"))?;
     }
     Ok(total)

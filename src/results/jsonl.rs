@@ -172,7 +172,10 @@ impl JsonLinesWriter {
         }
         self.out.flush().map_err(io_error(&self.path))?;
         if self.durable {
-            self.out.get_ref().sync_data().map_err(io_error(&self.path))?;
+            self.out
+                .get_ref()
+                .sync_data()
+                .map_err(io_error(&self.path))?;
         }
         Ok(())
     }

@@ -50,8 +50,11 @@ impl<W: Write> ProbeCsv<W> {
     /// Writes the row of the next second and flushes. `values` has one cell per probe.
     pub fn row(&mut self, values: &[Option<f64>]) -> std::io::Result<()> {
         debug_assert_eq!(values.len(), self.columns);
-        let cells = std::iter::once(self.next_second.to_string())
-            .chain(values.iter().map(|v| v.map(format_number).unwrap_or_default()));
+        let cells = std::iter::once(self.next_second.to_string()).chain(
+            values
+                .iter()
+                .map(|v| v.map(format_number).unwrap_or_default()),
+        );
         self.out.write_record(cells).map_err(csv_io)?;
         self.out.flush()?;
         self.next_second += 1;
@@ -86,9 +89,16 @@ pub struct ProbeRow {
 pub fn read_rows_of(text: &[u8], path: &Path) -> Result<(Vec<String>, Vec<ProbeRow>), FileError> {
     let (header, rows) = read_rows::<ProbeRow>(text, path, Columns::InOrder)?;
     if header.first().map(String::as_str) != Some("second") {
-        return Err(FileError::parse(path, 1, "the first column must be `second`"));
+        return Err(FileError::parse(
+            path,
+            1,
+            "the first column must be `second`",
+        ));
     }
-    Ok((header[1..].to_vec(), rows.into_iter().map(|(_, r)| r).collect()))
+    Ok((
+        header[1..].to_vec(),
+        rows.into_iter().map(|(_, r)| r).collect(),
+    ))
 }
 
 /// Reads a `probes.csv` text into one series per probe, indexed by second; an empty cell
@@ -135,12 +145,19 @@ mod tests {
 
     #[test]
     fn series_keep_gaps_and_a_torn_tail_is_skipped() {
-        let p = read(b"second,depth,n\n0,1,2\n1,,2\n3,4,\n4,5", Path::new("p.csv")).unwrap();
+        let p = read(
+            b"second,depth,n\n0,1,2\n1,,2\n3,4,\n4,5",
+            Path::new("p.csv"),
+        )
+        .unwrap();
         assert_eq!(p["depth"], [Some(1.0), None, None, Some(4.0)]);
         assert_eq!(p["n"], [Some(2.0), Some(2.0), None, None]);
         assert!(read(b"t,depth\n", Path::new("p.csv")).is_err());
         let bad = read(b"second,d\n0,x\n1,2\n", Path::new("p.csv"));
-        assert!(matches!(bad, Err(FileError::Parse { line: 2, .. })), "{bad:?}");
+        assert!(
+            matches!(bad, Err(FileError::Parse { line: 2, .. })),
+            "{bad:?}"
+        );
     }
 
     #[test]

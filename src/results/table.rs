@@ -42,24 +42,26 @@ pub fn read_rows<T: DeserializeOwned>(
     // A bad row: an error only if another row follows it.
     let mut pending: Option<(usize, String)> = None;
     let mut record = StringRecord::new();
+    // Lines from byte offsets (csv's own line count skips blank lines).
+    let line_at = |p: &csv::Position| {
+        let end = (p.byte() as usize).min(text.len());
+        text[..end].iter().filter(|b| **b == b'\n').count() + 1
+    };
     loop {
-        let line = reader.position().line() as usize;
+        let line = line_at(reader.position());
         let read = reader.read_record(&mut record);
         let row = match read {
             Ok(false) => break,
             Ok(true) if record.iter().all(|c| c.trim().is_empty()) => continue,
             Ok(true) => {
-                let line = record.position().map_or(line, |p| p.line() as usize);
+                let line = record.position().map_or(line, line_at);
                 let by_name = (columns == Columns::ByName).then_some(&header);
                 record
                     .deserialize::<T>(by_name)
                     .map(|row| (line, row))
                     .map_err(|e| (line, describe(&e)))
             }
-            Err(e) => Err((
-                e.position().map_or(line, |p| p.line() as usize),
-                describe(&e),
-            )),
+            Err(e) => Err((e.position().map_or(line, line_at), describe(&e))),
         };
         if let Some((line, message)) = pending.take() {
             return Err(FileError::parse(path, line, message));
@@ -104,10 +106,7 @@ mod tests {
         assert_eq!(names, ["x", "a", "b"]);
         assert_eq!(
             rows,
-            [
-                (2, Row { a: 2, b: Some(3.5) }),
-                (4, Row { a: 3, b: None }),
-            ]
+            [(2, Row { a: 2, b: Some(3.5) }), (4, Row { a: 3, b: None }),]
         );
         let bad = read_rows::<Row>(b"a,b\nx,1\n1,2\n", Path::new("t.csv"), Columns::ByName);
         assert!(

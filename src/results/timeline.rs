@@ -99,7 +99,13 @@ impl TimelineRow {
         let ms = |us: u64| us as f64 / 1000.0;
         let quantiles = |h: &hdrhistogram::Histogram<u64>| {
             let at = |q| (!h.is_empty()).then(|| ms(h.value_at_quantile(q)));
-            [at(0.5), at(0.9), at(0.99), at(0.999), (!h.is_empty()).then(|| ms(h.max()))]
+            [
+                at(0.5),
+                at(0.9),
+                at(0.99),
+                at(0.999),
+                (!h.is_empty()).then(|| ms(h.max())),
+            ]
         };
         let [p50_ms, p90_ms, p99_ms, p999_ms, max_ms] = quantiles(&w.corrected);
         let [u_p50_ms, u_p90_ms, u_p99_ms, u_p999_ms, u_max_ms] = quantiles(&w.uncorrected);
@@ -236,8 +242,14 @@ mod tests {
         let cells = header().split(',').count();
         let line = row(3, "photos", &w, 1);
         assert_eq!(line.split(',').count(), cells);
-        assert_eq!(row(3, "empty", &Window::default(), 0).split(',').count(), cells);
-        assert!(line.contains(",12.351,") || line.contains(",12.345,"), "{line}");
+        assert_eq!(
+            row(3, "empty", &Window::default(), 0).split(',').count(),
+            cells
+        );
+        assert!(
+            line.contains(",12.351,") || line.contains(",12.345,"),
+            "{line}"
+        );
         assert!(row(0, "a,b", &w, 0).starts_with("0,\"a,b\","));
         let text = format!("{}\n{line}\n{}\n", header(), row(4, "a,b", &w, -3));
         let rows = read(text.as_bytes(), Path::new("t.csv")).unwrap();
