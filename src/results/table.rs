@@ -44,7 +44,11 @@ pub fn read_rows<T: DeserializeOwned>(
     let mut record = StringRecord::new();
     // Lines from byte offsets (csv's own line count skips blank lines).
     let line_at = |p: &csv::Position| {
-        let end = (p.byte() as usize).min(text.len());
+        // A record's position may be that of the blank lines before it.
+        let mut end = (p.byte() as usize).min(text.len());
+        while end < text.len() && matches!(text[end], b'\n' | b'\r') {
+            end += 1;
+        }
         text[..end].iter().filter(|b| **b == b'\n').count() + 1
     };
     loop {
