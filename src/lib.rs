@@ -18,7 +18,7 @@
 //! | [`schedule`] | the arrival schedule: exact send times from profile + seed, segments | yes |
 //! | [`metrics`] | per-second windows, HDR histograms, the sharded recorder, summaries | yes |
 //! | [`driver`] | lanes (keep-alive connections), open/closed model, the lean HTTP/1.1 client, request bodies, the SQS transport (`SendMessageBatch`) | no |
-//! | [`results`] | `results/<run-id>/`: run.json, timeline.csv, latency.hlog, harness.csv (the harness's own timekeeping), written as the run goes | no |
+//! | [`results`] | `results/<run-id>/`: [`results::RunDir`] names every file of a run directory and owns their readers and writers (JSON lines, CSV rows, `latency.hlog`); run.json, timeline.csv, latency.hlog, harness.csv written as the run goes | no |
 //! | [`live`] | progress bar or plain lines during a run | no |
 //! | [`shutdown`] | Ctrl-C / SIGTERM -> a cancellation token handed down the task tree (the one signal handler) | no |
 //! | [`aws`] | the AWS layer: target, client builder, errors, selectors, EC2/SQS helpers; used by driver, probes, ledger, chaos, experiment and the sandbox's own clients | no |

@@ -696,3 +696,57 @@ fn every_toml_example_in_the_promise_docs_parses() {
         "every promise type has an example: {types:?}"
     );
 }
+
+/// The window p99 of a written run: exact from `latency.hlog` where the timeline's
+/// per-second percentiles only give an upper bound, and that bound when the log is absent.
+/// Second 0: 100 responses at 10 ms; second 1: 98 at 10 ms and 2 at 1 s. True p99 of the
+/// 200: 10 ms; the old bound: 1 s.
+#[test]
+fn window_p99_comes_from_the_latency_log_exactly_and_falls_back_to_the_bound() {
+    use shakedown::results::hlog::HlogWriter;
+    let dir = tempfile::tempdir().unwrap();
+    let mut fast = Window::default();
+    let mut mixed = Window::default();
+    for i in 0..100 {
+        fast.counters.sent += 1;
+        mixed.counters.sent += 1;
+        fast.record_response(10_000, 9_000, None);
+        let us = if i < 98 { 10_000 } else { 1_000_000 };
+        mixed.record_response(us, us, None);
+    }
+    let mut timeline = shakedown::results::timeline::header() + "\n";
+    let mut hlog = HlogWriter::create(
+        &dir.path().join("latency.hlog"),
+        "synthetic",
+        std::time::SystemTime::now(),
+    )
+    .unwrap();
+    for (s, w) in [&fast, &mixed].into_iter().enumerate() {
+        timeline += &(shakedown::results::timeline::row(s as u32, "uploads", w, 0) + "\n");
+        hlog.write_second(s as u32, [("uploads", &w.corrected, &w.uncorrected)])
+            .unwrap();
+    }
+    drop(hlog);
+    std::fs::write(dir.path().join("timeline.csv"), timeline).unwrap();
+    let promises = analyze::parse_promises(
+        "[[promise]]\ntype = \"threshold\"\nchecks = [\"p99 < 100ms\"]\n",
+        Path::new("x.toml"),
+    )
+    .unwrap();
+    let judge = || {
+        let view = analyze::load_run(dir.path()).unwrap();
+        analyze::evaluate(&promises, &view).remove(0)
+    };
+    let exact = judge();
+    let ten_ms = fast.corrected.highest_equivalent(10_000) as f64 / 1000.0;
+    assert_eq!(exact.status, Status::Pass, "{exact:?}");
+    assert_eq!(exact.figures["p99_ms"], ten_ms.into());
+    assert_eq!(exact.figures["latency_source"], "latency.hlog".into());
+    std::fs::remove_file(dir.path().join("latency.hlog")).unwrap();
+    let bound = judge();
+    let one_s = mixed.corrected.max() as f64 / 1000.0;
+    assert_eq!(bound.status, Status::Fail, "{bound:?}");
+    assert_eq!(bound.figures["p99_ms"], one_s.into());
+    assert_eq!(bound.figures["latency_source"], "timeline bound".into());
+    assert!(one_s > 999.0 && ten_ms < 10.1);
+}

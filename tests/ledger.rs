@@ -460,7 +460,7 @@ async fn files_round_trip_to_the_same_summary() {
     );
 
     let completions_path = dir.path().join("completions.jsonl");
-    let mut w = shakedown::ledger::writer::JsonLinesWriter::append(&completions_path).unwrap();
+    let mut w = shakedown::results::jsonl::JsonLinesWriter::append(&completions_path).unwrap();
     w.write_all(&records).unwrap();
 
     let live_input = SummaryInput {

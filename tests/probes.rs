@@ -14,8 +14,8 @@ use shakedown::probe::spec::{
     ActivitiesMetric, ActivitiesProbe, BalancerProbe, CommandLine, CommandProbe, Ec2Probe,
     HttpProbe, ProbeKind, SqsMetric, SqsProbe,
 };
-use shakedown::probe::writer::{ProbeCsv, parse};
 use shakedown::probe::{ProbeContext, ProbeError, ProbeSpec, Prober, Sampler};
+use shakedown::results::probes::{ProbeCsv, read_rows_of};
 use shakedown::sandbox::ec2::{Ec2Service, LaunchSpec, NoopDriver};
 use shakedown::sandbox::sqs::{QueueSettings, SqsConfig, SqsService};
 use tokio_util::sync::CancellationToken;
@@ -444,7 +444,9 @@ async fn sampler_writes_contiguous_rows_with_empty_cells_for_gaps() {
         .unwrap()
         .unwrap();
     let text = std::fs::read_to_string(&path).unwrap();
-    let (names, rows) = parse(&text).unwrap();
+    let (names, rows) = read_rows_of(text.as_bytes(), &path).unwrap();
+    let rows: Vec<(u64, Vec<Option<f64>>)> =
+        rows.into_iter().map(|r| (r.second, r.values)).collect();
     assert_eq!(names, ["seven", "hung", "every2", "missing"]);
     assert!(rows.len() >= 4, "{text}");
     assert_eq!(report.rows, rows.len() as u64);

@@ -3,7 +3,9 @@
 //!
 //! | module | job | pure? |
 //! |---|---|---|
-//! | [`view`] | [`RunView`]: the run at 1 s resolution (timeline, probes, faults, phases, scaling activities, ledger); [`view::LedgerBuilder`] balances millions of messages at ~12 bytes each | yes |
+//! | [`view`] | [`RunView`]: the run at 1 s resolution (timeline, latency histograms, probes, faults, phases, scaling activities, ledger), windows and baselines | yes |
+//! | [`tally`] | [`view::Tally`]: a window's traffic and latency quantiles, exact from merged HDR histograms (fallback: a bound from per-second percentiles) | yes |
+//! | [`ledger`] | [`view::Ledger`], the message balance; [`view::LedgerBuilder`] balances millions of messages at ~12 bytes each | yes |
 //! | [`load`] | a results directory -> [`RunView`]; writes `verdict.json` (the only IO) | no |
 //! | [`spec`] | the `[[promise]]` tables -> validated [`Promise`]s, errors with file:line:col | yes |
 //! | [`expr`] | threshold expressions (`p99 < 300ms`) and windows (`during:<fault>`) | yes |
@@ -16,9 +18,11 @@
 //! formulas: `docs/promises.md`.
 
 pub mod expr;
+pub mod ledger;
 pub mod load;
 pub mod promises;
 pub mod spec;
+pub mod tally;
 pub mod verdict;
 pub mod view;
 

@@ -6,8 +6,8 @@
 //! that is all `recover` needs. The format is documented in `docs/chaos.md` and published as a
 //! JSON schema (`docs/schema/journal.schema.json`, see [`schema`]).
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Write};
+use std::fs::{self, File};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -16,12 +16,13 @@ use serde::{Deserialize, Serialize};
 
 use super::change::Change;
 use super::guard::Choice;
+use crate::results::jsonl::{self, JsonLinesWriter, JsonlError};
 
 /// Version of the journal format written in every entry.
 pub const FORMAT_VERSION: u32 = 1;
 
 /// The file name inside a run directory.
-pub const JOURNAL_FILE: &str = "journal.jsonl";
+pub use crate::results::dir::JOURNAL_FILE;
 
 /// One line of the journal.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -177,11 +178,20 @@ pub enum JournalError {
     },
 }
 
+impl From<JsonlError> for JournalError {
+    fn from(e: JsonlError) -> JournalError {
+        match e {
+            JsonlError::Io { path, source } => JournalError::Io { path, source },
+            JsonlError::Parse { path, line, source } => JournalError::Parse { path, line, source },
+        }
+    }
+}
+
 /// An open journal, appending.
 #[derive(Debug)]
 pub struct Journal {
     path: PathBuf,
-    file: File,
+    out: JsonLinesWriter,
     run_id: String,
     seq: u64,
 }
@@ -190,7 +200,7 @@ impl Journal {
     /// Opens (creating the directory and file if needed) the journal of the run in `run_dir`;
     /// the run id is the directory's name. Appends after any existing entries.
     pub fn open(run_dir: &Path) -> Result<Journal, JournalError> {
-        let path = run_dir.join(JOURNAL_FILE);
+        let path = crate::results::RunDir::at(run_dir).journal();
         let io_err = |source| JournalError::Io {
             path: path.clone(),
             source,
@@ -201,11 +211,7 @@ impl Journal {
         } else {
             0
         };
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(io_err)?;
+        let out = JsonLinesWriter::durable(&path)?;
         // Make the new file's directory entry durable too.
         if let Ok(dir) = File::open(run_dir) {
             let _ = dir.sync_all();
@@ -213,7 +219,7 @@ impl Journal {
         Ok(Journal {
             run_id: run_id_of(run_dir),
             path,
-            file,
+            out,
             seq,
         })
     }
@@ -238,58 +244,19 @@ impl Journal {
             run_id: self.run_id.clone(),
             event,
         };
-        let mut line = serde_json::to_vec(&entry).expect("journal entries serialize");
-        line.push(b'\n');
-        let io_err = |source| JournalError::Io {
-            path: self.path.clone(),
-            source,
-        };
-        self.file.write_all(&line).map_err(io_err)?;
-        self.file.sync_data().map_err(io_err)
+        Ok(self.out.write(&entry)?)
     }
 }
 
 /// The run id of a run directory (its name).
 pub fn run_id_of(run_dir: &Path) -> String {
-    run_dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "run".into())
+    crate::results::RunDir::at(run_dir).run_id()
 }
 
 /// Reads every entry. A torn last line (the harness died mid-write) is ignored; any other
-/// bad line is an error.
+/// bad line is an error (the rule of [`crate::results::jsonl`]).
 pub fn read(path: &Path) -> Result<Vec<Entry>, JournalError> {
-    let file = File::open(path).map_err(|source| JournalError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    let lines: Vec<String> = BufReader::new(file)
-        .lines()
-        .collect::<Result<_, _>>()
-        .map_err(|source| JournalError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
-    let mut entries = Vec::with_capacity(lines.len());
-    let last = lines.len();
-    for (i, line) in lines.iter().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str(line) {
-            Ok(e) => entries.push(e),
-            Err(_) if i + 1 == last => break,
-            Err(source) => {
-                return Err(JournalError::Parse {
-                    path: path.to_owned(),
-                    line: i + 1,
-                    source,
-                });
-            }
-        }
-    }
-    Ok(entries)
+    Ok(jsonl::read_all(path)?)
 }
 
 /// Where a change stands according to the journal.

@@ -44,7 +44,9 @@ pub fn analyze(args: &AnalyzeArgs) -> anyhow::Result<Outcome> {
     let verdicts = analyze_and_report(&args.run_dir, &promises)?;
     println!(
         "verdicts written to {}",
-        args.run_dir.join("verdict.json").display()
+        crate::results::RunDir::at(&args.run_dir)
+            .verdict()
+            .display()
     );
     Ok(verdict_outcome(&verdicts, args.allow_not_evaluable))
 }

@@ -14,7 +14,7 @@
 //! [`source::run_completions`] appends what the system finished to `completions.jsonl`.
 //! At the end [`source::drain_dlq`] adds the dead-lettered ones and [`summary::summarize`]
 //! writes the balance. The files alone are enough to compute it again offline
-//! ([`writer::load_accepted`] + [`writer::JsonLines`], both streamed). File formats: `docs/probes.md`.
+//! ([`writer::load_accepted`] + [`crate::results::jsonl::JsonLines`], both streamed). File formats: `docs/probes.md`.
 
 pub mod bits;
 pub mod census;
@@ -29,6 +29,8 @@ pub use ids::{AcceptedIds, IdFormat};
 pub use summary::{CompletionRecord, LedgerSummary, Outcome};
 
 use crate::aws::AwsError;
+use crate::results::FileError;
+use crate::results::jsonl::JsonlError;
 
 /// Why a ledger operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -66,4 +68,27 @@ pub enum LedgerError {
     /// An SQS source without an SQS client.
     #[error("an SQS completion source needs an AWS target (region, endpoint) in the experiment")]
     NoSqsClient,
+}
+
+impl From<FileError> for LedgerError {
+    fn from(e: FileError) -> LedgerError {
+        match e {
+            FileError::Io { path, source } => LedgerError::Io { path, source },
+            FileError::Parse {
+                path,
+                line,
+                message,
+            } => LedgerError::Parse {
+                path,
+                line,
+                message,
+            },
+        }
+    }
+}
+
+impl From<JsonlError> for LedgerError {
+    fn from(e: JsonlError) -> LedgerError {
+        FileError::from(e).into()
+    }
 }

@@ -31,9 +31,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::LedgerError;
 use super::summary::{CompletionRecord, Outcome};
-use super::writer::JsonLinesWriter;
 use crate::aws::{AwsError, QueueRef};
 use crate::clock::now_ms;
+use crate::results::jsonl::JsonLinesWriter;
 
 /// Largest batch of one poll of an HTTP source.
 const PAGE: usize = 1000;

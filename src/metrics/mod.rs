@@ -6,9 +6,14 @@
 //! time (open model), "uncorrected" from the actual send (service time).
 
 mod recorder;
+mod seconds;
 mod summary;
 mod window;
 
 pub use recorder::{Recorder, SecondStats};
+pub use seconds::{
+    Encoded, SecondHistograms, decode as decode_histogram, encode as encode_histogram,
+    merge as merge_histograms,
+};
 pub use summary::{Percentiles, StreamSummary, render_table};
 pub use window::{Counters, ErrorClass, Window, new_histogram};

@@ -26,7 +26,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::ledger::writer::JsonLinesWriter;
+use crate::results::jsonl::JsonLinesWriter;
 
 /// Most bytes read from a command's or URL's answer.
 const MAX_ANSWER: usize = 16 * 1024 * 1024;

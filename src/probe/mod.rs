@@ -9,7 +9,6 @@
 //! | [`ec2`] | instance counts by tags / Auto Scaling group and state (aws-sdk-ec2) | no |
 //! | [`http`] | HTTP JSON pointer, sandbox balancer targets and group activities | no |
 //! | [`command`] | a local command printing a number, killed at the timeout | no |
-//! | [`writer`] | `probes.csv` rows | no |
 //! | [`activity`] | `[[target.activities]]`: a system's scaling log (file, command, URL) mapped into `activities.jsonl` | no |
 //! | [`sampler`] | runs every probe on the run's clock with its timeout; snapshots | no |
 //!
@@ -25,7 +24,6 @@ pub mod http;
 pub mod sampler;
 pub mod spec;
 pub mod sqs;
-pub mod writer;
 
 use std::time::Duration;
 

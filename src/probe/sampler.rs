@@ -16,8 +16,8 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::writer::ProbeCsv;
 use super::{ProbeContext, ProbeError, ProbeSpec, Prober};
+use crate::results::probes::ProbeCsv;
 
 /// The latest successful value of a probe.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 pub const TICK: Duration = Duration::from_millis(10);
 
 /// The file's name in a run directory.
-pub const HARNESS_FILE: &str = "harness.csv";
+pub use super::dir::HARNESS_FILE;
 
 /// The file's header line.
 pub const HEADER: &str = "second,lag_max_ms,ticks";

@@ -1,44 +1,40 @@
-//! Run results on disk: `results/<run-id>/` with `run.json`, `timeline.csv`
-//! and `latency.hlog`, written as the run goes (each second is flushed, so a
-//! crash loses at most the last second). Formats: `results/README.md` and
-//! the JSON schema in `docs/schema/run.schema.json`.
+//! Run results on disk: `results/<run-id>/`, owned by [`RunDir`] (the name of every file,
+//! and its readers and writers). `run.json`, `timeline.csv` and `latency.hlog` are written as
+//! the run goes (each second is flushed, so a crash loses at most the last second). Formats:
+//! `results/README.md` and the JSON schema in `docs/schema/run.schema.json`.
+//!
+//! | module | job |
+//! |---|---|
+//! | [`dir`] | [`RunDir`]: typed paths of every file of a run directory, its typed readers |
+//! | [`file`] | optional reads, JSON documents written atomically, [`FileError`] |
+//! | [`jsonl`] | the one JSON-lines reader and writer (torn-last-line rule) |
+//! | [`table`] | CSV rows through the `csv` crate and serde (torn-last-row rule) |
+//! | [`timeline`] | `timeline.csv` rows |
+//! | [`probes`] | `probes.csv` (and `harness.csv`) rows |
+//! | [`hlog`] | `latency.hlog`: the interval-log writer and reader |
+//! | [`harness`] | the heartbeat writing `harness.csv` |
+//! | [`meta`] | `run.json` ([`RunMeta`]) and its schema |
 
+pub mod dir;
+pub mod file;
 pub mod harness;
+pub mod hlog;
+pub mod jsonl;
 pub mod meta;
+pub mod probes;
+pub mod table;
 pub mod timeline;
 
-use std::fs::{self, File};
-use std::io::{self, BufWriter, Write};
-use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::fs::File;
+use std::io::{self, BufWriter};
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use hdrhistogram::serialization::V2DeflateSerializer;
-use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
-
+pub use self::dir::RunDir;
+pub use self::file::FileError;
 pub use self::meta::{RunMeta, RunStatus};
+use self::timeline::TimelineRow;
 use crate::metrics::SecondStats;
-
-/// Creates a fresh directory `root/<run-id>`; appends `-2`, `-3`... if taken.
-pub fn create_run_dir(root: &Path, run_id: &str) -> io::Result<PathBuf> {
-    fs::create_dir_all(root)?;
-    for n in 1..1000 {
-        let name = if n == 1 {
-            run_id.to_string()
-        } else {
-            format!("{run_id}-{n}")
-        };
-        let dir = root.join(&name);
-        match fs::create_dir(&dir) {
-            Ok(()) => return Ok(dir),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Err(io::Error::other(format!(
-        "too many runs named {run_id} in {}",
-        root.display()
-    )))
-}
 
 /// A run id: `YYYYMMDD-HHMMSS-<name>` in UTC, the name reduced to `[a-z0-9-]`.
 pub fn run_id(name: &str, at: SystemTime) -> String {
@@ -63,16 +59,15 @@ pub fn run_id(name: &str, at: SystemTime) -> String {
 
 /// Writes `run.json` (at the start, and again at the end).
 pub struct RunWriter {
-    dir: PathBuf,
+    dir: RunDir,
     meta: RunMeta,
 }
 
 /// Appends to `timeline.csv` and `latency.hlog`, one second at a time.
 pub struct TimelineWriter {
     streams: Vec<String>,
-    timeline: BufWriter<File>,
-    hlog: BufWriter<File>,
-    serializer: V2DeflateSerializer,
+    timeline: csv::Writer<BufWriter<File>>,
+    hlog: hlog::HlogWriter,
 }
 
 /// Creates a run's files in `dir`: `run.json` with status `running`, and the
@@ -83,18 +78,23 @@ pub fn create_run_files(
     streams: Vec<String>,
     start: SystemTime,
 ) -> io::Result<(RunWriter, TimelineWriter)> {
-    let timeline = TimelineWriter::create(dir, &meta.run_id, streams, start)?;
-    let writer = RunWriter {
-        dir: dir.to_path_buf(),
-        meta,
-    };
+    let dir = RunDir::at(dir);
+    let timeline = TimelineWriter::create(&dir, &meta.run_id, streams, start)?;
+    let writer = RunWriter { dir, meta };
     writer.write_meta()?;
     Ok((writer, timeline))
 }
 
+fn csv_io(e: csv::Error) -> io::Error {
+    match e.into_kind() {
+        csv::ErrorKind::Io(e) => e,
+        other => io::Error::other(format!("{other:?}")),
+    }
+}
+
 impl RunWriter {
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.dir.path()
     }
 
     pub fn meta_mut(&mut self) -> &mut RunMeta {
@@ -110,91 +110,62 @@ impl RunWriter {
 
     /// Rewrites `run.json` atomically (temp file + rename).
     pub fn write_meta(&self) -> io::Result<()> {
-        let tmp = self.dir.join("run.json.tmp");
-        let json = serde_json::to_vec_pretty(&self.meta).map_err(io::Error::other)?;
-        fs::write(&tmp, json)?;
-        fs::rename(&tmp, self.dir.join("run.json"))
+        file::write_json_atomic(&self.dir.run_json(), &self.meta).map_err(io::Error::other)
     }
 }
 
 impl TimelineWriter {
     fn create(
-        dir: &Path,
+        dir: &RunDir,
         run_id: &str,
         streams: Vec<String>,
         start: SystemTime,
     ) -> io::Result<TimelineWriter> {
-        let mut timeline = BufWriter::new(File::create(dir.join("timeline.csv"))?);
-        writeln!(timeline, "{}", timeline::header())?;
+        let mut timeline = csv::WriterBuilder::new()
+            .has_headers(false)
+            .from_writer(BufWriter::new(File::create(dir.timeline())?));
+        timeline
+            .write_record(timeline::header().split(','))
+            .map_err(csv_io)?;
         timeline.flush()?;
-        let mut hlog = BufWriter::new(File::create(dir.join("latency.hlog"))?);
-        let mut serializer = V2DeflateSerializer::new();
-        {
-            let mut builder = IntervalLogWriterBuilder::new();
-            builder
-                .add_comment(&format!("shakedown {} run {run_id}", env!("CARGO_PKG_VERSION")))
-                .add_comment("values and Interval_Max are microseconds; tag <stream> is latency from the intended send time, <stream>.service from the actual send")
-                .with_start_time(start)
-                .with_base_time(start);
-            builder.begin_log_with(&mut hlog, &mut serializer)?;
-            writeln!(
-                hlog,
-                "\"StartTimestamp\",\"Interval_Length\",\"Interval_Max\",\"Interval_Compressed_Histogram\""
-            )?;
-        }
-        hlog.flush()?;
+        let hlog = hlog::HlogWriter::create(&dir.latency(), run_id, start)?;
         Ok(TimelineWriter {
             streams,
             timeline,
             hlog,
-            serializer,
         })
     }
 
     /// Appends one second to the timeline and the latency log, and flushes both.
     pub fn write_second(&mut self, s: &SecondStats) -> io::Result<()> {
         for (i, w) in s.streams.iter().enumerate() {
-            writeln!(
-                self.timeline,
-                "{}",
-                timeline::row(s.second, &self.streams[i], w, s.in_flight[i])
-            )?;
-        }
-        let start = Duration::from_secs(u64::from(s.second));
-        let mut log =
-            IntervalLogWriterBuilder::new().begin_log_with(&mut self.hlog, &mut self.serializer)?;
-        for (i, w) in s.streams.iter().enumerate() {
-            let name = hlog_tag(&self.streams[i]);
-            let service = format!("{name}.service");
-            for (h, tag) in [(&w.corrected, &name), (&w.uncorrected, &service)] {
-                if h.is_empty() {
-                    continue;
-                }
-                log.write_histogram(h, start, Duration::from_secs(1), Tag::new(tag))
-                    .map_err(|e| io::Error::other(format!("writing latency.hlog: {e:?}")))?;
-            }
+            let row = TimelineRow::new(s.second, &self.streams[i], w, s.in_flight[i]);
+            self.timeline.serialize(row).map_err(csv_io)?;
         }
         self.timeline.flush()?;
-        self.hlog.flush()
+        let streams = s
+            .streams
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (self.streams[i].as_str(), &w.corrected, &w.uncorrected));
+        self.hlog.write_second(s.second, streams)
     }
-}
-
-/// Interval-log tags may not contain spaces or commas.
-fn hlog_tag(stream: &str) -> String {
-    stream
-        .chars()
-        .map(|c| {
-            if c.is_whitespace() || c == ',' {
-                '_'
-            } else {
-                c
-            }
-        })
-        .collect()
 }
 
 /// Seconds since the Unix epoch.
 pub fn unix_seconds(t: SystemTime) -> f64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_are_slugs() {
+        let at = UNIX_EPOCH + std::time::Duration::from_secs(86_400);
+        assert_eq!(run_id("Photo Upload!", at), "19700102-000000-photo-upload");
+        assert_eq!(run_id("--", at), "19700102-000000");
+    }
 }

@@ -30,7 +30,7 @@ use crate::ledger::source::CompletionSource;
 use crate::ledger::{AcceptedIds, IdFormat};
 use crate::metrics::render_table;
 use crate::probe::sampler::ProbeSnapshot;
-use crate::probe::writer::ProbeCsv;
+use crate::results::probes::ProbeCsv;
 use crate::probe::{ProbeContext, Sampler};
 use crate::results::RunStatus;
 use crate::sandbox::Sandbox;
@@ -46,7 +46,7 @@ use super::watch::{WatchPlan, WatchReport, Watchers};
 use super::{Recording, Session};
 
 /// The copy of the experiment file kept with the results (`analyze` re-reads its promises).
-pub const EXPERIMENT_FILE: &str = "experiment.toml";
+pub use crate::results::dir::EXPERIMENT_FILE;
 
 /// How to run an experiment (from `run`'s or `demo`'s arguments).
 #[derive(Debug, Clone, Default)]
@@ -176,9 +176,9 @@ pub async fn prepare<'a>(
     };
 
     let session = Session::create(&opts.results, opts.run_id.as_deref(), &exp.name)?;
-    let dir = session.dir().to_path_buf();
-    std::fs::write(dir.join(EXPERIMENT_FILE), &exp.text)
-        .with_context(|| format!("writing {}", dir.join(EXPERIMENT_FILE).display()))?;
+    let dir = session.dir();
+    dir.write_experiment(&exp.text)
+        .with_context(|| format!("writing {}", dir.experiment().display()))?;
 
     // Faults first: refuses (touching nothing) when an earlier run left faults applied, the
     // lock is held, or a selector or guardrail fails.
@@ -187,7 +187,7 @@ pub async fn prepare<'a>(
         let e = sb.endpoints();
         vec![e.ec2_endpoint.clone(), e.sqs_endpoint.clone()]
     });
-    let runner = Runner::new(exp.plan.clone(), env, &dir)
+    let runner = Runner::new(exp.plan.clone(), env, dir.path())
         .watch(snap_rx)
         .ephemeral(ephemeral);
     let faults = match runner.prepare().await {
@@ -198,8 +198,8 @@ pub async fn prepare<'a>(
                 e => eprintln!("shakedown run: refused, nothing was touched: {e}"),
             }
             // Nothing ran: leave no run directory behind (unless a journal was started).
-            if !dir.join(crate::chaos::journal::JOURNAL_FILE).exists() {
-                let _ = std::fs::remove_dir_all(&dir);
+            if !dir.journal().exists() {
+                let _ = std::fs::remove_dir_all(dir.path());
             }
             return Ok(Err(Outcome::Error));
         }
@@ -222,7 +222,7 @@ pub async fn prepare<'a>(
         seed,
         segment: Segment::ALL,
         run_tag: &run_tag,
-        dir: &dir,
+        dir: dir.path(),
         command,
     });
     let sampler = Sampler::from_specs(&exp.probes, &probe_ctx)
@@ -234,7 +234,7 @@ pub async fn prepare<'a>(
                 .map_err(|e| anyhow::anyhow!("completions: {e}"))?,
         );
     }
-    let probes_file = std::fs::File::create(dir.join(crate::analyze::load::PROBES_FILE))
+    let probes_file = std::fs::File::create(dir.probes())
         .context("creating probes.csv")?;
     let probe_csv = ProbeCsv::new(std::io::BufWriter::new(probes_file), &sampler.names())
         .context("writing probes.csv")?;
@@ -308,7 +308,7 @@ impl<'a> Prepared<'a> {
             target.describe,
             crate::units::format_duration(profile.duration()),
             exp.plan.occurrences.len(),
-            session.dir().display()
+            session.path().display()
         );
 
         // One clock for everything from here.
@@ -469,12 +469,11 @@ impl Ran<'_> {
             cooldown_note,
             ..
         } = self;
-        let dir = session.dir();
+        let dir = session.path();
         recording.stop_collecting().await?;
         // The first half of the queue census, while the completion sources still poll: what
         // leaves the queue after these reads is completed by the final poll, or was counted.
         let census: Result<Option<QueueCensus>, String> = census_before(&target, sandbox).await;
-        let completions_path = watchers.completions_path.clone();
         let watched = watchers.stop().await?;
         let interrupted = recording.interrupted();
         let start = recording.start;
@@ -484,7 +483,7 @@ impl Ran<'_> {
         // The ledger: dead letters, what is still queued, the balance.
         let ledger_note = finish_ledger(
             LedgerInput {
-                dir,
+                dir: session.dir(),
                 target: &target,
                 accepted: &accepted,
                 ids: &ids,
@@ -492,7 +491,6 @@ impl Ran<'_> {
                 profile: &profile,
                 seed,
                 start_ms,
-                completions_path: &completions_path,
             },
             census,
         )

@@ -1,15 +1,14 @@
 //! The end of a run's accounting: the queue census around the final completion poll, the
 //! dead letters, and `ledger.json` (`docs/ledger.md`).
 
-use std::path::Path;
 use std::time::Duration;
 
-use crate::analyze;
 use crate::aws::QueueRef;
 use crate::config::profile::Profile;
 use crate::ledger::census::{self, QueueCensus};
 use crate::ledger::summary::{IntendedTimes, SummaryInput, summarize};
-use crate::ledger::writer::{JsonLines, JsonLinesWriter, write_summary};
+use crate::results::RunDir;
+use crate::results::jsonl::{JsonLines, JsonLinesWriter};
 use crate::ledger::{AcceptedIds, IdFormat};
 use crate::sandbox::Sandbox;
 
@@ -25,7 +24,7 @@ const CENSUS_SETTLE: Duration = Duration::from_secs(1);
 
 /// What the ledger is computed from.
 pub struct LedgerInput<'a> {
-    pub dir: &'a Path,
+    pub dir: &'a RunDir,
     pub target: &'a Resolved,
     pub accepted: &'a AcceptedIds,
     pub ids: &'a IdFormat,
@@ -33,7 +32,6 @@ pub struct LedgerInput<'a> {
     pub profile: &'a Profile,
     pub seed: u64,
     pub start_ms: u64,
-    pub completions_path: &'a Path,
 }
 
 /// Dead letters, the final queue depth, and `ledger.json`. Returns a one-line summary.
@@ -50,8 +48,8 @@ pub async fn finish_ledger(
         profile,
         seed,
         start_ms,
-        completions_path,
     } = input;
+    let completions_path = &dir.completions();
     if target.completions.is_empty() {
         return "no completion source in [target]: end-to-end accounting not measured".into();
     }
@@ -115,7 +113,7 @@ pub async fn finish_ledger(
         return format!("completions not readable: {e}");
     }
     summary.queue = census.clone();
-    if let Err(e) = write_summary(&dir.join(analyze::load::LEDGER_FILE), &summary) {
+    if let Err(e) = dir.write_ledger(&summary) {
         notes.push(format!("ledger.json not written: {e}"));
     }
     let mut line = format!(

@@ -24,7 +24,7 @@ pub mod report;
 pub mod target;
 pub mod watch;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::live::LiveView;
 use crate::metrics::{Recorder, SecondStats, StreamSummary, Window};
-use crate::results::{RunMeta, RunStatus, RunWriter, create_run_dir, create_run_files, run_id};
+use crate::results::{RunDir, RunMeta, RunStatus, RunWriter, create_run_files, run_id};
 
 /// Recorder shards: enough that lanes rarely contend on 2-16 cores.
 pub const SHARDS: usize = 16;
@@ -42,20 +42,24 @@ pub const SHARDS: usize = 16;
 /// A run directory, created for one run.
 #[derive(Debug)]
 pub struct Session {
-    dir: PathBuf,
+    dir: RunDir,
 }
 
 impl Session {
     /// Creates `root/<run-id>`: `run_id` if given, else `<UTC time>-<name>`.
     pub fn create(root: &Path, run_id_arg: Option<&str>, name: &str) -> anyhow::Result<Session> {
         let dir_name = run_id_arg.map_or_else(|| run_id(name, SystemTime::now()), str::to_string);
-        let dir = create_run_dir(root, &dir_name)
+        let dir = RunDir::create(root, &dir_name)
             .with_context(|| format!("cannot create a run directory under {}", root.display()))?;
         Ok(Session { dir })
     }
 
-    pub fn dir(&self) -> &Path {
+    pub fn dir(&self) -> &RunDir {
         &self.dir
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
     }
 
     /// Starts the run's clock: `run.json` (status `running`, started now), the timeline and
@@ -73,8 +77,8 @@ impl Session {
         let start_wall = SystemTime::now();
         meta.started_at = chrono::DateTime::<chrono::Utc>::from(start_wall);
         let streams = names.len();
-        let (writer, timeline) = create_run_files(&self.dir, meta, names.clone(), start_wall)
-            .with_context(|| format!("cannot write results in {}", self.dir.display()))?;
+        let (writer, timeline) = create_run_files(self.dir.path(), meta, names.clone(), start_wall)
+            .with_context(|| format!("cannot write results in {}", self.dir.path().display()))?;
         let signal = CancellationToken::new();
         let signals = crate::shutdown::cancel_on_signals(signal.clone());
         let recorder = Arc::new(Recorder::new(start, streams, SHARDS));

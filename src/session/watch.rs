@@ -11,19 +11,20 @@ use anyhow::Context as _;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::analyze;
 use crate::ledger::source::{CompletionSource, SourceStats, run_completions};
-use crate::ledger::writer::{JsonLinesWriter, run_accepted_spill};
+use crate::ledger::writer::run_accepted_spill;
+use crate::results::RunDir;
+use crate::results::jsonl::JsonLinesWriter;
 use crate::ledger::{AcceptedIds, IdFormat, LedgerError};
 use crate::probe::activity::{ActivitySourceSpec, run_sources};
 use crate::probe::sampler::SamplerError;
-use crate::probe::writer::ProbeCsv;
+use crate::results::probes::ProbeCsv;
 use crate::probe::{Sampler, SamplerReport};
 use crate::sandbox::Sandbox;
 
 /// What the watchers are given when the clock starts.
 pub struct WatchPlan<'a> {
-    pub dir: &'a std::path::Path,
+    pub dir: &'a RunDir,
     pub start: Instant,
     pub start_wall: SystemTime,
     pub start_ms: u64,
@@ -46,8 +47,6 @@ pub struct Watchers {
     completions: Vec<JoinHandle<Result<SourceStats, LedgerError>>>,
     spill: JoinHandle<Result<u64, LedgerError>>,
     activities: Option<JoinHandle<anyhow::Result<()>>>,
-    /// Where completions are appended (the ledger adds the dead letters at the end).
-    pub completions_path: PathBuf,
 }
 
 /// What the watchers said when they stopped.
@@ -78,10 +77,10 @@ impl Watchers {
         let sampler = tokio::spawn(sampler.run(start, probe_csv, cancel.clone()));
         let heartbeat = tokio::spawn(crate::results::harness::heartbeat(
             start,
-            dir.join(crate::results::harness::HARNESS_FILE),
+            dir.harness(),
             cancel.clone(),
         ));
-        let completions_path = dir.join(analyze::load::COMPLETIONS_FILE);
+        let completions_path = dir.completions();
         let completions = completions
             .into_iter()
             .map(|src| {
@@ -95,12 +94,12 @@ impl Watchers {
             .collect();
         let spill = tokio::spawn(run_accepted_spill(
             accepted,
-            dir.join(analyze::load::ACCEPTED_FILE),
+            dir.accepted(),
             ids,
             names,
             cancel.clone(),
         ));
-        let path = dir.join(analyze::load::ACTIVITIES_FILE);
+        let path = dir.activities();
         let activities = match sandbox {
             Some(sb) => Some(tokio::spawn(write_activities(
                 sb.activities().clone(),
@@ -133,7 +132,6 @@ impl Watchers {
             completions,
             spill,
             activities,
-            completions_path,
         }
     }
 

@@ -183,7 +183,8 @@ impl Buffering {
                     .map_or(0.0, |l| l.0);
                 let limit = self.k * base.p99_ms + lag;
                 b.figure("p99_ms", p99)
-                    .figure("baseline_p99_ms", base.p99_ms);
+                    .figure("baseline_p99_ms", base.p99_ms)
+                    .figure("p99_source", tally.quantile_source());
                 if lag > 0.0 {
                     b.figure("harness_lag_max_ms", round3(lag));
                 }

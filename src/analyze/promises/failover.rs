@@ -120,18 +120,23 @@ impl Failover {
         let max_p99 = self.k * base.p99_ms;
         b.figure("baseline_error_rate", base.error_rate)
             .figure("baseline_p99_ms", base.p99_ms)
+            .figure("p99_source", base.p99_source)
             .figure("max_error_rate", max_error)
             .figure("max_p99_ms", max_p99);
         // A second is healthy when requests completed in it, its error rate is within the
         // tolerance and its p99 within k x baseline. A second with nothing completed is not
         // healthy: recovery cannot be shown without traffic.
         // The harness's own lag in a second may be in its latencies: allowed on top.
-        let healthy = |s: usize| {
-            let t = view.tally(streams, s, s + 1);
-            let lag = view.harness_lag(s as f64, s as f64).map_or(0.0, |l| l.0);
-            t.error_rate().is_some_and(|e| e <= max_error + 1e-12)
-                && t.quantile(0.99).is_none_or(|p| p <= max_p99 + lag)
-        };
+        // Judged once per second (a second's p99 may merge histograms).
+        let healthy: Vec<bool> = (s_f..end)
+            .map(|s| {
+                let t = view.tally(streams, s, s + 1);
+                let lag = view.harness_lag(s as f64, s as f64).map_or(0.0, |l| l.0);
+                t.error_rate().is_some_and(|e| e <= max_error + 1e-12)
+                    && t.quantile(0.99).is_none_or(|p| p <= max_p99 + lag)
+            })
+            .collect();
+        let healthy = |s: usize| healthy[s - s_f];
         let recovered_at =
             (s_f..end.saturating_sub(hold - 1)).find(|&s| (s..s + hold).all(healthy));
         match recovered_at {

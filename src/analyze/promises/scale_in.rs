@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use super::{missing, round3, second_of, secs};
-use crate::analyze::load::ACTIVITIES_FILE;
 use crate::analyze::verdict::{Builder, Status, Verdict};
 use crate::analyze::view::{Activity, ActivityKind, RunView};
+use crate::results::dir::ACTIVITIES_FILE;
 
 /// Parameters of a `scale-in` promise.
 #[derive(Debug, Clone, PartialEq)]

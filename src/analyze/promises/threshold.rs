@@ -154,6 +154,9 @@ impl Threshold {
         b.window(from as f64, to as f64);
         let tally = view.tally(streams, from, to);
         let whole = from == 0 && to == view.len();
+        if (self.checks.iter()).any(|c| matches!(c.metric, Metric::Latency(_))) {
+            b.figure("latency_source", tally.quantile_source());
+        }
         for check in &self.checks {
             let measured: Result<f64, String> = match check.metric {
                 Metric::Latency(q) => tally

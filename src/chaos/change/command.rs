@@ -214,7 +214,7 @@ pub fn log_path(run_dir: &Path, occurrence: &str) -> PathBuf {
             }
         })
         .collect();
-    run_dir.join("commands").join(format!("{name}.log"))
+    crate::results::RunDir::at(run_dir).command_log(&name)
 }
 
 impl Undoable for CommandChange {
