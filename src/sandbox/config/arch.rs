@@ -1,0 +1,193 @@
+//! The architectures the sandbox runs, their deliberately broken variants, and what
+//! `--arch NAME` names.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Ack, Overflow, SandboxConfig};
+use crate::sandbox::asg::policy::Policy;
+
+/// The reference architectures of DESIGN section 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Arch {
+    /// Web tier enqueues a job and answers 202; a scaling worker fleet processes it.
+    #[default]
+    Queued,
+    /// Web tier behind the balancer answers 200 after reading the upload; no queue work.
+    Tiered,
+    /// Web tier processes each upload inline before answering 200 (the anti-pattern).
+    Monolith,
+    /// Web tier forwards `POST /events` to an event bus (see [`BusConfig`]).
+    EventDriven,
+}
+
+impl Arch {
+    /// Every architecture, in documentation order.
+    pub const ALL: [Arch; 4] = [
+        Arch::Queued,
+        Arch::Tiered,
+        Arch::Monolith,
+        Arch::EventDriven,
+    ];
+
+    /// The name used in files and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::Queued => "queued",
+            Arch::Tiered => "tiered",
+            Arch::Monolith => "monolith",
+            Arch::EventDriven => "event-driven",
+        }
+    }
+
+    /// Whether this architecture runs a worker fleet reading the jobs queue.
+    pub fn has_workers(self) -> bool {
+        self == Arch::Queued
+    }
+}
+
+impl fmt::Display for Arch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A deliberate flaw for the analyzer to catch. Applying one only changes ordinary fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Variant {
+    /// The balancer has no health checks: a dead web instance keeps getting traffic.
+    NoHealthChecks,
+    /// The worker group never scales (policy `fixed`).
+    FixedFleet,
+    /// Workers delete a job before processing it: a worker killed mid-job loses it.
+    AckBeforeProcess,
+    /// The jobs queue has a small capacity and silently drops what does not fit.
+    LossyQueue,
+    /// The worker group's `max` is 1: it scales, but never to what the backlog calls for.
+    CappedFleet,
+    /// New workers boot for [`SLOW_SCALER_WARMUP`] before they consume: capacity comes
+    /// far later than any scale-out promise allows.
+    SlowScaler,
+    /// No cooldowns: the group scales in the moment the backlog dips and out the moment
+    /// it rises, so desired capacity changes direction again and again.
+    Flapping,
+}
+
+impl Variant {
+    /// Every variant, in documentation order.
+    pub const ALL: [Variant; 7] = [
+        Variant::NoHealthChecks,
+        Variant::FixedFleet,
+        Variant::AckBeforeProcess,
+        Variant::LossyQueue,
+        Variant::CappedFleet,
+        Variant::SlowScaler,
+        Variant::Flapping,
+    ];
+
+    /// The name used in files and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::NoHealthChecks => "no-health-checks",
+            Variant::FixedFleet => "fixed-fleet",
+            Variant::AckBeforeProcess => "ack-before-process",
+            Variant::LossyQueue => "lossy-queue",
+            Variant::CappedFleet => "capped-fleet",
+            Variant::SlowScaler => "slow-scaler",
+            Variant::Flapping => "flapping",
+        }
+    }
+
+    /// Sets the fields that make up this flaw.
+    pub fn apply(self, config: &mut SandboxConfig) {
+        match self {
+            Variant::NoHealthChecks => config.web.health_check.enabled = false,
+            Variant::FixedFleet => {
+                // A fleet of its starting size (at least one worker) that never changes.
+                config.workers.policy = Policy::Fixed;
+                config.workers.desired = config.workers.desired.max(1);
+                config.workers.min = config.workers.min.max(config.workers.desired);
+            }
+            Variant::AckBeforeProcess => config.workers.ack = Ack::BeforeProcess,
+            Variant::LossyQueue => {
+                config.queue.overflow = Overflow::Drop;
+                config
+                    .queue
+                    .capacity
+                    .get_or_insert(LOSSY_QUEUE_DEFAULT_CAPACITY);
+            }
+            Variant::CappedFleet => {
+                let w = &mut config.workers;
+                w.max = CAPPED_FLEET_MAX;
+                w.min = w.min.min(w.max);
+                w.desired = w.desired.clamp(w.min, w.max);
+            }
+            Variant::SlowScaler => config.workers.warmup = SLOW_SCALER_WARMUP,
+            Variant::Flapping => {
+                config.workers.scale_out_cooldown = Duration::ZERO;
+                config.workers.scale_in_cooldown = Duration::ZERO;
+            }
+        }
+    }
+}
+
+impl fmt::Display for Variant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Capacity the `lossy-queue` variant gives the jobs queue when none is configured.
+pub const LOSSY_QUEUE_DEFAULT_CAPACITY: usize = 100;
+
+/// The `capped-fleet` variant's `workers.max`: one worker, where the demo's stall and
+/// burst call for the whole default fleet of 8 (backlog 20 per worker).
+pub const CAPPED_FLEET_MAX: u32 = 1;
+
+/// The `slow-scaler` variant's `workers.warmup`: well beyond the 25-30 s that the
+/// experiments in `chaos/` allow for scale-out, so that no timing jitter can hide it.
+pub const SLOW_SCALER_WARMUP: Duration = Duration::from_secs(45);
+
+/// What `--arch NAME` names: an architecture, or a broken variant on top of one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ArchChoice {
+    /// The architecture.
+    pub arch: Arch,
+    /// The flaw, if a broken name was given.
+    pub variant: Option<Variant>,
+}
+
+impl FromStr for ArchChoice {
+    type Err = String;
+
+    /// Accepts the architectures and the broken variants (each broken name is
+    /// `queued` with that flaw).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(arch) = Arch::ALL.into_iter().find(|a| a.name() == s) {
+            return Ok(ArchChoice {
+                arch,
+                variant: None,
+            });
+        }
+        if let Some(variant) = Variant::ALL.into_iter().find(|v| v.name() == s) {
+            return Ok(ArchChoice {
+                arch: Arch::Queued,
+                variant: Some(variant),
+            });
+        }
+        let names: Vec<&str> = Arch::ALL
+            .iter()
+            .map(|a| a.name())
+            .chain(Variant::ALL.iter().map(|v| v.name()))
+            .collect();
+        Err(format!(
+            "unknown architecture `{s}`; expected one of: {}",
+            names.join(", ")
+        ))
+    }
+}
