@@ -96,7 +96,7 @@ async fn steps(
         seed,
         segment: plan.segment,
         run_tag: &run_tag,
-        dir: session.dir(),
+        dir: session.path(),
         command,
     });
     let names: Vec<String> = profile.streams.iter().map(|s| s.name.clone()).collect();
@@ -110,7 +110,7 @@ async fn steps(
         target,
         describe_mode(plan.mode),
         crate::units::format_duration(Duration::from_secs(planned.as_secs())),
-        session.dir().display()
+        session.path().display()
     );
     let driver_plan = DriverPlan {
         factory: Arc::new(RequestFactory::new(profile, target, seed, run_tag)),
@@ -160,7 +160,7 @@ async fn steps(
             String::new()
         }
     );
-    println!("results: {}", session.dir().display());
+    println!("results: {}", session.path().display());
     Ok(if report.stopped_early {
         Outcome::Error
     } else {
