@@ -30,9 +30,9 @@ use crate::ledger::source::CompletionSource;
 use crate::ledger::{AcceptedIds, IdFormat};
 use crate::metrics::render_table;
 use crate::probe::sampler::ProbeSnapshot;
-use crate::results::probes::ProbeCsv;
 use crate::probe::{ProbeContext, Sampler};
 use crate::results::RunStatus;
+use crate::results::probes::ProbeCsv;
 use crate::sandbox::Sandbox;
 use crate::sandbox::config::ArchChoice;
 use crate::schedule::Segment;
@@ -234,8 +234,7 @@ pub async fn prepare<'a>(
                 .map_err(|e| anyhow::anyhow!("completions: {e}"))?,
         );
     }
-    let probes_file = std::fs::File::create(dir.probes())
-        .context("creating probes.csv")?;
+    let probes_file = std::fs::File::create(dir.probes()).context("creating probes.csv")?;
     let probe_csv = ProbeCsv::new(std::io::BufWriter::new(probes_file), &sampler.names())
         .context("writing probes.csv")?;
     Ok(Ok(Prepared {

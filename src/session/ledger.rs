@@ -7,9 +7,9 @@ use crate::aws::QueueRef;
 use crate::config::profile::Profile;
 use crate::ledger::census::{self, QueueCensus};
 use crate::ledger::summary::{IntendedTimes, SummaryInput, summarize};
+use crate::ledger::{AcceptedIds, IdFormat};
 use crate::results::RunDir;
 use crate::results::jsonl::{JsonLines, JsonLinesWriter};
-use crate::ledger::{AcceptedIds, IdFormat};
 use crate::sandbox::Sandbox;
 
 use super::target::Resolved;

@@ -13,13 +13,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ledger::source::{CompletionSource, SourceStats, run_completions};
 use crate::ledger::writer::run_accepted_spill;
-use crate::results::RunDir;
-use crate::results::jsonl::JsonLinesWriter;
 use crate::ledger::{AcceptedIds, IdFormat, LedgerError};
 use crate::probe::activity::{ActivitySourceSpec, run_sources};
 use crate::probe::sampler::SamplerError;
-use crate::results::probes::ProbeCsv;
 use crate::probe::{Sampler, SamplerReport};
+use crate::results::RunDir;
+use crate::results::jsonl::JsonLinesWriter;
+use crate::results::probes::ProbeCsv;
 use crate::sandbox::Sandbox;
 
 /// What the watchers are given when the clock starts.

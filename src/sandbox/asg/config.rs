@@ -22,18 +22,18 @@ pub struct WorkersConfig {
     /// `{ type = "fixed" }`. Backlog = visible + in-flight messages.
     pub policy: Policy,
     /// No scale-out within this of the last scale-out.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::units::serde_duration")]
     pub scale_out_cooldown: Duration,
     /// Scale-in needs a low backlog sustained this long, and this long since the last scaling.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::units::serde_duration")]
     pub scale_in_cooldown: Duration,
     /// Boot time: a new worker stays `pending` this long before it consumes.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::units::serde_duration")]
     pub warmup: Duration,
     /// Jobs one worker processes at once (it receives up to this many per call, at most 10).
     pub concurrency: u32,
     /// Long-polling wait of each ReceiveMessage (0..=20 s).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::units::serde_duration")]
     pub wait_time: Duration,
     /// When a job is deleted: `after-process` or `before-process` (the flaw).
     pub ack: Ack,

@@ -49,12 +49,12 @@ pub struct GroupSpec {
     pub min: u32,
     pub max: u32,
     pub policy: Policy,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::units::serde_duration")]
     pub scale_out_cooldown: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::units::serde_duration")]
     pub scale_in_cooldown: Duration,
     /// A new instance counts as capacity only after this long.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::units::serde_duration")]
     pub warmup: Duration,
 }
 

@@ -46,7 +46,7 @@ pub struct BusConfig {
     pub retry: RetryPolicy,
     /// On shutdown, how long in-flight deliveries and invocations may take to finish before
     /// they are abandoned (and counted as such).
-    #[serde(default = "default_drain", with = "human")]
+    #[serde(default = "default_drain", with = "crate::units::serde_duration")]
     pub drain_timeout: Duration,
 }
 
@@ -80,10 +80,10 @@ pub struct FunctionSpec {
     /// Unique name, referenced by `{ type = "function", name = ... }` targets.
     pub name: String,
     /// Fixed part of each invocation's handler duration.
-    #[serde(with = "human")]
+    #[serde(with = "crate::units::serde_duration")]
     pub base: Duration,
     /// Upper bound of the uniformly drawn extra duration (default `0s`).
-    #[serde(default, with = "human")]
+    #[serde(default, with = "crate::units::serde_duration")]
     pub jitter: Duration,
     /// Memory size in MB (default 128), which prices GB-seconds.
     #[serde(default = "default_memory")]
@@ -94,10 +94,10 @@ pub struct FunctionSpec {
     pub reserved_concurrency: Option<u32>,
     /// Initialisation delay of a new execution slot (default `0s`). Reported separately from
     /// the billed handler duration.
-    #[serde(default, with = "human")]
+    #[serde(default, with = "crate::units::serde_duration")]
     pub cold_start: Duration,
     /// How long an idle slot stays warm (default `5m`).
-    #[serde(default = "default_keep_warm", with = "human")]
+    #[serde(default = "default_keep_warm", with = "crate::units::serde_duration")]
     pub keep_warm: Duration,
     /// Probability in `[0, 1]` that an invocation fails after running (default 0); failed
     /// invocations are billed, counted as errors and retried per the retry policy.
@@ -143,13 +143,13 @@ pub struct RetryPolicy {
     #[serde(default = "default_attempts")]
     pub max_attempts: u32,
     /// First backoff (default `50ms`).
-    #[serde(default = "default_initial", with = "human")]
+    #[serde(default = "default_initial", with = "crate::units::serde_duration")]
     pub initial_backoff: Duration,
     /// Backoff ceiling (default `2s`).
-    #[serde(default = "default_max_backoff", with = "human")]
+    #[serde(default = "default_max_backoff", with = "crate::units::serde_duration")]
     pub max_backoff: Duration,
     /// Give up on an event this long after it was accepted (default `60s`).
-    #[serde(default = "default_age", with = "human")]
+    #[serde(default = "default_age", with = "crate::units::serde_duration")]
     pub max_event_age: Duration,
 }
 
@@ -288,23 +288,6 @@ fn origin(url: &str) -> Result<String, ConfigError> {
     }
     let authority = uri.authority().ok_or_else(bad)?;
     Ok(format!("{scheme}://{authority}"))
-}
-
-/// `serde(with)` for durations written like `"30ms"`, `"1m 30s"` (humantime).
-mod human {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer, de::Error};
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&humantime::format_duration(*d))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        humantime::parse_duration(&text)
-            .map_err(|e| D::Error::custom(format!("invalid duration `{text}`: {e}")))
-    }
 }
 
 #[cfg(test)]

@@ -41,11 +41,11 @@ pub struct SandboxConfig {
     /// Random spread of each processing time, as a fraction: 0.1 means +-10%.
     pub jitter: f64,
     /// An instance stopped (EC2 StopInstances) for this long is terminated and replaced.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::units::serde_duration")]
     pub replace_stopped_after: Duration,
     /// How long a scaled-in or shut-down instance may take to finish its work
     /// after SIGTERM before it is killed.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::units::serde_duration")]
     pub drain_timeout: Duration,
     /// The web tier behind the balancer.
     pub web: WebConfig,
@@ -114,10 +114,10 @@ pub struct HealthCheckConfig {
     /// Path probed on each target.
     pub path: String,
     /// Time between probes of one target.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::units::serde_duration")]
     pub interval: Duration,
     /// A probe not answered 2xx within this fails.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::units::serde_duration")]
     pub timeout: Duration,
     /// Consecutive successes that make a target healthy.
     pub healthy_threshold: u32,
@@ -171,7 +171,7 @@ pub struct QueueConfig {
     /// A job received this many times without being deleted moves to the dead-letter queue.
     pub max_receive_count: u32,
     /// Visibility timeout after a receive (whole seconds).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::units::serde_duration")]
     pub visibility_timeout: Duration,
     /// Most messages the jobs queue holds; unset = unbounded.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -303,7 +303,7 @@ impl FromStr for ProcessingTime {
         let mut per_mib = None;
         for term in s.split('+').map(str::trim) {
             let duration = |text: &str| {
-                humantime::parse_duration(text.trim()).map_err(|e| {
+                crate::units::parse_duration(text.trim()).map_err(|e| {
                     ProcessingTimeError::BadDuration {
                         term: term.to_owned(),
                         reason: e.to_string(),
