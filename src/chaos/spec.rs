@@ -222,7 +222,7 @@ impl<'de> Deserialize<'de> for FaultSpec {
             Some(t) if !FAULT_TYPES.contains(&t) => {
                 return Err(D::Error::custom(format!(
                     "unknown fault type `{t}` ({})",
-                    name_hint(t, &FAULT_TYPES)
+                    name_hint(t, FAULT_TYPES)
                 )));
             }
             None => return Err(D::Error::custom("a `[[fault]]` has no `type`")),

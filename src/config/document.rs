@@ -413,12 +413,12 @@ fn describe_key(root: &DeTable<'_>, span: &Range<usize>, label: Option<&str>) ->
 
 type Entry<'a, 'i> = (&'a Spanned<Cow<'i, str>>, &'a Spanned<DeValue<'i>>);
 
+/// A test on one key and its value.
+type EntryTest<'f> = dyn Fn(&Spanned<Cow<'_, str>>, &Spanned<DeValue<'_>>) -> bool + 'f;
+
 /// Finds the entry matching `hit` depth-first; returns the path of the table holding it
 /// (array elements named by their `name` when they have one) and its key.
-fn find_entry(
-    table: &DeTable<'_>,
-    hit: &dyn Fn(&Spanned<Cow<'_, str>>, &Spanned<DeValue<'_>>) -> bool,
-) -> Option<(Vec<String>, String)> {
+fn find_entry(table: &DeTable<'_>, hit: &EntryTest<'_>) -> Option<(Vec<String>, String)> {
     for (key, value) in table.iter() {
         let entry: Entry<'_, '_> = (key, value);
         if hit(entry.0, entry.1) {

@@ -87,7 +87,9 @@ pub struct ProbeRow {
 
 /// Reads a `probes.csv` text: the probe names and the rows (a torn last row skipped).
 pub fn read_rows_of(text: &[u8], path: &Path) -> Result<(Vec<String>, Vec<ProbeRow>), FileError> {
-    let (header, rows) = read_rows::<ProbeRow>(text, path, Columns::InOrder)?;
+    // Rows read as plain cells: a run without probes has rows of one cell (`second`), which
+    // a struct with a trailing `Vec` would refuse.
+    let (header, rows) = read_rows::<Vec<Option<f64>>>(text, path, Columns::InOrder)?;
     if header.first().map(String::as_str) != Some("second") {
         return Err(FileError::parse(
             path,
@@ -95,14 +97,27 @@ pub fn read_rows_of(text: &[u8], path: &Path) -> Result<(Vec<String>, Vec<ProbeR
             "the first column must be `second`",
         ));
     }
-    Ok((
-        header[1..].to_vec(),
-        rows.into_iter().map(|(_, r)| r).collect(),
-    ))
+    let mut out = Vec::with_capacity(rows.len());
+    for (line, mut cells) in rows {
+        let second = match cells.first().copied().flatten() {
+            Some(s) if s >= 0.0 && s == s.trunc() => s as u64,
+            _ => {
+                return Err(FileError::parse(
+                    path,
+                    line,
+                    "the `second` cell must be a whole number of seconds",
+                ));
+            }
+        };
+        cells.remove(0);
+        out.push(ProbeRow {
+            second,
+            values: cells,
+        });
+    }
+    Ok((header[1..].to_vec(), out))
 }
 
-/// Reads a `probes.csv` text into one series per probe, indexed by second; an empty cell
-/// or a missing row is a gap (`None`).
 pub fn read(text: &[u8], path: &Path) -> Result<BTreeMap<String, Vec<Option<f64>>>, FileError> {
     let (names, rows) = read_rows_of(text, path)?;
     let mut out: BTreeMap<String, Vec<Option<f64>>> =
@@ -123,6 +138,19 @@ pub fn read(text: &[u8], path: &Path) -> Result<BTreeMap<String, Vec<Option<f64>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_without_probes_reads_back() {
+        let csv = ProbeCsv::new(Vec::new(), &[]).map(|mut c| {
+            c.row(&[]).unwrap();
+            c.row(&[]).unwrap();
+            c.into_inner()
+        });
+        let text = csv.unwrap();
+        let (names, rows) = read_rows_of(&text, Path::new("probes.csv")).unwrap();
+        assert!(names.is_empty());
+        assert_eq!(rows.iter().map(|r| r.second).collect::<Vec<_>>(), [0, 1]);
+    }
 
     #[test]
     fn rows_round_trip_with_gaps() {

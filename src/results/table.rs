@@ -20,12 +20,15 @@ pub enum Columns {
     InOrder,
 }
 
+/// A CSV text read: its header, and each row with its 1-based line number.
+pub type Rows<T> = (Vec<String>, Vec<(usize, T)>);
+
 /// The header and the rows of a CSV text, each row with its 1-based line number.
 pub fn read_rows<T: DeserializeOwned>(
     text: &[u8],
     path: &Path,
     columns: Columns,
-) -> Result<(Vec<String>, Vec<(usize, T)>), FileError> {
+) -> Result<Rows<T>, FileError> {
     let mut reader = ReaderBuilder::new()
         .has_headers(true)
         .trim(match columns {
