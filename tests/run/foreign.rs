@@ -21,6 +21,7 @@ impl Drop for Sandbox {
 
 #[test]
 fn a_foreign_queue_worker_system_is_judged_without_the_sandbox_hooks() {
+    let _serial = crate::serial();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("sandbox.toml");
     std::fs::write(

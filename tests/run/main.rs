@@ -17,6 +17,14 @@ use support::cli::{shakedown, text};
 use support::wait::eventually_blocking;
 
 /// Runs the CLI to the end: `words`, then `paths`.
+/// Runs are serialized: each starts a sandbox of several processes, and two at once on a
+/// 2-core machine starve each other's harness (timing verdicts then turn not evaluable).
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+pub(crate) fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn cli(words: &[&str], paths: &[&Path]) -> Output {
     shakedown().args(words).args(paths).output().unwrap()
 }
@@ -100,6 +108,7 @@ fn journal_events(run: &Path) -> Vec<String> {
 
 #[test]
 fn a_run_writes_every_file_and_analyze_recomputes_with_other_thresholds() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let exp = experiment(
         dir.path(),
@@ -166,6 +175,7 @@ fn a_run_writes_every_file_and_analyze_recomputes_with_other_thresholds() {
 
 #[test]
 fn sigterm_mid_fault_undoes_flushes_and_analyzes() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let exp = experiment(
         dir.path(),
@@ -194,6 +204,7 @@ fn sigterm_mid_fault_undoes_flushes_and_analyzes() {
 
 #[test]
 fn a_stop_condition_aborts_the_load_and_undoes() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     // Every web instance stalled: the balancer answers 5xx, the error rate crosses 50%.
     let exp = experiment(
@@ -223,6 +234,7 @@ fn a_stop_condition_aborts_the_load_and_undoes() {
 
 #[test]
 fn a_fault_over_its_cap_is_refused_before_anything_runs() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let exp = experiment(
         dir.path(),
@@ -247,6 +259,7 @@ fn a_fault_over_its_cap_is_refused_before_anything_runs() {
 
 #[test]
 fn after_kill_9_on_the_sandbox_the_next_run_refuses_until_recover() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let exp = experiment(
         dir.path(),
@@ -278,6 +291,7 @@ fn after_kill_9_on_the_sandbox_the_next_run_refuses_until_recover() {
 
 #[test]
 fn events_sent_straight_into_the_queue_are_accounted_end_to_end() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let profile = dir.path().join("jobs.toml");
     std::fs::write(
