@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -31,38 +31,11 @@ use crate::results::{FileError, RunDir, RunMeta, hlog};
 /// Why a results directory could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("{}:{line}: {message}", path.display())]
-    Parse {
-        path: PathBuf,
-        /// 1-based; 0 for the whole file.
-        line: usize,
-        message: String,
-    },
+    /// A file of the run directory (`path:line: message` or `path: io error`).
+    #[error(transparent)]
+    File(#[from] FileError),
     #[error(transparent)]
     Journal(#[from] journal::JournalError),
-}
-
-impl From<FileError> for LoadError {
-    fn from(e: FileError) -> LoadError {
-        match e {
-            FileError::Io { path, source } => LoadError::Io { path, source },
-            FileError::Parse {
-                path,
-                line,
-                message,
-            } => LoadError::Parse {
-                path,
-                line,
-                message,
-            },
-        }
-    }
 }
 
 impl From<JsonlError> for LoadError {
@@ -73,7 +46,7 @@ impl From<JsonlError> for LoadError {
 
 /// Loads everything a run directory holds.
 pub fn load_run(dir: &Path) -> Result<RunView, LoadError> {
-    let run = RunDir::open(dir).map_err(|_| LoadError::Io {
+    let run = RunDir::open(dir).map_err(|_| FileError::Io {
         path: dir.to_owned(),
         source: io::Error::new(io::ErrorKind::NotFound, "not a results directory"),
     })?;
@@ -310,13 +283,12 @@ fn read_activities(path: &Path) -> Result<Vec<Activity>, LoadError> {
             "launch" => ActivityKind::Launch,
             "terminate" => ActivityKind::Terminate,
             other => {
-                return Err(LoadError::Parse {
-                    path: path.to_owned(),
-                    line: i + 1,
-                    message: format!(
-                        "unknown kind `{other}`: expected scaling, launch or terminate"
-                    ),
-                });
+                return Err(FileError::parse(
+                    path,
+                    i + 1,
+                    format!("unknown kind `{other}`: expected scaling, launch or terminate"),
+                )
+                .into());
             }
         };
         out.push(Activity {
