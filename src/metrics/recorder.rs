@@ -77,9 +77,13 @@ impl Recorder {
     pub fn take_before(&self, from: u32, until: u32) -> Vec<SecondStats> {
         let mut merged: BTreeMap<u32, Vec<Window>> = BTreeMap::new();
         for shard in &self.shards {
-            let mut shard = shard.lock();
-            let rest = shard.split_off(&until);
-            let done = std::mem::replace(&mut *shard, rest);
+            // Only the split happens under the lock: lanes recording into this shard
+            // wait for a pointer swap, not for the merge.
+            let done = {
+                let mut shard = shard.lock();
+                let rest = shard.split_off(&until);
+                std::mem::replace(&mut *shard, rest)
+            };
             for (second, windows) in done {
                 match merged.get_mut(&second) {
                     Some(acc) => acc.iter_mut().zip(&windows).for_each(|(a, w)| a.merge(w)),

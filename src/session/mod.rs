@@ -36,8 +36,16 @@ use crate::live::LiveView;
 use crate::metrics::{Recorder, SecondStats, StreamSummary, Window};
 use crate::results::{RunDir, RunMeta, RunStatus, RunWriter, create_run_files, run_id};
 
-/// Recorder shards: enough that lanes rarely contend on 2-16 cores.
-pub const SHARDS: usize = 16;
+/// Recorder shards per runtime worker: enough that lanes rarely contend. Each shard costs
+/// a window per stream per second to allocate and merge, so there are no more than the
+/// threads that can record at once need (16 shards on 2 cores once cost 60 ms a second).
+pub const SHARDS_PER_WORKER: usize = 2;
+
+/// The recorder's shard count for the current runtime.
+fn shards() -> usize {
+    let workers = tokio::runtime::Handle::try_current().map_or(1, |h| h.metrics().num_workers());
+    (workers * SHARDS_PER_WORKER).clamp(1, 32)
+}
 
 /// A run directory, created for one run.
 #[derive(Debug)]
@@ -81,7 +89,7 @@ impl Session {
             .with_context(|| format!("cannot write results in {}", self.dir.path().display()))?;
         let signal = CancellationToken::new();
         let signals = crate::shutdown::cancel_on_signals(signal.clone());
-        let recorder = Arc::new(Recorder::new(start, streams, SHARDS));
+        let recorder = Arc::new(Recorder::new(start, streams, shards()));
         let collecting = CancellationToken::new();
         let live = LiveView::new(planned, quiet, 5);
         let collector = tokio::spawn(collect::collect(
