@@ -750,3 +750,42 @@ fn window_p99_comes_from_the_latency_log_exactly_and_falls_back_to_the_bound() {
     assert_eq!(bound.figures["latency_source"], "timeline bound".into());
     assert!(one_s > 999.0 && ten_ms < 10.1);
 }
+
+// ---- the committed example run ----
+
+/// `results/examples/demo-quick/` is a real `shakedown demo --quick` run (debug build, this
+/// repository's sandbox). Analyzing it offline must give the verdicts it recorded, status
+/// and summary: a change to the analyzer that moves any of them must say so and re-record
+/// the example (`shakedown analyze results/examples/demo-quick`).
+#[test]
+fn the_committed_example_run_reproduces_its_verdicts() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("results/examples/demo-quick");
+    let experiment = dir.join("experiment.toml");
+    let text = std::fs::read_to_string(&experiment).unwrap();
+    let promises = analyze::parse_promises(&text, &experiment).unwrap();
+    let file = analyze::analyze_dir(&dir, &promises).unwrap();
+    let recorded: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("verdict.json")).unwrap()).unwrap();
+    let recorded: BTreeMap<String, (String, String)> = recorded["verdicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            let s = |k: &str| v[k].as_str().unwrap().to_owned();
+            (s("promise"), (s("status"), s("summary")))
+        })
+        .collect();
+    let now: BTreeMap<String, (String, String)> = file
+        .verdicts
+        .iter()
+        .map(|v| {
+            let status = serde_json::to_value(v.status).unwrap();
+            (
+                v.promise.clone(),
+                (status.as_str().unwrap().to_owned(), v.summary.clone()),
+            )
+        })
+        .collect();
+    assert_eq!(now, recorded, "{}", render_table(&file.verdicts));
+    assert_eq!(recorded.len(), 5, "every promise of demo-quick was judged");
+}

@@ -69,6 +69,7 @@ pub fn load_run(dir: &Path) -> Result<RunView, LoadError> {
     // The harness's own timekeeping (runs before it existed have no harness.csv).
     if let Some(mut harness) = run.read_harness()? {
         view.harness_lag_ms = harness.remove("lag_max_ms");
+        view.harness_cpu_busy = harness.remove("cpu_busy");
     }
     match run.read_probes()? {
         Some(probes) => view.probes = probes,

@@ -181,6 +181,8 @@ pub struct RunView {
     /// Per second, how late the harness's own heartbeat woke at worst (`harness.csv`), in
     /// ms; `None` when the run did not record it.
     pub harness_lag_ms: Option<Vec<Option<f64>>>,
+    /// `harness.csv`'s `cpu_busy` per second: the machine's busy CPU share (0-1).
+    pub harness_cpu_busy: Option<Vec<Option<f64>>>,
     /// Per stream, the latency histogram of each second (`latency.hlog`, from the intended
     /// send time): window quantiles are exact where these cover the window. `None` when the
     /// run did not record them.
@@ -262,14 +264,13 @@ impl RunView {
     /// The worst harness lag in seconds `[from, to]` (ms) and the second it came in;
     /// `None` when not recorded.
     pub fn harness_lag(&self, from: f64, to: f64) -> Option<(f64, usize)> {
-        let lag = self.harness_lag_ms.as_ref()?;
-        let (from, to) = (from.max(0.0).floor() as usize, to.max(0.0).ceil() as usize);
-        lag.iter()
-            .enumerate()
-            .take(to + 1)
-            .skip(from)
-            .filter_map(|(s, v)| v.map(|v| (v, s)))
-            .max_by(|a, b| a.0.total_cmp(&b.0))
+        worst_in(self.harness_lag_ms.as_ref()?, from, to)
+    }
+
+    /// The busiest second of the machine in `[from, to]` (its busy CPU share, 0-1) and
+    /// which second it was; `None` when not recorded.
+    pub fn harness_cpu_busy(&self, from: f64, to: f64) -> Option<(f64, usize)> {
+        worst_in(self.harness_cpu_busy.as_ref()?, from, to)
     }
 
     /// Scaling activities derived from an instance-count probe, for runs that recorded none
@@ -407,6 +408,18 @@ pub fn slope(points: &[(usize, f64)]) -> Option<f64> {
         .map(|(x, y)| (*x as f64 - mx) * (y - my))
         .sum();
     Some(sxy / sxx)
+}
+
+/// The largest value of a per-second series in seconds `[from, to]`, with its second.
+fn worst_in(series: &[Option<f64>], from: f64, to: f64) -> Option<(f64, usize)> {
+    let (from, to) = (from.max(0.0).floor() as usize, to.max(0.0).ceil() as usize);
+    series
+        .iter()
+        .enumerate()
+        .take(to + 1)
+        .skip(from)
+        .filter_map(|(s, v)| v.map(|v| (v, s)))
+        .max_by(|a, b| a.0.total_cmp(&b.0))
 }
 
 #[cfg(test)]

@@ -202,7 +202,7 @@ impl RunDir {
             .transpose()
     }
 
-    /// `harness.csv`: `lag_max_ms` and `ticks`, by second.
+    /// `harness.csv`: `lag_max_ms`, `ticks` and `cpu_busy` (absent in older runs), by second.
     pub fn read_harness(&self) -> Result<Option<Series>, FileError> {
         let path = self.harness();
         read_optional(&path)?

@@ -8,12 +8,15 @@
 //! did (`analyze::view::RunView::harness_lag`).
 //!
 //! ```text
-//! second,lag_max_ms,ticks
-//! 0,0.4,100
-//! 1,312.7,69
+//! second,lag_max_ms,ticks,cpu_busy
+//! 0,0.4,100,0.31
+//! 1,312.7,69,1.00
 //! ```
 //! `lag_max_ms`: the latest wake-up of the second, in ms; `ticks`: wake-ups in it (100 when
-//! none was missed).
+//! none was missed); `cpu_busy`: the share of the whole machine's CPU time that was busy in
+//! the second (all cores, from `/proc/stat`; steal counts as busy; empty where unknown). A
+//! machine busy to the last cycle delays the harness in ways a 10 ms heartbeat can miss,
+//! and the system too when it runs there (the sandbox, a local target).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -28,7 +31,57 @@ pub const TICK: Duration = Duration::from_millis(10);
 pub use super::dir::HARNESS_FILE;
 
 /// The file's header line.
-pub const HEADER: &str = "second,lag_max_ms,ticks";
+pub const HEADER: &str = "second,lag_max_ms,ticks,cpu_busy";
+
+/// The machine's CPU counters, for the busy share between two readings.
+struct CpuMeter {
+    last: Option<(u64, u64)>,
+}
+
+impl CpuMeter {
+    fn new() -> CpuMeter {
+        CpuMeter { last: cpu_times() }
+    }
+
+    /// The busy share since the previous call (`None` where `/proc/stat` is unreadable or
+    /// no time passed).
+    fn busy_since_last(&mut self) -> Option<f64> {
+        let now = cpu_times();
+        let share = match (self.last, now) {
+            (Some((busy0, total0)), Some((busy1, total1))) if total1 > total0 => {
+                Some(busy1.saturating_sub(busy0) as f64 / (total1 - total0) as f64)
+            }
+            _ => None,
+        };
+        self.last = now;
+        share
+    }
+}
+
+/// (busy, total) jiffies of all CPUs from the first line of `/proc/stat`.
+fn cpu_times() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    parse_cpu_line(text.lines().next()?)
+}
+
+/// `cpu  user nice system idle iowait irq softirq steal ...`: idle and iowait are the idle
+/// time; everything else (steal too) is busy. Guest time is already inside user.
+fn parse_cpu_line(line: &str) -> Option<(u64, u64)> {
+    let mut fields = line.split_whitespace();
+    if fields.next()? != "cpu" {
+        return None;
+    }
+    let v: Vec<u64> = fields
+        .take(8)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    if v.len() < 5 {
+        return None;
+    }
+    let total: u64 = v.iter().sum();
+    let idle = v[3] + v[4];
+    Some((total - idle, total))
+}
 
 /// Runs the heartbeat from `start` until `cancel`, appending a row per completed second
 /// (flushed each second, so a crash keeps what was measured).
@@ -42,6 +95,7 @@ pub async fn heartbeat(
     out.flush()?;
     let mut second = 0u64;
     let (mut lag_max, mut ticks) = (0.0f64, 0u32);
+    let mut cpu = CpuMeter::new();
     let mut next = start + TICK;
     loop {
         let due = next;
@@ -60,7 +114,13 @@ pub async fn heartbeat(
             if due < end {
                 lag_max = lag_max.max(ms(end.duration_since(due)));
             }
-            writeln!(out, "{second},{lag_max:.1},{ticks}")?;
+            // The share over the time since the last row: the second just ended, or the
+            // whole stall when several close at once.
+            let busy = cpu
+                .busy_since_last()
+                .map(|b| format!("{b:.2}"))
+                .unwrap_or_default();
+            writeln!(out, "{second},{lag_max:.1},{ticks},{busy}")?;
             second += 1;
             (lag_max, ticks) = (0.0, 0);
         }
@@ -107,5 +167,19 @@ mod tests {
         assert!(rows[0].1 < 100.0, "second 0 was not starved: {text}");
         let worst = rows.iter().map(|r| r.1).fold(0.0, f64::max);
         assert!(worst >= 350.0, "the 400 ms block shows: {text}");
+        // Every row has the machine's busy share (this is Linux), a fraction.
+        for l in text.lines().skip(1) {
+            let busy: f64 = l.rsplit(',').next().unwrap().parse().unwrap();
+            assert!((0.0..=1.0).contains(&busy), "{l}");
+        }
+    }
+
+    #[test]
+    fn the_busy_share_counts_steal_and_not_iowait() {
+        // user nice system idle iowait irq softirq steal
+        let (busy, total) = parse_cpu_line("cpu  10 0 5 70 10 0 0 5 0 0").unwrap();
+        assert_eq!((busy, total), (20, 100));
+        assert_eq!(parse_cpu_line("cpu0 1 2 3 4 5"), None);
+        assert_eq!(parse_cpu_line("cpu  x 2 3 4 5"), None);
     }
 }

@@ -23,9 +23,17 @@ use super::view::RunView;
 /// be its own delay rather than the system's.
 pub const STARVED_LAG_MS: f64 = 100.0;
 
+/// The machine's busy CPU share (`harness.csv` `cpu_busy`) from which a second counts as
+/// saturated: no idle cycle left for the harness's own work (reading responses, timing
+/// them), nor for the system when it runs on the same machine (the sandbox, a local
+/// target), whatever the heartbeat caught. Load generators give the same advice: past this
+/// the load generator is the bottleneck and its figures are not the system's.
+pub const SATURATED_CPU: f64 = 0.98;
+
 /// Evaluates one promise against a run. A timing promise that failed while the harness was
-/// starved within its evidence window is reported not evaluable, with the figures: a
-/// healthy system must never fail for the harness's sake.
+/// starved within its evidence window (its heartbeat late, or the machine saturated) is
+/// reported not evaluable, with the figures: a healthy system must never fail for the
+/// harness's sake.
 pub fn evaluate(promise: &Promise, view: &RunView) -> Verdict {
     let verdict = evaluate_unguarded(promise, view);
     let timing = !matches!(promise.kind, PromiseKind::NoLoss(_) | PromiseKind::Cost(_));
@@ -33,14 +41,26 @@ pub fn evaluate(promise: &Promise, view: &RunView) -> Verdict {
         return verdict;
     }
     let [from, to] = verdict.window.unwrap_or([0.0, view.end()]);
-    match view.harness_lag(from, to) {
-        Some((lag, second)) if lag > STARVED_LAG_MS => starved(verdict, lag, second),
-        _ => verdict,
+    if let Some((lag, second)) = view.harness_lag(from, to).filter(|l| l.0 > STARVED_LAG_MS) {
+        let why = format!("its heartbeat woke {lag:.0} ms late at {second}s");
+        return starved(verdict, &why, ("harness_lag_max_ms", lag));
     }
+    if let Some((busy, second)) = view
+        .harness_cpu_busy(from, to)
+        .filter(|b| b.0 >= SATURATED_CPU)
+    {
+        let why = format!(
+            "the machine's CPU was {:.0}% busy at {second}s",
+            busy * 100.0
+        );
+        return starved(verdict, &why, ("harness_cpu_busy_max", busy));
+    }
+    verdict
 }
 
-/// Turns a failed verdict into a not-evaluable one that says why and what it would have been.
-fn starved(mut verdict: Verdict, lag: f64, second: usize) -> Verdict {
+/// Turns a failed verdict into a not-evaluable one that says why and what it would have
+/// been; `figure` is the evidence (name, value).
+fn starved(mut verdict: Verdict, why: &str, figure: (&str, f64)) -> Verdict {
     let was = verdict
         .reason
         .take()
@@ -48,16 +68,12 @@ fn starved(mut verdict: Verdict, lag: f64, second: usize) -> Verdict {
     verdict.status = Status::NotEvaluable;
     verdict
         .figures
-        .insert("harness_lag_max_ms".into(), Figure::Number(round3(lag)));
+        .insert(figure.0.into(), Figure::Number(round3(figure.1)));
     verdict.reason = Some(format!(
-        "the harness itself was starved in the evidence window (its heartbeat woke {lag:.0} ms \
-         late at {second}s, harness.csv), so its timings cannot be blamed on the system; \
-         rerun on a quieter machine (measured: {was})"
+        "the harness itself was starved in the evidence window ({why}, harness.csv), so its \
+         timings cannot be blamed on the system; rerun on a quieter machine (measured: {was})"
     ));
-    verdict.summary = format!(
-        "harness starved ({lag:.0} ms late at {second}s): {}",
-        verdict.summary
-    );
+    verdict.summary = format!("harness starved ({why}): {}", verdict.summary);
     verdict
 }
 
@@ -176,8 +192,42 @@ mod tests {
         assert_eq!(starved.status, Status::NotEvaluable, "{starved:?}");
         let reason = starved.reason.unwrap();
         assert!(reason.contains("woke 350 ms late at 12s"), "{reason}");
+        assert!(
+            starved.summary.starts_with("harness starved ("),
+            "{}",
+            starved.summary
+        );
         assert!(reason.contains("capacity peaked at 1"), "{reason}");
         assert_eq!(starved.figures["harness_lag_max_ms"], 350.0.into());
+    }
+
+    #[test]
+    fn a_saturated_machine_turns_a_timing_fail_into_not_evaluable() {
+        let mut view = capped(None);
+        let mut busy = vec![Some(0.6); view.len()];
+        busy[7] = Some(0.97);
+        view.harness_cpu_busy = Some(busy.clone());
+        // Busy but not saturated: the fail stands.
+        assert_eq!(evaluate(&scale_out(), &view).status, Status::Fail);
+        busy[7] = Some(1.0);
+        view.harness_cpu_busy = Some(busy);
+        let v = evaluate(&scale_out(), &view);
+        assert_eq!(v.status, Status::NotEvaluable, "{v:?}");
+        assert!(
+            v.summary.contains("CPU was 100% busy at 7s"),
+            "{}",
+            v.summary
+        );
+        assert_eq!(v.figures["harness_cpu_busy_max"], 1.0.into());
+        // A pass is never touched.
+        let mut fine = capped(None);
+        fine.harness_cpu_busy = Some(vec![Some(1.0); fine.len()]);
+        // A breach at 1 s answered at 5 s: ten instances for a backlog of 50.
+        let n = (0..fine.len()).map(|s| Some(if s < 5 { 1.0 } else { 10.0 }));
+        fine.probes.insert("n".into(), n.collect());
+        fine.probes
+            .insert("depth".into(), vec![Some(50.0); fine.len()]);
+        assert_eq!(evaluate(&scale_out(), &fine).status, Status::Pass);
     }
 
     #[test]
