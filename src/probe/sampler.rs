@@ -88,11 +88,30 @@ pub enum SamplerError {
     Io(#[from] std::io::Error),
 }
 
-struct Slot {
+/// What the sampler runs: one sample, given up after a timeout. [`Prober`] is the real one;
+/// the tests script theirs on tokio's paused clock.
+pub trait Sample: Send + 'static {
+    /// One sample, given up after `timeout` ([`ProbeError::Timeout`]).
+    fn sample_within(
+        &mut self,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<f64, ProbeError>> + Send;
+}
+
+impl Sample for Prober {
+    fn sample_within(
+        &mut self,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<f64, ProbeError>> + Send {
+        Prober::sample_within(self, timeout)
+    }
+}
+
+struct Slot<P> {
     every: u64,
     timeout: Duration,
     /// `None` while a sample is running.
-    prober: Option<Prober>,
+    prober: Option<P>,
     stats: ProbeStats,
 }
 
@@ -102,16 +121,34 @@ struct Row {
 }
 
 /// The probes of a run.
-pub struct Sampler {
-    slots: Vec<Slot>,
+pub struct Sampler<P = Prober> {
+    slots: Vec<Slot<P>>,
     snapshot: watch::Sender<ProbeSnapshot>,
 }
 
-type SampleResult = (usize, u64, Prober, Result<f64, ProbeError>);
+type SampleResult<P> = (usize, u64, P, Result<f64, ProbeError>);
 
 impl Sampler {
+    /// Builds every probe of `specs` against `ctx`.
+    pub fn from_specs(specs: &[ProbeSpec], ctx: &ProbeContext) -> Result<Self, SamplerError> {
+        let probes = specs
+            .iter()
+            .map(|s| {
+                Prober::new(&s.kind, ctx)
+                    .map(|p| (s.clone(), p))
+                    .map_err(|source| SamplerError::Build {
+                        name: s.name.clone(),
+                        source,
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self::new(probes))
+    }
+}
+
+impl<P: Sample> Sampler<P> {
     /// A sampler over built probes, in column order.
-    pub fn new(probes: Vec<(ProbeSpec, Prober)>) -> Self {
+    pub fn new(probes: Vec<(ProbeSpec, P)>) -> Self {
         let slots = probes
             .into_iter()
             .map(|(spec, prober)| Slot {
@@ -128,22 +165,6 @@ impl Sampler {
             slots,
             snapshot: watch::channel(ProbeSnapshot::default()).0,
         }
-    }
-
-    /// Builds every probe of `specs` against `ctx`.
-    pub fn from_specs(specs: &[ProbeSpec], ctx: &ProbeContext) -> Result<Self, SamplerError> {
-        let probes = specs
-            .iter()
-            .map(|s| {
-                Prober::new(&s.kind, ctx)
-                    .map(|p| (s.clone(), p))
-                    .map_err(|source| SamplerError::Build {
-                        name: s.name.clone(),
-                        source,
-                    })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self::new(probes))
     }
 
     /// The probe names, in column order.
@@ -168,7 +189,7 @@ impl Sampler {
         let start = Instant::from_std(start);
         let n = self.slots.len();
         let mut pending: BTreeMap<u64, Row> = BTreeMap::new();
-        let mut tasks: JoinSet<SampleResult> = JoinSet::new();
+        let mut tasks: JoinSet<SampleResult<P>> = JoinSet::new();
         let mut running: HashMap<tokio::task::Id, (usize, u64)> = HashMap::new();
         let mut next_tick = csv.next_second();
         loop {
@@ -205,7 +226,7 @@ impl Sampler {
     fn start_due(
         &mut self,
         second: u64,
-        tasks: &mut JoinSet<SampleResult>,
+        tasks: &mut JoinSet<SampleResult<P>>,
         running: &mut HashMap<tokio::task::Id, (usize, u64)>,
     ) -> Row {
         let mut row = Row {
@@ -233,7 +254,7 @@ impl Sampler {
 
     fn finish(
         &mut self,
-        joined: Result<(tokio::task::Id, SampleResult), tokio::task::JoinError>,
+        joined: Result<(tokio::task::Id, SampleResult<P>), tokio::task::JoinError>,
         running: &mut HashMap<tokio::task::Id, (usize, u64)>,
         pending: &mut BTreeMap<u64, Row>,
     ) {
@@ -301,4 +322,150 @@ fn write_complete<W: Write>(
         csv.row(&entry.remove().cells)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::probe::spec::{CommandLine, CommandProbe, ProbeKind};
+
+    /// A probe whose samples take scripted times (on tokio's paused clock) and give
+    /// scripted values; past its script it answers at once with `rest`.
+    struct Scripted {
+        script: VecDeque<(u64, Result<f64, &'static str>)>,
+        rest: f64,
+    }
+
+    impl Sample for Scripted {
+        async fn sample_within(&mut self, timeout: Duration) -> Result<f64, ProbeError> {
+            let (ms, result) = self.script.pop_front().unwrap_or((0, Ok(self.rest)));
+            let sample = async move {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                result.map_err(|e| ProbeError::Config(e.into()))
+            };
+            tokio::time::timeout(timeout, sample)
+                .await
+                .unwrap_or(Err(ProbeError::Timeout(timeout)))
+        }
+    }
+
+    type Step = (u64, Result<f64, &'static str>);
+
+    fn probe(
+        name: &str,
+        every: u64,
+        timeout_ms: u64,
+        script: &[Step],
+        rest: f64,
+    ) -> (ProbeSpec, Scripted) {
+        let spec = ProbeSpec {
+            name: name.into(),
+            every: Duration::from_secs(every),
+            timeout: Duration::from_millis(timeout_ms),
+            kind: ProbeKind::Command(CommandProbe {
+                command: CommandLine::Shell("unused".into()),
+            }),
+        };
+        let script = script.iter().cloned().collect();
+        (spec, Scripted { script, rest })
+    }
+
+    /// A `Write` the test keeps a handle on while the sampler owns the CSV writer.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Shared {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
+
+    /// Starts `sampler` now on the paused clock and cancels it after `ms`; returns what it
+    /// wrote and its report.
+    async fn run_for(sampler: Sampler<Scripted>, ms: u64) -> (String, SamplerReport) {
+        let out = Shared::default();
+        let csv = ProbeCsv::new(out.clone(), &sampler.names()).unwrap();
+        let cancel = CancellationToken::new();
+        let start = Instant::now();
+        let stop = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(start + Duration::from_millis(ms)).await;
+            stop.cancel();
+        });
+        let report = sampler.run(start.into_std(), csv, cancel).await.unwrap();
+        (out.text(), report)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn gaps_are_empty_cells_and_a_busy_probe_skips_its_second() {
+        let sampler = Sampler::new(vec![
+            probe("steady", 1, 2000, &[], 7.0),
+            // Its first sample takes 1.5 s: due again at 1 s while busy, it skips it.
+            probe("slow", 1, 2000, &[(1500, Ok(1.0))], 2.0),
+            probe("hung", 1, 300, &[(10_000, Ok(0.0)); 8], 0.0),
+            probe("every2", 2, 2000, &[], 5.0),
+            probe("broken", 1, 2000, &[(0, Err("no")); 8], 0.0),
+        ]);
+        let snapshots = sampler.subscribe();
+        let (text, report) = run_for(sampler, 3_500).await;
+        assert_eq!(
+            text,
+            "second,steady,slow,hung,every2,broken\n\
+             0,7,1,,5,\n\
+             1,7,,,,\n\
+             2,7,2,,5,\n\
+             3,7,2,,,\n"
+        );
+        assert_eq!(report.rows, 4);
+        let [steady, slow, hung, every2, broken] = &report.probes[..] else {
+            panic!("{report:?}")
+        };
+        assert_eq!((steady.ok, steady.skipped), (4, 0));
+        assert_eq!((slow.ok, slow.skipped), (3, 1));
+        assert_eq!((hung.ok, hung.timed_out), (0, 4));
+        assert_eq!(every2.ok, 2);
+        assert_eq!(broken.failed, 4);
+        assert!(broken.last_error.as_deref().unwrap().contains("no"));
+        // The latest successful values, for stop conditions; a probe that never answered
+        // is absent, not zero.
+        let values = snapshots.borrow().values();
+        assert_eq!(values.get("slow"), Some(&2.0));
+        assert_eq!(values.get("hung"), None);
+        assert_eq!(snapshots.borrow().latest["steady"].second, 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_row_waits_for_its_slow_sample_and_rows_stay_in_order() {
+        // Second 0's sample ends at 1.8 s: row 0 (and row 1 behind it) cannot be written
+        // before; then both are, in order, with the late value in row 0.
+        let sampler = Sampler::new(vec![
+            probe("late", 1, 5000, &[(1800, Ok(9.0))], 1.0),
+            probe("quick", 1, 5000, &[], 3.0),
+        ]);
+        let (text, _) = run_for(sampler, 2_500).await;
+        assert_eq!(text, "second,late,quick\n0,9,3\n1,,3\n2,1,3\n");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cancelling_mid_sample_writes_the_started_rows_with_empty_cells() {
+        let sampler = Sampler::new(vec![probe("long", 1, 60_000, &[(30_000, Ok(1.0))], 1.0)]);
+        let (text, report) = run_for(sampler, 1_200).await;
+        // Row 0's sample was abandoned at the cancel; row 1 was skipped (busy).
+        assert_eq!(text, "second,long\n0,\n1,\n");
+        assert_eq!(report.probes[0].skipped, 1);
+        assert_eq!(report.probes[0].ok, 0);
+    }
 }

@@ -18,7 +18,6 @@
 //! machine busy to the last cycle delays the harness in ways a 10 ms heartbeat can miss,
 //! and the system too when it runs there (the sandbox, a local target).
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -32,6 +31,17 @@ pub use super::dir::HARNESS_FILE;
 
 /// The file's header line.
 pub const HEADER: &str = "second,lag_max_ms,ticks,cpu_busy";
+
+/// One row of the file.
+#[derive(Debug, serde::Serialize)]
+struct Row {
+    second: u64,
+    /// Rounded to 0.1 ms.
+    lag_max_ms: f64,
+    ticks: u32,
+    /// Rounded to 0.01; empty where unknown.
+    cpu_busy: Option<f64>,
+}
 
 /// The machine's CPU counters, for the busy share between two readings.
 struct CpuMeter {
@@ -90,8 +100,12 @@ pub async fn heartbeat(
     path: PathBuf,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
-    let mut out = std::io::BufWriter::new(std::fs::File::create(&path)?);
-    writeln!(out, "{HEADER}")?;
+    // The header is written at once, so a run that dies in its first second still has it.
+    let mut out = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_path(&path)
+        .map_err(std::io::Error::other)?;
+    out.write_record(HEADER.split(','))?;
     out.flush()?;
     let mut second = 0u64;
     let (mut lag_max, mut ticks) = (0.0f64, 0u32);
@@ -116,11 +130,13 @@ pub async fn heartbeat(
             }
             // The share over the time since the last row: the second just ended, or the
             // whole stall when several close at once.
-            let busy = cpu
-                .busy_since_last()
-                .map(|b| format!("{b:.2}"))
-                .unwrap_or_default();
-            writeln!(out, "{second},{lag_max:.1},{ticks},{busy}")?;
+            let row = Row {
+                second,
+                lag_max_ms: (lag_max * 10.0).round() / 10.0,
+                ticks,
+                cpu_busy: cpu.busy_since_last().map(|b| (b * 100.0).round() / 100.0),
+            };
+            out.serialize(row).map_err(std::io::Error::other)?;
             second += 1;
             (lag_max, ticks) = (0.0, 0);
         }
