@@ -153,11 +153,15 @@ impl Checker<'_, '_> {
             }
         }
         if let Some(cd) = &cooldown {
-            for cond in &cd.until {
+            for (i, cond) in cd.until.iter().enumerate() {
                 if !tables.probe_names.contains(&cond.probe) {
                     let names: Vec<&str> = tables.probe_names.iter().map(String::as_str).collect();
+                    let table = raw.cooldown.as_ref();
                     self.c.error_with_hint(
-                        raw.cooldown.as_ref().map(|s| s.span()).unwrap_or(0..0),
+                        table
+                            .and_then(|t| t.get_ref().until_span(i))
+                            .or_else(|| table.map(|t| t.span()))
+                            .unwrap_or(0..0),
                         format!(
                             "[cooldown] `until` names probe `{}`, which is not a `[[probe]]`",
                             cond.probe

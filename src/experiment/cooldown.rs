@@ -102,6 +102,14 @@ pub(super) struct RawCooldown {
     hold: Option<Spanned<String>>,
 }
 
+impl RawCooldown {
+    /// Where the `i`th `until` condition is written (the conditions of a read
+    /// [`Cooldown`] are in the same order).
+    pub(super) fn until_span(&self, i: usize) -> Option<std::ops::Range<usize>> {
+        self.until.get(i).map(Spanned::span)
+    }
+}
+
 /// Validates the table (absent: the defaults).
 pub(super) fn build(raw: Option<&Spanned<RawCooldown>>, c: &mut Collector<'_>) -> Option<Cooldown> {
     let d = Cooldown::default();

@@ -138,3 +138,15 @@ fn ledger_promises_on_a_system_need_a_completion_source() {
     .unwrap();
     parse_str(&format!("{MINIMAL}{promises}")).unwrap();
 }
+
+#[test]
+fn an_unknown_probe_in_cooldown_points_at_its_condition() {
+    let text = format!(
+        "{MINIMAL}[[probe]]\nname = \"depth\"\nkind = \"sqs\"\nqueue = \"q\"\nmetric = \"visible\"\n\
+         [cooldown]\nuntil = [\"depth <= 0\", \"wokers <= 0\"]\n"
+    );
+    let d = parse_str(&text).unwrap_err().to_string();
+    // Line 11, column 24: the second condition's string, not the `[cooldown]` header.
+    assert!(d.contains("x.toml:11:24"), "{d}");
+    assert!(d.contains("names probe `wokers`"), "{d}");
+}
