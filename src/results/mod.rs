@@ -6,7 +6,7 @@
 //! | module | job |
 //! |---|---|
 //! | [`dir`] | [`RunDir`]: typed paths of every file of a run directory, its typed readers |
-//! | [`file`] | optional reads, JSON documents written atomically, [`FileError`] |
+//! | [`mod@file`] | optional reads, JSON documents written atomically, [`FileError`] |
 //! | [`jsonl`] | the one JSON-lines reader and writer (torn-last-line rule) |
 //! | [`table`] | CSV rows through the `csv` crate and serde (torn-last-row rule) |
 //! | [`timeline`] | `timeline.csv` rows |

@@ -10,7 +10,7 @@
 //! `docs/promises.md` gives the formulas.
 //!
 //! Adding a promise type: its module in [`super::promises`] (parameters, raw struct with
-//! [`PromiseParams`], `evaluate`), one line in [`promise_types!`] below, one arm in
+//! [`PromiseParams`], `evaluate`), one line in `promise_types!` below, one arm in
 //! `promises::evaluate_unguarded`, and its section in `docs/promises.md`.
 //!
 //! ```toml

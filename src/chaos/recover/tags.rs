@@ -2,7 +2,7 @@
 //! tags on the resources themselves, for when the journal is gone with the local disk.
 //!
 //! Before a reversible AWS change is applied it records its undo on the resource
-//! ([`Undoable::tag`]): a queue's `shakedown:undo:<run-id>` tag holds a
+//! ([`crate::chaos::change::Undoable::tag`]): a queue's `shakedown:undo:<run-id>` tag holds a
 //! [`QueueUndoTag`] (`{"DelaySeconds":"0"}`, `{"remove-policy-statement":"<sid>"}`), an
 //! instance's holds `StartInstances (was running)`. This module finds every such tag
 //! (ListQueues + ListQueueTags; DescribeInstances, filtered here by key prefix since the key

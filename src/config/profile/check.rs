@@ -30,7 +30,7 @@ pub fn load(path: &Path) -> Result<Profile, Diagnostics> {
 }
 
 /// Parses profile text that came from `path` (used in messages and to find body files).
-/// `${env:NAME}` in string values is expanded first ([`super::vars`]).
+/// `${env:NAME}` in string values is expanded first ([`crate::config::vars`]).
 pub fn parse(text: &str, path: &Path) -> Result<Profile, Diagnostics> {
     let expanded = crate::config::vars::expand(text, path)?;
     let text: &str = &expanded;

@@ -21,7 +21,7 @@ pub enum Arch {
     Tiered,
     /// Web tier processes each upload inline before answering 200 (the anti-pattern).
     Monolith,
-    /// Web tier forwards `POST /events` to an event bus (see [`BusConfig`]).
+    /// Web tier forwards `POST /events` to an event bus (see [`super::BusConfig`]).
     EventDriven,
 }
 

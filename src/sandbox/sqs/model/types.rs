@@ -59,7 +59,7 @@ pub struct QueueSettings {
     /// Dead-letter redrive (`RedrivePolicy`).
     pub redrive_policy: Option<RedrivePolicy>,
     /// The access policy document (`Policy`), stored verbatim; its `Deny` statements are
-    /// enforced per caller (see [`super::policy`]).
+    /// enforced per caller (see [`crate::sandbox::sqs::policy`]).
     pub policy: Option<String>,
     /// Sandbox only: most messages the queue holds (visible, in flight and delayed).
     pub max_messages: Option<usize>,
