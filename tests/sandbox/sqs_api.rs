@@ -12,7 +12,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::error::ProvideErrorMetadata;
+use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_sqs::operation::change_message_visibility::{
+    ChangeMessageVisibilityError, ChangeMessageVisibilityOutput,
+};
+use aws_sdk_sqs::operation::delete_message::{DeleteMessageError, DeleteMessageOutput};
 use aws_sdk_sqs::primitives::Blob;
 use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message,
@@ -124,6 +128,36 @@ impl Target {
             .await
             .expect("send message");
         output.message_id().expect("message id").to_owned()
+    }
+
+    /// `ChangeMessageVisibility` of one handle; the SDK's result, for both outcomes.
+    async fn change_visibility(
+        &self,
+        url: &str,
+        handle: &str,
+        seconds: i32,
+    ) -> Result<ChangeMessageVisibilityOutput, SdkError<ChangeMessageVisibilityError>> {
+        self.client
+            .change_message_visibility()
+            .queue_url(url)
+            .receipt_handle(handle)
+            .visibility_timeout(seconds)
+            .send()
+            .await
+    }
+
+    /// `DeleteMessage` of one handle; the SDK's result, for both outcomes.
+    async fn delete(
+        &self,
+        url: &str,
+        handle: &str,
+    ) -> Result<DeleteMessageOutput, SdkError<DeleteMessageError>> {
+        self.client
+            .delete_message()
+            .queue_url(url)
+            .receipt_handle(handle)
+            .send()
+            .await
     }
 
     async fn receive(
@@ -451,12 +485,7 @@ async fn send_receive_delete_round_trip(t: &Target) {
     assert!(first >= sent_at);
 
     // Only the requested attributes come back, with an MD5 over just those.
-    t.client
-        .change_message_visibility()
-        .queue_url(&url)
-        .receipt_handle(message.receipt_handle().unwrap())
-        .visibility_timeout(0)
-        .send()
+    t.change_visibility(&url, message.receipt_handle().unwrap(), 0)
         .await
         .expect("release");
     let partial = t
@@ -479,11 +508,7 @@ async fn send_receive_delete_round_trip(t: &Target) {
         Some(sent_attributes_md5)
     );
 
-    t.client
-        .delete_message()
-        .queue_url(&url)
-        .receipt_handle(partial[0].receipt_handle().unwrap())
-        .send()
+    t.delete(&url, partial[0].receipt_handle().unwrap())
         .await
         .expect("delete");
     assert_eq!(t.counts(&url).await, (0, 0, 0));
@@ -517,12 +542,7 @@ async fn visibility_timeout_expiry_redelivers(t: &Target) {
     assert_eq!(count, "2");
 
     // A per-receive VisibilityTimeout overrides the queue's.
-    t.client
-        .change_message_visibility()
-        .queue_url(&url)
-        .receipt_handle(second[0].receipt_handle().unwrap())
-        .visibility_timeout(0)
-        .send()
+    t.change_visibility(&url, second[0].receipt_handle().unwrap(), 0)
         .await
         .expect("release");
     let third = t.receive(&url, 1, Some(20), 0).await;
@@ -536,11 +556,7 @@ async fn visibility_timeout_expiry_redelivers(t: &Target) {
     // moto deletes with any handle the message ever had; AWS documents that only the latest
     // handle deletes (an old one succeeds without deleting), which is what we implement.
     if !t.is_moto() {
-        t.client
-            .delete_message()
-            .queue_url(&url)
-            .receipt_handle(first[0].receipt_handle().unwrap())
-            .send()
+        t.delete(&url, first[0].receipt_handle().unwrap())
             .await
             .expect("a stale handle is not an error");
         assert_eq!(
@@ -549,11 +565,7 @@ async fn visibility_timeout_expiry_redelivers(t: &Target) {
             "a stale handle deletes nothing"
         );
     }
-    t.client
-        .delete_message()
-        .queue_url(&url)
-        .receipt_handle(third[0].receipt_handle().unwrap())
-        .send()
+    t.delete(&url, third[0].receipt_handle().unwrap())
         .await
         .expect("delete with the current handle");
     assert_eq!(t.counts(&url).await, (0, 0, 0));
@@ -564,36 +576,19 @@ async fn change_message_visibility(t: &Target) {
     t.send(&url, "a").await;
     let got = t.receive(&url, 1, Some(30), 0).await;
     let handle = got[0].receipt_handle().unwrap();
-    t.client
-        .change_message_visibility()
-        .queue_url(&url)
-        .receipt_handle(handle)
-        .visibility_timeout(1)
-        .send()
-        .await
-        .expect("shorten");
+    t.change_visibility(&url, handle, 1).await.expect("shorten");
     assert!(t.receive(&url, 1, None, 0).await.is_empty());
     let again = t.receive(&url, 1, None, 4).await;
     assert_eq!(again.len(), 1, "visible after the shortened timeout");
 
     let bogus = t
-        .client
-        .change_message_visibility()
-        .queue_url(&url)
-        .receipt_handle("not-a-receipt-handle")
-        .visibility_timeout(5)
-        .send()
+        .change_visibility(&url, "not-a-receipt-handle", 5)
         .await
         .expect_err("bogus handle");
     assert!(bogus.into_service_error().is_receipt_handle_is_invalid());
 
     let too_long = t
-        .client
-        .change_message_visibility()
-        .queue_url(&url)
-        .receipt_handle(again[0].receipt_handle().unwrap())
-        .visibility_timeout(43_201)
-        .send()
+        .change_visibility(&url, again[0].receipt_handle().unwrap(), 43_201)
         .await
         .expect_err("over 12 hours");
     assert_eq!(too_long.code(), Some("InvalidParameterValue"));
@@ -1258,31 +1253,17 @@ async fn ours_stale_handles_are_refused_for_visibility_changes() {
     let old = t.receive(&url, 1, Some(0), 0).await;
     let new = t.receive(&url, 1, Some(30), 0).await;
     let stale = t
-        .client
-        .change_message_visibility()
-        .queue_url(&url)
-        .receipt_handle(old[0].receipt_handle().unwrap())
-        .visibility_timeout(0)
-        .send()
+        .change_visibility(&url, old[0].receipt_handle().unwrap(), 0)
         .await
         .expect_err("stale handle");
     assert_eq!(stale.code(), Some("InvalidParameterValue"));
-    t.client
-        .delete_message()
-        .queue_url(&url)
-        .receipt_handle(new[0].receipt_handle().unwrap())
-        .send()
+    t.delete(&url, new[0].receipt_handle().unwrap())
         .await
         .expect("current handle deletes");
     let stats = ours.service.stats("stale").expect("stats");
     assert_eq!(stats.counters.deleted, 1);
     let visible_again = t
-        .client
-        .change_message_visibility()
-        .queue_url(&url)
-        .receipt_handle(new[0].receipt_handle().unwrap())
-        .visibility_timeout(0)
-        .send()
+        .change_visibility(&url, new[0].receipt_handle().unwrap(), 0)
         .await
         .expect_err("deleted message");
     assert_eq!(visible_again.code(), Some("InvalidParameterValue"));
@@ -1296,12 +1277,7 @@ async fn ours_message_not_inflight_maps_to_its_variant() {
     t.send(&url, "x").await;
     let got = t.receive(&url, 1, Some(0), 0).await;
     let error = t
-        .client
-        .change_message_visibility()
-        .queue_url(&url)
-        .receipt_handle(got[0].receipt_handle().unwrap())
-        .visibility_timeout(10)
-        .send()
+        .change_visibility(&url, got[0].receipt_handle().unwrap(), 10)
         .await
         .expect_err("visible message");
     assert!(error.into_service_error().is_message_not_inflight());
