@@ -118,6 +118,8 @@ pub fn read_rows_of(text: &[u8], path: &Path) -> Result<(Vec<String>, Vec<ProbeR
     Ok((header[1..].to_vec(), out))
 }
 
+/// Reads a `probes.csv` text into one series per probe, indexed by second; an empty cell
+/// or a missing row is a gap (`None`).
 pub fn read(text: &[u8], path: &Path) -> Result<BTreeMap<String, Vec<Option<f64>>>, FileError> {
     let (names, rows) = read_rows_of(text, path)?;
     let mut out: BTreeMap<String, Vec<Option<f64>>> =

@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use support::cli::{shakedown, text};
 use support::wait::eventually_blocking;
 
-/// Runs the CLI to the end: `words`, then `paths`.
 /// Runs are serialized: each starts a sandbox of several processes, and two at once on a
 /// 2-core machine starve each other's harness (timing verdicts then turn not evaluable).
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -25,6 +24,7 @@ pub(crate) fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Runs the CLI to the end: `words`, then `paths`.
 fn cli(words: &[&str], paths: &[&Path]) -> Output {
     shakedown().args(words).args(paths).output().unwrap()
 }
