@@ -17,7 +17,9 @@ use crate::chaos::proxy::ProxySpec;
 use crate::config::diag::{Collector, Diagnostic, name_hint};
 use crate::config::profile::{self, Profile};
 use crate::ledger::source::CompletionSourceSpec;
+use crate::analyze::spec::ReadPromise;
 use crate::sandbox::config::SandboxConfig;
+use crate::units;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -171,6 +173,9 @@ impl Checker<'_, '_> {
                 }
             }
         }
+        if let Some(cd) = &cooldown {
+            self.cooldown_covers_promises(cd, raw.cooldown.as_ref(), &promises);
+        }
         Some(Experiment {
             name: name?,
             description: raw.description,
@@ -185,6 +190,42 @@ impl Checker<'_, '_> {
             promises: promises.into_iter().filter_map(|p| p.promise).collect(),
             cooldown: cooldown?,
         })
+    }
+
+    /// A promise judged after the load (scale-in) needs a cool-down at least as long as its
+    /// `within`: a shorter one ends every slow run "too early to tell", so a fleet that never
+    /// scales in could not fail.
+    fn cooldown_covers_promises(
+        &mut self,
+        cd: &cooldown::Cooldown,
+        raw: Option<&Spanned<cooldown::RawCooldown>>,
+        promises: &[ReadPromise],
+    ) {
+        for p in promises {
+            let Some(need) = p.promise.as_ref().and_then(|p| p.kind.watch_after_load()) else {
+                continue;
+            };
+            if cd.max >= need {
+                continue;
+            }
+            let written = raw.and_then(|t| t.get_ref().max_span());
+            let message = format!(
+                "promise `{}` gives the fleet {} after the backlog drains, but the cool-down \
+                 ends {} after the load{}: a fleet slower than that, or one that never scales \
+                 in, would be \"too early to tell\", never a fail",
+                p.name,
+                units::format_duration(need),
+                units::format_duration(cd.max),
+                if written.is_some() { "" } else { " (the default `max`)" },
+            );
+            let hint = format!(
+                "set `[cooldown] max` to at least {} plus the time the backlog takes to \
+                 drain; `until` (e.g. `[\"workers <= 0\"]`) still ends a healthy run early",
+                units::format_duration(need)
+            );
+            let span = written.unwrap_or_else(|| p.span.clone());
+            self.c.error_with_hint(span, message, hint);
+        }
     }
 
     fn profiles(&mut self, raw: &RawExperiment) -> Option<(Profile, Vec<PathBuf>)> {

@@ -108,6 +108,11 @@ impl RawCooldown {
     pub(super) fn until_span(&self, i: usize) -> Option<std::ops::Range<usize>> {
         self.until.get(i).map(Spanned::span)
     }
+
+    /// Where `max` is written.
+    pub(super) fn max_span(&self) -> Option<std::ops::Range<usize>> {
+        self.max.as_ref().map(Spanned::span)
+    }
 }
 
 /// Validates the table (absent: the defaults).

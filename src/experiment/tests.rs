@@ -150,3 +150,40 @@ fn an_unknown_probe_in_cooldown_points_at_its_condition() {
     assert!(d.contains("x.toml:11:24"), "{d}");
     assert!(d.contains("names probe `wokers`"), "{d}");
 }
+
+#[test]
+fn a_cooldown_shorter_than_a_scale_in_window_is_refused() {
+    let probes = "[[probe]]\nname = \"depth\"\nkind = \"sqs\"\nqueue = \"q\"\nmetric = \"visible\"\n\
+                  [[probe]]\nname = \"n\"\nkind = \"ec2\"\ninstances = { asg = \"w\" }\n";
+    let scale_in = |within: &str, after: &str| {
+        format!(
+            "[[promise]]\ntype = \"scale-in\"\ninstances = \"n\"\ndepth = \"depth\"\nwithin = \"{within}\"\n{after}"
+        )
+    };
+    // Written max, shorter: the error points at it (line 20).
+    let d = parse_str(&format!(
+        "{MINIMAL}{probes}{}[cooldown]\nmax = \"60s\"\n",
+        scale_in("90s", "")
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(d.contains("x.toml:20:7"), "{d}");
+    assert!(d.contains("gives the fleet 1m30s after the backlog drains"), "{d}");
+    assert!(d.contains("at least 1m30s"), "{d}");
+    // The default max (30s) is named as such.
+    let d = parse_str(&format!("{MINIMAL}{probes}{}", scale_in("45s", "")))
+        .unwrap_err()
+        .to_string();
+    assert!(d.contains("(the default `max`)"), "{d}");
+    // Long enough, or measured from a fault's end: accepted.
+    parse_str(&format!(
+        "{MINIMAL}{probes}{}[cooldown]\nmax = \"90s\"\n",
+        scale_in("90s", "")
+    ))
+    .unwrap();
+    parse_str(&format!(
+        "{MINIMAL}{probes}[[fault]]\nname = \"d\"\ntype = \"delay-queue\"\nat = {{ phase = \"stages[0]\" }}\nduration = \"1s\"\nqueue = \"q\"\ndelay = \"1s\"\n{}",
+        scale_in("90s", "after = \"d\"\n")
+    ))
+    .unwrap();
+}

@@ -103,6 +103,20 @@ promise_types! {
     "cost" => Cost(cost::Cost, cost::RawCost),
 }
 
+impl PromiseKind {
+    /// How long after the load ends the run must keep watching for this promise to judge
+    /// a system that keeps it slowly (`None`: the promise is judged during the load).
+    /// Scale-in counts from the backlog's draining, which is never before the load ends
+    /// when the load keeps the queue busy: its `within` is the least cool-down that can
+    /// tell a slow fleet from one that never scales in.
+    pub fn watch_after_load(&self) -> Option<std::time::Duration> {
+        match self {
+            PromiseKind::ScaleIn(s) if s.after.is_none() => Some(s.within),
+            _ => None,
+        }
+    }
+}
+
 /// A table read as one promise type's keys: the promise when it has no error, and what it
 /// names either way (so that a promise with a bad value still has its names checked).
 struct Read {
