@@ -3,6 +3,8 @@
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
+use std::ops::Range;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +16,8 @@ use super::journal::FaultRef;
 use super::proxy::ProxySpec;
 use super::spec::{FaultKind, FaultSpec, PhaseRef, Start};
 use crate::aws::AwsTarget;
+use crate::config::Document;
+use crate::config::diag::{Collector, Diagnostic, Diagnostics};
 
 /// The chaos part of an experiment file: what `__chaos-run` reads (the full experiment file
 /// adds target, profile, probes and promises around it).
@@ -25,8 +29,9 @@ pub struct PlanFile {
     /// Built-in TCP proxies the run starts before its faults.
     #[serde(default)]
     pub proxy: Vec<ProxySpec>,
-    /// The faults.
-    #[serde(default)]
+    /// The faults: `[[fault]]` tables are taken out of the document and read one by one
+    /// ([`read_faults`]) before serde reads the rest.
+    #[serde(skip)]
     pub fault: Vec<FaultSpec>,
     /// The guardrails.
     #[serde(default)]
@@ -171,17 +176,97 @@ impl FaultPlan {
         })
     }
 
-    /// Parses a plan file's text (a whole experiment's chaos part) and builds the plan;
-    /// phase references are refused (there is no profile to resolve them against).
-    pub fn from_toml(text: &str) -> Result<FaultPlan, Vec<PlanError>> {
-        let file: PlanFile = toml::from_str(text).map_err(|e| {
-            vec![PlanError {
-                fault: "(file)".into(),
-                message: e.to_string(),
-            }]
-        })?;
-        FaultPlan::build(file, |_| None)
+    /// Parses a plan file (the chaos part of an experiment, alone: `__chaos-run`) and builds
+    /// the plan, every error at its place as in an experiment file; phase references are
+    /// refused (there is no profile to resolve them against).
+    pub fn parse(text: &str, path: &Path) -> Result<FaultPlan, Diagnostics> {
+        let mut c = Collector::new(path, text);
+        let plan = Document::parse(&mut c).and_then(|mut doc| {
+            let faults = read_faults(&mut doc, &mut c);
+            let file: Option<PlanFile> = doc.read(&mut c);
+            let (file, specs) = (file?, faults.specs?);
+            let file = PlanFile {
+                fault: specs,
+                ..file
+            };
+            FaultPlan::build_reporting(file, |_| None, &faults.names, &mut c)
+        });
+        match (c.finish(()), plan) {
+            (Ok(()), Some(plan)) => Ok(plan),
+            (Err(d), _) => Err(d),
+            (Ok(()), None) => Err(Diagnostics::single(Diagnostic::whole_file(
+                path,
+                "the fault plan could not be read",
+            ))),
+        }
     }
+
+    /// [`FaultPlan::parse`] of a text without a file (diagnostics name it `plan.toml`).
+    pub fn from_toml(text: &str) -> Result<FaultPlan, Diagnostics> {
+        FaultPlan::parse(text, Path::new("plan.toml"))
+    }
+
+    /// [`FaultPlan::build`], each error recorded at its fault's table (`names`: every
+    /// table's plan name and span, as [`read_faults`] gives them).
+    pub fn build_reporting(
+        file: PlanFile,
+        phase: impl Fn(&PhaseRef) -> Option<Duration>,
+        names: &[(String, Range<usize>)],
+        c: &mut Collector<'_>,
+    ) -> Option<FaultPlan> {
+        match FaultPlan::build(file, phase) {
+            Ok(plan) => Some(plan),
+            Err(errors) => {
+                for e in errors {
+                    // `name#k` is occurrence k of `name`.
+                    let base = e
+                        .fault
+                        .rsplit_once('#')
+                        .map_or(e.fault.as_str(), |(b, _)| b);
+                    let span = names
+                        .iter()
+                        .find(|(n, _)| *n == e.fault || n == base)
+                        .map_or(0..0, |(_, s)| s.clone());
+                    let hint = if e.message.starts_with("unknown phase") {
+                        "phases are `stages[i]` (the first stream's) or `<stream>.stages[i]`, counted from 0"
+                    } else {
+                        ""
+                    };
+                    c.error_with_hint(span, e.to_string(), hint);
+                }
+                None
+            }
+        }
+    }
+}
+
+/// The `[[fault]]` tables of a document, read.
+pub struct ReadFaults {
+    /// `None` when one of them has errors (recorded).
+    pub specs: Option<Vec<FaultSpec>>,
+    /// Every table's name as the plan names it (`<type>-<index>` when unnamed) and its
+    /// span, also of those with errors.
+    pub names: Vec<(String, Range<usize>)>,
+}
+
+/// Takes the `[[fault]]` tables out of `doc` and reads each on its own
+/// ([`FaultSpec::from_table`]), recording every error in `c`.
+pub fn read_faults(doc: &mut Document<'_>, c: &mut Collector<'_>) -> ReadFaults {
+    let mut specs = Some(Vec::new());
+    let mut names = Vec::new();
+    for (i, table) in doc.take_tables("fault", c).into_iter().enumerate() {
+        let name = table.str("name").map_or_else(
+            || format!("{}-{i}", table.str("type").unwrap_or("?")),
+            str::to_owned,
+        );
+        names.push((name, table.span()));
+        match (FaultSpec::from_table(table, c), &mut specs) {
+            (Some(f), Some(v)) => v.push(f),
+            (Some(_), None) => {}
+            (None, _) => specs = None,
+        }
+    }
+    ReadFaults { specs, names }
 }
 
 fn fault_proxy(kind: &FaultKind) -> Option<&str> {
@@ -303,8 +388,7 @@ mod tests {
 
     #[test]
     fn occurrences_are_expanded_and_phases_resolved() {
-        let file: PlanFile = toml::from_str(
-            r#"
+        let text = r#"
             seed = 7
             [[fault]]
             name = "d"
@@ -315,12 +399,20 @@ mod tests {
             times = 2
             queue = "q"
             delay = "3s"
-            "#,
+            "#;
+        let mut c = Collector::new(Path::new("p.toml"), text);
+        let mut doc = Document::parse(&mut c).unwrap();
+        let faults = read_faults(&mut doc, &mut c);
+        let file = PlanFile {
+            fault: faults.specs.unwrap(),
+            ..doc.read(&mut c).unwrap()
+        };
+        let plan = FaultPlan::build_reporting(
+            file,
+            |p| (p.phase == "stages[1]").then_some(Duration::from_secs(30)),
+            &faults.names,
+            &mut c,
         )
-        .unwrap();
-        let plan = FaultPlan::build(file, |p| {
-            (p.phase == "stages[1]").then_some(Duration::from_secs(30))
-        })
         .unwrap();
         let starts: Vec<_> = plan.occurrences.iter().map(|o| o.start.as_secs()).collect();
         assert_eq!(starts, [35, 95]);
@@ -329,7 +421,7 @@ mod tests {
 
     #[test]
     fn every_error_is_reported() {
-        let errors = FaultPlan::from_toml(
+        let errors = FaultPlan::parse(
             r#"
             [[fault]]
             type = "delay-queue"
@@ -349,10 +441,14 @@ mod tests {
             proxy = "db"
             latency = "10ms"
             "#,
+            Path::new("plan.toml"),
         )
         .unwrap_err();
         let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-        assert_eq!(errors.len(), 4, "{text:#?}");
+        assert_eq!(errors.count(), 4, "{text:#?}");
+        // Each at its fault's table: lines 2, 2 (the first fault has two errors), 7, 13.
+        let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines, [2, 2, 7, 13], "{text:#?}");
         assert!(text.iter().any(|t| t.contains("unknown phase")));
         assert!(text.iter().any(|t| t.contains("needs a `duration`")));
         assert!(text.iter().any(|t| t.contains("remove `duration`")));

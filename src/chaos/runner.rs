@@ -554,9 +554,12 @@ mod tests {
 
     /// A plan with one proxy (`p`, on a free port) and `faults` (TOML `[[fault]]` tables).
     fn plan(faults: &str) -> FaultPlan {
-        FaultPlan::from_toml(&format!(
-            "[[proxy]]\nname = \"p\"\nlisten = \"127.0.0.1:0\"\nupstream = \"127.0.0.1:9\"\n{faults}"
-        ))
+        FaultPlan::parse(
+            &format!(
+                "[[proxy]]\nname = \"p\"\nlisten = \"127.0.0.1:0\"\nupstream = \"127.0.0.1:9\"\n{faults}"
+            ),
+            std::path::Path::new("plan.toml"),
+        )
         .unwrap()
     }
 

@@ -19,10 +19,10 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer, de::Error as _};
+use serde::Deserialize;
 
 use crate::config::Table;
-use crate::config::diag::{Collector, closest_name, name_hint};
+use crate::config::diag::{Collector, closest_name};
 
 use super::fault::Fault;
 use super::faults::{
@@ -213,68 +213,15 @@ fn unknown_key(key: &str, _: &[&str], closest: Option<&str>) -> Option<(String, 
     ))
 }
 
-/// Plan files (`shakedown chaos-run`) read faults through serde alone: errors name the
-/// fault and the key, without a place.
-impl<'de> Deserialize<'de> for FaultSpec {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let table = toml::Table::deserialize(deserializer)?;
-        match table.get("type").and_then(|v| v.as_str()) {
-            Some(t) if !FAULT_TYPES.contains(&t) => {
-                return Err(D::Error::custom(format!(
-                    "unknown fault type `{t}` ({})",
-                    name_hint(t, FAULT_TYPES)
-                )));
-            }
-            None => return Err(D::Error::custom("a `[[fault]]` has no `type`")),
-            _ => {}
-        }
-        let (timing, params): (toml::Table, toml::Table) = table
-            .into_iter()
-            .partition(|(k, _)| TIMING_KEYS.contains(&k.as_str()));
-        let kind_name = params
-            .get("type")
-            .and_then(|v| v.as_str())
-            .unwrap_or("?")
-            .to_owned();
-        let timing: Timing = toml::Value::Table(timing)
-            .try_into()
-            .map_err(|e| D::Error::custom(format!("fault `{kind_name}`: {e}")))?;
-        let kind: FaultKind = toml::Value::Table(params)
-            .try_into()
-            .map_err(|e| D::Error::custom(format!("fault `{kind_name}`: {e}")))?;
-        let repeat = match (timing.every, timing.times) {
-            (None, None) => None,
-            (Some(every), times) => Some(Repeat {
-                every,
-                times: times.unwrap_or(1),
-            }),
-            (None, Some(_)) => {
-                return Err(D::Error::custom(format!(
-                    "fault `{kind_name}`: `times` needs `every`"
-                )));
-            }
-        };
-        Ok(FaultSpec {
-            name: timing.name,
-            at: timing.at,
-            duration: timing.duration,
-            repeat,
-            kind,
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[derive(Deserialize)]
-    struct File {
-        fault: Vec<FaultSpec>,
-    }
-
-    fn parse(text: &str) -> Result<Vec<FaultSpec>, toml::de::Error> {
-        toml::from_str::<File>(text).map(|f| f.fault)
+    fn parse(text: &str) -> Result<Vec<FaultSpec>, crate::config::diag::Diagnostics> {
+        let mut c = Collector::new(std::path::Path::new("f.toml"), text);
+        let mut doc = crate::config::Document::parse(&mut c).unwrap();
+        let faults = crate::chaos::plan::read_faults(&mut doc, &mut c);
+        c.finish(()).map(|()| faults.specs.unwrap())
     }
 
     #[test]

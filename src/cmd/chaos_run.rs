@@ -28,10 +28,7 @@ pub struct ChaosRunArgs {
 pub async fn chaos_run(args: ChaosRunArgs) -> anyhow::Result<u8> {
     let text = std::fs::read_to_string(&args.plan)
         .with_context(|| format!("reading {}", args.plan.display()))?;
-    let plan = FaultPlan::from_toml(&text).map_err(|errors| {
-        let list: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
-        anyhow::anyhow!("{}:\n{}", args.plan.display(), list.join("\n"))
-    })?;
+    let plan = FaultPlan::parse(&text, &args.plan).map_err(anyhow::Error::new)?;
     let env = Env::new(plan.aws.clone());
     if args.dry_run {
         let proxies = CancellationToken::new();

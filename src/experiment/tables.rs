@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use std::ops::Range;
 
 use crate::analyze::spec::{ReadPromise, RefKind, build as build_promises};
+use crate::chaos::plan::{ReadFaults, read_faults};
 use crate::chaos::spec::FaultSpec;
 use crate::config::Document;
 use crate::config::diag::{Collector, name_hint};
@@ -34,23 +35,10 @@ pub(super) struct Tables {
 
 /// Takes the tables out of `doc` and reads them, recording every error in `c`.
 pub(super) fn read(doc: &mut Document<'_>, c: &mut Collector<'_>) -> Tables {
-    let mut faults = Some(Vec::new());
-    let mut fault_names = Vec::new();
-    for (i, table) in doc.take_tables("fault", c).into_iter().enumerate() {
-        let name = table.str("name").map_or_else(
-            || format!("{}-{i}", table.str("type").unwrap_or("?")),
-            str::to_owned,
-        );
-        fault_names.push((name, table.span()));
-        match FaultSpec::from_table(table, c) {
-            Some(f) => {
-                if let Some(v) = &mut faults {
-                    v.push(f);
-                }
-            }
-            None => faults = None,
-        }
-    }
+    let ReadFaults {
+        specs: faults,
+        names: fault_names,
+    } = read_faults(doc, c);
     let probe_tables = doc.take_tables("probe", c);
     let probe_names = probe_tables
         .iter()
