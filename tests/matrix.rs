@@ -26,13 +26,15 @@
 //!
 //! Each run takes 20-110 s of real time, mostly waiting (the sandbox scales on its own
 //! clock), so this is its own test harness (`harness = false`, libtest's command line via
-//! `libtest-mimic`): rows run [`MATRIX_JOBS`] at a time (default 2; about 7 minutes on a
-//! 2-core machine), longest first. Three at once saturate 2 cores in a debug build: the
-//! instances (niced) then starve, the healthy rows' failover fails for the machine's sake,
-//! and the analyzer reports those timing verdicts not evaluable ("harness starved": the
-//! machine's CPU was saturated), which a row expecting a pass rejects. A row expecting a
-//! fail accepts that not evaluable (it says so on stderr): starvation only ever turns a fail
-//! into not evaluable, so a pass on a broken variant is still caught.
+//! `libtest-mimic`): rows run [`MATRIX_JOBS`] at a time (default 3; about 4.5 minutes on a
+//! 2-core machine), longest first. Three fit on 2 cores because the test build optimises the
+//! dependencies (`[profile.dev.package."*"]` in Cargo.toml); with them unoptimised, even two
+//! at once saturated the machine at times. Should the machine saturate anyway, the instances
+//! (niced) starve, a healthy row's failover can fail for the machine's sake, and the analyzer
+//! reports those timing verdicts not evaluable ("harness starved": the machine's CPU was
+//! saturated), which a row expecting a pass rejects. A row expecting a fail accepts that not
+//! evaluable (it says so on stderr): starvation only ever turns a fail into not evaluable,
+//! so a pass on a broken variant is still caught.
 
 mod support;
 
@@ -43,7 +45,7 @@ use std::time::Instant;
 use libtest_mimic::{Arguments, Failed, Trial};
 use support::cli::{shakedown, text};
 
-/// Environment variable: how many matrix runs may go at once (default 2), unless
+/// Environment variable: how many matrix runs may go at once (default 3), unless
 /// `--test-threads` is given.
 const MATRIX_JOBS: &str = "SHAKEDOWN_MATRIX_JOBS";
 
@@ -318,7 +320,7 @@ fn main() {
             .ok()
             .and_then(|v| v.parse().ok())
             .filter(|&n: &usize| n >= 1)
-            .unwrap_or(2);
+            .unwrap_or(3);
         args.test_threads = Some(jobs);
     }
     let mut trials = vec![Trial::test("the_matrix_experiments_exist", || {
