@@ -17,7 +17,9 @@
 //! | [`template`] | `{id}`/`{seq}`/random-field templates for paths, headers and bodies | yes |
 //! | [`schedule`] | the arrival schedule: exact send times from profile + seed, segments | yes |
 //! | [`metrics`] | per-second windows, HDR histograms, the sharded recorder, summaries | yes |
-//! | [`driver`] | lanes (keep-alive connections), open/closed model, the lean HTTP/1.1 client, request bodies, the SQS transport (`SendMessageBatch`) | no |
+//! | [`driver`] | lanes (keep-alive connections), open/closed model, the lean HTTP/1.1 client over TCP or TLS (`connect`: timed connect and handshake), request bodies, the SQS transport (`SendMessageBatch`) | no |
+//! | [`errors`] | an error and its sources as one line of text | yes |
+//! | [`tls`] | one set of trust options (`ca_file`, `insecure`, client certificate, SNI) -> a rustls client configuration for every HTTP client; TLS failures -> their error classes and hints | no |
 //! | [`results`] | `results/<run-id>/`: [`results::RunDir`] names every file of a run directory and owns their readers and writers (JSON lines, CSV rows, `latency.hlog`); run.json, timeline.csv, latency.hlog, harness.csv written as the run goes | no |
 //! | [`live`] | progress bar or plain lines during a run | no |
 //! | [`shutdown`] | Ctrl-C / SIGTERM -> a cancellation token handed down the task tree (the one signal handler) | no |
@@ -36,6 +38,7 @@ pub mod clock;
 pub mod cmd;
 pub mod config;
 pub mod driver;
+pub mod errors;
 pub mod experiment;
 pub mod ledger;
 pub mod live;
@@ -47,6 +50,7 @@ pub mod schedule;
 pub mod session;
 pub mod shutdown;
 pub mod template;
+pub mod tls;
 pub mod units;
 
 use cli::{Cli, Command};

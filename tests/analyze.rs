@@ -114,7 +114,7 @@ fn scenario(arch: Arch) -> RunView {
             let stalled = (STALL.0..STALL.1).contains(&s);
             if arch == Arch::Monolith && stalled {
                 // Processing inline: uploads wait for the stalled processor and time out.
-                let mut errors = [0; 9];
+                let mut errors = [0; ErrorClass::COUNT];
                 errors[ErrorClass::Timeout as usize] = RATE;
                 Second {
                     intended: RATE,

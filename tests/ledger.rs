@@ -111,7 +111,12 @@ async fn feed_source_pages_and_the_summary_finds_a_lost_id_and_a_duplicate() {
         spec,
         CompletionSourceSpec::SandboxFeed(FeedSpec { url: url.clone() })
     );
-    let source = CompletionSource::new(&spec, None).unwrap();
+    let source = CompletionSource::new(
+        &spec,
+        None,
+        &shakedown::tls::client_builder().build().unwrap(),
+    )
+    .unwrap();
     let cancel = CancellationToken::new();
     let poller = tokio::spawn(run_completions(
         source,
@@ -219,10 +224,20 @@ async fn sqs_done_queue_and_dlq_drain_classify_messages_and_empty_the_queues() {
         done_pointer: Some("/done_ms".into()),
     });
     assert!(
-        CompletionSource::new(&spec, None).is_err(),
+        CompletionSource::new(
+            &spec,
+            None,
+            &shakedown::tls::client_builder().build().unwrap()
+        )
+        .is_err(),
         "an SQS source needs a client"
     );
-    let source = CompletionSource::new(&spec, Some(&client)).unwrap();
+    let source = CompletionSource::new(
+        &spec,
+        Some(&client),
+        &shakedown::tls::client_builder().build().unwrap(),
+    )
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("completions.jsonl");
     let cancel = CancellationToken::new();

@@ -3,6 +3,9 @@
 
 mod support;
 
+#[path = "load/https.rs"]
+mod https;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Duration;

@@ -52,6 +52,7 @@ async fn sqs_probe_follows_sends_receives_and_the_dlq() {
     let ctx = ProbeContext {
         aws: Some(aws.clone()),
         control_url: None,
+        http: shakedown::tls::client_builder().build().unwrap(),
     };
     let probe = |metric, dlq: Option<&str>| {
         prober(
@@ -162,6 +163,7 @@ async fn ec2_probe_counts_instances_by_tags_group_and_state() {
     let ctx = ProbeContext {
         aws: Some(clients(&url)),
         control_url: None,
+        http: shakedown::tls::client_builder().build().unwrap(),
     };
     let probe = |tags: &[(&str, &str)], asg: Option<&str>, state: &str| {
         prober(
@@ -263,6 +265,7 @@ async fn http_probes_read_json_pointers_targets_groups_and_activities() {
     let ctx = ProbeContext {
         aws: None,
         control_url: Some(url.clone()),
+        http: shakedown::tls::client_builder().build().unwrap(),
     };
     let json_probe = |pointer: &str| {
         prober(

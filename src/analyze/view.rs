@@ -60,7 +60,7 @@ pub struct Second {
     /// Successful responses completed.
     pub ok: u64,
     /// Failures completed, indexed like [`ErrorClass::ALL`].
-    pub errors: [u64; 9],
+    pub errors: [u64; ErrorClass::COUNT],
     /// Sent late.
     pub late: u64,
     /// Never sent.
@@ -75,7 +75,7 @@ impl Second {
     /// A second with `ok` successes and `failed` 5xx errors, all arrivals sent on time,
     /// and a flat latency (used to build synthetic views).
     pub fn simple(ok: u64, failed: u64, latency_ms: f64) -> Second {
-        let mut errors = [0; 9];
+        let mut errors = [0; ErrorClass::COUNT];
         errors[ErrorClass::Status5xx as usize] = failed;
         Second {
             intended: ok + failed,

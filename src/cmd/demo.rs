@@ -43,6 +43,10 @@ pub struct DemoArgs {
     /// Seed for the schedule and fault choices (default: the experiment's).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// The sandbox's balancer listens with TLS (a CA made for the run): the same demo over
+    /// https.
+    #[arg(long)]
+    pub https: bool,
     /// No live progress line.
     #[arg(long, short)]
     pub quiet: bool,
@@ -55,13 +59,16 @@ pub async fn demo(args: DemoArgs, command: Vec<String>) -> anyhow::Result<Outcom
     } else {
         "chaos/demo.toml"
     };
-    let experiment = match load_with(Path::new(file), &FILES) {
+    let mut experiment = match load_with(Path::new(file), &FILES) {
         Ok(e) => e,
         Err(d) => {
             eprint!("{d}");
             return Ok(Outcome::Error);
         }
     };
+    if let crate::experiment::TargetSpec::Sandbox(sb) = &mut experiment.target {
+        sb.config.web.tls |= args.https;
+    }
     let run = RunOptions {
         arch: args.arch,
         seed: args.seed,

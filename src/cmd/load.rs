@@ -98,9 +98,45 @@ pub struct LoadArgs {
     #[arg(long, value_parser = parse_duration)]
     pub timeout: Option<Duration>,
 
-    /// Connect timeout, e.g. 5s.
+    /// Connect timeout (TCP connect and TLS handshake), e.g. 5s.
     #[arg(long, value_parser = parse_duration)]
     pub connect_timeout: Option<Duration>,
+
+    /// Speak HTTP/2 (ALPN `h2` over https, prior knowledge over http): requests multiplexed
+    /// over as few connections as the server's stream limit allows.
+    #[arg(long)]
+    pub http2: bool,
+
+    /// With --sandbox: its balancer listens with TLS (a CA made for the run, trusted for
+    /// this load; its PEM file is printed with the endpoints).
+    #[arg(long, requires = "sandbox")]
+    pub tls: bool,
+
+    /// A new connection (and TLS handshake) for every request, instead of keep-alive.
+    #[arg(long)]
+    pub no_keep_alive: bool,
+
+    /// https: trust the CA certificates of this PEM file, besides the system's roots
+    /// (which honour SSL_CERT_FILE / SSL_CERT_DIR).
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+
+    /// https: accept any server certificate (a self-signed staging system).
+    #[arg(long)]
+    pub insecure: bool,
+
+    /// https: present this client certificate chain (PEM; needs --client-key).
+    #[arg(long, value_name = "PEM", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+
+    /// https: the client certificate's private key (PEM).
+    #[arg(long, value_name = "PEM", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
+
+    /// https: the name sent as SNI and checked against the certificate (default: the
+    /// URL's host).
+    #[arg(long, value_name = "NAME")]
+    pub server_name: Option<String>,
 
     /// After Ctrl-C/SIGTERM, how long in-flight requests may still finish.
     #[arg(long, value_parser = parse_duration, default_value = "2s")]
@@ -127,6 +163,15 @@ pub async fn load(args: LoadArgs, command: Vec<String>) -> anyhow::Result<Outcom
     let plan = LoadPlan {
         profile,
         sandbox: args.sandbox.then(|| args.arch.unwrap_or_default()),
+        tls: crate::tls::TlsOptions {
+            ca_file: args.ca_file,
+            insecure: args.insecure,
+            client_cert: args.client_cert,
+            client_key: args.client_key,
+            server_name: args.server_name,
+        },
+        http2: args.http2,
+        sandbox_tls: args.tls,
         target: args.target,
         sqs_endpoint: args.sqs_endpoint,
         region: args.region,
@@ -236,6 +281,9 @@ fn settings_for(args: &LoadArgs, profile: &Profile) -> Settings {
     }
     if let Some(t) = args.timeout {
         s.request_timeout = t;
+    }
+    if args.no_keep_alive {
+        s.keep_alive = false;
     }
     if let Some(t) = args.connect_timeout {
         s.connect_timeout = t;

@@ -7,18 +7,69 @@
 //! reused read buffer; bodies are counted and dropped (content-length,
 //! chunked, or until close). No task, channel or waker per request: this is
 //! what lets the driver approach wrk's rate on one core.
+//!
+//! The same client runs over plain TCP or TLS ([`Stream`]); [`super::connect`] opens
+//! either.
 
 use std::io;
-use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use http::{Method, Request};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 
 use super::body::Body;
 use crate::metrics::ErrorClass;
+
+/// A connection's byte stream: plain TCP, or TLS over TCP.
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
 
 /// Bodies up to this size are sent in the same write as the head.
 const COALESCE: u64 = 64 * 1024;
@@ -29,7 +80,7 @@ const IDLE_CHECK: Duration = Duration::from_secs(1);
 
 /// One keep-alive connection.
 pub struct HttpConn {
-    stream: TcpStream,
+    stream: Stream,
     read: BytesMut,
     write: Vec<u8>,
     open: bool,
@@ -63,32 +114,49 @@ enum Framing {
 }
 
 impl HttpConn {
-    pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<HttpConn, ErrorClass> {
+    /// A client on an open stream (see [`super::connect::Connector`]).
+    pub fn new(stream: Stream) -> HttpConn {
+        HttpConn {
+            stream,
+            read: BytesMut::with_capacity(16 * 1024),
+            write: Vec::with_capacity(1024),
+            open: true,
+            last_used: Instant::now(),
+        }
+    }
+
+    /// A plain-TCP connection to `addr` (tests; the driver uses a `Connector`).
+    #[cfg(test)]
+    pub async fn connect(
+        addr: std::net::SocketAddr,
+        timeout: Duration,
+    ) -> Result<HttpConn, ErrorClass> {
         let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
             Err(_) => return Err(ErrorClass::Timeout),
             Ok(Err(e)) => return Err(classify_io(&e)),
             Ok(Ok(s)) => s,
         };
         let _ = stream.set_nodelay(true);
-        Ok(HttpConn {
-            stream,
-            read: BytesMut::with_capacity(16 * 1024),
-            write: Vec::with_capacity(1024),
-            open: true,
-            last_used: Instant::now(),
-        })
+        Ok(HttpConn::new(Stream::Plain(stream)))
     }
 
     /// Whether the connection can take another request. A connection idle for
     /// a while is checked for a close by the peer (a keep-alive timeout), so
-    /// that a stale connection does not turn into a spurious reset.
+    /// that a stale connection does not turn into a spurious reset. The check is one
+    /// poll of a read that must not be ready: over TLS it also takes in what the server
+    /// sent meanwhile that is not data (session tickets), and sees a `close_notify`.
     pub fn is_open(&mut self) -> bool {
         if self.open && self.last_used.elapsed() > IDLE_CHECK {
-            let mut probe = [0u8; 1];
-            match self.stream.try_read(&mut probe) {
-                Ok(_) => self.open = false, // EOF, or bytes nobody asked for
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(_) => self.open = false,
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            self.read.reserve(1024);
+            let before = self.read.len();
+            let ready = {
+                let mut probe = std::pin::pin!(self.stream.read_buf(&mut self.read));
+                probe.as_mut().poll(&mut cx).is_ready()
+            };
+            // EOF, an error, or bytes nobody asked for.
+            if ready || self.read.len() > before {
+                self.open = false;
             }
         }
         self.open
@@ -125,6 +193,10 @@ impl HttpConn {
                     .await
                     .map_err(|e| classify_io(&e))?;
             }
+        }
+        if let Stream::Tls(_) = self.stream {
+            // TLS records still buffered in the session go out now (plain TCP has none).
+            self.stream.flush().await.map_err(|e| classify_io(&e))?;
         }
         let (status, framing) = self.read_head(parts.method == Method::HEAD).await?;
         let bytes_received = match framing {
@@ -314,9 +386,12 @@ fn chunk_size(line: &[u8]) -> Option<u64> {
     u64::from_str_radix(hex, 16).ok()
 }
 
-/// Maps an I/O error to its class.
+/// Maps an I/O error to its class (a TLS failure to its own).
 pub fn classify_io(e: &io::Error) -> ErrorClass {
     use io::ErrorKind::*;
+    if let Some(class) = crate::tls::classify(e) {
+        return class;
+    }
     match e.kind() {
         ConnectionRefused => ErrorClass::Refused,
         TimedOut | WouldBlock => ErrorClass::Timeout,
@@ -331,6 +406,7 @@ pub fn classify_io(e: &io::Error) -> ErrorClass {
 mod tests {
     use super::*;
     use bytes::Bytes;
+    use std::net::SocketAddr;
     use tokio::io::AsyncWriteExt;
     use tokio::net::TcpListener;
 

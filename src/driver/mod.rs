@@ -18,11 +18,12 @@
 //! send `SendMessageBatch` calls instead of taking lanes.
 
 mod body;
+pub mod connect;
 mod http;
+pub mod http2;
 mod request;
 pub mod sqs;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -31,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use self::body::Body;
+pub use self::connect::Connector;
 pub use self::http::{HttpConn, Response, classify_io};
 pub use self::request::{BuildError, ID_HEADER, RequestFactory, Target, request_id};
 use crate::clock::now_ms;
@@ -57,8 +59,11 @@ pub enum Mode {
 pub struct DriverPlan {
     pub profile: Arc<Profile>,
     pub factory: Arc<RequestFactory>,
-    /// The resolved address of the target.
-    pub addr: SocketAddr,
+    /// How to reach the target: its resolved address, and TLS for https.
+    pub connector: Connector,
+    /// Speak HTTP/2 (multiplexed: [`http2`]) instead of HTTP/1.1. The connector's TLS must
+    /// offer `h2` (ALPN); over plain TCP it is HTTP/2 with prior knowledge.
+    pub http2: bool,
     pub seed: u64,
     pub mode: Mode,
     pub segment: Segment,
@@ -96,6 +101,8 @@ struct Job {
 
 struct Ctx {
     plan: DriverPlan,
+    /// The shared HTTP/2 connections, when the plan speaks HTTP/2.
+    h2: Option<http2::H2Pool>,
     recorder: Arc<Recorder>,
     /// Stop taking new jobs (Ctrl-C, SIGTERM, a guardrail).
     stop: CancellationToken,
@@ -119,7 +126,21 @@ pub async fn run(
     recorder: Arc<Recorder>,
     stop: CancellationToken,
 ) -> DriverReport {
+    let h2 = if plan.http2 {
+        let target = plan.factory.target();
+        let authority = target.authority().to_str().unwrap_or_default().to_owned();
+        match http2::H2Pool::new(plan.connector.clone(), target.https, &authority) {
+            Ok(pool) => Some(pool),
+            Err(e) => {
+                tracing::error!("HTTP/2: {e}");
+                return DriverReport::default();
+            }
+        }
+    } else {
+        None
+    };
     let ctx = Arc::new(Ctx {
+        h2,
         plan,
         recorder,
         stop: stop.clone(),
@@ -424,13 +445,41 @@ async fn serve(ctx: &Ctx, id: usize, open: bool, conn: &mut Option<HttpConn>, jo
             return;
         }
     };
+    let mut request = request;
+    if !settings.keep_alive {
+        request.headers_mut().insert(
+            ::http::header::CONNECTION,
+            ::http::HeaderValue::from_static("close"),
+        );
+    }
     let body_len = request.body().len();
     let late = lateness > settings.late_after;
     ctx.recorder.record(id, job.stream, |w| {
         w.record_send(body_len, micros(lateness), late)
     });
     ctx.recorder.in_flight_add(job.stream, 1);
-    let outcome = exchange(ctx, conn, request).await;
+    let outcome = match &ctx.h2 {
+        Some(pool) => {
+            let budget = settings.connect_timeout + settings.request_timeout;
+            let sent = pool.send(
+                request,
+                settings.connect_timeout,
+                settings.keep_alive,
+                |(tcp, tls)| {
+                    ctx.recorder.record(id, job.stream, |w| {
+                        w.record_connect(micros(tcp), tls.map(|(t, resumed)| (micros(t), resumed)))
+                    })
+                },
+            );
+            tokio::time::timeout(budget, sent)
+                .await
+                .unwrap_or(Err(ErrorClass::Timeout))
+        }
+        None => exchange(ctx, id, job.stream, conn, request).await,
+    };
+    if !settings.keep_alive {
+        *conn = None;
+    }
     ctx.recorder.in_flight_add(job.stream, -1);
     let done = Instant::now();
     let corrected = micros(done - job.intended);
@@ -456,18 +505,32 @@ async fn serve(ctx: &Ctx, id: usize, open: bool, conn: &mut Option<HttpConn>, jo
     }
 }
 
-/// Connects if needed, then sends within the request timeout.
+/// Connects if needed (recording the connect and handshake times), then sends within the
+/// request timeout.
 async fn exchange(
     ctx: &Ctx,
+    id: usize,
+    stream: usize,
     conn: &mut Option<HttpConn>,
     request: ::http::Request<Body>,
 ) -> Result<Response, ErrorClass> {
     let settings = &ctx.plan.settings;
     if !conn.as_mut().is_some_and(HttpConn::is_open) {
         ctx.connecting.fetch_add(1, Ordering::Relaxed);
-        let connected = HttpConn::connect(ctx.plan.addr, settings.connect_timeout).await;
+        let opened = ctx
+            .plan
+            .connector
+            .open_http1(settings.connect_timeout)
+            .await;
         ctx.connecting.fetch_sub(1, Ordering::Relaxed);
-        *conn = Some(connected?);
+        let opened = opened?;
+        ctx.recorder.record(id, stream, |w| {
+            w.record_connect(
+                micros(opened.tcp),
+                opened.tls.map(|(t, resumed)| (micros(t), resumed)),
+            )
+        });
+        *conn = Some(opened.stream);
     }
     let c = conn.as_mut().expect("connected above");
     match tokio::time::timeout(settings.request_timeout, c.send(request)).await {

@@ -24,9 +24,11 @@ pub const ID_HEADER: &str = "x-shakedown-id";
 /// Size of the shared buffer upload bodies are cut from.
 const SHARED_BUFFER: usize = 4 * 1024 * 1024;
 
-/// Where the load goes: an `http://host:port[/base]` URL.
+/// Where the load goes: an `http://` or `https://host:port[/base]` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
+    /// `https://`: connections are TLS.
+    pub https: bool,
     pub host: String,
     pub port: u16,
     /// Prefix for every request path, without a trailing slash ("" for none).
@@ -42,7 +44,13 @@ impl Target {
 
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "http://{}:{}{}", self.host, self.port, self.base_path)
+        let scheme = if self.https { "https" } else { "http" };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        write!(f, "{scheme}://{host}:{}{}", self.port, self.base_path)
     }
 }
 
@@ -53,19 +61,15 @@ impl FromStr for Target {
         let uri: http::Uri = s.parse().map_err(|e| {
             format!("`{s}` is not a URL ({e}); expected something like http://127.0.0.1:8080")
         })?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => {
-                return Err(format!(
-                    "`{s}`: https targets are not supported by this version; point shakedown at an http:// endpoint"
-                ));
-            }
+        let https = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
             _ => {
                 return Err(format!(
                     "`{s}` needs a scheme: expected something like http://127.0.0.1:8080"
                 ));
             }
-        }
+        };
         let host = uri.host().ok_or_else(|| {
             format!("`{s}` has no host; expected something like http://127.0.0.1:8080")
         })?;
@@ -73,12 +77,13 @@ impl FromStr for Target {
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_string();
-        let port = uri.port_u16().unwrap_or(80);
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
         let authority =
             HeaderValue::from_str(uri.authority().map_or(host.as_str(), |a| a.as_str()))
                 .map_err(|e| format!("`{s}`: bad host ({e})"))?;
         let base_path = uri.path().trim_end_matches('/').to_string();
         Ok(Target {
+            https,
             host,
             port,
             base_path,
@@ -396,7 +401,13 @@ mod tests {
         let t: Target = "http://[::1]:9000".parse().unwrap();
         assert_eq!(t.host, "::1");
         assert_eq!(t.base_path, "");
-        assert!("https://x".parse::<Target>().unwrap_err().contains("https"));
+        assert!(!t.https);
+        assert_eq!(t.to_string(), "http://[::1]:9000");
+        let t: Target = "https://api.example/v1".parse().unwrap();
+        assert!(t.https);
+        assert_eq!((t.host.as_str(), t.port), ("api.example", 443));
+        assert_eq!(t.to_string(), "https://api.example:443/v1");
+        assert!("ftp://x".parse::<Target>().is_err());
         assert!("127.0.0.1:80".parse::<Target>().is_err());
         assert!("not a url".parse::<Target>().is_err());
     }

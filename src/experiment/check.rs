@@ -10,6 +10,7 @@ use toml::Spanned;
 use super::cooldown;
 use super::tables::{Tables, check_references};
 use super::{Experiment, Files, SandboxTarget, SystemTarget, TargetSpec, normalize, phase_start};
+use crate::analyze::spec::ReadPromise;
 use crate::aws::{AwsTarget, QueueRef};
 use crate::chaos::guard::Guardrails;
 use crate::chaos::plan::{FaultPlan, PlanFile};
@@ -17,8 +18,8 @@ use crate::chaos::proxy::ProxySpec;
 use crate::config::diag::{Collector, Diagnostic, name_hint};
 use crate::config::profile::{self, Profile};
 use crate::ledger::source::CompletionSourceSpec;
-use crate::analyze::spec::ReadPromise;
 use crate::sandbox::config::SandboxConfig;
+use crate::tls::TlsOptions;
 use crate::units;
 
 #[derive(Debug, Deserialize)]
@@ -49,6 +50,8 @@ struct RawTarget {
     dlq: Option<Spanned<String>>,
     #[serde(default)]
     completions: Vec<CompletionSourceSpec>,
+    tls: Option<Spanned<TlsOptions>>,
+    http2: Option<Spanned<bool>>,
 }
 
 /// The semantic pass.
@@ -104,27 +107,12 @@ impl Checker<'_, '_> {
                 guardrails: raw.guardrails.clone(),
                 seed,
             };
-            match FaultPlan::build(file, |phase| phase_start(p, phase)) {
-                Ok(plan) => Some(plan),
-                Err(errors) => {
-                    for e in errors {
-                        // `name#k` is occurrence k of `name`.
-                        let base = e.fault.rsplit_once('#').map_or(e.fault.as_str(), |(b, _)| b);
-                        let span = tables
-                            .fault_names
-                            .iter()
-                            .find(|(n, _)| *n == e.fault || n == base)
-                            .map_or(0..0, |(_, s)| s.clone());
-                        let hint = if e.message.starts_with("unknown phase") {
-                            "phases are `stages[i]` (the first stream's) or `<stream>.stages[i]`, counted from 0"
-                        } else {
-                            ""
-                        };
-                        self.c.error_with_hint(span, e.to_string(), hint);
-                    }
-                    None
-                }
-            }
+            FaultPlan::build_reporting(
+                file,
+                |phase| phase_start(p, phase),
+                &tables.fault_names,
+                self.c,
+            )
         });
         let probes = tables.probes;
         let promises = tables.promises;
@@ -216,7 +204,11 @@ impl Checker<'_, '_> {
                 p.name,
                 units::format_duration(need),
                 units::format_duration(cd.max),
-                if written.is_some() { "" } else { " (the default `max`)" },
+                if written.is_some() {
+                    ""
+                } else {
+                    " (the default `max`)"
+                },
             );
             let hint = format!(
                 "set `[cooldown] max` to at least {} plus the time the backlog takes to \
@@ -307,6 +299,8 @@ impl Checker<'_, '_> {
                 (t.queue.is_some(), "queue"),
                 (t.dlq.is_some(), "dlq"),
                 (!t.completions.is_empty(), "completions"),
+                (t.tls.is_some(), "tls"),
+                (t.http2.is_some(), "http2"),
                 (tables.has_activities, "activities"),
             ] {
                 if set {
@@ -347,6 +341,7 @@ impl Checker<'_, '_> {
                 );
             }
         }
+        let tls = self.tls(t.tls.as_ref());
         Some(TargetSpec::System(Box::new(SystemTarget {
             http: t.http.as_ref().map(|h| h.get_ref().clone()),
             aws: t.aws.clone(),
@@ -357,7 +352,44 @@ impl Checker<'_, '_> {
             dlq: t.dlq.as_ref().map(|q| QueueRef::Plain(q.get_ref().clone())),
             completions: t.completions.clone(),
             activities: tables.activities.clone()?,
+            tls: tls?,
+            http2: t.http2.as_ref().is_some_and(|h| *h.get_ref()),
         })))
+    }
+
+    /// `[target.tls]`: its files resolved against the experiment's directory, each of which
+    /// must be readable.
+    fn tls(&mut self, raw: Option<&Spanned<TlsOptions>>) -> Option<TlsOptions> {
+        let Some(raw) = raw else {
+            return Some(TlsOptions::default());
+        };
+        let mut tls = raw.get_ref().clone();
+        let mut ok = true;
+        for (key, path) in [
+            ("ca_file", &mut tls.ca_file),
+            ("client_cert", &mut tls.client_cert),
+            ("client_key", &mut tls.client_key),
+        ] {
+            let Some(p) = path else { continue };
+            *p = normalize(&self.base.join(&*p));
+            if let Err(e) = self.files.read(p) {
+                self.c.error_with_hint(
+                    raw.span(),
+                    format!("[target.tls] `{key}`: cannot read {}: {e}", p.display()),
+                    "paths in [target.tls] are relative to the experiment file",
+                );
+                ok = false;
+            }
+        }
+        if tls.client_cert.is_some() != tls.client_key.is_some() {
+            self.c.error_with_hint(
+                raw.span(),
+                "[target.tls] has only one of `client_cert` and `client_key`",
+                "mutual TLS needs both: the certificate chain and its private key (PEM files)",
+            );
+            ok = false;
+        }
+        ok.then_some(tls)
     }
 }
 

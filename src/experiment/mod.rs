@@ -141,6 +141,12 @@ pub struct SystemTarget {
     pub completions: Vec<CompletionSourceSpec>,
     /// `[[target.activities]]`: where the system's autoscaler records its decisions.
     pub activities: Vec<ActivitySourceSpec>,
+    /// `[target.tls]`: how every HTTP client of the run trusts https servers (paths
+    /// resolved against the experiment's directory).
+    pub tls: crate::tls::TlsOptions,
+    /// `http2 = true`: the load speaks HTTP/2 (ALPN `h2` over https, prior knowledge over
+    /// http), multiplexed over few connections.
+    pub http2: bool,
 }
 
 /// Reads and validates an experiment file from disk.

@@ -168,7 +168,10 @@ fn a_cooldown_shorter_than_a_scale_in_window_is_refused() {
     .unwrap_err()
     .to_string();
     assert!(d.contains("x.toml:20:7"), "{d}");
-    assert!(d.contains("gives the fleet 1m30s after the backlog drains"), "{d}");
+    assert!(
+        d.contains("gives the fleet 1m30s after the backlog drains"),
+        "{d}"
+    );
     assert!(d.contains("at least 1m30s"), "{d}");
     // The default max (30s) is named as such.
     let d = parse_str(&format!("{MINIMAL}{probes}{}", scale_in("45s", "")))

@@ -131,16 +131,18 @@ pub enum CompletionSource {
 
 impl CompletionSource {
     /// Builds a source; `sqs` is needed by `kind = "sqs"`.
+    /// `http` is the client of the HTTP kinds (the run's trust options for https).
     pub fn new(
         spec: &CompletionSourceSpec,
         sqs: Option<&aws_sdk_sqs::Client>,
+        http: &reqwest::Client,
     ) -> Result<Self, LedgerError> {
         Ok(match spec {
             CompletionSourceSpec::SandboxFeed(f) => {
-                CompletionSource::Http(HttpLinesSource::new(f.as_http()))
+                CompletionSource::Http(HttpLinesSource::new(f.as_http(), http.clone()))
             }
             CompletionSourceSpec::Http(h) => {
-                CompletionSource::Http(HttpLinesSource::new(h.clone()))
+                CompletionSource::Http(HttpLinesSource::new(h.clone(), http.clone()))
             }
             CompletionSourceSpec::Sqs(s) => {
                 let client = sqs.ok_or(LedgerError::NoSqsClient)?;
@@ -182,6 +184,9 @@ pub struct SourceStats {
     pub last_error: Option<String>,
 }
 
+/// Longest wait for one poll of an HTTP source.
+pub const POLL_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A JSON-lines endpoint.
 #[derive(Debug)]
 pub struct HttpLinesSource {
@@ -192,15 +197,11 @@ pub struct HttpLinesSource {
 }
 
 impl HttpLinesSource {
-    /// A source for `spec`.
-    pub fn new(spec: HttpLinesSpec) -> Self {
+    /// A source for `spec`, polled with `http` (each poll within [`POLL_TIMEOUT`]).
+    pub fn new(spec: HttpLinesSpec, http: reqwest::Client) -> Self {
         HttpLinesSource {
             spec,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .no_proxy()
-                .build()
-                .expect("a plain HTTP client builds"),
+            http,
             after: 0,
         }
     }
@@ -209,13 +210,13 @@ impl HttpLinesSource {
         &mut self,
         stats: &mut SourceStats,
     ) -> Result<Vec<CompletionRecord>, LedgerError> {
-        let mut request = self.http.get(&self.spec.url);
+        let mut request = self.http.get(&self.spec.url).timeout(POLL_TIMEOUT);
         if self.spec.cursor_pointer.is_some() {
             request = request.query(&[("after", self.after), ("limit", PAGE as u64)]);
         }
         let http_error = |e: reqwest::Error| LedgerError::Http {
             url: self.spec.url.clone(),
-            message: e.to_string(),
+            message: crate::errors::error_chain(&e),
         };
         let response = request.send().await.map_err(http_error)?;
         let status = response.status();

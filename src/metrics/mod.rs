@@ -15,5 +15,5 @@ pub use seconds::{
     Encoded, SecondHistograms, decode as decode_histogram, encode as encode_histogram,
     merge as merge_histograms,
 };
-pub use summary::{Percentiles, StreamSummary, render_table};
+pub use summary::{ConnectionSummary, Percentiles, StreamSummary, render_table};
 pub use window::{Counters, ErrorClass, Window, new_histogram};

@@ -65,6 +65,23 @@ pub struct StreamSummary {
     pub service_time_ms: Percentiles,
     /// How far behind schedule sends started (the driver's lag; open model).
     pub send_lag_ms: Percentiles,
+    /// The connections opened (absent when none was: SQS streams, older runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connections: Option<ConnectionSummary>,
+}
+
+/// The connections a stream opened: how many, and the latency components a request on a
+/// new connection pays before its own time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ConnectionSummary {
+    pub opened: u64,
+    /// TLS handshakes that resumed an earlier session (https).
+    pub tls_resumed: u64,
+    /// TCP connect time.
+    pub connect_ms: Percentiles,
+    /// TLS handshake time after the connect (https only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_handshake_ms: Option<Percentiles>,
 }
 
 impl StreamSummary {
@@ -103,6 +120,12 @@ impl StreamSummary {
             latency_ms: Percentiles::of(&total.corrected),
             service_time_ms: Percentiles::of(&total.uncorrected),
             send_lag_ms: Percentiles::of(&total.lateness),
+            connections: total.connects.as_ref().map(|c| ConnectionSummary {
+                opened: c.opened,
+                tls_resumed: c.resumed,
+                connect_ms: Percentiles::of(&c.tcp),
+                tls_handshake_ms: (!c.tls.is_empty()).then(|| Percentiles::of(&c.tls)),
+            }),
         }
     }
 
@@ -159,6 +182,32 @@ pub fn render_table(summaries: &[StreamSummary]) -> String {
     for s in summaries.iter().filter(|s| !s.errors.is_empty()) {
         let detail: Vec<String> = s.errors.iter().map(|(k, v)| format!("{k}={v}")).collect();
         out.push_str(&format!("{}: errors {}\n", s.stream, detail.join(" ")));
+    }
+    for s in summaries {
+        if let Some(c) = &s.connections {
+            out.push_str(&format!(
+                "{}: {} connection(s) opened, connect p50 {:.2} ms p99 {:.2} ms",
+                s.stream, c.opened, c.connect_ms.p50, c.connect_ms.p99
+            ));
+            if let Some(t) = &c.tls_handshake_ms {
+                out.push_str(&format!(
+                    "; TLS handshake p50 {:.2} ms p99 {:.2} ms, {} of {} resumed",
+                    t.p50, t.p99, c.tls_resumed, t.count
+                ));
+            }
+            out.push('\n');
+        }
+    }
+    // One hint per kind of TLS failure seen, saying what to do about it.
+    for class in ErrorClass::ALL {
+        let hint = crate::tls::hint(class);
+        if !hint.is_empty()
+            && summaries
+                .iter()
+                .any(|s| s.errors.contains_key(class.name()))
+        {
+            out.push_str(&format!("hint ({}): {hint}\n", class.name()));
+        }
     }
     out
 }

@@ -35,10 +35,21 @@ pub enum ErrorClass {
     Throttled,
     /// One entry of a batch refused while others went through (SQS partial batch failure).
     Rejected,
+    /// TLS: the server's certificate chains to no trusted root.
+    TlsUnknownIssuer,
+    /// TLS: the server's certificate is not for the name asked for.
+    TlsBadName,
+    /// TLS: the server's certificate is expired or not yet valid.
+    TlsExpired,
+    /// TLS: any other handshake or record failure (protocol, alert, client certificate).
+    TlsProtocol,
 }
 
 impl ErrorClass {
-    pub const ALL: [ErrorClass; 9] = [
+    /// How many classes there are.
+    pub const COUNT: usize = 13;
+
+    pub const ALL: [ErrorClass; Self::COUNT] = [
         ErrorClass::Refused,
         ErrorClass::Timeout,
         ErrorClass::Reset,
@@ -48,6 +59,10 @@ impl ErrorClass {
         ErrorClass::Aborted,
         ErrorClass::Throttled,
         ErrorClass::Rejected,
+        ErrorClass::TlsUnknownIssuer,
+        ErrorClass::TlsBadName,
+        ErrorClass::TlsExpired,
+        ErrorClass::TlsProtocol,
     ];
 
     /// The short name used in columns and JSON keys.
@@ -62,6 +77,10 @@ impl ErrorClass {
             ErrorClass::Aborted => "aborted",
             ErrorClass::Throttled => "throttled",
             ErrorClass::Rejected => "rejected",
+            ErrorClass::TlsUnknownIssuer => "tls_unknown_issuer",
+            ErrorClass::TlsBadName => "tls_bad_name",
+            ErrorClass::TlsExpired => "tls_expired",
+            ErrorClass::TlsProtocol => "tls_protocol",
         }
     }
 
@@ -80,7 +99,7 @@ pub struct Counters {
     /// Responses with a 1xx-3xx status (or SQS sends accepted).
     pub ok: u64,
     /// Failures by class, indexed like [`ErrorClass::ALL`].
-    pub errors: [u64; 9],
+    pub errors: [u64; ErrorClass::COUNT],
     /// Sent, but later than `late_after` behind the intended time.
     pub late: u64,
     /// Never sent: could not start within `max_lateness`, or the run stopped first.
@@ -127,6 +146,43 @@ pub struct Window {
     pub uncorrected: Histogram<u64>,
     /// How far behind its intended time each send started (the driver's own lag).
     pub lateness: Histogram<u64>,
+    /// Connections opened in the window (`None` until the first: most seconds of a
+    /// keep-alive run open none).
+    pub connects: Option<Box<Connects>>,
+}
+
+/// The connections opened in a window: how many, how long their TCP connect and TLS
+/// handshake took (the latency components a request on a new connection pays first), and
+/// how many TLS sessions were resumed rather than negotiated in full.
+#[derive(Debug, Clone)]
+pub struct Connects {
+    pub opened: u64,
+    /// TLS handshakes that resumed an earlier session.
+    pub resumed: u64,
+    /// TCP connect time, microseconds.
+    pub tcp: Histogram<u64>,
+    /// TLS handshake time (after the TCP connect), microseconds; empty over plain http.
+    pub tls: Histogram<u64>,
+}
+
+impl Default for Connects {
+    fn default() -> Self {
+        Connects {
+            opened: 0,
+            resumed: 0,
+            tcp: new_histogram(),
+            tls: new_histogram(),
+        }
+    }
+}
+
+impl Connects {
+    pub fn merge(&mut self, other: &Connects) {
+        self.opened += other.opened;
+        self.resumed += other.resumed;
+        let _ = self.tcp.add(&other.tcp);
+        let _ = self.tls.add(&other.tls);
+    }
 }
 
 impl Default for Window {
@@ -136,6 +192,7 @@ impl Default for Window {
             corrected: new_histogram(),
             uncorrected: new_histogram(),
             lateness: new_histogram(),
+            connects: None,
         }
     }
 }
@@ -168,6 +225,18 @@ impl Window {
         self.lateness.saturating_record(lateness_us.max(1));
     }
 
+    /// Records a connection opened: its TCP connect time, and its TLS handshake time and
+    /// whether the session was resumed (https only).
+    pub fn record_connect(&mut self, tcp_us: u64, tls: Option<(u64, bool)>) {
+        let c = self.connects.get_or_insert_with(Box::default);
+        c.opened += 1;
+        c.tcp.saturating_record(tcp_us.max(1));
+        if let Some((handshake_us, resumed)) = tls {
+            c.tls.saturating_record(handshake_us.max(1));
+            c.resumed += u64::from(resumed);
+        }
+    }
+
     /// Records a failure with no response (refused, reset, timeout...).
     pub fn record_failure(&mut self, class: ErrorClass) {
         self.counters.errors[class.index()] += 1;
@@ -179,6 +248,9 @@ impl Window {
         let _ = self.corrected.add(&other.corrected);
         let _ = self.uncorrected.add(&other.uncorrected);
         let _ = self.lateness.add(&other.lateness);
+        if let Some(other) = &other.connects {
+            self.connects.get_or_insert_with(Box::default).merge(other);
+        }
     }
 }
 

@@ -261,15 +261,12 @@ pub async fn run_sources(
     specs: Vec<ActivitySourceSpec>,
     path: PathBuf,
     start_ms: u64,
+    http: reqwest::Client,
     cancel: CancellationToken,
 ) -> std::io::Result<ActivityStats> {
     let mut out = JsonLinesWriter::append(&path).map_err(std::io::Error::other)?;
     let mut cursors: Vec<Cursor> = specs.iter().map(|_| Cursor::default()).collect();
     let mut stats = ActivityStats::default();
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .map_err(std::io::Error::other)?;
     loop {
         let stopping = cancel.is_cancelled();
         for (spec, cursor) in specs.iter().zip(&mut cursors) {
@@ -342,7 +339,12 @@ async fn poll(
         }
         String::from_utf8_lossy(&out.stdout[..out.stdout.len().min(MAX_ANSWER)]).into_owned()
     } else if let Some(url) = &spec.url {
-        let resp = http.get(url).send().await.map_err(|e| e.to_string())?;
+        let resp = http
+            .get(url)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .map_err(|e| crate::errors::error_chain(&e))?;
         if !resp.status().is_success() {
             return Err(format!("HTTP {}", resp.status()));
         }
@@ -476,6 +478,7 @@ mod tests {
             vec![file, command],
             out.clone(),
             0,
+            crate::tls::client_builder().build().unwrap(),
             cancel.clone(),
         ));
         tokio::time::sleep(Duration::from_millis(300)).await;

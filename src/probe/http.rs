@@ -39,21 +39,13 @@ pub struct HttpSampler {
 }
 
 /// Requests never outlive this, whatever the probe's own timeout.
-const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(HTTP_TIMEOUT)
-        .no_proxy()
-        .build()
-        .expect("a plain HTTP client builds")
-}
+pub const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl HttpSampler {
     /// `kind = "http"`.
-    pub fn json(spec: &HttpProbe) -> Self {
+    pub fn json(http: reqwest::Client, spec: &HttpProbe) -> Self {
         HttpSampler {
-            http: client(),
+            http,
             url: spec.url.clone(),
             mode: Mode::Json {
                 pointer: spec.pointer.clone(),
@@ -62,9 +54,9 @@ impl HttpSampler {
     }
 
     /// `kind = "balancer"` against the control endpoint at `base`.
-    pub fn balancer(base: &str, state: &str) -> Self {
+    pub fn balancer(http: reqwest::Client, base: &str, state: &str) -> Self {
         HttpSampler {
-            http: client(),
+            http,
             url: format!("{base}/targets"),
             mode: Mode::Balancer {
                 state: state.to_owned(),
@@ -73,7 +65,12 @@ impl HttpSampler {
     }
 
     /// `kind = "sandbox-activities"` against the control endpoint at `base`.
-    pub fn activities(base: &str, group: &str, metric: ActivitiesMetric) -> Self {
+    pub fn activities(
+        http: reqwest::Client,
+        base: &str,
+        group: &str,
+        metric: ActivitiesMetric,
+    ) -> Self {
         let group = group.to_owned();
         let (path, mode) = match metric {
             ActivitiesMetric::Desired | ActivitiesMetric::Instances => {
@@ -99,7 +96,7 @@ impl HttpSampler {
             }
         };
         HttpSampler {
-            http: client(),
+            http,
             url: format!("{base}/{path}"),
             mode,
         }
@@ -117,7 +114,7 @@ impl HttpSampler {
         let response = request
             .send()
             .await
-            .map_err(|e| http_error(e.to_string()))?;
+            .map_err(|e| http_error(crate::errors::error_chain(&e)))?;
         let status = response.status();
         if !status.is_success() {
             return Err(http_error(format!("HTTP {status}")));

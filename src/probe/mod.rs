@@ -61,12 +61,29 @@ pub enum ProbeError {
 }
 
 /// What probes need from the run: clients for the experiment's target.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ProbeContext {
     /// EC2 and SQS clients for the target's AWS (or sandbox) endpoints.
     pub aws: Option<AwsClients>,
     /// The sandbox control endpoint's base URL, for probes that do not name one.
     pub control_url: Option<String>,
+    /// The HTTP client of the HTTP kinds: the run's trust options for https
+    /// ([`crate::tls::http_client`]).
+    pub http: reqwest::Client,
+}
+
+impl Default for ProbeContext {
+    /// No AWS target, no control endpoint, a plain HTTP client (the system's roots).
+    fn default() -> Self {
+        ProbeContext {
+            aws: None,
+            control_url: None,
+            http: crate::tls::client_builder()
+                .timeout(http::HTTP_TIMEOUT)
+                .build()
+                .expect("a plain HTTP client builds"),
+        }
+    }
 }
 
 /// A probe ready to sample; stateful kinds keep their state between samples.
@@ -93,12 +110,14 @@ impl Prober {
         Ok(match kind {
             ProbeKind::Sqs(p) => Prober::Sqs(sqs::SqsSampler::new(aws()?.sqs.clone(), p.clone())),
             ProbeKind::Ec2(p) => Prober::Ec2(ec2::Ec2Sampler::new(aws()?.ec2.clone(), p.clone())),
-            ProbeKind::Http(p) => Prober::Http(http::HttpSampler::json(p)),
+            ProbeKind::Http(p) => Prober::Http(http::HttpSampler::json(ctx.http.clone(), p)),
             ProbeKind::Balancer(p) => Prober::Http(http::HttpSampler::balancer(
+                ctx.http.clone(),
                 &control_url(p.url.as_ref(), ctx)?,
                 &p.state,
             )),
             ProbeKind::SandboxActivities(p) => Prober::Http(http::HttpSampler::activities(
+                ctx.http.clone(),
                 &control_url(p.url.as_ref(), ctx)?,
                 &p.group,
                 p.metric,

@@ -45,6 +45,14 @@ pub struct TimelineRow {
     #[serde(deserialize_with = "count")]
     pub err_rejected: u64,
     #[serde(deserialize_with = "count")]
+    pub err_tls_unknown_issuer: u64,
+    #[serde(deserialize_with = "count")]
+    pub err_tls_bad_name: u64,
+    #[serde(deserialize_with = "count")]
+    pub err_tls_expired: u64,
+    #[serde(deserialize_with = "count")]
+    pub err_tls_protocol: u64,
+    #[serde(deserialize_with = "count")]
     pub late: u64,
     #[serde(deserialize_with = "count")]
     pub dropped: u64,
@@ -76,6 +84,20 @@ pub struct TimelineRow {
     pub u_max_ms: Option<f64>,
     #[serde(serialize_with = "ms")]
     pub lag_p99_ms: Option<f64>,
+    /// Connections opened in the second.
+    #[serde(deserialize_with = "count")]
+    pub connects: u64,
+    /// TLS sessions resumed among them.
+    #[serde(deserialize_with = "count")]
+    pub tls_resumed: u64,
+    #[serde(serialize_with = "ms")]
+    pub connect_p50_ms: Option<f64>,
+    #[serde(serialize_with = "ms")]
+    pub connect_p99_ms: Option<f64>,
+    #[serde(serialize_with = "ms")]
+    pub tls_p50_ms: Option<f64>,
+    #[serde(serialize_with = "ms")]
+    pub tls_p99_ms: Option<f64>,
 }
 
 /// Milliseconds with three decimals (the histograms' microseconds, exactly).
@@ -109,6 +131,15 @@ impl TimelineRow {
         };
         let [p50_ms, p90_ms, p99_ms, p999_ms, max_ms] = quantiles(&w.corrected);
         let [u_p50_ms, u_p90_ms, u_p99_ms, u_p999_ms, u_max_ms] = quantiles(&w.uncorrected);
+        let two = |h: &hdrhistogram::Histogram<u64>| {
+            let [p50, _, p99, _, _] = quantiles(h);
+            (p50, p99)
+        };
+        let (connects, tls_resumed, (connect_p50_ms, connect_p99_ms), (tls_p50_ms, tls_p99_ms)) =
+            match &w.connects {
+                Some(c) => (c.opened, c.resumed, two(&c.tcp), two(&c.tls)),
+                None => (0, 0, (None, None), (None, None)),
+            };
         TimelineRow {
             second,
             stream: stream.to_owned(),
@@ -124,6 +155,10 @@ impl TimelineRow {
             err_aborted: e(ErrorClass::Aborted),
             err_throttled: e(ErrorClass::Throttled),
             err_rejected: e(ErrorClass::Rejected),
+            err_tls_unknown_issuer: e(ErrorClass::TlsUnknownIssuer),
+            err_tls_bad_name: e(ErrorClass::TlsBadName),
+            err_tls_expired: e(ErrorClass::TlsExpired),
+            err_tls_protocol: e(ErrorClass::TlsProtocol),
             late: c.late,
             dropped: c.dropped,
             in_flight: in_flight.max(0) as u64,
@@ -140,11 +175,17 @@ impl TimelineRow {
             u_p999_ms,
             u_max_ms,
             lag_p99_ms: (!w.lateness.is_empty()).then(|| ms(w.lateness.value_at_quantile(0.99))),
+            connects,
+            tls_resumed,
+            connect_p50_ms,
+            connect_p99_ms,
+            tls_p50_ms,
+            tls_p99_ms,
         }
     }
 
     /// The error counts, indexed like [`ErrorClass::ALL`].
-    pub fn errors(&self) -> [u64; 9] {
+    pub fn errors(&self) -> [u64; ErrorClass::COUNT] {
         [
             self.err_refused,
             self.err_timeout,
@@ -155,6 +196,10 @@ impl TimelineRow {
             self.err_aborted,
             self.err_throttled,
             self.err_rejected,
+            self.err_tls_unknown_issuer,
+            self.err_tls_bad_name,
+            self.err_tls_expired,
+            self.err_tls_protocol,
         ]
     }
 
@@ -226,7 +271,7 @@ mod tests {
                 h.push_str(&format!(",{prefix}{q}_ms"));
             }
         }
-        h + ",lag_p99_ms"
+        h + ",lag_p99_ms,connects,tls_resumed,connect_p50_ms,connect_p99_ms,tls_p50_ms,tls_p99_ms"
     }
 
     #[test]

@@ -339,7 +339,7 @@ impl FeedClient {
     /// A client for the feed at `base_url` (e.g. `http://127.0.0.1:4000`).
     pub fn new(base_url: &str) -> Self {
         FeedClient {
-            http: reqwest::Client::builder()
+            http: crate::tls::client_builder()
                 .timeout(Duration::from_secs(5))
                 .no_proxy()
                 .build()

@@ -34,6 +34,7 @@ pub mod instance;
 pub mod lb;
 pub mod process;
 pub mod sqs;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -87,6 +88,9 @@ pub struct Endpoints {
     pub arch: String,
     /// Where instance logs are written.
     pub run_dir: PathBuf,
+    /// With `[web] tls = true`: the PEM file of the CA the balancer's certificate is from
+    /// (trust it: `--ca-file`, `[target.tls] ca_file`, or `SSL_CERT_FILE`); else `null`.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// How to start the sandbox (as opposed to what it is: [`SandboxConfig`]).
@@ -161,6 +165,9 @@ pub enum SandboxError {
         /// The run directory.
         dir: String,
     },
+    /// The balancer's TLS certificate could not be made.
+    #[error("the balancer's certificate: {0}")]
+    Certificate(#[from] tls::CertError),
 }
 
 fn io_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SandboxError {
@@ -282,7 +289,14 @@ impl Sandbox {
             ..BalancerConfig::default()
         });
         let (listener, web_addr) = bind(config.web.port, "balancer").await?;
-        servers.spawn(balancer.clone().serve(listener, stop()));
+        let ca_file = if config.web.tls {
+            let (ca_file, tls) = tls::sandbox_tls(&dir)?;
+            servers.spawn(balancer.clone().serve_tls(listener, tls, stop()));
+            Some(ca_file)
+        } else {
+            servers.spawn(balancer.clone().serve(listener, stop()));
+            None
+        };
 
         // Event bus (event-driven): an external one, or our own reporting to the feed.
         let bus_url = match (&config.bus.url, config.arch) {
@@ -317,7 +331,10 @@ impl Sandbox {
 
         let (control_listener, control_addr) = bind(0, "control endpoint").await?;
         let endpoints = Endpoints {
-            web_url: format!("http://{web_addr}"),
+            web_url: format!(
+                "{}://{web_addr}",
+                if ca_file.is_some() { "https" } else { "http" }
+            ),
             sqs_endpoint: format!("http://{sqs_addr}"),
             queue_url,
             dlq_url,
@@ -328,6 +345,7 @@ impl Sandbox {
             region: REGION.to_owned(),
             arch: config.arch.name().to_owned(),
             run_dir: dir.clone(),
+            ca_file,
         };
 
         // Groups.

@@ -65,6 +65,8 @@ pub struct RunOptions {
     pub endpoint_url: Option<String>,
     /// Exit 0 even when some promises are not evaluable.
     pub allow_not_evaluable: bool,
+    /// Trust any https certificate (the target's `[target.tls] insecure`, from the command line).
+    pub insecure: bool,
     /// No live progress line.
     pub quiet: bool,
 }
@@ -144,13 +146,21 @@ pub async fn prepare<'a>(
     command: Vec<String>,
     sandbox: Option<&'a Sandbox>,
 ) -> anyhow::Result<Result<Prepared<'a>, Outcome>> {
-    let target = resolve_target(exp, opts.endpoint_url.as_deref(), opts.dry_run, sandbox).await?;
+    let target = resolve_target(
+        exp,
+        opts.endpoint_url.as_deref(),
+        opts.dry_run,
+        opts.insecure,
+        sandbox,
+    )
+    .await?;
     exp.plan.aws = target.aws.clone();
     let exp: &'a Experiment = exp;
     let env = Env::new(target.aws.clone());
     let probe_ctx = ProbeContext {
         aws: target.clients.clone(),
         control_url: target.control_url.clone(),
+        http: target.http_client.clone(),
     };
     let seed = opts
         .seed
@@ -230,8 +240,12 @@ pub async fn prepare<'a>(
     let mut completions = Vec::new();
     for spec in &target.completions {
         completions.push(
-            CompletionSource::new(spec, target.clients.as_ref().map(|c| &c.sqs))
-                .map_err(|e| anyhow::anyhow!("completions: {e}"))?,
+            CompletionSource::new(
+                spec,
+                target.clients.as_ref().map(|c| &c.sqs),
+                &target.http_client,
+            )
+            .map_err(|e| anyhow::anyhow!("completions: {e}"))?,
         );
     }
     let probes_file = std::fs::File::create(dir.probes()).context("creating probes.csv")?;
@@ -337,6 +351,7 @@ impl<'a> Prepared<'a> {
             names,
             sandbox,
             activity_sources: target.activities.clone(),
+            http: target.http_client.clone(),
         });
         let signal = recording.signal.clone();
         let load_stop = signal.child_token();
@@ -345,9 +360,12 @@ impl<'a> Prepared<'a> {
             tokio::spawn(faults.start_open(tokio::time::Instant::from_std(start), signal.clone()));
         let mut run_end = None;
 
-        let (http_target, addr) = match &target.http {
-            Some((t, a)) => (t.clone(), *a),
-            None => (placeholder_target(), ([127, 0, 0, 1], 9).into()),
+        let (http_target, connector) = match &target.http {
+            Some((t, c)) => (t.clone(), c.clone()),
+            None => (
+                placeholder_target(),
+                crate::driver::Connector::plain(([127, 0, 0, 1], 9).into()),
+            ),
         };
         let plan = DriverPlan {
             factory: Arc::new(RequestFactory::new(
@@ -357,7 +375,8 @@ impl<'a> Prepared<'a> {
                 run_tag.clone(),
             )),
             profile: profile.clone(),
-            addr,
+            connector,
+            http2: target.http2,
             seed,
             mode: Mode::Open,
             segment: Segment::ALL,

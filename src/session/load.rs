@@ -19,7 +19,7 @@ use crate::schedule::Segment;
 
 use super::Session;
 use super::meta::{MetaInput, run_meta};
-use super::target::{print_sandbox_activity, resolve, start_sandbox};
+use super::target::{connector, print_sandbox_activity, resolve, start_sandbox};
 
 /// A load run, from `load`'s arguments.
 #[derive(Debug, Clone)]
@@ -29,6 +29,12 @@ pub struct LoadPlan {
     pub sandbox: Option<ArchChoice>,
     /// The target's base URL (without a sandbox; none when only SQS streams are sent).
     pub target: Option<String>,
+    /// How https targets are trusted.
+    pub tls: crate::tls::TlsOptions,
+    /// Speak HTTP/2 to the target.
+    pub http2: bool,
+    /// With a sandbox: its balancer listens with TLS.
+    pub sandbox_tls: bool,
     /// The SQS endpoint and region for `transport = "sqs"` streams without a sandbox.
     pub sqs_endpoint: Option<String>,
     pub region: Option<String>,
@@ -46,7 +52,11 @@ pub struct LoadPlan {
 /// Runs a load: the sandbox (if asked), then prepare, run, finish.
 pub async fn run_load(plan: LoadPlan, command: Vec<String>) -> anyhow::Result<Outcome> {
     let sandbox = match plan.sandbox {
-        Some(arch) => Some(start_sandbox(SandboxConfig::for_arch(arch)).await?),
+        Some(arch) => {
+            let mut config = SandboxConfig::for_arch(arch);
+            config.web.tls = plan.sandbox_tls;
+            Some(start_sandbox(config).await?)
+        }
         None => None,
     };
     let result = steps(&plan, sandbox.as_ref(), command).await;
@@ -84,6 +94,11 @@ async fn steps(
     } else {
         ([127, 0, 0, 1], 9).into()
     };
+    let mut tls = plan.tls.clone();
+    if let Some(sb) = sandbox {
+        tls.ca_file = tls.ca_file.or_else(|| sb.endpoints().ca_file.clone());
+    }
+    let connector = connector(&target, addr, &tls, plan.http2)?;
     let seed = plan.seed.or(profile.seed).unwrap_or_else(rand::random);
     let run_tag = format!("{:08x}", rand::random::<u32>());
     let session = Session::create(&plan.results, plan.run_id.as_deref(), &profile.name)?;
@@ -115,7 +130,8 @@ async fn steps(
     let driver_plan = DriverPlan {
         factory: Arc::new(RequestFactory::new(profile, target, seed, run_tag)),
         profile: profile.clone(),
-        addr,
+        connector,
+        http2: plan.http2,
         seed,
         mode: plan.mode,
         segment: plan.segment,

@@ -7,19 +7,27 @@ use anyhow::{Context as _, bail};
 
 use crate::aws::{AwsClients, AwsTarget, QueueRef, aws_clients};
 use crate::config::profile::Transport;
-use crate::driver::Target;
+use crate::driver::{Connector, Target};
 use crate::experiment::{Experiment, TargetSpec};
 use crate::ledger::source::{CompletionSourceSpec, FeedSpec};
 use crate::probe::activity::ActivitySourceSpec;
 use crate::sandbox::asg::ActivityKind;
 use crate::sandbox::config::SandboxConfig;
 use crate::sandbox::{Sandbox, StartOptions};
+use crate::tls::{Alpn, TlsOptions};
 
 /// The target, resolved: where traffic goes and what probes, faults and the ledger use.
 pub struct Resolved {
     /// Human description for run.json and the header line.
     pub describe: String,
-    pub http: Option<(Target, std::net::SocketAddr)>,
+    pub http: Option<(Target, Connector)>,
+    /// The driver speaks HTTP/2 (`[target] http2 = true`).
+    pub http2: bool,
+    /// How every HTTP client of the run (driver, probes, completion and activity sources)
+    /// trusts https servers.
+    pub tls: TlsOptions,
+    /// The HTTP client of probes, completion and activity sources, with that trust.
+    pub http_client: reqwest::Client,
     pub aws: Option<AwsTarget>,
     pub clients: Option<AwsClients>,
     pub control_url: Option<String>,
@@ -45,6 +53,9 @@ pub async fn start_sandbox(config: SandboxConfig) -> anyhow::Result<Sandbox> {
         e.ec2_endpoint,
         e.run_dir.display()
     );
+    if let Some(ca) = &e.ca_file {
+        println!("sandbox CA (trusted for this run): {}", ca.display());
+    }
     Ok(sandbox)
 }
 
@@ -59,8 +70,19 @@ pub async fn resolve_target(
     exp: &Experiment,
     endpoint_url: Option<&str>,
     dry_run: bool,
+    insecure: bool,
     sandbox: Option<&Sandbox>,
 ) -> anyhow::Result<Resolved> {
+    let mut tls = match (&exp.target, sandbox) {
+        (TargetSpec::System(t), _) => t.tls.clone(),
+        (TargetSpec::Sandbox(_), Some(sb)) => TlsOptions {
+            ca_file: sb.endpoints().ca_file.clone(),
+            ..TlsOptions::default()
+        },
+        (TargetSpec::Sandbox(_), None) => TlsOptions::default(),
+    };
+    tls.insecure |= insecure;
+    let http2 = matches!(&exp.target, TargetSpec::System(t) if t.http2);
     let (http_url, aws, control_url, queue, dlq, completions, activities, describe) =
         match (&exp.target, sandbox) {
             (TargetSpec::Sandbox(_), Some(sb)) => {
@@ -124,13 +146,15 @@ pub async fn resolve_target(
             let target: Target = url
                 .parse()
                 .map_err(|e| anyhow::anyhow!("[target] http = \"{url}\": {e}"))?;
-            if dry_run {
+            let addr = if dry_run {
                 // A dry run sends nothing: the name is not even looked up.
-                Some((target, ([0, 0, 0, 0], 0).into()))
+                ([0, 0, 0, 0], 0).into()
             } else {
-                let addr = resolve(&target).await?;
-                Some((target, addr))
-            }
+                resolve(&target).await?
+            };
+            let connector = connector(&target, addr, &tls, http2)
+                .with_context(|| format!("[target] http = \"{url}\""))?;
+            Some((target, connector))
         }
         (None, true) => bail!(
             "{}: the profile has HTTP streams but [target] has no `http` base URL",
@@ -143,9 +167,14 @@ pub async fn resolve_target(
         Some(t) => Some(aws_clients(t).map_err(|e| anyhow::anyhow!("[target.aws]: {e}"))?),
         None => None,
     };
+    let http_client = crate::tls::http_client(&tls, crate::probe::http::HTTP_TIMEOUT)
+        .context("the HTTP client of probes and completion sources")?;
     Ok(Resolved {
         describe,
         http,
+        http2,
+        tls,
+        http_client,
         aws,
         clients,
         control_url,
@@ -154,6 +183,23 @@ pub async fn resolve_target(
         completions,
         activities,
     })
+}
+
+/// How the driver reaches `target` at `addr`: plain TCP, or TLS trusting as `tls` says
+/// and offering HTTP/2 or HTTP/1.1 by ALPN (the rustls configuration is built once here, so
+/// connections share its session cache).
+pub fn connector(
+    target: &Target,
+    addr: SocketAddr,
+    tls: &TlsOptions,
+    http2: bool,
+) -> anyhow::Result<Connector> {
+    if !target.https {
+        return Ok(Connector::plain(addr));
+    }
+    let config = tls.client_config(if http2 { Alpn::Http2 } else { Alpn::Http1 })?;
+    let name = tls.server_name(&target.host)?;
+    Ok(Connector::tls(addr, config, name))
 }
 
 pub async fn resolve(target: &Target) -> anyhow::Result<SocketAddr> {

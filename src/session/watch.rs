@@ -37,6 +37,8 @@ pub struct WatchPlan<'a> {
     /// The sandbox writes its own activities; another system may name its scaling log.
     pub sandbox: Option<&'a Sandbox>,
     pub activity_sources: Vec<ActivitySourceSpec>,
+    /// The client of HTTP activity sources (the run's trust options for https).
+    pub http: reqwest::Client,
 }
 
 /// The running watchers.
@@ -72,6 +74,7 @@ impl Watchers {
             names,
             sandbox,
             activity_sources,
+            http,
         } = plan;
         let cancel = CancellationToken::new();
         let sampler = tokio::spawn(sampler.run(start, probe_csv, cancel.clone()));
@@ -110,7 +113,7 @@ impl Watchers {
             None if !activity_sources.is_empty() => {
                 let cancel = cancel.clone();
                 Some(tokio::spawn(async move {
-                    let stats = run_sources(activity_sources, path, start_ms, cancel).await?;
+                    let stats = run_sources(activity_sources, path, start_ms, http, cancel).await?;
                     if stats.errors > 0 || stats.last_error.is_some() {
                         println!(
                             "activities: {} read, {} lines skipped, {} failed polls; last problem: {}",

@@ -4,47 +4,17 @@
 //! probe), no id listing (no-loss balances by counts), completions from an HTTP feed.
 //! Everything on 127.0.0.1.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-
-use crate::support::cli::shakedown;
-
-struct Sandbox(Child);
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        // SIGTERM stops its instances too.
-        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
-        let _ = self.0.wait();
-    }
-}
+use crate::support::cli::{SandboxProcess, shakedown};
 
 #[test]
 fn a_foreign_queue_worker_system_is_judged_without_the_sandbox_hooks() {
     let _serial = crate::serial();
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("sandbox.toml");
-    std::fs::write(
-        &config,
+    let sandbox = SandboxProcess::start(
+        dir.path(),
         "arch = \"queued\"\n[workers]\nconcurrency = 2\nscale_in_cooldown = \"3s\"\n",
-    )
-    .unwrap();
-    let mut child = shakedown()
-        .args(["sandbox", "--print-endpoints", "json", "--config"])
-        .arg(&config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let sandbox = Sandbox(child);
-    let line = BufReader::new(stdout)
-        .lines()
-        .map(Result::unwrap)
-        .find(|l| l.starts_with('{'))
-        .expect("the endpoints line");
-    let e: serde_json::Value = serde_json::from_str(&line).unwrap();
-    let s = |k: &str| e[k].as_str().unwrap().to_owned();
+    );
+    let s = |k: &str| sandbox.endpoint(k);
     std::fs::write(
         dir.path().join("p.toml"),
         "name = \"p\"\nseed = 3\ntimeout = \"5s\"\n[[stream]]\nname = \"up\"\nkind = \"upload\"\nrequest = { method = \"PUT\", path = \"/upload/{id}\" }\nsize = { dist = \"fixed\", size = \"20KiB\" }\nstages = [ { for = \"4s\", rate = \"20/s\" }, { for = \"4s\", rate = \"120/s\" }, { for = \"2s\", rate = \"0/s\" } ]\n",

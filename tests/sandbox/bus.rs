@@ -93,7 +93,7 @@ impl Running {
 }
 
 fn http() -> reqwest::Client {
-    reqwest::Client::builder()
+    shakedown::tls::client_builder()
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap()

@@ -894,7 +894,9 @@ async fn moto_parity() {
 // ---------------------------------------------------------------------------------------------
 
 async fn raw_post(addr: SocketAddr, body: &str) -> (u16, String) {
-    let resp = reqwest::Client::new()
+    let resp = shakedown::tls::client_builder()
+        .build()
+        .unwrap()
         .post(format!("http://{addr}/"))
         .header("content-type", "application/x-www-form-urlencoded")
         .body(body.to_string())

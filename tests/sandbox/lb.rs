@@ -318,7 +318,7 @@ fn config(health: Option<HealthCheck>) -> BalancerConfig {
 }
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder()
+    shakedown::tls::client_builder()
         .no_proxy()
         .timeout(Duration::from_secs(10))
         .build()

@@ -6,11 +6,9 @@
 //! in count and time; nothing but 127.0.0.1 is contacted.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::support::cli::{self, shakedown};
+use crate::support::cli::{self, SandboxProcess};
 use crate::support::wait::{eventually, eventually_blocking, wait_exit};
 use aws_sdk_ec2::types::Filter;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
@@ -58,7 +56,7 @@ async fn start(config: SandboxConfig) -> (Sandbox, tempfile::TempDir) {
 }
 
 fn http() -> reqwest::Client {
-    reqwest::Client::builder()
+    shakedown::tls::client_builder()
         .no_proxy()
         .timeout(Duration::from_secs(5))
         .build()
@@ -560,34 +558,16 @@ fn alive(pid: u32) -> bool {
 /// and checks that none of them survives.
 fn no_orphans_after(signal: i32) {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("sandbox.toml");
-    std::fs::write(
-        &config,
+    let mut sandbox = SandboxProcess::start(
+        dir.path(),
         "[web.health_check]\ninterval = \"200ms\"\n[workers]\ndesired = 1\nwarmup = \"100ms\"\n",
-    )
-    .unwrap();
-    let mut supervisor = shakedown()
-        .arg("sandbox")
-        .arg("--config")
-        .arg(&config)
-        .arg("--dir")
-        .arg(dir.path())
-        .args(["--print-endpoints", "json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(supervisor.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let endpoints: serde_json::Value = serde_json::from_str(&first).expect("one JSON line");
+    );
     assert!(
-        endpoints["control_url"]
-            .as_str()
-            .unwrap()
+        sandbox
+            .endpoint("control_url")
             .starts_with("http://127.0.0.1:")
     );
+    let supervisor = &mut sandbox.child;
     let pid = supervisor.id();
     let children = eventually_blocking(
         "2 web instances and 1 worker",
@@ -599,7 +579,7 @@ fn no_orphans_after(signal: i32) {
     );
     // SAFETY: plain kill(2) on our own child.
     unsafe { libc::kill(pid as i32, signal) };
-    let status = wait_exit(&mut supervisor, Duration::from_secs(10));
+    let status = wait_exit(supervisor, Duration::from_secs(10));
     if signal == libc::SIGTERM {
         assert!(status.success(), "clean exit on SIGTERM: {status:?}");
     }

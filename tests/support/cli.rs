@@ -43,3 +43,56 @@ pub fn text(o: &Output) -> String {
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
+
+/// `shakedown sandbox` as its own process (a system shakedown did not start): its
+/// configuration file written to `dir/sandbox.toml`, its instance logs in `dir`, its
+/// endpoints read from its first line (`--print-endpoints json`). Dropping it sends SIGTERM
+/// (which stops its instances too) and waits.
+pub struct SandboxProcess {
+    pub child: std::process::Child,
+    /// The `--print-endpoints json` document.
+    pub endpoints: serde_json::Value,
+}
+
+impl SandboxProcess {
+    pub fn start(dir: &std::path::Path, config: &str) -> SandboxProcess {
+        use std::io::BufRead;
+        let path = dir.join("sandbox.toml");
+        std::fs::write(&path, config).unwrap();
+        let mut child = shakedown()
+            .arg("sandbox")
+            .arg("--config")
+            .arg(&path)
+            .arg("--dir")
+            .arg(dir)
+            .args(["--print-endpoints", "json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let line = std::io::BufReader::new(stdout)
+            .lines()
+            .map(Result::unwrap)
+            .find(|l| l.starts_with('{'))
+            .expect("the endpoints line");
+        let endpoints = serde_json::from_str(&line).expect("one JSON line");
+        SandboxProcess { child, endpoints }
+    }
+
+    /// An endpoint by its key (`web_url`, `sqs_endpoint`, `queue_url`...).
+    pub fn endpoint(&self, key: &str) -> String {
+        self.endpoints[key]
+            .as_str()
+            .unwrap_or_else(|| panic!("no `{key}` in {}", self.endpoints))
+            .to_owned()
+    }
+}
+
+impl Drop for SandboxProcess {
+    fn drop(&mut self) {
+        // SAFETY: plain kill(2) on our own child (an exited one only makes it fail).
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}

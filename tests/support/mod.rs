@@ -6,6 +6,7 @@
 //! | [`cli`] | the built `shakedown` binary as a child process, and its output as text |
 //! | [`moto`] | one `moto_server` launcher, and the rule for when it is missing (skip or fail) |
 //! | [`target`] | local HTTP targets with chosen misbehaviours |
+//! | [`tls`] | a local https server (HTTP/1.1 and HTTP/2) with certificates made for the test |
 //! | [`wait`] | one `eventually` (bounded polling), and a bounded wait for a child's exit |
 //!
 //! Each test binary uses a part of the kit; the rest is dead code there.
@@ -15,4 +16,5 @@ pub mod aws;
 pub mod cli;
 pub mod moto;
 pub mod target;
+pub mod tls;
 pub mod wait;

@@ -78,7 +78,7 @@ impl Moto {
 
     /// Polls `POST /moto-api/reset` until it succeeds (bounded by [`STARTUP_TIMEOUT`]).
     async fn wait_ready(&self) {
-        let client = reqwest::Client::builder()
+        let client = shakedown::tls::client_builder()
             .no_proxy()
             .timeout(Duration::from_secs(2))
             .build()

@@ -146,6 +146,10 @@ impl Checker<'_> {
             late_after: late_after?,
             connect_timeout: connect_timeout?,
             request_timeout: request_timeout?,
+            keep_alive: raw
+                .keep_alive
+                .as_ref()
+                .map_or(defaults.keep_alive, |k| *k.get_ref()),
         })
     }
 

@@ -48,6 +48,9 @@ pub struct Settings {
     pub connect_timeout: Duration,
     /// Time allowed for a whole request, from send to the end of the response (`timeout` in files).
     pub request_timeout: Duration,
+    /// Reuse connections (default); `false` opens a new connection (and, over https, a new
+    /// TLS handshake) for every request and asks the server to close it.
+    pub keep_alive: bool,
 }
 
 impl Default for Settings {
@@ -58,6 +61,7 @@ impl Default for Settings {
             late_after: Duration::from_millis(10),
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
+            keep_alive: true,
         }
     }
 }

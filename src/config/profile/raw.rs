@@ -26,6 +26,8 @@ pub(super) struct RawProfile {
     pub(super) connect_timeout: Option<Spanned<Scalar>>,
     /// Whole-request timeout (default `30s`).
     pub(super) timeout: Option<Spanned<Scalar>>,
+    /// Reuse connections (default `true`); `false`: a new connection per request.
+    pub(super) keep_alive: Option<Spanned<bool>>,
     /// The streams, `[[stream]]` tables.
     pub(super) stream: Option<Vec<Spanned<RawStream>>>,
 }

@@ -92,6 +92,9 @@ pub struct WebConfig {
     pub processor_concurrency: u32,
     /// The balancer's active health checks.
     pub health_check: HealthCheckConfig,
+    /// The balancer listens with TLS (https; HTTP/2 for clients that ask by ALPN), with a
+    /// certificate from a CA made for the run (its PEM file: `ca_file` in the endpoints).
+    pub tls: bool,
 }
 
 impl Default for WebConfig {
@@ -101,6 +104,7 @@ impl Default for WebConfig {
             port: 0,
             processor_concurrency: 2,
             health_check: HealthCheckConfig::default(),
+            tls: false,
         }
     }
 }

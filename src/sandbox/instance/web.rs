@@ -72,7 +72,7 @@ pub async fn run(
         processor: Semaphore::new(processor_concurrency.max(1) as usize),
         feed: FeedClient::new(&config.feed_url),
         bus: bus_url,
-        http: reqwest::Client::builder().no_proxy().build()?,
+        http: crate::tls::client_builder().build()?,
         next_id: AtomicU64::new(0),
         config,
     });

@@ -60,7 +60,10 @@ async fn probe(client: &CheckClient, target: &Target, config: &HealthCheck) -> P
         Err(e) => return Probe::Fail(format!("invalid health-check uri {uri}: {e}")),
     };
     let check = async {
-        let response = client.request(request).await.map_err(|e| error_chain(&e))?;
+        let response = client
+            .request(request)
+            .await
+            .map_err(|e| crate::errors::error_chain(&e))?;
         let status = response.status();
         // Read the (small) body so the exchange completes cleanly; its content is ignored.
         response
@@ -79,18 +82,6 @@ async fn probe(client: &CheckClient, target: &Target, config: &HealthCheck) -> P
         Ok(Err(why)) => Probe::Fail(why),
         Err(_) => Probe::Fail(format!("timed out after {:?}", config.timeout)),
     }
-}
-
-/// An error and its sources on one line (`client error (Connect): connection refused`).
-pub(super) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 pub(super) fn log_transition(id: &str, transition: &Transition) {

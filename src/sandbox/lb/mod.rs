@@ -258,7 +258,19 @@ impl Balancer {
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        serve::serve(self, listener, shutdown).await
+        serve::serve(self, listener, None, shutdown).await
+    }
+
+    /// [`Balancer::serve`] over TLS with `config` (HTTP/2 or HTTP/1.1, as each client
+    /// asks by ALPN).
+    pub async fn serve_tls(
+        self: Arc<Self>,
+        listener: tokio::net::TcpListener,
+        config: Arc<rustls::ServerConfig>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        serve::serve(self, listener, Some(acceptor), shutdown).await
     }
 
     /// The next healthy target in round-robin order, skipping `exclude`.

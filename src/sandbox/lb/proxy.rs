@@ -16,8 +16,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::Balancer;
-use super::checker::error_chain;
 use super::target::{Target, TrackedBody};
+use crate::errors::error_chain;
 
 /// Body type of requests sent upstream and of responses sent to clients.
 pub(super) type ProxyBody = UnsyncBoxBody<Bytes, hyper::Error>;

@@ -1,4 +1,5 @@
-//! The listener side: accept loop, per-connection HTTP/1.1 serving, graceful shutdown.
+//! The listener side: accept loop, per-connection serving (HTTP/1.1; over TLS, HTTP/2 too
+//! when the client asks for it by ALPN), graceful shutdown.
 
 use std::future::Future;
 use std::io;
@@ -8,9 +9,11 @@ use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use super::Balancer;
@@ -18,15 +21,26 @@ use super::proxy;
 
 /// Pause after an accept error that may clear up (e.g. out of file descriptors).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// Longest TLS handshake a client gets.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(super) async fn serve(
     balancer: Arc<Balancer>,
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let stop = CancellationToken::new();
     let mut connections = JoinSet::new();
-    let outcome = accept_loop(&balancer, &listener, shutdown, &stop, &mut connections).await;
+    let outcome = accept_loop(
+        &balancer,
+        &listener,
+        tls.as_ref(),
+        shutdown,
+        &stop,
+        &mut connections,
+    )
+    .await;
     drop(listener);
     stop.cancel();
     finish_connections(&mut connections, balancer.config.drain_timeout).await;
@@ -37,6 +51,7 @@ pub(super) async fn serve(
 async fn accept_loop(
     balancer: &Arc<Balancer>,
     listener: &TcpListener,
+    tls: Option<&TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
     stop: &CancellationToken,
     connections: &mut JoinSet<()>,
@@ -51,8 +66,14 @@ async fn accept_loop(
         };
         match accepted {
             Ok((stream, peer)) => {
-                let conn = connection(Arc::clone(balancer), stream, peer, stop.clone());
-                connections.spawn(conn);
+                let balancer = Arc::clone(balancer);
+                let stop = stop.clone();
+                match tls {
+                    None => connections.spawn(connection(balancer, stream, peer, stop)),
+                    Some(tls) => {
+                        connections.spawn(tls_connection(balancer, tls.clone(), stream, peer, stop))
+                    }
+                };
             }
             Err(e) if is_transient(&e) => {
                 tracing::warn!(error = %e, "lb accept failed; retrying");
@@ -105,6 +126,43 @@ async fn connection(
     };
     if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "lb client connection ended with an error");
+    }
+}
+
+/// Serves one TLS client connection: the handshake, then HTTP/2 or HTTP/1.1 as the client
+/// chose (ALPN), until it closes or `stop`.
+async fn tls_connection(
+    balancer: Arc<Balancer>,
+    tls: TlsAcceptor,
+    stream: TcpStream,
+    peer: SocketAddr,
+    stop: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "lb TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "lb TLS handshake timed out");
+            return;
+        }
+    };
+    let service = service_fn(move |request| proxy::handle(Arc::clone(&balancer), request, peer));
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        () = stop.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "lb TLS client connection ended with an error");
     }
 }
 

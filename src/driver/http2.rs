@@ -1,0 +1,286 @@
+//! HTTP/2 on the hot path: requests multiplexed over a few shared connections.
+//!
+//! Lanes stay what they are over HTTP/1.1 (one request at a time each, as many as
+//! requests in flight), but they do not own a connection: they take a stream on the
+//! [`H2Pool`]'s least busy connection. A connection takes at most the streams its server
+//! allows (`SETTINGS_MAX_CONCURRENT_STREAMS`, read from the connection); a new connection
+//! is opened only when every open one is full, so a run uses `ceil(in flight / max streams)`
+//! connections. A request waiting for a free stream waits in its lane, and that wait is in
+//! its latency (from the intended time), as waiting for an HTTP/1.1 connection is.
+//!
+//! With `keep_alive = false` every request opens its own connection (and TLS handshake).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use h2::client::SendRequest;
+use http::Request;
+
+use super::body::Body;
+use super::connect::{Connector, Opened};
+use super::http::{Response, classify_io};
+use crate::metrics::ErrorClass;
+
+/// One shared HTTP/2 connection.
+struct H2Conn {
+    send: SendRequest<Bytes>,
+    /// Streams open on it now (ours).
+    in_flight: AtomicUsize,
+    /// Its connection task ended (closed, GOAWAY, error).
+    dead: Arc<AtomicBool>,
+}
+
+impl H2Conn {
+    /// Whether it can take another stream now.
+    fn has_room(&self) -> bool {
+        !self.dead.load(Ordering::Relaxed)
+            && self.in_flight.load(Ordering::Relaxed) < self.send.current_max_send_streams().max(1)
+    }
+}
+
+/// The shared HTTP/2 connections of a run.
+pub struct H2Pool {
+    connector: Connector,
+    conns: parking_lot::Mutex<Vec<Arc<H2Conn>>>,
+    /// Held while a connection is being opened, so that lanes arriving together open one,
+    /// not one each.
+    opening: tokio::sync::Mutex<()>,
+    /// The target's authority and scheme, for the request URIs (`:authority`, `:scheme`).
+    scheme: http::uri::Scheme,
+    authority: http::uri::Authority,
+}
+
+/// A stream taken on a connection: released when dropped.
+struct Lease(Arc<H2Conn>);
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// What opening a connection cost, for the recorder.
+pub type ConnectTimes = (Duration, Option<(Duration, bool)>);
+
+impl H2Pool {
+    /// A pool connecting with `connector` (TLS offering `h2` by ALPN, or plain TCP: HTTP/2
+    /// with prior knowledge) to the target named by `authority`.
+    pub fn new(connector: Connector, https: bool, authority: &str) -> Result<H2Pool, String> {
+        Ok(H2Pool {
+            connector,
+            conns: parking_lot::Mutex::new(Vec::new()),
+            opening: tokio::sync::Mutex::new(()),
+            scheme: if https {
+                http::uri::Scheme::HTTPS
+            } else {
+                http::uri::Scheme::HTTP
+            },
+            authority: authority
+                .parse()
+                .map_err(|e| format!("`{authority}` is not an authority: {e}"))?,
+        })
+    }
+
+    /// Connections open now (for tests and the report).
+    pub fn connections(&self) -> usize {
+        self.conns
+            .lock()
+            .iter()
+            .filter(|c| !c.dead.load(Ordering::Relaxed))
+            .count()
+    }
+
+    /// A stream on the least busy connection with room, else on a new connection.
+    /// `connected` is called with the times of a connection this call opened.
+    async fn lease(
+        &self,
+        timeout: Duration,
+        keep_alive: bool,
+        connected: &mut impl FnMut(ConnectTimes),
+    ) -> Result<Lease, ErrorClass> {
+        if !keep_alive {
+            let (conn, times) = self.open(timeout).await?;
+            connected(times);
+            conn.in_flight.fetch_add(1, Ordering::Relaxed);
+            return Ok(Lease(conn));
+        }
+        loop {
+            if let Some(conn) = self.least_busy() {
+                return Ok(Lease(conn));
+            }
+            let _opening = self.opening.lock().await;
+            // Another lane may have opened one while this one waited.
+            if let Some(conn) = self.least_busy() {
+                return Ok(Lease(conn));
+            }
+            let (conn, times) = self.open(timeout).await?;
+            connected(times);
+            let mut conns = self.conns.lock();
+            conns.retain(|c| !c.dead.load(Ordering::Relaxed));
+            conns.push(conn);
+        }
+    }
+
+    /// The live connection with the fewest streams, if it has room; its count taken.
+    fn least_busy(&self) -> Option<Arc<H2Conn>> {
+        let conns = self.conns.lock();
+        let conn = conns
+            .iter()
+            .filter(|c| c.has_room())
+            .min_by_key(|c| c.in_flight.load(Ordering::Relaxed))?;
+        conn.in_flight.fetch_add(1, Ordering::Relaxed);
+        Some(conn.clone())
+    }
+
+    async fn open(&self, timeout: Duration) -> Result<(Arc<H2Conn>, ConnectTimes), ErrorClass> {
+        let Opened { stream, tcp, tls } = self.connector.open(timeout).await?;
+        let handshake = h2::client::Builder::new()
+            .initial_window_size(1 << 20)
+            .initial_connection_window_size(8 << 20)
+            .handshake::<_, Bytes>(stream);
+        let (send, mut connection) = match tokio::time::timeout(timeout, handshake).await {
+            Err(_) => return Err(ErrorClass::Timeout),
+            Ok(Err(e)) => return Err(classify_h2(&e)),
+            Ok(Ok(pair)) => pair,
+        };
+        let mut ping = connection.ping_pong();
+        let dead = Arc::new(AtomicBool::new(false));
+        let flag = dead.clone();
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!("HTTP/2 connection ended: {e}");
+            }
+            flag.store(true, Ordering::Relaxed);
+        });
+        // The server's SETTINGS (its stream limit among them) come first on the connection:
+        // once a PING is answered they have been read, and the connection is not handed out
+        // with the protocol's "unlimited" default (streams over the real limit are refused).
+        if let Some(ping) = &mut ping {
+            match tokio::time::timeout(timeout, ping.ping(h2::Ping::opaque())).await {
+                Err(_) => return Err(ErrorClass::Timeout),
+                Ok(Err(e)) => return Err(classify_h2(&e)),
+                Ok(Ok(_)) => {}
+            }
+        }
+        Ok((
+            Arc::new(H2Conn {
+                send,
+                in_flight: AtomicUsize::new(0),
+                dead,
+            }),
+            (tcp, tls),
+        ))
+    }
+
+    /// Sends one request on a stream of the pool and reads the whole response, counting
+    /// the body's bytes. The connect timeout bounds opening a connection; the caller bounds
+    /// the whole.
+    pub async fn send(
+        &self,
+        req: Request<Body>,
+        connect_timeout: Duration,
+        keep_alive: bool,
+        mut connected: impl FnMut(ConnectTimes),
+    ) -> Result<Response, ErrorClass> {
+        let lease = self
+            .lease(connect_timeout, keep_alive, &mut connected)
+            .await?;
+        // A connection that failed is marked dead by its own task when it ends.
+        self.exchange(&lease.0, req).await
+    }
+
+    async fn exchange(&self, conn: &H2Conn, req: Request<Body>) -> Result<Response, ErrorClass> {
+        let (parts, mut body) = req.into_parts();
+        let mut head = Request::builder()
+            .method(parts.method)
+            .uri(
+                http::Uri::builder()
+                    .scheme(self.scheme.clone())
+                    .authority(self.authority.clone())
+                    .path_and_query(
+                        parts
+                            .uri
+                            .path_and_query()
+                            .map_or("/", |p| p.as_str())
+                            .to_owned(),
+                    )
+                    .build()
+                    .map_err(|_| ErrorClass::Other)?,
+            )
+            .body(())
+            .map_err(|_| ErrorClass::Other)?;
+        for (name, value) in &parts.headers {
+            // Connection-specific headers are not HTTP/2's; `host` is `:authority`.
+            if !matches!(
+                name.as_str(),
+                "host"
+                    | "connection"
+                    | "keep-alive"
+                    | "proxy-connection"
+                    | "transfer-encoding"
+                    | "upgrade"
+            ) {
+                head.headers_mut().append(name, value.clone());
+            }
+        }
+        let mut send = conn
+            .send
+            .clone()
+            .ready()
+            .await
+            .map_err(|e| classify_h2(&e))?;
+        let empty = body.is_empty();
+        let (response, mut out) = send
+            .send_request(head, empty)
+            .map_err(|e| classify_h2(&e))?;
+        if !empty {
+            let mut ended = false;
+            let mut next = body.next_chunk();
+            while let Some(mut chunk) = next.take() {
+                next = body.next_chunk();
+                while !chunk.is_empty() {
+                    out.reserve_capacity(chunk.len());
+                    let granted = std::future::poll_fn(|cx| out.poll_capacity(cx))
+                        .await
+                        .ok_or(ErrorClass::Reset)?
+                        .map_err(|e| classify_h2(&e))?;
+                    let piece = chunk.split_to(granted.min(chunk.len()));
+                    ended = chunk.is_empty() && next.is_none();
+                    out.send_data(piece, ended).map_err(|e| classify_h2(&e))?;
+                }
+            }
+            if !ended {
+                out.send_data(Bytes::new(), true)
+                    .map_err(|e| classify_h2(&e))?;
+            }
+        }
+        let response = response.await.map_err(|e| classify_h2(&e))?;
+        let status = response.status().as_u16();
+        let mut body = response.into_body();
+        let mut bytes_received = 0u64;
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.map_err(|e| classify_h2(&e))?;
+            bytes_received += chunk.len() as u64;
+            let _ = body.flow_control().release_capacity(chunk.len());
+        }
+        Ok(Response {
+            status,
+            bytes_received,
+        })
+    }
+}
+
+/// The class of an HTTP/2 failure.
+fn classify_h2(e: &h2::Error) -> ErrorClass {
+    if let Some(io) = e.get_io() {
+        return classify_io(io);
+    }
+    match e.reason() {
+        Some(h2::Reason::REFUSED_STREAM) => ErrorClass::Refused,
+        Some(h2::Reason::CANCEL) => ErrorClass::Reset,
+        _ if e.is_go_away() => ErrorClass::Reset,
+        _ => ErrorClass::Other,
+    }
+}
