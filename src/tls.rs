@@ -50,6 +50,49 @@ pub struct TlsOptions {
     pub server_name: Option<String>,
 }
 
+/// The trust options on the command line (`load`, `run`): each one given overrides the
+/// experiment's `[target.tls]`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TlsArgs {
+    /// https: trust the CA certificates of this PEM file, besides the system's roots
+    /// (which honour SSL_CERT_FILE / SSL_CERT_DIR).
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+    /// https: accept any server certificate (a self-signed staging system).
+    #[arg(long)]
+    pub insecure: bool,
+    /// https: present this client certificate chain (PEM; needs --client-key).
+    #[arg(long, value_name = "PEM", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// https: the client certificate's private key (PEM).
+    #[arg(long, value_name = "PEM", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
+    /// https: the name sent as SNI and checked against the certificate (default: the
+    /// URL's host).
+    #[arg(long, value_name = "NAME")]
+    pub server_name: Option<String>,
+}
+
+impl TlsArgs {
+    /// `base` with every option given here in its place.
+    pub fn over(&self, base: &TlsOptions) -> TlsOptions {
+        let (client_cert, client_key) = match (&self.client_cert, &self.client_key) {
+            (Some(c), Some(k)) => (Some(c.clone()), Some(k.clone())),
+            _ => (base.client_cert.clone(), base.client_key.clone()),
+        };
+        TlsOptions {
+            ca_file: self.ca_file.clone().or_else(|| base.ca_file.clone()),
+            insecure: self.insecure || base.insecure,
+            client_cert,
+            client_key,
+            server_name: self
+                .server_name
+                .clone()
+                .or_else(|| base.server_name.clone()),
+        }
+    }
+}
+
 /// Which application protocols to offer in the handshake (ALPN).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Alpn {

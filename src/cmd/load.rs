@@ -109,34 +109,16 @@ pub struct LoadArgs {
 
     /// With --sandbox: its balancer listens with TLS (a CA made for the run, trusted for
     /// this load; its PEM file is printed with the endpoints).
-    #[arg(long, requires = "sandbox")]
-    pub tls: bool,
+    #[arg(long = "tls", requires = "sandbox")]
+    pub sandbox_tls: bool,
 
     /// A new connection (and TLS handshake) for every request, instead of keep-alive.
     #[arg(long)]
     pub no_keep_alive: bool,
 
-    /// https: trust the CA certificates of this PEM file, besides the system's roots
-    /// (which honour SSL_CERT_FILE / SSL_CERT_DIR).
-    #[arg(long, value_name = "PEM")]
-    pub ca_file: Option<PathBuf>,
-
-    /// https: accept any server certificate (a self-signed staging system).
-    #[arg(long)]
-    pub insecure: bool,
-
-    /// https: present this client certificate chain (PEM; needs --client-key).
-    #[arg(long, value_name = "PEM", requires = "client_key")]
-    pub client_cert: Option<PathBuf>,
-
-    /// https: the client certificate's private key (PEM).
-    #[arg(long, value_name = "PEM", requires = "client_cert")]
-    pub client_key: Option<PathBuf>,
-
-    /// https: the name sent as SNI and checked against the certificate (default: the
-    /// URL's host).
-    #[arg(long, value_name = "NAME")]
-    pub server_name: Option<String>,
+    /// https trust options.
+    #[command(flatten)]
+    pub tls: crate::tls::TlsArgs,
 
     /// After Ctrl-C/SIGTERM, how long in-flight requests may still finish.
     #[arg(long, value_parser = parse_duration, default_value = "2s")]
@@ -163,15 +145,9 @@ pub async fn load(args: LoadArgs, command: Vec<String>) -> anyhow::Result<Outcom
     let plan = LoadPlan {
         profile,
         sandbox: args.sandbox.then(|| args.arch.unwrap_or_default()),
-        tls: crate::tls::TlsOptions {
-            ca_file: args.ca_file,
-            insecure: args.insecure,
-            client_cert: args.client_cert,
-            client_key: args.client_key,
-            server_name: args.server_name,
-        },
+        tls: args.tls.over(&crate::tls::TlsOptions::default()),
         http2: args.http2,
-        sandbox_tls: args.tls,
+        sandbox_tls: args.sandbox_tls,
         target: args.target,
         sqs_endpoint: args.sqs_endpoint,
         region: args.region,

@@ -34,9 +34,9 @@ pub struct RunArgs {
     /// Exit 0 even when some promises are not evaluable (failures still exit 1).
     #[arg(long)]
     pub allow_not_evaluable: bool,
-    /// Accept any https certificate (a self-signed staging system): `[target.tls] insecure`.
-    #[arg(long)]
-    pub insecure: bool,
+    /// https trust options; each one given overrides the experiment's `[target.tls]`.
+    #[command(flatten)]
+    pub tls: crate::tls::TlsArgs,
     /// No live progress line.
     #[arg(long, short)]
     pub quiet: bool,
@@ -52,7 +52,7 @@ impl RunArgs {
             run_id: self.run_id.clone(),
             endpoint_url: self.endpoint_url.clone(),
             allow_not_evaluable: self.allow_not_evaluable,
-            insecure: self.insecure,
+            tls: self.tls.clone(),
             quiet: self.quiet,
         }
     }

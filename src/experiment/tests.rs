@@ -190,3 +190,52 @@ fn a_cooldown_shorter_than_a_scale_in_window_is_refused() {
     ))
     .unwrap();
 }
+
+#[test]
+fn target_tls_files_are_checked_and_resolved_against_the_experiment() {
+    let files = Embedded(&[
+        (
+            "profiles/p.toml",
+            "name = \"p\"\n[[stream]]\nname = \"s\"\nkind = \"event\"\nrequest = { path = \"/e\" }\nbody = { template = \"{id}\" }\nstages = [ { for = \"10s\", rate = \"10/s\" } ]\n",
+        ),
+        ("chaos/ca.pem", "-----BEGIN CERTIFICATE-----\n"),
+    ]);
+    let system = "name = \"x\"\nprofile = \"../profiles/p.toml\"\n[target]\nhttp = \"https://127.0.0.1:8443\"\nhttp2 = true\n";
+    let e = parse(
+        &format!("{system}[target.tls]\nca_file = \"ca.pem\"\nserver_name = \"api.internal\"\n"),
+        Path::new("chaos/x.toml"),
+        &files,
+    )
+    .unwrap();
+    let TargetSpec::System(t) = &e.target else {
+        panic!("a system target")
+    };
+    assert!(t.http2);
+    assert_eq!(t.tls.ca_file.as_deref(), Some(Path::new("chaos/ca.pem")));
+    assert_eq!(t.tls.server_name.as_deref(), Some("api.internal"));
+    let d = parse(
+        &format!("{system}[target.tls]\nca_file = \"nope.pem\"\nclient_cert = \"ca.pem\"\ninsecure = true\n"),
+        Path::new("chaos/x.toml"),
+        &files,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(d.contains("`ca_file`: cannot read chaos/nope.pem"), "{d}");
+    assert!(
+        d.contains("only one of `client_cert` and `client_key`"),
+        "{d}"
+    );
+    let d = parse(
+        &format!("{system}[target.tls]\ninsecur = true\n"),
+        Path::new("chaos/x.toml"),
+        &files,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(d.contains("insecur"), "{d}");
+    // The sandbox has its own TLS (`[web] tls`): `[target] tls` beside it is refused.
+    let d = parse_str(&format!("{MINIMAL}[target.tls]\ninsecure = true\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(d.contains("both `sandbox` and `tls`"), "{d}");
+}

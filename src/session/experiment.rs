@@ -65,8 +65,8 @@ pub struct RunOptions {
     pub endpoint_url: Option<String>,
     /// Exit 0 even when some promises are not evaluable.
     pub allow_not_evaluable: bool,
-    /// Trust any https certificate (the target's `[target.tls] insecure`, from the command line).
-    pub insecure: bool,
+    /// https trust options from the command line, over the experiment's `[target.tls]`.
+    pub tls: crate::tls::TlsArgs,
     /// No live progress line.
     pub quiet: bool,
 }
@@ -150,7 +150,7 @@ pub async fn prepare<'a>(
         exp,
         opts.endpoint_url.as_deref(),
         opts.dry_run,
-        opts.insecure,
+        &opts.tls,
         sandbox,
     )
     .await?;

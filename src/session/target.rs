@@ -70,10 +70,10 @@ pub async fn resolve_target(
     exp: &Experiment,
     endpoint_url: Option<&str>,
     dry_run: bool,
-    insecure: bool,
+    tls_args: &crate::tls::TlsArgs,
     sandbox: Option<&Sandbox>,
 ) -> anyhow::Result<Resolved> {
-    let mut tls = match (&exp.target, sandbox) {
+    let tls = match (&exp.target, sandbox) {
         (TargetSpec::System(t), _) => t.tls.clone(),
         (TargetSpec::Sandbox(_), Some(sb)) => TlsOptions {
             ca_file: sb.endpoints().ca_file.clone(),
@@ -81,7 +81,7 @@ pub async fn resolve_target(
         },
         (TargetSpec::Sandbox(_), None) => TlsOptions::default(),
     };
-    tls.insecure |= insecure;
+    let tls = tls_args.over(&tls);
     let http2 = matches!(&exp.target, TargetSpec::System(t) if t.http2);
     let (http_url, aws, control_url, queue, dlq, completions, activities, describe) =
         match (&exp.target, sandbox) {
