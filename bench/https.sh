@@ -5,13 +5,16 @@
 #   a new connection per request: TLS handshakes/s (wrk: `Connection: close`, oha:
 #     --disable-keepalive, shakedown: --no-keep-alive), and how many sessions resumed;
 #   HTTP/2: shakedown --http2 and oha --http2 at CONNS streams (wrk has no HTTP/2).
+# Each measurement is taken ROUNDS times, the tools interleaved (this machine is noisy: one
+# 10 s run can be 30% off the next); the tables give the median of each.
 # Needs: nginx and wrk (apt-get install nginx-light wrk), oha (cargo install oha --locked),
-# openssl. Usage: bench/https.sh   (CONNS=64 DURATION=10 by default)
+# openssl. Usage: bench/https.sh   (CONNS=64 DURATION=10 ROUNDS=3 by default)
 # Not part of the test suite: figures go to BENCHMARKS.md by hand.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CONNS=${CONNS:-64}
 DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-3}
 PORT=${PORT:-18443}
 work=$(mktemp -d)
 trap 'kill $(cat "$work/nginx.pid" 2>/dev/null) 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -59,10 +62,11 @@ curl -sf --cacert "$work/ca.pem" "$URL" >/dev/null || { echo "bench: nginx over 
 
 rss() { grep MAXRSS_KB "$1" | awk '{printf "%.1f", $2/1024}'; }
 ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
+median() { python3 -c "import statistics,sys; print(round(statistics.median(map(float, sys.argv[1:])),1))" "$@"; }
 run_sd() { # name, args...
   local name=$1; shift
   python3 bench/maxrss.py "$SD" --threads 1 load --quiet --results "$work/results" --run-id "$name" \
-    --target "$URL" --ca-file "$work/ca.pem" --concurrency "$CONNS" --duration "${DURATION}s" "$@" \
+    --target "$URL" --ca-file "$work/ca.pem" --duration "${DURATION}s" "$@" \
     >"$work/$name.out" 2>"$work/$name.err"
 }
 summary() { # run name, python expression over the stream summary
@@ -73,43 +77,53 @@ wrk_run() { # name, extra args
   python3 bench/maxrss.py wrk -t1 -c"$CONNS" -d"${DURATION}s" "$@" "$URL" >"$work/$name.out" 2>"$work/$name.err"
   awk '/Requests\/sec/ {print $2}' "$work/$name.out"
 }
-oha_run() { # name, extra args
+oha_run() { # name, extra args (connections included)
   local name=$1; shift
-  python3 bench/maxrss.py oha -c "$CONNS" -z "${DURATION}s" --no-tui --output-format json --insecure "$@" "$URL" \
+  python3 bench/maxrss.py oha -z "${DURATION}s" --no-tui --output-format json --insecure --worker-threads 1 "$@" "$URL" \
     >"$work/$name.out" 2>"$work/$name.err"
-  python3 -c "import json,sys; print(round(json.load(open(sys.argv[1]))['summary']['requestsPerSec'],1))" "$work/$name.out"
+  python3 -c "import json,sys; print(round(json.load(open(sys.argv[1]))['summary']['requestsPerSec'],1))" "$work/$name.out" \
+    || { echo "bench: oha failed: $(head -c 400 "$work/$name.err")" >&2; exit 1; }
 }
 
-echo "== https, keep-alive: $CONNS connections, ${DURATION}s, one thread each, nginx (1 worker)"
-wrk_ka=$(wrk_run wrk_ka)
-oha_ka=$(oha_run oha_ka -w 1)
-run_sd sd_ka
-sd_ka=$(summary sd_ka "round(sent_per_s,1)")
-printf '| tool | req/s | vs wrk | errors | peak RSS MiB |\n|---|---|---|---|---|\n'
-printf '| wrk -t1 | %s | 1.00 | | %s |\n' "$wrk_ka" "$(rss "$work/wrk_ka.err")"
-printf '| oha -w 1 | %s | %s | | %s |\n' "$oha_ka" "$(ratio "$oha_ka" "$wrk_ka")" "$(rss "$work/oha_ka.err")"
-printf '| shakedown --threads 1 | %s | %s | %s | %s |\n' "$sd_ka" "$(ratio "$sd_ka" "$wrk_ka")" \
-  "$(summary sd_ka "sum(errors.values())")" "$(rss "$work/sd_ka.err")"
+declare -a wrk_ka oha_ka sd_ka wrk_nc oha_nc sd_nc oha_h2 sd_h2
+for round in $(seq 1 "$ROUNDS"); do
+  echo "round $round of $ROUNDS" >&2
+  wrk_ka+=("$(wrk_run "wrk_ka$round")")
+  oha_ka+=("$(oha_run "oha_ka$round" -c "$CONNS")")
+  run_sd "sd_ka$round" --concurrency "$CONNS"
+  sd_ka+=("$(summary "sd_ka$round" "sent_per_s")")
+  wrk_nc+=("$(wrk_run "wrk_nc$round" -H "Connection: close")")
+  oha_nc+=("$(oha_run "oha_nc$round" -c "$CONNS" --disable-keepalive)")
+  run_sd "sd_nc$round" --concurrency "$CONNS" --no-keep-alive
+  sd_nc+=("$(summary "sd_nc$round" "sent_per_s")")
+  oha_h2+=("$(oha_run "oha_h2$round" -c 1 -p "$CONNS" --http2)")
+  run_sd "sd_h2$round" --concurrency "$CONNS" --http2
+  sd_h2+=("$(summary "sd_h2$round" "sent_per_s")")
+done
+last=$ROUNDS
+
+echo "== https, keep-alive: $CONNS connections, ${DURATION}s, one thread each, nginx (1 worker); median of $ROUNDS"
+w=$(median "${wrk_ka[@]}"); o=$(median "${oha_ka[@]}"); s=$(median "${sd_ka[@]}")
+printf '| tool | req/s (median) | runs | vs wrk | peak RSS MiB |\n|---|---|---|---|---|\n'
+printf '| wrk -t1 | %s | %s | 1.00 | %s |\n' "$w" "${wrk_ka[*]}" "$(rss "$work/wrk_ka$last.err")"
+printf '| oha --worker-threads 1 | %s | %s | %s | %s |\n' "$o" "${oha_ka[*]}" "$(ratio "$o" "$w")" "$(rss "$work/oha_ka$last.err")"
+printf '| shakedown --threads 1 | %s | %s | %s | %s |\n' "$s" "${sd_ka[*]}" "$(ratio "$s" "$w")" "$(rss "$work/sd_ka$last.err")"
 
 echo
-echo "== https, a new connection (TLS handshake) per request: $CONNS at once, ${DURATION}s"
-wrk_nc=$(wrk_run wrk_nc -H "Connection: close")
-oha_nc=$(oha_run oha_nc -w 1 --disable-keepalive)
-run_sd sd_nc --no-keep-alive
-sd_nc=$(summary sd_nc "round(sent_per_s,1)")
-printf '| tool | req/s (= handshakes/s) | vs wrk | handshake p50 / p99 ms | resumed |\n|---|---|---|---|---|\n'
-printf '| wrk -t1, Connection: close | %s | 1.00 | | |\n' "$wrk_nc"
-printf '| oha -w 1 --disable-keepalive | %s | %s | | |\n' "$oha_nc" "$(ratio "$oha_nc" "$wrk_nc")"
-printf '| shakedown --threads 1 --no-keep-alive | %s | %s | %s / %s | %s of %s |\n' "$sd_nc" "$(ratio "$sd_nc" "$wrk_nc")" \
-  "$(summary sd_nc "connections['tls_handshake_ms']['p50']")" "$(summary sd_nc "connections['tls_handshake_ms']['p99']")" \
-  "$(summary sd_nc "connections['tls_resumed']")" "$(summary sd_nc "connections['opened']")"
+echo "== https, a new connection (TLS handshake) per request: $CONNS at once, ${DURATION}s; median of $ROUNDS"
+w=$(median "${wrk_nc[@]}"); o=$(median "${oha_nc[@]}"); s=$(median "${sd_nc[@]}")
+printf '| tool | req/s = handshakes/s (median) | runs | vs wrk |\n|---|---|---|---|\n'
+printf '| wrk -t1, Connection: close | %s | %s | 1.00 |\n' "$w" "${wrk_nc[*]}"
+printf '| oha --disable-keepalive | %s | %s | %s |\n' "$o" "${oha_nc[*]}" "$(ratio "$o" "$w")"
+printf '| shakedown --no-keep-alive | %s | %s | %s |\n' "$s" "${sd_nc[*]}" "$(ratio "$s" "$w")"
+printf 'shakedown, last round: handshake p50 %s ms, p99 %s ms; %s of %s sessions resumed\n' \
+  "$(summary "sd_nc$last" "connections['tls_handshake_ms']['p50']")" "$(summary "sd_nc$last" "connections['tls_handshake_ms']['p99']")" \
+  "$(summary "sd_nc$last" "connections['tls_resumed']")" "$(summary "sd_nc$last" "connections['opened']")"
 
 echo
-echo "== HTTP/2 over TLS: $CONNS streams at once, ${DURATION}s (wrk has no HTTP/2)"
-oha_h2=$(oha_run oha_h2 -w 1 --http2 -p "$CONNS" -c 1)
-run_sd sd_h2 --http2
-sd_h2=$(summary sd_h2 "round(sent_per_s,1)")
-printf '| tool | req/s | vs oha | connections |\n|---|---|---|---|\n'
-printf '| oha -w 1 --http2 (1 connection, %s streams) | %s | 1.00 | 1 |\n' "$CONNS" "$oha_h2"
-printf '| shakedown --threads 1 --http2 | %s | %s | %s |\n' "$sd_h2" "$(ratio "$sd_h2" "$oha_h2")" \
-  "$(summary sd_h2 "connections['opened']")"
+echo "== HTTP/2 over TLS: $CONNS requests at once, ${DURATION}s (wrk has no HTTP/2); median of $ROUNDS"
+o=$(median "${oha_h2[@]}"); s=$(median "${sd_h2[@]}")
+printf '| tool | req/s (median) | runs | vs oha | connections |\n|---|---|---|---|---|\n'
+printf '| oha --http2 -c 1 -p %s | %s | %s | 1.00 | 1 |\n' "$CONNS" "$o" "${oha_h2[*]}"
+printf '| shakedown --http2 --concurrency %s | %s | %s | %s | %s |\n' "$CONNS" "$s" "${sd_h2[*]}" "$(ratio "$s" "$o")" \
+  "$(summary "sd_h2$last" "connections['opened']")"

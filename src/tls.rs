@@ -137,9 +137,17 @@ pub enum TlsSetupError {
     Client(String),
 }
 
-/// The crypto provider of every TLS connection we make (aws-lc-rs, as the AWS SDKs use).
+/// The crypto provider of every TLS connection we make (aws-lc-rs, as the AWS SDKs use),
+/// with X25519 as the preferred key exchange: a handshake then carries one key share, as
+/// OpenSSL-based clients (wrk, curl) send, instead of the post-quantum hybrid's larger one
+/// plus X25519 (measured: about 10% fewer handshakes per second with the hybrid first). The
+/// hybrid stays offered: a server that wants it asks for it.
 pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    provider
+        .kx_groups
+        .sort_by_key(|group| group.name() != rustls::NamedGroup::X25519);
+    Arc::new(provider)
 }
 
 impl TlsOptions {

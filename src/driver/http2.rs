@@ -176,7 +176,8 @@ impl H2Pool {
 
     /// Sends one request on a stream of the pool and reads the whole response, counting
     /// the body's bytes. The connect timeout bounds opening a connection; the caller bounds
-    /// the whole.
+    /// the whole. A connection found closing (GOAWAY) or gone before anything of the request
+    /// was sent is marked dead and the request goes on another (at most 3 tries).
     pub async fn send(
         &self,
         req: Request<Body>,
@@ -184,35 +185,47 @@ impl H2Pool {
         keep_alive: bool,
         mut connected: impl FnMut(ConnectTimes),
     ) -> Result<Response, ErrorClass> {
-        let lease = self
-            .lease(connect_timeout, keep_alive, &mut connected)
-            .await?;
-        // A connection that failed is marked dead by its own task when it ends.
-        self.exchange(&lease.0, req).await
+        let (head, body) = self.head(req)?;
+        let mut tries = 0;
+        loop {
+            let lease = self
+                .lease(connect_timeout, keep_alive, &mut connected)
+                .await?;
+            match lease.0.send.clone().ready().await {
+                Ok(send) => return exchange(send, head, body).await,
+                Err(e) => {
+                    lease.0.dead.store(true, Ordering::Relaxed);
+                    tries += 1;
+                    if tries == 3 {
+                        return Err(classify_h2(&e));
+                    }
+                }
+            }
+        }
     }
 
-    async fn exchange(&self, conn: &H2Conn, req: Request<Body>) -> Result<Response, ErrorClass> {
-        let (parts, mut body) = req.into_parts();
+    /// The HTTP/2 request head of `req` (absolute URI; connection-specific headers dropped,
+    /// `host` is `:authority`), and its body.
+    fn head(&self, req: Request<Body>) -> Result<(Request<()>, Body), ErrorClass> {
+        let (parts, body) = req.into_parts();
+        let uri = http::Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(
+                parts
+                    .uri
+                    .path_and_query()
+                    .map_or("/", |p| p.as_str())
+                    .to_owned(),
+            )
+            .build()
+            .map_err(|_| ErrorClass::Other)?;
         let mut head = Request::builder()
             .method(parts.method)
-            .uri(
-                http::Uri::builder()
-                    .scheme(self.scheme.clone())
-                    .authority(self.authority.clone())
-                    .path_and_query(
-                        parts
-                            .uri
-                            .path_and_query()
-                            .map_or("/", |p| p.as_str())
-                            .to_owned(),
-                    )
-                    .build()
-                    .map_err(|_| ErrorClass::Other)?,
-            )
+            .uri(uri)
             .body(())
             .map_err(|_| ErrorClass::Other)?;
         for (name, value) in &parts.headers {
-            // Connection-specific headers are not HTTP/2's; `host` is `:authority`.
             if !matches!(
                 name.as_str(),
                 "host"
@@ -225,51 +238,55 @@ impl H2Pool {
                 head.headers_mut().append(name, value.clone());
             }
         }
-        let mut send = conn
-            .send
-            .clone()
-            .ready()
-            .await
-            .map_err(|e| classify_h2(&e))?;
-        let empty = body.is_empty();
-        let (response, mut out) = send
-            .send_request(head, empty)
-            .map_err(|e| classify_h2(&e))?;
-        if !empty {
-            let mut ended = false;
-            let mut next = body.next_chunk();
-            while let Some(mut chunk) = next.take() {
-                next = body.next_chunk();
-                while !chunk.is_empty() {
-                    out.reserve_capacity(chunk.len());
-                    let granted = std::future::poll_fn(|cx| out.poll_capacity(cx))
-                        .await
-                        .ok_or(ErrorClass::Reset)?
-                        .map_err(|e| classify_h2(&e))?;
-                    let piece = chunk.split_to(granted.min(chunk.len()));
-                    ended = chunk.is_empty() && next.is_none();
-                    out.send_data(piece, ended).map_err(|e| classify_h2(&e))?;
-                }
-            }
-            if !ended {
-                out.send_data(Bytes::new(), true)
-                    .map_err(|e| classify_h2(&e))?;
-            }
-        }
-        let response = response.await.map_err(|e| classify_h2(&e))?;
-        let status = response.status().as_u16();
-        let mut body = response.into_body();
-        let mut bytes_received = 0u64;
-        while let Some(chunk) = body.data().await {
-            let chunk = chunk.map_err(|e| classify_h2(&e))?;
-            bytes_received += chunk.len() as u64;
-            let _ = body.flow_control().release_capacity(chunk.len());
-        }
-        Ok(Response {
-            status,
-            bytes_received,
-        })
+        Ok((head, body))
     }
+}
+
+/// One exchange on a stream that is ready: the head, the body within the flow-control
+/// window, then the whole response.
+async fn exchange(
+    mut send: SendRequest<Bytes>,
+    head: Request<()>,
+    mut body: Body,
+) -> Result<Response, ErrorClass> {
+    let empty = body.is_empty();
+    let (response, mut out) = send
+        .send_request(head, empty)
+        .map_err(|e| classify_h2(&e))?;
+    if !empty {
+        let mut ended = false;
+        let mut next = body.next_chunk();
+        while let Some(mut chunk) = next.take() {
+            next = body.next_chunk();
+            while !chunk.is_empty() {
+                out.reserve_capacity(chunk.len());
+                let granted = std::future::poll_fn(|cx| out.poll_capacity(cx))
+                    .await
+                    .ok_or(ErrorClass::Reset)?
+                    .map_err(|e| classify_h2(&e))?;
+                let piece = chunk.split_to(granted.min(chunk.len()));
+                ended = chunk.is_empty() && next.is_none();
+                out.send_data(piece, ended).map_err(|e| classify_h2(&e))?;
+            }
+        }
+        if !ended {
+            out.send_data(Bytes::new(), true)
+                .map_err(|e| classify_h2(&e))?;
+        }
+    }
+    let response = response.await.map_err(|e| classify_h2(&e))?;
+    let status = response.status().as_u16();
+    let mut body = response.into_body();
+    let mut bytes_received = 0u64;
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.map_err(|e| classify_h2(&e))?;
+        bytes_received += chunk.len() as u64;
+        let _ = body.flow_control().release_capacity(chunk.len());
+    }
+    Ok(Response {
+        status,
+        bytes_received,
+    })
 }
 
 /// The class of an HTTP/2 failure.
