@@ -15,24 +15,30 @@ use super::{load, only};
 
 const NAMES: [&str; 2] = ["localhost", "127.0.0.1"];
 
+/// `load --target https://<addr> --ca-file <ca> <rest>` (the CA trusted that way).
+async fn load_https(
+    addr: std::net::SocketAddr,
+    ca: &std::path::Path,
+    rest: &[&str],
+) -> (
+    Outcome,
+    shakedown::results::RunMeta,
+    std::path::PathBuf,
+    tempfile::TempDir,
+) {
+    let url = format!("https://{addr}");
+    let mut args = vec!["--target", url.as_str(), "--ca-file", ca.to_str().unwrap()];
+    args.extend_from_slice(rest);
+    load(&args).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ca_file_makes_an_https_target_trusted_and_handshakes_are_timed() {
     let dir = tempfile::tempdir().unwrap();
     let (ca, issued) = authority(dir.path(), &NAMES, -60, 3600);
     let (addr, seen) = tls_server(&issued).await;
-    let url = format!("https://{addr}");
-    let ca = ca.to_str().unwrap();
-    let (outcome, meta, run, _keep) = load(&[
-        "--target",
-        &url,
-        "--ca-file",
-        ca,
-        "--rate",
-        "100/s",
-        "--duration",
-        "2s",
-    ])
-    .await;
+    let (outcome, meta, run, _keep) =
+        load_https(addr, &ca, &["--rate", "100/s", "--duration", "2s"]).await;
     assert_eq!(outcome, Outcome::Ok);
     let s = only(&meta);
     assert_eq!((s.sent, s.ok), (200, 200), "{:?}", s.errors);
@@ -129,16 +135,11 @@ async fn a_wrong_name_and_an_expired_certificate_have_their_own_classes() {
     let (ca, other_name) = authority(dir.path(), &["other.example"], -60, 3600);
     let (addr, _) = tls_server(&other_name).await;
     let ca = ca.to_str().unwrap().to_owned();
-    let (_, meta, ..) = load(&[
-        "--target",
-        &format!("https://{addr}"),
-        "--ca-file",
-        &ca,
-        "--rate",
-        "10/s",
-        "--duration",
-        "1s",
-    ])
+    let (_, meta, ..) = load_https(
+        addr,
+        std::path::Path::new(&ca),
+        &["--rate", "10/s", "--duration", "1s"],
+    )
     .await;
     assert_eq!(
         only(&meta).errors.get("tls_bad_name"),
@@ -147,35 +148,25 @@ async fn a_wrong_name_and_an_expired_certificate_have_their_own_classes() {
         only(&meta).errors
     );
     // The right name through --server-name (SNI and the name checked).
-    let (_, meta, ..) = load(&[
-        "--target",
-        &format!("https://{addr}"),
-        "--ca-file",
-        &ca,
-        "--server-name",
-        "other.example",
-        "--rate",
-        "10/s",
-        "--duration",
-        "1s",
-    ])
+    let (_, meta, ..) = load_https(
+        addr,
+        std::path::Path::new(&ca),
+        &[
+            "--server-name",
+            "other.example",
+            "--rate",
+            "10/s",
+            "--duration",
+            "1s",
+        ],
+    )
     .await;
     assert_eq!(only(&meta).ok, 10, "{:?}", only(&meta).errors);
 
     let dir = tempfile::tempdir().unwrap();
     let (ca, expired) = authority(dir.path(), &NAMES, -7200, -3600);
     let (addr, _) = tls_server(&expired).await;
-    let (_, meta, ..) = load(&[
-        "--target",
-        &format!("https://{addr}"),
-        "--ca-file",
-        ca.to_str().unwrap(),
-        "--rate",
-        "10/s",
-        "--duration",
-        "1s",
-    ])
-    .await;
+    let (_, meta, ..) = load_https(addr, &ca, &["--rate", "10/s", "--duration", "1s"]).await;
     assert_eq!(
         only(&meta).errors.get("tls_expired"),
         Some(&10),
@@ -189,17 +180,11 @@ async fn a_connection_per_request_resumes_tls_sessions() {
     let dir = tempfile::tempdir().unwrap();
     let (ca, issued) = authority(dir.path(), &NAMES, -60, 3600);
     let (addr, seen) = tls_server(&issued).await;
-    let (outcome, meta, ..) = load(&[
-        "--target",
-        &format!("https://{addr}"),
-        "--ca-file",
-        ca.to_str().unwrap(),
-        "--no-keep-alive",
-        "--rate",
-        "50/s",
-        "--duration",
-        "2s",
-    ])
+    let (outcome, meta, ..) = load_https(
+        addr,
+        &ca,
+        &["--no-keep-alive", "--rate", "50/s", "--duration", "2s"],
+    )
     .await;
     assert_eq!(outcome, Outcome::Ok);
     let s = only(&meta);
@@ -217,19 +202,19 @@ async fn http2_multiplexes_requests_over_one_connection() {
     let dir = tempfile::tempdir().unwrap();
     let (ca, issued) = authority(dir.path(), &NAMES, -60, 3600);
     let (addr, seen) = tls_server(&issued).await;
-    let (outcome, meta, ..) = load(&[
-        "--target",
-        &format!("https://{addr}"),
-        "--ca-file",
-        ca.to_str().unwrap(),
-        "--http2",
-        "--concurrency",
-        "20",
-        "--requests",
-        "400",
-        "--duration",
-        "20s",
-    ])
+    let (outcome, meta, ..) = load_https(
+        addr,
+        &ca,
+        &[
+            "--http2",
+            "--concurrency",
+            "20",
+            "--requests",
+            "400",
+            "--duration",
+            "20s",
+        ],
+    )
     .await;
     assert_eq!(outcome, Outcome::Ok);
     let s = only(&meta);
@@ -257,20 +242,8 @@ async fn a_server_that_asks_for_a_client_certificate_gets_one() {
         ..ServerOptions::default()
     };
     let (addr, seen) = tls_server_with(&server, opts).await;
-    let url = format!("https://{addr}");
-    let ca_file = ca_file.to_str().unwrap();
     // Without one: refused in the handshake, a TLS failure with the hint that says so.
-    let (_, meta, ..) = load(&[
-        "--target",
-        &url,
-        "--ca-file",
-        ca_file,
-        "--rate",
-        "10/s",
-        "--duration",
-        "1s",
-    ])
-    .await;
+    let (_, meta, ..) = load_https(addr, &ca_file, &["--rate", "10/s", "--duration", "1s"]).await;
     let s = only(&meta);
     assert_eq!(s.ok, 0);
     assert_eq!(s.errors.get("tls_protocol"), Some(&10), "{:?}", s.errors);
@@ -278,20 +251,20 @@ async fn a_server_that_asks_for_a_client_certificate_gets_one() {
         shakedown::tls::hint(shakedown::metrics::ErrorClass::TlsProtocol).contains("client_cert")
     );
     // With it: every request served.
-    let (outcome, meta, ..) = load(&[
-        "--target",
-        &url,
-        "--ca-file",
-        ca_file,
-        "--client-cert",
-        cert.to_str().unwrap(),
-        "--client-key",
-        key.to_str().unwrap(),
-        "--rate",
-        "10/s",
-        "--duration",
-        "1s",
-    ])
+    let (outcome, meta, ..) = load_https(
+        addr,
+        &ca_file,
+        &[
+            "--client-cert",
+            cert.to_str().unwrap(),
+            "--client-key",
+            key.to_str().unwrap(),
+            "--rate",
+            "10/s",
+            "--duration",
+            "1s",
+        ],
+    )
     .await;
     assert_eq!(outcome, Outcome::Ok);
     assert_eq!(only(&meta).ok, 10, "{:?}", only(&meta).errors);
@@ -307,19 +280,19 @@ async fn http2_opens_a_connection_per_stream_limit_it_needs() {
         ..ServerOptions::default()
     };
     let (addr, seen) = tls_server_with(&issued, opts).await;
-    let (outcome, meta, ..) = load(&[
-        "--target",
-        &format!("https://{addr}"),
-        "--ca-file",
-        ca.to_str().unwrap(),
-        "--http2",
-        "--concurrency",
-        "25",
-        "--requests",
-        "500",
-        "--duration",
-        "20s",
-    ])
+    let (outcome, meta, ..) = load_https(
+        addr,
+        &ca,
+        &[
+            "--http2",
+            "--concurrency",
+            "25",
+            "--requests",
+            "500",
+            "--duration",
+            "20s",
+        ],
+    )
     .await;
     assert_eq!(outcome, Outcome::Ok);
     let s = only(&meta);
