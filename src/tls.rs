@@ -336,7 +336,11 @@ pub fn classify(e: &io::Error) -> Option<ErrorClass> {
 pub fn classify_rustls(e: &rustls::Error) -> ErrorClass {
     match e {
         rustls::Error::InvalidCertificate(c) => match c {
-            CertificateError::UnknownIssuer => ErrorClass::TlsUnknownIssuer,
+            // A signature that does not verify is a chain to a trusted CA's *name* but not its
+            // key: the wrong CA file (a staging CA made anew), the same fix as an unknown one.
+            CertificateError::UnknownIssuer | CertificateError::BadSignature => {
+                ErrorClass::TlsUnknownIssuer
+            }
             CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
                 ErrorClass::TlsBadName
             }
@@ -383,6 +387,10 @@ mod tests {
         let cert = |c| rustls::Error::InvalidCertificate(c);
         assert_eq!(
             classify_rustls(&cert(CertificateError::UnknownIssuer)),
+            ErrorClass::TlsUnknownIssuer
+        );
+        assert_eq!(
+            classify_rustls(&cert(CertificateError::BadSignature)),
             ErrorClass::TlsUnknownIssuer
         );
         assert_eq!(

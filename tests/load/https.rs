@@ -74,13 +74,27 @@ async fn an_untrusted_ca_is_its_own_error_class_with_a_hint_and_insecure_accepts
     let (_ca, issued) = authority(dir.path(), &NAMES, -60, 3600);
     let (addr, seen) = tls_server(&issued).await;
     let url = format!("https://{addr}");
-    // The system's roots do not have the test's CA: every request fails the handshake.
+    // Neither the system's roots nor another CA given have the test's CA: every request
+    // fails the handshake. (The other CA keeps the trust store non-empty on a machine
+    // without system roots; it has the same name as the test's, which is also "unknown
+    // issuer": the wrong CA file.)
+    let other = tempfile::tempdir().unwrap();
+    let (other_ca, _) = authority(other.path(), &NAMES, -60, 3600);
     let out = shakedown()
         .env_remove("SSL_CERT_FILE")
         .env_remove("SSL_CERT_DIR")
         .args(["load", "--quiet", "--results"])
         .arg(dir.path().join("r1"))
-        .args(["--target", &url, "--rate", "20/s", "--duration", "1s"])
+        .args([
+            "--target",
+            &url,
+            "--rate",
+            "20/s",
+            "--duration",
+            "1s",
+            "--ca-file",
+        ])
+        .arg(&other_ca)
         .output()
         .unwrap();
     let t = text(&out);
@@ -332,8 +346,16 @@ async fn probes_read_https_with_the_runs_trust() {
         .await
         .unwrap();
     assert_eq!(value, 7.0);
-    // Not trusted (the system's roots only): the sample fails, naming the certificate.
-    let err = Prober::new(&kind, &ctx(&TlsOptions::default()))
+    // Not trusted (a CA of another name, besides the system's roots, if any): the sample
+    // fails, naming the certificate.
+    let other = tempfile::tempdir().unwrap();
+    let other_ca = other.path().join("other.pem");
+    std::fs::write(&other_ca, Authority::new("another CA").unwrap().ca_pem()).unwrap();
+    let untrusted = TlsOptions {
+        ca_file: Some(other_ca),
+        ..TlsOptions::default()
+    };
+    let err = Prober::new(&kind, &ctx(&untrusted))
         .unwrap()
         .sample()
         .await
