@@ -125,21 +125,6 @@ impl HttpConn {
         }
     }
 
-    /// A plain-TCP connection to `addr` (tests; the driver uses a `Connector`).
-    #[cfg(test)]
-    pub async fn connect(
-        addr: std::net::SocketAddr,
-        timeout: Duration,
-    ) -> Result<HttpConn, ErrorClass> {
-        let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-            Err(_) => return Err(ErrorClass::Timeout),
-            Ok(Err(e)) => return Err(classify_io(&e)),
-            Ok(Ok(s)) => s,
-        };
-        let _ = stream.set_nodelay(true);
-        Ok(HttpConn::new(Stream::Plain(stream)))
-    }
-
     /// Whether the connection can take another request. A connection idle for
     /// a while is checked for a close by the peer (a keep-alive timeout), so
     /// that a stale connection does not turn into a spurious reset. The check is one
@@ -432,6 +417,15 @@ mod tests {
         addr
     }
 
+    /// A plain-TCP connection to `addr`, opened as the driver opens one.
+    async fn connect(addr: SocketAddr) -> HttpConn {
+        super::super::connect::Connector::plain(addr)
+            .open_http1(Duration::from_secs(1))
+            .await
+            .unwrap()
+            .stream
+    }
+
     fn get() -> Request<Body> {
         Request::builder()
             .uri("/x")
@@ -449,9 +443,7 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end",
         ])
         .await;
-        let mut c = HttpConn::connect(addr, Duration::from_secs(1))
-            .await
-            .unwrap();
+        let mut c = connect(addr).await;
         let r = c.send(get()).await.unwrap();
         assert_eq!((r.status, r.bytes_received), (200, 5));
         let r = c.send(get()).await.unwrap();
@@ -468,15 +460,11 @@ mod tests {
     #[tokio::test]
     async fn a_peer_closing_mid_response_is_a_reset_and_garbage_is_other() {
         let addr = raw_server(vec![b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nshort"]).await;
-        let mut c = HttpConn::connect(addr, Duration::from_secs(1))
-            .await
-            .unwrap();
+        let mut c = connect(addr).await;
         assert_eq!(c.send(get()).await.unwrap_err(), ErrorClass::Reset);
         assert!(!c.is_open());
         let addr = raw_server(vec![b"NOT HTTP AT ALL\r\n\r\n"]).await;
-        let mut c = HttpConn::connect(addr, Duration::from_secs(1))
-            .await
-            .unwrap();
+        let mut c = connect(addr).await;
         assert_eq!(c.send(get()).await.unwrap_err(), ErrorClass::Other);
     }
 
@@ -506,9 +494,7 @@ mod tests {
             .header("content-length", "100000")
             .body(Body::generated(None, shared, 0, 100_000, None))
             .unwrap();
-        let mut c = HttpConn::connect(addr, Duration::from_secs(1))
-            .await
-            .unwrap();
+        let mut c = connect(addr).await;
         let r = c.send(req).await.unwrap();
         assert_eq!(r.status, 201);
         let got = server.await.unwrap();

@@ -23,10 +23,8 @@ pub struct Resolved {
     pub http: Option<(Target, Connector)>,
     /// The driver speaks HTTP/2 (`[target] http2 = true`).
     pub http2: bool,
-    /// How every HTTP client of the run (driver, probes, completion and activity sources)
-    /// trusts https servers.
-    pub tls: TlsOptions,
-    /// The HTTP client of probes, completion and activity sources, with that trust.
+    /// The HTTP client of probes, completion and activity sources, trusting https servers as
+    /// the driver does.
     pub http_client: reqwest::Client,
     pub aws: Option<AwsTarget>,
     pub clients: Option<AwsClients>,
@@ -173,7 +171,6 @@ pub async fn resolve_target(
         describe,
         http,
         http2,
-        tls,
         http_client,
         aws,
         clients,
