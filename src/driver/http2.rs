@@ -149,7 +149,7 @@ impl H2Pool {
         let dead = Arc::new(AtomicBool::new(false));
         let flag = dead.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            if let Err(e) = Batched::new(connection).await {
                 tracing::debug!("HTTP/2 connection ended: {e}");
             }
             flag.store(true, Ordering::Relaxed);
@@ -205,40 +205,31 @@ impl H2Pool {
     }
 
     /// The HTTP/2 request head of `req` (absolute URI; connection-specific headers dropped,
-    /// `host` is `:authority`), and its body.
+    /// `host` is `:authority`), and its body. The request id is sent as never indexed: it is
+    /// unique per request, so indexing it would only churn both sides' HPACK tables.
     fn head(&self, req: Request<Body>) -> Result<(Request<()>, Body), ErrorClass> {
-        let (parts, body) = req.into_parts();
-        let uri = http::Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(
-                parts
-                    .uri
-                    .path_and_query()
-                    .map_or("/", |p| p.as_str())
-                    .to_owned(),
-            )
-            .build()
-            .map_err(|_| ErrorClass::Other)?;
-        let mut head = Request::builder()
-            .method(parts.method)
-            .uri(uri)
-            .body(())
-            .map_err(|_| ErrorClass::Other)?;
-        for (name, value) in &parts.headers {
-            if !matches!(
-                name.as_str(),
-                "host"
-                    | "connection"
-                    | "keep-alive"
-                    | "proxy-connection"
-                    | "transfer-encoding"
-                    | "upgrade"
-            ) {
-                head.headers_mut().append(name, value.clone());
-            }
+        let (mut parts, body) = req.into_parts();
+        let mut uri = std::mem::take(&mut parts.uri).into_parts();
+        uri.scheme = Some(self.scheme.clone());
+        uri.authority = Some(self.authority.clone());
+        if uri.path_and_query.is_none() {
+            uri.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
         }
-        Ok((head, body))
+        parts.uri = http::Uri::from_parts(uri).map_err(|_| ErrorClass::Other)?;
+        for name in [
+            http::header::HOST,
+            http::header::CONNECTION,
+            http::header::TRANSFER_ENCODING,
+            http::header::UPGRADE,
+        ] {
+            parts.headers.remove(name);
+        }
+        parts.headers.remove("keep-alive");
+        parts.headers.remove("proxy-connection");
+        if let Some(id) = parts.headers.get_mut(super::request::ID_HEADER) {
+            id.set_sensitive(true);
+        }
+        Ok((Request::from_parts(parts, ()), body))
     }
 }
 
@@ -287,6 +278,42 @@ async fn exchange(
         status,
         bytes_received,
     })
+}
+
+/// A connection's task that lets every lane already runnable queue its request before it
+/// writes: woken (by a lane's request, by the socket), it first goes to the back of the run
+/// queue, then writes all that is queued at once. Polled as soon as it is woken, it would
+/// write one request per system call, since the scheduler runs the task a lane just woke
+/// before the other lanes (a third of the throughput, measured against nginx).
+struct Batched<F> {
+    inner: F,
+    deferred: bool,
+}
+
+impl<F> Batched<F> {
+    fn new(inner: F) -> Batched<F> {
+        Batched {
+            inner,
+            deferred: false,
+        }
+    }
+}
+
+impl<F: Future + Unpin> Future for Batched<F> {
+    type Output = F::Output;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        if !self.deferred {
+            self.deferred = true;
+            cx.waker().wake_by_ref();
+            return std::task::Poll::Pending;
+        }
+        self.deferred = false;
+        std::pin::Pin::new(&mut self.inner).poll(cx)
+    }
 }
 
 /// The class of an HTTP/2 failure.

@@ -68,12 +68,7 @@ async fn accept_loop(
             Ok((stream, peer)) => {
                 let balancer = Arc::clone(balancer);
                 let stop = stop.clone();
-                match tls {
-                    None => connections.spawn(connection(balancer, stream, peer, stop)),
-                    Some(tls) => {
-                        connections.spawn(tls_connection(balancer, tls.clone(), stream, peer, stop))
-                    }
-                };
+                connections.spawn(connection(balancer, tls.cloned(), stream, peer, stop));
             }
             Err(e) if is_transient(&e) => {
                 tracing::warn!(error = %e, "lb accept failed; retrying");
@@ -104,65 +99,52 @@ fn is_transient(error: &io::Error) -> bool {
 }
 
 /// Serves one client connection until it closes, or until `stop`: then finishes the
-/// request in progress and closes (idle keep-alive connections close at once).
+/// request in progress and closes (idle keep-alive connections close at once). Over TLS the
+/// handshake comes first, then HTTP/2 or HTTP/1.1 as the client chose by ALPN.
 async fn connection(
     balancer: Arc<Balancer>,
+    tls: Option<TlsAcceptor>,
     stream: TcpStream,
     peer: SocketAddr,
     stop: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
     let service = service_fn(move |request| proxy::handle(Arc::clone(&balancer), request, peer));
-    let conn = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(conn);
-    let result = tokio::select! {
-        result = conn.as_mut() => result,
-        () = stop.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
+    let result = match tls {
+        None => {
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                result = conn.as_mut() => result,
+                () = stop.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            }
+            .map_err(|e| e.to_string())
         }
+        Some(tls) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+            Ok(Ok(stream)) => {
+                let builder = auto::Builder::new(TokioExecutor::new());
+                let conn = builder.serve_connection(TokioIo::new(stream), service);
+                tokio::pin!(conn);
+                tokio::select! {
+                    result = conn.as_mut() => result,
+                    () = stop.cancelled() => {
+                        conn.as_mut().graceful_shutdown();
+                        conn.await
+                    }
+                }
+                .map_err(|e| e.to_string())
+            }
+            Ok(Err(e)) => Err(format!("TLS handshake: {e}")),
+            Err(_) => Err("TLS handshake timed out".to_owned()),
+        },
     };
-    if let Err(e) = result {
-        tracing::debug!(%peer, error = %e, "lb client connection ended with an error");
-    }
-}
-
-/// Serves one TLS client connection: the handshake, then HTTP/2 or HTTP/1.1 as the client
-/// chose (ALPN), until it closes or `stop`.
-async fn tls_connection(
-    balancer: Arc<Balancer>,
-    tls: TlsAcceptor,
-    stream: TcpStream,
-    peer: SocketAddr,
-    stop: CancellationToken,
-) {
-    let _ = stream.set_nodelay(true);
-    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            tracing::debug!(%peer, error = %e, "lb TLS handshake failed");
-            return;
-        }
-        Err(_) => {
-            tracing::debug!(%peer, "lb TLS handshake timed out");
-            return;
-        }
-    };
-    let service = service_fn(move |request| proxy::handle(Arc::clone(&balancer), request, peer));
-    let builder = auto::Builder::new(TokioExecutor::new());
-    let conn = builder.serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(conn);
-    let result = tokio::select! {
-        result = conn.as_mut() => result,
-        () = stop.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
-    };
-    if let Err(e) = result {
-        tracing::debug!(%peer, error = %e, "lb TLS client connection ended with an error");
+    if let Err(error) = result {
+        tracing::debug!(%peer, %error, "lb client connection ended with an error");
     }
 }
 
