@@ -114,7 +114,7 @@ async fn aws_examples_dry_run_against_moto_and_change_nothing() {
         region: Some("eu-west-1".into()),
         ..AwsTarget::local(&moto.endpoint)
     };
-    let c = aws_clients(&target).unwrap();
+    let c = aws_clients(&target).await.unwrap();
     for q in ["jobs", "jobs-dlq", "jobs-done"] {
         c.sqs.create_queue().queue_name(q).send().await.unwrap();
     }
@@ -449,4 +449,50 @@ url = "ftp://scaler"
     assert!(hints[8].contains("`within`"), "{}", hints[8]);
     assert_eq!(hints[9], "did you mean `depth`?");
     assert!(err.to_string().contains("bad-tables.toml:9:6"), "{err}");
+}
+
+/// docs/aws.md gives each shipped AWS experiment's IAM policy: exactly the actions a run of
+/// it calls (what `run --dry-run` prints).
+#[test]
+fn the_iam_policies_of_the_docs_are_what_the_aws_examples_call() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read_to_string(root.join("docs/aws.md")).unwrap();
+    let mut checked = 0;
+    for section in doc.split("\n### `").skip(1) {
+        let file = section.split('`').next().unwrap();
+        let policy = section
+            .split("```json\n")
+            .nth(1)
+            .and_then(|b| b.split("```").next())
+            .unwrap_or_else(|| panic!("no policy for {file}"));
+        let policy: serde_json::Value = serde_json::from_str(policy).unwrap();
+        let documented: std::collections::BTreeSet<String> = policy["Statement"][0]["Action"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_owned())
+            .collect();
+        let exp = experiment::load(&root.join(file)).unwrap();
+        let called: std::collections::BTreeSet<String> =
+            shakedown::experiment::iam::aws_actions(&exp)
+                .into_iter()
+                .map(str::to_owned)
+                .collect();
+        assert_eq!(documented, called, "{file}");
+        checked += 1;
+    }
+    let shipped = std::fs::read_dir(root.join("chaos"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("aws-")
+        })
+        .count();
+    assert_eq!(
+        checked, shipped,
+        "every chaos/aws-*.toml has its policy in docs/aws.md"
+    );
 }

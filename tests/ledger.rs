@@ -187,7 +187,7 @@ async fn sqs_done_queue_and_dlq_drain_classify_messages_and_empty_the_queues() {
     let stop = CancellationToken::new();
     let s = stop.clone();
     tokio::spawn(sqs.clone().serve(l, async move { s.cancelled().await }));
-    let client = aws_clients(&AwsTarget::local(&url)).unwrap().sqs;
+    let client = aws_clients(&AwsTarget::local(&url)).await.unwrap().sqs;
     for seq in 0..15u64 {
         let body =
             json!({ "id": format!("r-0-{seq}"), "done_ms": 5_000 + seq, "receive_count": 2 });

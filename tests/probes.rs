@@ -26,8 +26,8 @@ async fn listener() -> (tokio::net::TcpListener, String) {
     (l, url)
 }
 
-fn clients(url: &str) -> AwsClients {
-    aws_clients(&AwsTarget::local(url)).unwrap()
+async fn clients(url: &str) -> AwsClients {
+    aws_clients(&AwsTarget::local(url)).await.unwrap()
 }
 
 fn prober(kind: ProbeKind, ctx: &ProbeContext) -> Prober {
@@ -48,7 +48,7 @@ async fn sqs_probe_follows_sends_receives_and_the_dlq() {
     let stop = CancellationToken::new();
     let s = stop.clone();
     tokio::spawn(sqs.clone().serve(l, async move { s.cancelled().await }));
-    let aws = clients(&url);
+    let aws = clients(&url).await;
     let ctx = ProbeContext {
         aws: Some(aws.clone()),
         control_url: None,
@@ -161,7 +161,7 @@ async fn ec2_probe_counts_instances_by_tags_group_and_state() {
     let s = stop.clone();
     tokio::spawn(async move { ec2.serve(l, async move { s.cancelled().await }).await });
     let ctx = ProbeContext {
-        aws: Some(clients(&url)),
+        aws: Some(clients(&url).await),
         control_url: None,
         http: shakedown::tls::client_builder().build().unwrap(),
     };

@@ -1,88 +1,249 @@
 //! SDK clients: [`aws_clients`] for a target (AWS itself, the sandbox, moto), and
 //! [`local_sqs_config`] for the sandbox's own clients of its loopback SQS endpoint.
+//!
+//! Credentials, region and endpoints are resolved as the AWS CLI resolves them (the
+//! environment, the shared config and credentials files, SSO, assume-role profiles, web
+//! identity, ECS container credentials, instance metadata, `credential_process`,
+//! `AWS_ENDPOINT_URL` and `AWS_ENDPOINT_URL_<SERVICE>`); the experiment's `[target.aws]` keys
+//! override. A target whose endpoints are all on this machine never reaches anything off it:
+//! its chain leaves out the instance and container metadata services (and web identity, unless
+//! STS is local too), and falls back to placeholder keys, which local endpoints accept.
 
 use std::sync::Once;
 
+use aws_config::BehaviorVersion;
+use aws_config::meta::credentials::CredentialsProviderChain;
+use aws_config::meta::region::RegionProviderChain;
+use aws_config::provider_config::ProviderConfig;
+use aws_config::{Region, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
 
 use super::{AwsError, AwsTarget};
 
-/// An EC2 and an SQS client for one target.
+/// The clients of one target, and how they were configured.
 #[derive(Debug, Clone)]
 pub struct AwsClients {
     /// EC2.
     pub ec2: aws_sdk_ec2::Client,
     /// SQS.
     pub sqs: aws_sdk_sqs::Client,
+    /// STS (who the credentials are), when an STS endpoint is known: AWS's own, or the
+    /// target's `endpoint_url` for a local target.
+    pub sts: Option<aws_sdk_sts::Client>,
+    /// The resolved configuration, for clients of other services.
+    pub config: SdkConfig,
+    /// The region the clients call.
+    pub region: String,
+    /// Every endpoint is on this machine (the sandbox, moto, LocalStack).
+    pub local: bool,
 }
 
-/// Builds the clients for `target`: explicit endpoint, region and static credentials for
-/// local endpoints; otherwise the named profile or the usual `AWS_*` environment.
-pub fn aws_clients(target: &AwsTarget) -> Result<AwsClients, AwsError> {
-    let region = target
-        .region
-        .clone()
-        .or_else(|| std::env::var("AWS_REGION").ok())
-        .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
-        .or_else(|| target.is_loopback().then(|| "us-east-1".to_owned()))
+/// Who a target's credentials act as (STS `GetCallerIdentity`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The principal's ARN (`arn:aws:sts::123456789012:assumed-role/ci/session`).
+    pub arn: String,
+    /// The account id.
+    pub account: String,
+}
+
+impl AwsClients {
+    /// Who the credentials act as; `None` when no STS endpoint is known (a local target
+    /// without `endpoint_url`, such as the sandbox, which serves EC2 and SQS only).
+    pub async fn identity(&self) -> Result<Option<Identity>, AwsError> {
+        let Some(sts) = &self.sts else {
+            return Ok(None);
+        };
+        let out = sts
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| AwsError::call("sts:GetCallerIdentity", e))?;
+        Ok(Some(Identity {
+            arn: out.arn().unwrap_or_default().to_owned(),
+            account: out.account().unwrap_or_default().to_owned(),
+        }))
+    }
+}
+
+/// A service whose endpoint can be set on its own.
+#[derive(Debug, Clone, Copy)]
+enum Service {
+    Ec2,
+    Sqs,
+    Sts,
+}
+
+impl Service {
+    /// The environment variable naming this service's endpoint (the SDKs' convention).
+    fn env_var(self) -> &'static str {
+        match self {
+            Service::Ec2 => "AWS_ENDPOINT_URL_EC2",
+            Service::Sqs => "AWS_ENDPOINT_URL_SQS",
+            Service::Sts => "AWS_ENDPOINT_URL_STS",
+        }
+    }
+}
+
+/// The endpoint `service` is called at: the target's own keys first, then the
+/// environment; `None` is AWS's public endpoint (or one named in the shared config file).
+fn endpoint(target: &AwsTarget, service: Service) -> Option<String> {
+    let configured = match service {
+        Service::Ec2 => target.ec2_endpoint(),
+        Service::Sqs => target.sqs_endpoint(),
+        Service::Sts => target.endpoint_url.as_deref(),
+    };
+    configured.map(str::to_owned).or_else(|| {
+        [service.env_var(), "AWS_ENDPOINT_URL"]
+            .iter()
+            .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()))
+    })
+}
+
+/// Whether every endpoint the target's EC2 and SQS clients call is on this machine.
+fn is_local(target: &AwsTarget) -> bool {
+    let endpoints = [
+        endpoint(target, Service::Ec2),
+        endpoint(target, Service::Sqs),
+    ];
+    endpoints
+        .iter()
+        .all(|e| e.as_deref().is_some_and(super::target::loopback))
+}
+
+/// Builds the clients for `target`.
+pub async fn aws_clients(target: &AwsTarget) -> Result<AwsClients, AwsError> {
+    let local = is_local(target);
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(profile) = &target.profile {
+        loader = loader.profile_name(profile);
+    }
+    if let Some(url) = &target.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    // AWS's own region chain (which may ask the instance metadata) runs in the loader.
+    let region = match (&target.region, local) {
+        (Some(region), _) => Some(Region::new(region.clone())),
+        (None, true) => local_region(target).region().await,
+        (None, false) => None,
+    };
+    if let Some(region) = &region {
+        loader = loader.region(region.clone());
+    }
+    if let Some(credentials) = static_credentials(target) {
+        loader = loader.credentials_provider(credentials);
+    } else if local {
+        loader = loader.credentials_provider(local_chain(target, region));
+    }
+    let config = loader.load().await;
+    let region = config
+        .region()
+        .map(|r| r.as_ref().to_owned())
         .ok_or(AwsError::NoRegion)?;
-    let credentials = credentials(target);
+
     let ec2 = {
-        let mut b = aws_sdk_ec2::Config::builder()
-            .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
-            .region(aws_sdk_ec2::config::Region::new(region.clone()))
-            .credentials_provider(credentials.clone());
+        let mut b = aws_sdk_ec2::config::Builder::from(&config);
         if let Some(url) = target.ec2_endpoint() {
             b = b.endpoint_url(url);
         }
         aws_sdk_ec2::Client::from_conf(b.build())
     };
     let sqs = {
-        let mut b = aws_sdk_sqs::Config::builder()
-            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
-            .region(aws_sdk_sqs::config::Region::new(region))
-            .credentials_provider(credentials);
+        let mut b = aws_sdk_sqs::config::Builder::from(&config);
         if let Some(url) = target.sqs_endpoint() {
             b = b.endpoint_url(url);
         }
         aws_sdk_sqs::Client::from_conf(b.build())
     };
-    Ok(AwsClients { ec2, sqs })
+    let sts_endpoint = endpoint(target, Service::Sts);
+    let sts = match (local, sts_endpoint) {
+        // A local target's STS is its own endpoint, never AWS's.
+        (true, Some(url)) if super::target::loopback(&url) => Some(aws_sdk_sts::Client::from_conf(
+            aws_sdk_sts::config::Builder::from(&config)
+                .endpoint_url(url)
+                .build(),
+        )),
+        (true, _) => None,
+        (false, _) => Some(aws_sdk_sts::Client::new(&config)),
+    };
+    Ok(AwsClients {
+        ec2,
+        sqs,
+        sts,
+        config,
+        region,
+        local,
+    })
 }
 
-fn credentials(target: &AwsTarget) -> SharedCredentialsProvider {
+/// The target's static keys, if it names them.
+fn static_credentials(target: &AwsTarget) -> Option<SharedCredentialsProvider> {
+    let (id, secret) = (
+        target.access_key_id.as_ref()?,
+        target.secret_access_key.as_ref()?,
+    );
+    Some(SharedCredentialsProvider::new(Credentials::new(
+        id,
+        secret,
+        None,
+        None,
+        "shakedown-static",
+    )))
+}
+
+/// The region of a local target without one: the environment's or the profile's, else
+/// `us-east-1` (never the instance metadata service's).
+fn local_region(target: &AwsTarget) -> RegionProviderChain {
+    use aws_config::environment::region::EnvironmentVariableRegionProvider;
+    use aws_config::profile::region::ProfileFileRegionProvider;
+    let mut profile = ProfileFileRegionProvider::builder();
+    if let Some(name) = &target.profile {
+        profile = profile.profile_name(name);
+    }
+    RegionProviderChain::first_try(EnvironmentVariableRegionProvider::new())
+        .or_else(profile.build())
+        .or_else(Region::new("us-east-1"))
+}
+
+/// The credentials of a local target without static keys: the environment's, the
+/// profile's, web identity when STS is local too, else placeholder keys. `region` is the
+/// region of the STS calls an assume-role profile or web identity makes.
+fn local_chain(target: &AwsTarget, region: Option<Region>) -> CredentialsProviderChain {
     use aws_config::environment::EnvironmentVariableCredentialsProvider;
     use aws_config::profile::ProfileFileCredentialsProvider;
-    if let (Some(id), Some(secret)) = (&target.access_key_id, &target.secret_access_key) {
-        return SharedCredentialsProvider::new(Credentials::new(
-            id,
-            secret,
-            None,
-            None,
-            "shakedown-static",
-        ));
+    use aws_config::web_identity_token::WebIdentityTokenCredentialsProvider;
+    let conf = ProviderConfig::default().with_region(region);
+    let mut profile = ProfileFileCredentialsProvider::builder().configure(&conf);
+    if let Some(name) = &target.profile {
+        profile = profile.profile_name(name);
     }
-    if let Some(profile) = &target.profile {
-        return SharedCredentialsProvider::new(
-            ProfileFileCredentialsProvider::builder()
-                .profile_name(profile)
+    let mut chain = CredentialsProviderChain::first_try(
+        "Environment",
+        EnvironmentVariableCredentialsProvider::new(),
+    )
+    .or_else("Profile", profile.build());
+    let sts_is_local = endpoint(target, Service::Sts)
+        .as_deref()
+        .is_some_and(super::target::loopback);
+    if sts_is_local {
+        chain = chain.or_else(
+            "WebIdentityToken",
+            WebIdentityTokenCredentialsProvider::builder()
+                .configure(&conf)
                 .build(),
         );
     }
-    if std::env::var_os("AWS_ACCESS_KEY_ID").is_some() {
-        return SharedCredentialsProvider::new(EnvironmentVariableCredentialsProvider::new());
-    }
-    if target.is_loopback() {
-        return SharedCredentialsProvider::new(Credentials::new(
+    chain.or_else(
+        "LocalPlaceholder",
+        Credentials::new(
             "shakedown-local",
             "shakedown-local",
             None,
             None,
             "shakedown-loopback",
-        ));
-    }
-    SharedCredentialsProvider::new(ProfileFileCredentialsProvider::builder().build())
+        ),
+    )
 }
 
 /// The SQS configuration of a client of a local endpoint: fixed region, static credentials
@@ -115,4 +276,25 @@ pub fn disable_imds() {
             unsafe { std::env::set_var("AWS_EC2_METADATA_DISABLED", "true") };
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_local_target_signs_with_placeholders_and_has_no_aws_sts() {
+        // The sandbox's shape: EC2 and SQS on two loopback ports, no endpoint for STS.
+        let target = AwsTarget {
+            ec2_endpoint_url: Some("http://127.0.0.1:1".into()),
+            sqs_endpoint_url: Some("http://127.0.0.1:2".into()),
+            region: Some("eu-west-3".into()),
+            ..AwsTarget::default()
+        };
+        let clients = aws_clients(&target).await.unwrap();
+        assert!(clients.local);
+        assert_eq!(clients.region, "eu-west-3");
+        assert!(clients.sts.is_none(), "STS would be AWS's public endpoint");
+        assert!(clients.identity().await.unwrap().is_none());
+    }
 }

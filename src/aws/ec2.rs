@@ -29,7 +29,7 @@ pub async fn describe_instances(
             .set_next_token(token.take())
             .send()
             .await
-            .map_err(|e| AwsError::call("DescribeInstances", e))?;
+            .map_err(|e| AwsError::call("ec2:DescribeInstances", e))?;
         for i in resp.reservations().iter().flat_map(|r| r.instances()) {
             let Some(id) = i.instance_id() else { continue };
             let tags = i
@@ -60,7 +60,7 @@ pub async fn instance_states(
         .set_instance_ids(Some(ids.to_vec()))
         .send()
         .await
-        .map_err(|e| AwsError::call("DescribeInstances", e))?;
+        .map_err(|e| AwsError::call("ec2:DescribeInstances", e).on(ids.join(", ")))?;
     Ok(resp
         .reservations()
         .iter()

@@ -18,7 +18,7 @@ pub mod select;
 pub mod sqs;
 pub mod target;
 
-pub use client::{AwsClients, aws_clients, disable_imds, local_sqs_config};
+pub use client::{AwsClients, Identity, aws_clients, disable_imds, local_sqs_config};
 pub use ec2::{Instance, describe_instances, instance_states};
 pub use error::AwsError;
 pub use select::{InstanceSelector, QueueRef};

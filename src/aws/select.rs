@@ -66,11 +66,11 @@ impl QueueRef {
             .queue_name(s)
             .send()
             .await
-            .map_err(|e| AwsError::call("GetQueueUrl", e))?;
+            .map_err(|e| AwsError::call("sqs:GetQueueUrl", e).on(format!("queue `{s}`")))?;
         resp.queue_url()
             .map(str::to_owned)
             .ok_or(AwsError::Unexpected {
-                op: "GetQueueUrl",
+                op: "sqs:GetQueueUrl",
                 message: "no QueueUrl".into(),
             })
     }

@@ -16,7 +16,7 @@ pub async fn queue_attribute(
         .attribute_names(aws_sdk_sqs::types::QueueAttributeName::from(name))
         .send()
         .await
-        .map_err(|e| AwsError::call("GetQueueAttributes", e))?;
+        .map_err(|e| AwsError::call("sqs:GetQueueAttributes", e).on(url))?;
     Ok(resp
         .attributes()
         .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::from(name)))
@@ -35,7 +35,7 @@ pub async fn set_queue_attribute(
         .attributes(aws_sdk_sqs::types::QueueAttributeName::from(name), value)
         .send()
         .await
-        .map_err(|e| AwsError::call("SetQueueAttributes", e))?;
+        .map_err(|e| AwsError::call("sqs:SetQueueAttributes", e).on(url))?;
     Ok(())
 }
 
@@ -49,7 +49,7 @@ pub async fn queue_tags(
         .queue_url(url)
         .send()
         .await
-        .map_err(|e| AwsError::call("ListQueueTags", e))?;
+        .map_err(|e| AwsError::call("sqs:ListQueueTags", e).on(url))?;
     Ok(resp
         .tags()
         .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
@@ -68,7 +68,7 @@ pub async fn tag_queue(
         .tags(key, value)
         .send()
         .await
-        .map_err(|e| AwsError::call("TagQueue", e))?;
+        .map_err(|e| AwsError::call("sqs:TagQueue", e).on(url))?;
     Ok(())
 }
 
@@ -79,7 +79,7 @@ pub async fn untag_queue(sqs: &aws_sdk_sqs::Client, url: &str, key: &str) -> Res
         .tag_keys(key)
         .send()
         .await
-        .map_err(|e| AwsError::call("UntagQueue", e))?;
+        .map_err(|e| AwsError::call("sqs:UntagQueue", e).on(url))?;
     Ok(())
 }
 
@@ -94,7 +94,7 @@ pub async fn list_queues(sqs: &aws_sdk_sqs::Client) -> Result<Vec<String>, AwsEr
             .set_next_token(token.take())
             .send()
             .await
-            .map_err(|e| AwsError::call("ListQueues", e))?;
+            .map_err(|e| AwsError::call("sqs:ListQueues", e))?;
         urls.extend(resp.queue_urls().iter().cloned());
         token = next_page(resp.next_token());
         if token.is_none() {

@@ -75,7 +75,7 @@ impl AwsTarget {
     }
 }
 
-fn loopback(url: &str) -> bool {
+pub(super) fn loopback(url: &str) -> bool {
     let host = url
         .split("://")
         .nth(1)

@@ -94,6 +94,11 @@ pub trait Fault: Send + Sync + fmt::Debug {
     fn seed(&self) -> Option<u64> {
         None
     }
+    /// The IAM actions it calls on AWS (resolving, applying, verifying and undoing, and
+    /// the recovery tags), for the policy a run needs (`docs/aws.md`).
+    fn aws_actions(&self) -> Vec<&'static str> {
+        Vec::new()
+    }
     /// Checks the spec without reading or touching anything (selector shape, caps,
     /// signal names...). `validate` and `run` both call it (through the plan), so a file
     /// one accepts the other does too; `resolve` calls it again.
@@ -179,13 +184,12 @@ impl Env {
     }
 
     /// Clients for `target` (built once per target and cached).
-    pub fn clients(&self, target: &AwsTarget) -> Result<AwsClients, FaultError> {
-        let mut cache = self.clients.lock();
-        if let Some(c) = cache.get(target) {
+    pub async fn clients(&self, target: &AwsTarget) -> Result<AwsClients, FaultError> {
+        if let Some(c) = self.clients.lock().get(target) {
             return Ok(c.clone());
         }
-        let c = aws_clients(target)?;
-        cache.insert(target.clone(), c.clone());
+        let c = aws_clients(target).await?;
+        self.clients.lock().insert(target.clone(), c.clone());
         Ok(c)
     }
 }

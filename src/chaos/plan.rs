@@ -317,10 +317,7 @@ pub async fn resolve_occurrence(
 
 /// Resolves every selector and prints nothing, changes nothing: the plan as it would run.
 /// Every failing occurrence is reported.
-pub async fn dry_run(
-    plan: &FaultPlan,
-    env: &Env,
-) -> Result<Vec<PlannedStep>, Vec<(FaultRef, FaultError)>> {
+pub async fn dry_run(plan: &FaultPlan, env: &Env) -> Result<Vec<PlannedStep>, DryRunRefused> {
     let mut steps = Vec::new();
     let mut errors = Vec::new();
     for (n, occ) in plan.occurrences.iter().enumerate() {
@@ -338,8 +335,18 @@ pub async fn dry_run(
     if errors.is_empty() {
         Ok(steps)
     } else {
-        Err(errors)
+        Err(DryRunRefused { steps, errors })
     }
+}
+
+/// A dry run in which some occurrences could not be resolved: those that could, and why
+/// the others could not.
+#[derive(Debug)]
+pub struct DryRunRefused {
+    /// The occurrences that resolved.
+    pub steps: Vec<PlannedStep>,
+    /// The others, each with its error.
+    pub errors: Vec<(FaultRef, FaultError)>,
 }
 
 /// Whether a dry-run refusal may wait until the fault fires: a selector that matches

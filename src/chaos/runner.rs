@@ -222,8 +222,9 @@ impl Runner {
             self.env.proxies.insert(handle);
         }
         let mut deferred = Vec::new();
-        if let Err(errors) = dry_run(&self.plan, &self.env).await {
-            let (later, now): (Vec<_>, Vec<_>) = errors
+        if let Err(refused) = dry_run(&self.plan, &self.env).await {
+            let (later, now): (Vec<_>, Vec<_>) = refused
+                .errors
                 .into_iter()
                 .partition(|(f, e)| deferrable(&self.plan, f, e));
             if !now.is_empty() {

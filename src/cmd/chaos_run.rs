@@ -42,8 +42,9 @@ pub async fn chaos_run(args: ChaosRunArgs) -> anyhow::Result<u8> {
                 print!("{}", render_dry_run(&steps));
                 Ok(0)
             }
-            Err(errors) => {
-                for (f, e) in errors {
+            Err(refused) => {
+                print!("{}", render_dry_run(&refused.steps));
+                for (f, e) in refused.errors {
                     eprintln!("{}: {e}", f.id);
                 }
                 Ok(2)

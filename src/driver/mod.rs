@@ -81,7 +81,8 @@ pub struct DriverPlan {
 /// How the driver ended.
 #[derive(Debug, Clone, Default)]
 pub struct DriverReport {
-    /// Connections opened at most at once (lanes).
+    /// Lanes at most at once: the most requests in flight (over HTTP/1.1 with keep-alive,
+    /// also the most connections open).
     pub lanes: usize,
     /// Whether sending was stopped before the schedule ended.
     pub stopped_early: bool,

@@ -13,6 +13,7 @@
 
 mod check;
 mod cooldown;
+pub mod iam;
 mod tables;
 
 use std::path::{Path, PathBuf};

@@ -327,7 +327,7 @@ impl SqsSource {
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .send()
             .await
-            .map_err(|e| AwsError::call("ReceiveMessage", e))?;
+            .map_err(|e| AwsError::call("sqs:ReceiveMessage", e).on(&url))?;
         let messages = resp.messages();
         let mut out = Vec::with_capacity(messages.len());
         let mut deletes = Vec::with_capacity(messages.len());
@@ -344,7 +344,7 @@ impl SqsSource {
                         .build()
                         .map_err(|e| {
                             LedgerError::Aws(AwsError::Unexpected {
-                                op: "DeleteMessageBatch",
+                                op: "sqs:DeleteMessageBatch",
                                 message: e.to_string(),
                             })
                         })?,
@@ -358,7 +358,7 @@ impl SqsSource {
                 .set_entries(Some(deletes))
                 .send()
                 .await
-                .map_err(|e| AwsError::call("DeleteMessageBatch", e))?;
+                .map_err(|e| AwsError::call("sqs:DeleteMessageBatch", e))?;
         }
         Ok(out)
     }

@@ -80,7 +80,7 @@ impl SqsSampler {
             .set_attribute_names(Some(names.clone()))
             .send()
             .await
-            .map_err(|e| AwsError::call("GetQueueAttributes", e))?;
+            .map_err(|e| AwsError::call("sqs:GetQueueAttributes", e).on(&url))?;
         let attributes = resp.attributes();
         let mut total = 0u64;
         for name in &names {

@@ -158,7 +158,7 @@ async fn steps(
     println!();
     print!("{}", render_table(&summaries));
     println!(
-        "{} in {:.1}s, {} connection{} used{}",
+        "{} in {:.1}s, at most {} request{} in flight{}",
         if report.stopped_early {
             "interrupted"
         } else {
@@ -214,7 +214,9 @@ async fn sqs_sink(
             ..Default::default()
         },
     };
-    let clients = crate::aws::aws_clients(&aws).map_err(|e| anyhow::anyhow!("SQS: {e}"))?;
+    let clients = crate::aws::aws_clients(&aws)
+        .await
+        .map_err(|e| anyhow::anyhow!("SQS: {e}"))?;
     let sink = crate::driver::sqs::SqsSink::resolve(&clients.sqs, profile)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;

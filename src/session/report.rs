@@ -7,11 +7,13 @@ use std::path::Path;
 use anyhow::Context as _;
 
 use crate::analyze::{self, Status, VerdictFile};
+use crate::aws::AwsClients;
 use crate::chaos::Env;
 use crate::chaos::plan::{deferrable, dry_run, render_dry_run};
 use crate::cmd::Outcome;
 use crate::experiment::Experiment;
-use crate::probe::{ProbeContext, Sampler};
+use crate::ledger::source::CompletionSourceSpec;
+use crate::probe::{ProbeContext, ProbeKind, Prober, Sampler};
 
 use super::target::Resolved;
 
@@ -48,6 +50,51 @@ pub fn analyze_and_report(
     Ok(file)
 }
 
+/// How long a dry run waits for one sample of an AWS probe.
+const DRY_RUN_SAMPLE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The AWS part of a dry run: who the credentials act as, the region, and every queue the
+/// run reads, resolved. Whether the credentials work, and whether every queue resolved
+/// (what did not is printed).
+async fn dry_run_aws(clients: &AwsClients, target: &Resolved) -> (bool, bool) {
+    match clients.identity().await {
+        Ok(Some(id)) => println!(
+            "aws: acting as {} (account {}), region {}",
+            id.arn, id.account, clients.region
+        ),
+        Ok(None) => println!(
+            "aws: region {}, local endpoints (no STS endpoint to ask who the credentials are)",
+            clients.region
+        ),
+        Err(e) => {
+            eprintln!("aws: {e}");
+            return (false, false);
+        }
+    }
+    let completions = target.completions.iter().filter_map(|c| match c {
+        CompletionSourceSpec::Sqs(s) => Some(("completions queue", &s.queue)),
+        _ => None,
+    });
+    let queues = [
+        ("queue", target.queue.as_ref()),
+        ("dlq", target.dlq.as_ref()),
+    ]
+    .into_iter()
+    .filter_map(|(label, q)| Some((label, q?)))
+    .chain(completions);
+    let mut ok = true;
+    for (label, queue) in queues {
+        match queue.url(&clients.sqs).await {
+            Ok(url) => println!("{label}: {url}"),
+            Err(e) => {
+                eprintln!("{label}: {e}");
+                ok = false;
+            }
+        }
+    }
+    (true, ok)
+}
+
 /// `--dry-run`: the target, traffic, fault plan (selectors resolved, nothing changed),
 /// probes and promises.
 pub async fn dry_run_report(
@@ -74,20 +121,55 @@ pub async fn dry_run_report(
     )?;
     drop(out);
     let mut code = Outcome::Ok;
+    // `aws_ok`: the credentials work (no point sampling AWS probes otherwise).
+    let aws_ok = match &target.clients {
+        Some(clients) => {
+            let (credentials, queues) = dry_run_aws(clients, target).await;
+            if !(credentials && queues) {
+                code = Outcome::Error;
+            }
+            credentials
+        }
+        None => true,
+    };
     if let Err(e) = Sampler::from_specs(&exp.probes, probes) {
         eprintln!("probes: {e}");
         code = Outcome::Error;
     }
     for p in &exp.probes {
-        println!("probe {}: every {}s", p.name, p.every_secs());
+        // AWS probes are read-only: one sample proves the resource exists and may be read.
+        let aws_probe = matches!(p.kind, ProbeKind::Sqs(_) | ProbeKind::Ec2(_));
+        if !(aws_probe && aws_ok) {
+            println!("probe {}: every {}s", p.name, p.every_secs());
+            continue;
+        }
+        match Prober::new(&p.kind, probes) {
+            Ok(mut prober) => match prober.sample_within(p.timeout.max(DRY_RUN_SAMPLE)).await {
+                Ok(v) => println!("probe {}: every {}s, now {v}", p.name, p.every_secs()),
+                Err(e) => {
+                    eprintln!("probe {}: {e}", p.name);
+                    code = Outcome::Error;
+                }
+            },
+            Err(e) => {
+                eprintln!("probe {}: {e}", p.name);
+                code = Outcome::Error;
+            }
+        }
     }
     for p in &exp.promises {
         println!("promise {}", p.name);
     }
+    let actions = crate::experiment::iam::aws_actions(exp);
+    if !actions.is_empty() {
+        let actions: Vec<&str> = actions.into_iter().collect();
+        println!("IAM actions this run calls: {}", actions.join(", "));
+    }
     match dry_run(&exp.plan, env).await {
         Ok(steps) => print!("{}", render_dry_run(&steps)),
-        Err(errors) => {
-            for (f, e) in errors {
+        Err(refused) => {
+            print!("{}", render_dry_run(&refused.steps));
+            for (f, e) in refused.errors {
                 if deferrable(&exp.plan, &f, &e) {
                     println!("\n{}: {e} now; it is resolved again when it fires", f.id);
                 } else {

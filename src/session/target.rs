@@ -162,7 +162,11 @@ pub async fn resolve_target(
     };
     let aws = aws.or_else(|| needs_aws.then(AwsTarget::default));
     let clients = match &aws {
-        Some(t) => Some(aws_clients(t).map_err(|e| anyhow::anyhow!("[target.aws]: {e}"))?),
+        Some(t) => Some(
+            aws_clients(t)
+                .await
+                .map_err(|e| anyhow::anyhow!("[target.aws]: {e}"))?,
+        ),
         None => None,
     };
     let http_client = crate::tls::http_client(&tls, crate::probe::http::HTTP_TIMEOUT)

@@ -312,7 +312,7 @@ async fn sandbox_guardrails_refuse_over_cap_and_untagged_and_dry_run_changes_not
         assert_eq!(fleet_state(&sb.fleet, id), InstanceState::Running);
         assert_ne!(state(*pid), 'T');
     }
-    let c = aws_clients(&sb.target).unwrap();
+    let c = aws_clients(&sb.target).await.unwrap();
     assert_eq!(delay_seconds(&c, &q).await.as_deref(), Some("0"));
 }
 
@@ -329,7 +329,7 @@ async fn sandbox_delay_queue_changes_and_restores_the_delay() {
             },
         )
         .unwrap();
-    let c = aws_clients(&sb.target).unwrap();
+    let c = aws_clients(&sb.target).await.unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let p = plan(
         &sb.target,
@@ -364,7 +364,7 @@ async fn sandbox_delay_queue_changes_and_restores_the_delay() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sandbox_stall_consumers_by_queue_policy_restores_the_exact_policy() {
     let sb = sandbox(0, true).await;
-    let c = aws_clients(&sb.target).unwrap();
+    let c = aws_clients(&sb.target).await.unwrap();
     let bare = sb
         .sqs
         .create_queue("jobs", QueueSettings::default())
@@ -473,7 +473,7 @@ async fn kill_9_mid_delay_queue(run_id: &str) -> KilledMidDelay {
             },
         )
         .unwrap();
-    let c = aws_clients(&sb.target).unwrap();
+    let c = aws_clients(&sb.target).await.unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let plan_file = tmp.path().join("plan.toml");
     std::fs::write(
@@ -544,7 +544,7 @@ async fn sigkill_mid_delay_queue_then_recover_restores_the_delay_twice_safely() 
 
 async fn moto_instances(target: &AwsTarget, n: i32) -> Vec<String> {
     use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
-    let c = aws_clients(target).unwrap();
+    let c = aws_clients(target).await.unwrap();
     let resp = c
         .ec2
         .run_instances()
@@ -569,7 +569,7 @@ async fn moto_instances(target: &AwsTarget, n: i32) -> Vec<String> {
 
 async fn moto_stop_start_terminate(target: &AwsTarget) {
     let ids = moto_instances(target, 2).await;
-    let c = aws_clients(target).unwrap();
+    let c = aws_clients(target).await.unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let p = plan(
         target,
@@ -625,7 +625,7 @@ async fn moto_stop_start_terminate(target: &AwsTarget) {
 }
 
 async fn moto_delay_queue_and_policy(target: &AwsTarget) {
-    let c = aws_clients(target).unwrap();
+    let c = aws_clients(target).await.unwrap();
     let url = c
         .sqs
         .create_queue()
@@ -768,7 +768,7 @@ async fn run_cli(args: Vec<String>) -> (i32, String, String) {
 /// its run directory deleted. `recover --from-tags` restores everything from the tags alone
 /// and removes them; a second one (through the CLI, `again`) finds nothing to do.
 async fn kill_9_then_recover_from_tags(target: &AwsTarget, instances: &[String], again: &[&str]) {
-    let c = aws_clients(target).unwrap();
+    let c = aws_clients(target).await.unwrap();
     let url = c
         .sqs
         .create_queue()
@@ -898,7 +898,7 @@ async fn recover_from_tags_leaves_a_live_run_alone() {
         .sqs
         .create_queue("jobs", QueueSettings::default())
         .unwrap();
-    let c = aws_clients(&sb.target).unwrap();
+    let c = aws_clients(&sb.target).await.unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let results = tmp.path().join("results");
     let p = plan(

@@ -53,6 +53,12 @@ impl Moto {
     /// Starts moto on a free port and waits until it answers. Panics when the binary is
     /// missing: a suite that needs moto only runs when the build found it, or under CI.
     pub async fn start() -> Moto {
+        Moto::start_with_env(&[]).await
+    }
+
+    /// [`Moto::start`] with extra environment for the server (e.g.
+    /// `INITIAL_NO_AUTH_ACTION_COUNT`, which makes it enforce IAM after that many calls).
+    pub async fn start_with_env(env: &[(&str, &str)]) -> Moto {
         assert!(
             on_path(MOTO_BINARY),
             "`{MOTO_BINARY}` is not on PATH (pip install 'moto[server]'): with {REQUIRE_ENV} \
@@ -62,6 +68,7 @@ impl Moto {
         let port = free_port().expect("a free local port");
         let child = Command::new(MOTO_BINARY)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -23,6 +23,23 @@ pub enum Ec2Action {
     Terminate,
 }
 
+impl Ec2Action {
+    /// The IAM actions a fault doing this calls: choosing (DescribeInstances), acting,
+    /// waiting for the state, and for a stop, the start that undoes it and its recovery tag.
+    pub fn aws_actions(self) -> &'static [&'static str] {
+        match self {
+            Ec2Action::Stop => &[
+                "ec2:DescribeInstances",
+                "ec2:StopInstances",
+                "ec2:StartInstances",
+                "ec2:CreateTags",
+                "ec2:DeleteTags",
+            ],
+            Ec2Action::Terminate => &["ec2:DescribeInstances", "ec2:TerminateInstances"],
+        }
+    }
+}
+
 /// An EC2 action on chosen instances.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Ec2StateChange {
@@ -39,7 +56,7 @@ impl Ec2StateChange {
         &self,
         env: &Env,
     ) -> Result<std::collections::BTreeMap<String, String>, FaultError> {
-        let c = env.clients(&self.target)?;
+        let c = env.clients(&self.target).await?;
         Ok(instance_states(&c.ec2, &self.instances).await?)
     }
 
@@ -78,7 +95,7 @@ impl Undoable for Ec2StateChange {
 
     fn apply<'a>(&'a self, env: &'a Env) -> BoxFuture<'a, Result<(), FaultError>> {
         Box::pin(async move {
-            let c = env.clients(&self.target)?;
+            let c = env.clients(&self.target).await?;
             let ids = Some(self.instances.clone());
             match self.action {
                 Ec2Action::Stop => {
@@ -87,7 +104,9 @@ impl Undoable for Ec2StateChange {
                         .set_instance_ids(ids)
                         .send()
                         .await
-                        .map_err(|e| AwsError::call("StopInstances", e))?;
+                        .map_err(|e| {
+                            AwsError::call("ec2:StopInstances", e).on(self.instances.join(", "))
+                        })?;
                 }
                 Ec2Action::Terminate => {
                     c.ec2
@@ -95,7 +114,10 @@ impl Undoable for Ec2StateChange {
                         .set_instance_ids(ids)
                         .send()
                         .await
-                        .map_err(|e| AwsError::call("TerminateInstances", e))?;
+                        .map_err(|e| {
+                            AwsError::call("ec2:TerminateInstances", e)
+                                .on(self.instances.join(", "))
+                        })?;
                 }
             }
             Ok(())
@@ -137,13 +159,13 @@ impl Undoable for Ec2StateChange {
                 }
             }
             if !to_start.is_empty() {
-                let c = env.clients(&self.target)?;
+                let c = env.clients(&self.target).await?;
                 c.ec2
                     .start_instances()
                     .set_instance_ids(Some(to_start))
                     .send()
                     .await
-                    .map_err(|e| AwsError::call("StartInstances", e))?;
+                    .map_err(|e| AwsError::call("ec2:StartInstances", e))?;
             }
             Ok(notes)
         })
@@ -178,7 +200,7 @@ impl Undoable for Ec2StateChange {
             if self.action != Ec2Action::Stop {
                 return Ok(());
             }
-            let c = env.clients(&self.target)?;
+            let c = env.clients(&self.target).await?;
             c.ec2
                 .create_tags()
                 .set_resources(Some(self.instances.clone()))
@@ -190,7 +212,7 @@ impl Undoable for Ec2StateChange {
                 )
                 .send()
                 .await
-                .map_err(|e| AwsError::call("CreateTags", e))?;
+                .map_err(|e| AwsError::call("ec2:CreateTags", e))?;
             Ok(())
         })
     }
@@ -200,14 +222,14 @@ impl Undoable for Ec2StateChange {
             if self.action != Ec2Action::Stop {
                 return Ok(());
             }
-            let c = env.clients(&self.target)?;
+            let c = env.clients(&self.target).await?;
             c.ec2
                 .delete_tags()
                 .set_resources(Some(self.instances.clone()))
                 .tags(Tag::builder().key(undo_tag_key(run_id)).build())
                 .send()
                 .await
-                .map_err(|e| AwsError::call("DeleteTags", e))?;
+                .map_err(|e| AwsError::call("ec2:DeleteTags", e))?;
             Ok(())
         })
     }

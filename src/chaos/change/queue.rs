@@ -13,6 +13,17 @@ use crate::aws::{
 };
 use crate::chaos::fault::{BoxFuture, Env, FaultError};
 
+/// The IAM actions of a queue attribute change (DelaySeconds, Policy): resolving the queue,
+/// reading the value to restore, setting and restoring it, and its recovery tag.
+pub const QUEUE_CHANGE_ACTIONS: &[&str] = &[
+    "sqs:GetQueueUrl",
+    "sqs:GetQueueAttributes",
+    "sqs:SetQueueAttributes",
+    "sqs:ListQueueTags",
+    "sqs:TagQueue",
+    "sqs:UntagQueue",
+];
+
 /// One queue attribute set to `value`; undo sets `previous` back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct QueueAttributeChange {
@@ -43,7 +54,7 @@ impl Undoable for QueueAttributeChange {
 
     fn apply<'a>(&'a self, env: &'a Env) -> BoxFuture<'a, Result<(), FaultError>> {
         Box::pin(async move {
-            let c = env.clients(&self.target)?;
+            let c = env.clients(&self.target).await?;
             set_queue_attribute(&c.sqs, &self.queue_url, &self.attribute, &self.value).await?;
             Ok(())
         })
@@ -51,7 +62,7 @@ impl Undoable for QueueAttributeChange {
 
     fn undo<'a>(&'a self, env: &'a Env) -> BoxFuture<'a, Result<Vec<String>, FaultError>> {
         Box::pin(async move {
-            let c = env.clients(&self.target)?;
+            let c = env.clients(&self.target).await?;
             set_queue_attribute(&c.sqs, &self.queue_url, &self.attribute, &self.previous).await?;
             Ok(vec![])
         })
@@ -59,7 +70,7 @@ impl Undoable for QueueAttributeChange {
 
     fn verify<'a>(&'a self, env: &'a Env) -> BoxFuture<'a, Result<(), FaultError>> {
         Box::pin(async move {
-            let c = env.clients(&self.target)?;
+            let c = env.clients(&self.target).await?;
             let now = queue_attribute(&c.sqs, &self.queue_url, &self.attribute).await?;
             if now.as_deref() == Some(self.previous.as_str()) {
                 Ok(())
@@ -161,7 +172,7 @@ impl Undoable for QueuePolicyChange {
     fn apply<'a>(&'a self, env: &'a Env) -> BoxFuture<'a, Result<(), FaultError>> {
         Box::pin(async move {
             let policy = self.denying_policy()?;
-            let c = env.clients(&self.target)?;
+            let c = env.clients(&self.target).await?;
             set_queue_attribute(&c.sqs, &self.queue_url, "Policy", &policy).await?;
             Ok(())
         })
@@ -169,7 +180,7 @@ impl Undoable for QueuePolicyChange {
 
     fn undo<'a>(&'a self, env: &'a Env) -> BoxFuture<'a, Result<Vec<String>, FaultError>> {
         Box::pin(async move {
-            let c = env.clients(&self.target)?;
+            let c = env.clients(&self.target).await?;
             // An empty Policy removes the attribute.
             let value = self.previous.as_deref().unwrap_or("");
             set_queue_attribute(&c.sqs, &self.queue_url, "Policy", value).await?;
@@ -179,7 +190,7 @@ impl Undoable for QueuePolicyChange {
 
     fn verify<'a>(&'a self, env: &'a Env) -> BoxFuture<'a, Result<(), FaultError>> {
         Box::pin(async move {
-            let c = env.clients(&self.target)?;
+            let c = env.clients(&self.target).await?;
             let now = queue_attribute(&c.sqs, &self.queue_url, "Policy").await?;
             if same_policy(now.as_deref(), self.previous.as_deref()) {
                 Ok(())
@@ -432,7 +443,7 @@ async fn update_undo_tag(
     run_id: &str,
     edit: impl FnOnce(&mut QueueUndoTag),
 ) -> Result<(), FaultError> {
-    let c = env.clients(target)?;
+    let c = env.clients(target).await?;
     let key = undo_tag_key(run_id);
     let mut tag = match queue_tags(&c.sqs, url).await?.get(&key) {
         Some(value) => QueueUndoTag::parse(value).map_err(|e| {

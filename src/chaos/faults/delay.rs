@@ -35,6 +35,9 @@ impl Fault for DelayQueue {
     fn impact(&self) -> Impact {
         Impact::Reversible
     }
+    fn aws_actions(&self) -> Vec<&'static str> {
+        crate::chaos::change::queue::QUEUE_CHANGE_ACTIONS.to_vec()
+    }
     fn resolve<'a>(&'a self, env: &'a Env) -> BoxFuture<'a, Result<Vec<Resource>, FaultError>> {
         Box::pin(async move {
             if self.delay > Duration::from_secs(900) || self.delay.subsec_nanos() != 0 {
@@ -43,7 +46,7 @@ impl Fault for DelayQueue {
                     self.delay
                 )));
             }
-            let c = env.clients(env.aws_target(self.type_name())?)?;
+            let c = env.clients(env.aws_target(self.type_name())?).await?;
             let url = self.queue.url(&c.sqs).await?;
             Ok(vec![Resource {
                 id: url,
@@ -60,7 +63,7 @@ impl Fault for DelayQueue {
     ) -> BoxFuture<'a, Result<Change, FaultError>> {
         Box::pin(async move {
             let target = env.aws_target(self.type_name())?.clone();
-            let c = env.clients(&target)?;
+            let c = env.clients(&target).await?;
             let url = chosen[0].id.clone();
             let previous = queue_attribute(&c.sqs, &url, "DelaySeconds")
                 .await?

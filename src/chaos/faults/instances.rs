@@ -52,6 +52,9 @@ impl<A: InstanceAction> Fault for InstanceFault<A> {
     fn seed(&self) -> Option<u64> {
         self.seed
     }
+    fn aws_actions(&self) -> Vec<&'static str> {
+        A::ACTION.aws_actions().to_vec()
+    }
     fn check(&self) -> Result<(), FaultError> {
         super::check_cap(self.count, self.percent)?;
         self.instances
@@ -94,7 +97,7 @@ pub(crate) async fn resolve_instances(
 ) -> Result<Vec<Resource>, FaultError> {
     super::check_cap(count, percent)?;
     let filters = selector.filters("running").map_err(FaultError::Invalid)?;
-    let clients = env.clients(env.aws_target(fault)?)?;
+    let clients = env.clients(env.aws_target(fault)?).await?;
     let found = describe_instances(&clients.ec2, filters).await?;
     Ok(found.into_iter().map(Resource::from).collect())
 }

@@ -15,7 +15,7 @@ use crate::aws::{InstanceSelector, QueueRef, queue_attribute};
 use crate::chaos::change::Change;
 use crate::chaos::change::container::{ContainerAction, ContainerChange};
 use crate::chaos::change::ec2::{Ec2Action, Ec2StateChange};
-use crate::chaos::change::queue::QueuePolicyChange;
+use crate::chaos::change::queue::{QUEUE_CHANGE_ACTIONS, QueuePolicyChange};
 use crate::chaos::change::signal::SignalChange;
 use crate::chaos::fault::{BoxFuture, Env, Fault, FaultError, Impact, Resource};
 use crate::chaos::guard::Cap;
@@ -119,6 +119,15 @@ impl Fault for StallConsumers {
     fn seed(&self) -> Option<u64> {
         self.seed
     }
+    fn aws_actions(&self) -> Vec<&'static str> {
+        if self.queue.is_some() {
+            QUEUE_CHANGE_ACTIONS.to_vec()
+        } else if self.instances.is_some() {
+            Ec2Action::Stop.aws_actions().to_vec()
+        } else {
+            Vec::new()
+        }
+    }
     fn check(&self) -> Result<(), FaultError> {
         super::check_cap(self.count, self.percent)?;
         if let Backend::Processes(p) = self.backend()? {
@@ -131,7 +140,7 @@ impl Fault for StallConsumers {
             self.check()?;
             match self.backend()? {
                 Backend::Queue(q, _) => {
-                    let c = env.clients(env.aws_target(self.type_name())?)?;
+                    let c = env.clients(env.aws_target(self.type_name())?).await?;
                     Ok(vec![Resource {
                         id: q.url(&c.sqs).await?,
                         label: String::new(),
@@ -156,7 +165,7 @@ impl Fault for StallConsumers {
             Ok(match self.backend()? {
                 Backend::Queue(_, principal) => {
                     let target = env.aws_target(self.type_name())?.clone();
-                    let c = env.clients(&target)?;
+                    let c = env.clients(&target).await?;
                     let url = chosen[0].id.clone();
                     let previous = queue_attribute(&c.sqs, &url, "Policy").await?;
                     let queue_arn = queue_attribute(&c.sqs, &url, "QueueArn")

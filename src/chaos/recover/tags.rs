@@ -85,7 +85,7 @@ pub async fn find_undo_tags(
     target: &AwsTarget,
     run_id: Option<&str>,
 ) -> Result<Vec<UndoTag>, FaultError> {
-    let c = env.clients(target)?;
+    let c = env.clients(target).await?;
     let (ec2, sqs) = services(target);
     let wanted = |key: &str| {
         key.strip_prefix(UNDO_TAG_PREFIX)
@@ -240,7 +240,7 @@ async fn remove_tags(
     run: &str,
     tags: &[UndoTag],
 ) -> Result<(), FaultError> {
-    let c = env.clients(target)?;
+    let c = env.clients(target).await?;
     let key = undo_tag_key(run);
     let mut instances = Vec::new();
     for t in tags {
@@ -256,7 +256,7 @@ async fn remove_tags(
             .tags(Tag::builder().key(key).build())
             .send()
             .await
-            .map_err(|e| AwsError::call("DeleteTags", e))?;
+            .map_err(|e| AwsError::call("ec2:DeleteTags", e))?;
     }
     Ok(())
 }
@@ -341,7 +341,7 @@ async fn restore_queue(
             "tag {key} asks to restore {other}, which no fault changes; left alone"
         )));
     }
-    let c = env.clients(target)?;
+    let c = env.clients(target).await?;
     let mut now = BTreeMap::new();
     for attribute in record.attributes.keys() {
         if let Some(v) = queue_attribute(&c.sqs, url, attribute).await? {
