@@ -241,7 +241,7 @@ fn the_probe_and_completion_examples_of_the_docs_parse_in_an_experiment() {
         blocks[1], blocks[0]
     );
     let e = experiment::parse(&text, &path, &experiment::Disk).unwrap_or_else(|d| panic!("{d}"));
-    assert_eq!(e.probes.len(), 6);
+    assert_eq!(e.probes.len(), 8);
     match e.target {
         TargetSpec::System(t) => assert_eq!(t.completions.len(), 3),
         TargetSpec::Sandbox(_) => panic!("a system target"),

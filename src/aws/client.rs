@@ -31,6 +31,10 @@ pub struct AwsClients {
     /// STS (who the credentials are), when an STS endpoint is known: AWS's own, or the
     /// target's `endpoint_url` for a local target.
     pub sts: Option<aws_sdk_sts::Client>,
+    /// ELBv2 (target health), when its endpoint is known (as for `sts`).
+    pub elbv2: Option<aws_sdk_elasticloadbalancingv2::Client>,
+    /// Auto Scaling, when its endpoint is known (as for `sts`).
+    pub autoscaling: Option<aws_sdk_autoscaling::Client>,
     /// The resolved configuration, for clients of other services.
     pub config: SdkConfig,
     /// The region the clients call.
@@ -73,6 +77,8 @@ enum Service {
     Ec2,
     Sqs,
     Sts,
+    Elbv2,
+    AutoScaling,
 }
 
 impl Service {
@@ -82,6 +88,8 @@ impl Service {
             Service::Ec2 => "AWS_ENDPOINT_URL_EC2",
             Service::Sqs => "AWS_ENDPOINT_URL_SQS",
             Service::Sts => "AWS_ENDPOINT_URL_STS",
+            Service::Elbv2 => "AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2",
+            Service::AutoScaling => "AWS_ENDPOINT_URL_AUTO_SCALING",
         }
     }
 }
@@ -92,7 +100,7 @@ fn endpoint(target: &AwsTarget, service: Service) -> Option<String> {
     let configured = match service {
         Service::Ec2 => target.ec2_endpoint(),
         Service::Sqs => target.sqs_endpoint(),
-        Service::Sts => target.endpoint_url.as_deref(),
+        Service::Sts | Service::Elbv2 | Service::AutoScaling => target.endpoint_url.as_deref(),
     };
     configured.map(str::to_owned).or_else(|| {
         [service.env_var(), "AWS_ENDPOINT_URL"]
@@ -101,15 +109,14 @@ fn endpoint(target: &AwsTarget, service: Service) -> Option<String> {
     })
 }
 
-/// Whether every endpoint the target's EC2 and SQS clients call is on this machine.
+/// Whether the target is on this machine: its EC2 and SQS endpoints (those configured,
+/// at least one) are all loopback addresses. `load --sqs-endpoint` names SQS alone.
 fn is_local(target: &AwsTarget) -> bool {
-    let endpoints = [
-        endpoint(target, Service::Ec2),
-        endpoint(target, Service::Sqs),
-    ];
-    endpoints
-        .iter()
-        .all(|e| e.as_deref().is_some_and(super::target::loopback))
+    let endpoints: Vec<String> = [Service::Ec2, Service::Sqs]
+        .into_iter()
+        .filter_map(|s| endpoint(target, s))
+        .collect();
+    !endpoints.is_empty() && endpoints.iter().all(|e| super::target::loopback(e))
 }
 
 /// Builds the clients for `target`.
@@ -156,21 +163,46 @@ pub async fn aws_clients(target: &AwsTarget) -> Result<AwsClients, AwsError> {
         }
         aws_sdk_sqs::Client::from_conf(b.build())
     };
-    let sts_endpoint = endpoint(target, Service::Sts);
-    let sts = match (local, sts_endpoint) {
-        // A local target's STS is its own endpoint, never AWS's.
-        (true, Some(url)) if super::target::loopback(&url) => Some(aws_sdk_sts::Client::from_conf(
-            aws_sdk_sts::config::Builder::from(&config)
-                .endpoint_url(url)
-                .build(),
-        )),
-        (true, _) => None,
-        (false, _) => Some(aws_sdk_sts::Client::new(&config)),
+    // A local target's other services are at its own endpoint, never AWS's: without one,
+    // there is no client.
+    let local_endpoint =
+        |service| endpoint(target, service).filter(|url| super::target::loopback(url));
+    let sts = match local {
+        true => local_endpoint(Service::Sts).map(|url| {
+            aws_sdk_sts::Client::from_conf(
+                aws_sdk_sts::config::Builder::from(&config)
+                    .endpoint_url(url)
+                    .build(),
+            )
+        }),
+        false => Some(aws_sdk_sts::Client::new(&config)),
+    };
+    let elbv2 = match local {
+        true => local_endpoint(Service::Elbv2).map(|url| {
+            aws_sdk_elasticloadbalancingv2::Client::from_conf(
+                aws_sdk_elasticloadbalancingv2::config::Builder::from(&config)
+                    .endpoint_url(url)
+                    .build(),
+            )
+        }),
+        false => Some(aws_sdk_elasticloadbalancingv2::Client::new(&config)),
+    };
+    let autoscaling = match local {
+        true => local_endpoint(Service::AutoScaling).map(|url| {
+            aws_sdk_autoscaling::Client::from_conf(
+                aws_sdk_autoscaling::config::Builder::from(&config)
+                    .endpoint_url(url)
+                    .build(),
+            )
+        }),
+        false => Some(aws_sdk_autoscaling::Client::new(&config)),
     };
     Ok(AwsClients {
         ec2,
         sqs,
         sts,
+        elbv2,
+        autoscaling,
         config,
         region,
         local,
@@ -295,6 +327,7 @@ mod tests {
         assert!(clients.local);
         assert_eq!(clients.region, "eu-west-3");
         assert!(clients.sts.is_none(), "STS would be AWS's public endpoint");
+        assert!(clients.elbv2.is_none() && clients.autoscaling.is_none());
         assert!(clients.identity().await.unwrap().is_none());
     }
 }

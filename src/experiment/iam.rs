@@ -44,6 +44,13 @@ pub fn aws_actions(exp: &Experiment) -> BTreeSet<&'static str> {
         match p.kind {
             ProbeKind::Sqs(_) => add(&["sqs:GetQueueUrl", "sqs:GetQueueAttributes"]),
             ProbeKind::Ec2(_) => add(&["ec2:DescribeInstances"]),
+            ProbeKind::TargetHealth(ref t) => {
+                add(&["elasticloadbalancing:DescribeTargetHealth"]);
+                if !t.target_group.starts_with("arn:") {
+                    add(&["elasticloadbalancing:DescribeTargetGroups"]);
+                }
+            }
+            ProbeKind::Asg(_) => add(&["autoscaling:DescribeAutoScalingGroups"]),
             _ => {}
         }
     }

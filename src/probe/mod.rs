@@ -18,8 +18,10 @@
 //! `docs/probes.md`, "Adding a probe".
 
 pub mod activity;
+pub mod asg;
 pub mod command;
 pub mod ec2;
+pub mod elb;
 pub mod http;
 pub mod sampler;
 pub mod spec;
@@ -93,6 +95,10 @@ pub enum Prober {
     Sqs(sqs::SqsSampler),
     /// See [`ec2::Ec2Sampler`].
     Ec2(ec2::Ec2Sampler),
+    /// See [`elb::TargetHealthSampler`].
+    TargetHealth(elb::TargetHealthSampler),
+    /// See [`asg::AsgSampler`].
+    Asg(asg::AsgSampler),
     /// See [`http::HttpSampler`] (http, balancer and sandbox-activities kinds).
     Http(http::HttpSampler),
     /// See [`command::CommandSampler`].
@@ -110,6 +116,14 @@ impl Prober {
         Ok(match kind {
             ProbeKind::Sqs(p) => Prober::Sqs(sqs::SqsSampler::new(aws()?.sqs.clone(), p.clone())),
             ProbeKind::Ec2(p) => Prober::Ec2(ec2::Ec2Sampler::new(aws()?.ec2.clone(), p.clone())),
+            ProbeKind::TargetHealth(p) => Prober::TargetHealth(elb::TargetHealthSampler::new(
+                service(aws()?.elbv2.clone(), "Elastic Load Balancing")?,
+                p.clone(),
+            )),
+            ProbeKind::Asg(p) => Prober::Asg(asg::AsgSampler::new(
+                service(aws()?.autoscaling.clone(), "Auto Scaling")?,
+                p.clone(),
+            )),
             ProbeKind::Http(p) => Prober::Http(http::HttpSampler::json(ctx.http.clone(), p)),
             ProbeKind::Balancer(p) => Prober::Http(http::HttpSampler::balancer(
                 ctx.http.clone(),
@@ -133,6 +147,8 @@ impl Prober {
         let value = match self {
             Prober::Sqs(p) => p.sample().await?,
             Prober::Ec2(p) => p.sample().await?,
+            Prober::TargetHealth(p) => p.sample().await?,
+            Prober::Asg(p) => p.sample().await?,
             Prober::Http(p) => p.sample().await?,
             Prober::Command(p) => p.sample().await?,
         };
@@ -149,6 +165,16 @@ impl Prober {
             .await
             .unwrap_or(Err(ProbeError::Timeout(timeout)))
     }
+}
+
+/// The client of a service, or why there is none: a target on this machine (the sandbox)
+/// whose endpoints do not serve it, where calling AWS's public endpoint is not an option.
+fn service<C>(client: Option<C>, name: &str) -> Result<C, ProbeError> {
+    client.ok_or_else(|| {
+        ProbeError::Config(format!(
+            "this probe calls {name}, and the target's local endpoints do not serve it: set `endpoint_url` in [target.aws] (moto, LocalStack) or AWS_ENDPOINT_URL"
+        ))
+    })
 }
 
 fn control_url(url: Option<&String>, ctx: &ProbeContext) -> Result<String, ProbeError> {

@@ -115,6 +115,93 @@ fn running() -> String {
     "running".into()
 }
 
+/// `kind = "target-health"`: an ELBv2 target group's targets in one state (ALB, NLB), the
+/// AWS counterpart of the sandbox's `balancer` probe.
+///
+/// ```toml
+/// target_group = "web"      # name or ARN
+/// state = "healthy"         # healthy (default), unhealthy, draining, initial, unused, unavailable
+/// ```
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetHealthProbe {
+    /// The target group: its name, or its ARN.
+    pub target_group: String,
+    /// The state counted.
+    #[serde(default)]
+    pub state: TargetState,
+}
+
+/// A target's health state, as ELBv2 reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetState {
+    /// Passing health checks: the balancer sends it traffic.
+    #[default]
+    Healthy,
+    /// Failing health checks.
+    Unhealthy,
+    /// Being deregistered: finishing its requests, getting no new ones.
+    Draining,
+    /// Just registered, health checks not passed yet.
+    Initial,
+    /// Not in use (stopped, not registered, or its zone is not enabled).
+    Unused,
+    /// Health checks disabled, or state unknown.
+    Unavailable,
+}
+
+impl TargetState {
+    /// ELBv2's name of the state.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetState::Healthy => "healthy",
+            TargetState::Unhealthy => "unhealthy",
+            TargetState::Draining => "draining",
+            TargetState::Initial => "initial",
+            TargetState::Unused => "unused",
+            TargetState::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// `kind = "asg"`: an Auto Scaling group's capacity.
+///
+/// ```toml
+/// group = "workers"         # the group's name
+/// metric = "in_service"     # in_service (default), desired, pending, terminating, standby, min, max
+/// ```
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AsgProbe {
+    /// The group's name.
+    pub group: String,
+    /// What is counted.
+    #[serde(default)]
+    pub metric: AsgMetric,
+}
+
+/// What an `asg` probe reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AsgMetric {
+    /// Instances in the `InService` lifecycle state.
+    #[default]
+    InService,
+    /// The desired capacity.
+    Desired,
+    /// Instances launching (`Pending` and its `Pending:*` hooks).
+    Pending,
+    /// Instances leaving (`Terminating` and its hooks).
+    Terminating,
+    /// Instances in `Standby`.
+    Standby,
+    /// The group's minimum size.
+    Min,
+    /// The group's maximum size.
+    Max,
+}
+
 /// EC2 instance state names.
 pub const EC2_STATES: [&str; 6] = [
     "pending",
@@ -254,6 +341,10 @@ probe_kinds! {
     "sqs" => Sqs(SqsProbe),
     /// Instances in a state, by tags or Auto Scaling group (EC2 API).
     "ec2" => Ec2(Ec2Probe),
+    /// An ELBv2 target group's targets in a state (ALB, NLB).
+    "target-health" => TargetHealth(TargetHealthProbe),
+    /// An Auto Scaling group's desired, in-service, pending... counts.
+    "asg" => Asg(AsgProbe),
     /// The sandbox balancer's targets in a state (`GET /targets` of the control endpoint).
     "balancer" => Balancer(BalancerProbe),
     /// A sandbox group's size or activity count (`GET /groups`, `GET /activities`).
@@ -379,6 +470,24 @@ impl ProbeSpec {
                             "probe `{name}`: unknown state `{}`; expected one of {}",
                             p.state,
                             EC2_STATES.join(", ")
+                        ),
+                    ));
+                }
+            }
+            ProbeKind::TargetHealth(p) => {
+                if p.target_group.trim().is_empty() {
+                    out.push((
+                        "target_group",
+                        format!("probe `{name}`: `target_group` is empty: give its name or ARN"),
+                    ));
+                }
+            }
+            ProbeKind::Asg(p) => {
+                if p.group.trim().is_empty() {
+                    out.push((
+                        "group",
+                        format!(
+                            "probe `{name}`: `group` is empty: give the Auto Scaling group's name"
                         ),
                     ));
                 }

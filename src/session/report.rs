@@ -138,7 +138,10 @@ pub async fn dry_run_report(
     }
     for p in &exp.probes {
         // AWS probes are read-only: one sample proves the resource exists and may be read.
-        let aws_probe = matches!(p.kind, ProbeKind::Sqs(_) | ProbeKind::Ec2(_));
+        let aws_probe = matches!(
+            p.kind,
+            ProbeKind::Sqs(_) | ProbeKind::Ec2(_) | ProbeKind::TargetHealth(_) | ProbeKind::Asg(_)
+        );
         if !(aws_probe && aws_ok) {
             println!("probe {}: every {}s", p.name, p.every_secs());
             continue;
