@@ -26,6 +26,7 @@ use crate::config::diag::{Collector, closest_name};
 
 use super::fault::Fault;
 use super::faults::{
+    asg::SuspendProcesses,
     command::CommandFault,
     delay::DelayQueue,
     kill::KillProcess,
@@ -144,6 +145,8 @@ fault_types! {
     "stall-consumers" => StallConsumers(StallConsumers),
     /// Queue DelaySeconds raised for the duration.
     "delay-queue" => DelayQueue(DelayQueue),
+    /// Auto Scaling processes suspended for the duration (scaling broken on purpose).
+    "suspend-processes" => SuspendProcesses(SuspendProcesses),
     /// Latency (with jitter) on a built-in TCP proxy.
     "latency" => Latency(Latency),
     /// A built-in TCP proxy accepts and discards everything.

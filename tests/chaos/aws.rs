@@ -743,6 +743,73 @@ async fn moto_parity() {
     moto_delay_queue_and_policy(&target).await;
 }
 
+/// `suspend-processes` against moto: the processes are suspended for the duration, and the
+/// undo resumes exactly those it suspended (one already suspended before stays so).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_moto,
+    ignore = "moto_server is not on PATH (pip install 'moto[server]')"
+)]
+async fn moto_suspend_processes_and_resume_what_was_running() {
+    use shakedown::chaos::change::asg::suspended_processes;
+    let moto = Moto::start().await;
+    let target = AwsTarget::local(&moto.endpoint);
+    let c = aws_clients(&target).await.unwrap();
+    let asg = c.autoscaling.clone().unwrap();
+    asg.create_launch_configuration()
+        .launch_configuration_name("lc")
+        .image_id("ami-12c6146b")
+        .instance_type("t3.micro")
+        .send()
+        .await
+        .unwrap();
+    asg.create_auto_scaling_group()
+        .auto_scaling_group_name("workers")
+        .launch_configuration_name("lc")
+        .min_size(1)
+        .max_size(4)
+        .availability_zones("us-east-1a")
+        .send()
+        .await
+        .unwrap();
+    asg.suspend_processes()
+        .auto_scaling_group_name("workers")
+        .scaling_processes("AZRebalance")
+        .send()
+        .await
+        .unwrap();
+    let names = |v: &[&str]| {
+        v.iter()
+            .map(|s| s.to_string())
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let p = plan(
+        &target,
+        "[[fault]]\ntype = \"suspend-processes\"\nat = \"0s\"\nduration = \"800ms\"\ngroup = \"workers\"\n\
+         processes = [\"Launch\", \"Terminate\", \"AZRebalance\"]\n",
+    );
+    let run = tokio::spawn(
+        Runner::new(p, Env::new(Some(target.clone())), &tmp.path().join("r"))
+            .run(CancellationToken::new()),
+    );
+    eventually(
+        "moto processes suspended",
+        Duration::from_secs(10),
+        async || {
+            suspended_processes(&asg, "workers").await.unwrap()
+                == names(&["AZRebalance", "Launch", "Terminate"])
+        },
+    )
+    .await;
+    let report = run.await.unwrap().unwrap();
+    assert!(report.still_applied.is_empty(), "{report:?}");
+    assert_eq!(
+        suspended_processes(&asg, "workers").await.unwrap(),
+        names(&["AZRebalance"])
+    );
+}
+
 // recover --from-tags: the undo tags on the resources are enough.
 
 /// Whether `policy` holds a Deny of sqs:ReceiveMessage.

@@ -2,6 +2,7 @@
 //! are applied. Each knows how to apply, undo (idempotently) and verify itself from the record
 //! alone, so `shakedown recover` needs nothing but the journal.
 
+pub mod asg;
 pub mod command;
 pub mod container;
 pub mod ec2;
@@ -68,6 +69,8 @@ pub enum Change {
     Toxic(toxic::ToxicChange),
     /// Shell commands: apply, undo, verify (the `command` fault).
     Command(command::CommandChange),
+    /// Auto Scaling processes suspended, resumed by the undo.
+    AsgProcesses(asg::AsgProcessesChange),
 }
 
 impl Change {
@@ -77,6 +80,7 @@ impl Change {
             Change::Ec2State(c) => Some(&c.target),
             Change::QueueAttribute(c) => Some(&c.target),
             Change::QueuePolicy(c) => Some(&c.target),
+            Change::AsgProcesses(c) => Some(&c.target),
             Change::Signal(_) | Change::Container(_) | Change::Toxic(_) | Change::Command(_) => {
                 None
             }
@@ -106,6 +110,7 @@ impl Change {
             Change::Container(c) => c,
             Change::Toxic(c) => c,
             Change::Command(c) => c,
+            Change::AsgProcesses(c) => c,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! One module per fault type. Each holds the type's `[[fault]]` parameters (whose doc
 //! comments are the user docs) and its [`Fault`](super::fault::Fault) implementation.
 
+pub mod asg;
 pub mod command;
 pub mod delay;
 pub mod instances;
