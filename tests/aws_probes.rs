@@ -253,3 +253,64 @@ async fn a_local_target_without_the_service_refuses_the_probe() {
         assert!(e.contains("set `endpoint_url` in [target.aws]"), "{e}");
     }
 }
+
+/// `[[target.activities]] asg = "..."` calls DescribeScalingActivities without error against
+/// moto (which keeps no activities: the mapping of real ones is unit-tested in
+/// `probe::activity`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_moto,
+    ignore = "moto_server is not on PATH (pip install 'moto[server]')"
+)]
+async fn an_asg_activity_source_reads_the_groups_activities() {
+    use shakedown::probe::activity::{ActivitySourceSpec, run_sources};
+    let moto = moto::Moto::start().await;
+    let target = AwsTarget {
+        region: Some("eu-west-1".into()),
+        ..AwsTarget::local(&moto.endpoint)
+    };
+    let c = aws_clients(&target).await.unwrap();
+    let spec = ActivitySourceSpec {
+        asg: Some("workers".into()),
+        ..toml::from_str("").unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(run_sources(
+        vec![spec],
+        dir.path().join("activities.jsonl"),
+        0,
+        shakedown::tls::client_builder().build().unwrap(),
+        c.autoscaling.clone(),
+        cancel.clone(),
+    ));
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    cancel.cancel();
+    let stats = task.await.unwrap().unwrap();
+    assert_eq!(stats.errors, 0, "{:?}", stats.last_error);
+    // Without the service, the source says why instead of calling AWS.
+    let spec = ActivitySourceSpec {
+        asg: Some("workers".into()),
+        ..toml::from_str("").unwrap()
+    };
+    let cancel = tokio_util::sync::CancellationToken::new();
+    cancel.cancel();
+    let stats = run_sources(
+        vec![spec],
+        dir.path().join("activities2.jsonl"),
+        0,
+        shakedown::tls::client_builder().build().unwrap(),
+        None,
+        cancel,
+    )
+    .await
+    .unwrap();
+    assert_eq!(stats.errors, 1);
+    assert!(
+        stats
+            .last_error
+            .unwrap()
+            .contains("no Auto Scaling endpoint"),
+        "the reason is named"
+    );
+}

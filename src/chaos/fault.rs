@@ -140,7 +140,9 @@ pub enum FaultError {
     #[error(transparent)]
     Guard(#[from] GuardError),
     /// The fault needs an AWS target and the plan has none.
-    #[error("fault `{0}` needs an AWS target (`[aws]` with region/endpoint_url)")]
+    #[error(
+        "fault `{0}` needs an AWS target: `[target.aws]` (region, endpoint_url) or the AWS environment (AWS_REGION, AWS_PROFILE)"
+    )]
     NoAwsTarget(&'static str),
     /// The named proxy is not running in this harness.
     #[error("no proxy named `{0}` in this run")]

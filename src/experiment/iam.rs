@@ -40,6 +40,9 @@ pub fn aws_actions(exp: &Experiment) -> BTreeSet<&'static str> {
             add(&["sqs:GetQueueUrl", "sqs:ReceiveMessage", "sqs:DeleteMessage"]);
         }
     }
+    if target.activities.iter().any(|a| a.asg.is_some()) {
+        add(&["autoscaling:DescribeScalingActivities"]);
+    }
     for p in &exp.probes {
         match p.kind {
             ProbeKind::Sqs(_) => add(&["sqs:GetQueueUrl", "sqs:GetQueueAttributes"]),

@@ -4,7 +4,9 @@
 //!
 //! A source is a JSON-lines file (read as it grows), a command or an HTTP URL (each answering
 //! the whole log, or its recent tail, as JSON lines: lines already taken are recognised and
-//! skipped). Each line is mapped to an activity by JSON pointers:
+//! skipped), or an AWS Auto Scaling group (`asg = "workers"`: its DescribeScalingActivities,
+//! turned into lines by [`asg_activity_lines`]). Each line is mapped to an activity by JSON
+//! pointers:
 //!
 //! ```toml
 //! [[target.activities]]
@@ -41,6 +43,10 @@ pub struct ActivitySourceSpec {
     pub command: Option<String>,
     /// A URL answering the log as JSON lines (`GET`).
     pub url: Option<String>,
+    /// An AWS Auto Scaling group: its scaling activities (DescribeScalingActivities), each
+    /// a launch or terminate, and the desired-capacity change its cause names. The group
+    /// is also the activities' group unless `group` says otherwise.
+    pub asg: Option<String>,
     /// The group every activity of this source belongs to (what `group` in a scale-out or
     /// scale-in promise names).
     pub group: Option<String>,
@@ -114,6 +120,7 @@ impl ActivitySourceSpec {
             self.file.is_some(),
             self.command.is_some(),
             self.url.is_some(),
+            self.asg.is_some(),
         ]
         .iter()
         .filter(|s| **s)
@@ -122,7 +129,7 @@ impl ActivitySourceSpec {
             return Err((
                 None,
                 format!(
-                    "an activity source takes exactly one of `file`, `command` or `url` ({set} given)"
+                    "an activity source takes exactly one of `file`, `command`, `url` or `asg` ({set} given)"
                 ),
             ));
         }
@@ -158,10 +165,11 @@ impl ActivitySourceSpec {
 
     /// What the source is, for messages.
     pub fn describe(&self) -> String {
-        match (&self.file, &self.command, &self.url) {
-            (Some(f), _, _) => format!("file {}", f.display()),
-            (_, Some(c), _) => format!("command `{c}`"),
-            (_, _, Some(u)) => format!("url {u}"),
+        match (&self.file, &self.command, &self.url, &self.asg) {
+            (Some(f), _, _, _) => format!("file {}", f.display()),
+            (_, Some(c), _, _) => format!("command `{c}`"),
+            (_, _, Some(u), _) => format!("url {u}"),
+            (_, _, _, Some(g)) => format!("Auto Scaling group `{g}`"),
             _ => "activity source".into(),
         }
     }
@@ -205,7 +213,11 @@ impl ActivitySourceSpec {
         };
         let group = match &self.group_pointer {
             Some(p) => text(p).ok_or_else(|| format!("no group at `{p}`"))?,
-            None => self.group.clone().unwrap_or_default(),
+            None => self
+                .group
+                .clone()
+                .or_else(|| self.asg.clone())
+                .unwrap_or_default(),
         };
         Ok(Some(ActivityLine {
             t_ms,
@@ -217,6 +229,64 @@ impl ActivitySourceSpec {
             cause: text(&self.cause_pointer).unwrap_or_default(),
         }))
     }
+}
+
+/// The lines of one Auto Scaling activity, in the shape the default pointers read: the
+/// desired-capacity change its cause names (`changing the desired capacity from 2 to 4`,
+/// at the time the cause starts with; the same line for every activity of one decision, so
+/// it is taken once), and the launch or termination itself (by its description).
+pub fn asg_activity_lines(a: &aws_sdk_autoscaling::types::Activity) -> Vec<Value> {
+    let start = a
+        .start_time()
+        .map(|t| t.to_millis().unwrap_or(0).max(0) as u64);
+    let cause = a.cause().unwrap_or_default();
+    let description = a.description().unwrap_or_default();
+    let mut lines = Vec::new();
+    if let Some((from, to)) = desired_change(cause) {
+        let decided = cause
+            .strip_prefix("At ")
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.timestamp_millis().max(0) as u64)
+            .or(start);
+        if let Some(time) = decided {
+            lines.push(serde_json::json!({
+                "time": time, "from": from, "to": to,
+                "cause": cause.split(". ").next().unwrap_or(cause),
+            }));
+        }
+    }
+    let kind = if description.starts_with("Launching") {
+        Some("launch")
+    } else if description.starts_with("Terminating") {
+        Some("terminate")
+    } else {
+        None
+    };
+    if let (Some(kind), Some(time)) = (kind, start) {
+        let instance = description
+            .rsplit_once(": ")
+            .map(|(_, id)| id.trim().to_owned());
+        lines.push(serde_json::json!({
+            "time": time, "kind": kind, "instance": instance,
+            "cause": description, "activity": a.activity_id(),
+        }));
+    }
+    lines
+}
+
+/// `from A to B` after "changing the desired capacity" in an activity's cause.
+fn desired_change(cause: &str) -> Option<(u32, u32)> {
+    let rest = cause.split("changing the desired capacity from ").nth(1)?;
+    let mut words = rest.split_whitespace();
+    let from = words.next()?.parse().ok()?;
+    (words.next()? == "to").then_some(())?;
+    let to = words
+        .next()?
+        .trim_end_matches(|c: char| !c.is_ascii_digit())
+        .parse()
+        .ok()?;
+    Some((from, to))
 }
 
 /// A JSON time as ms since the Unix epoch: a number of ms (values below 10^11 are seconds),
@@ -262,6 +332,7 @@ pub async fn run_sources(
     path: PathBuf,
     start_ms: u64,
     http: reqwest::Client,
+    autoscaling: Option<aws_sdk_autoscaling::Client>,
     cancel: CancellationToken,
 ) -> std::io::Result<ActivityStats> {
     let mut out = JsonLinesWriter::append(&path).map_err(std::io::Error::other)?;
@@ -270,7 +341,7 @@ pub async fn run_sources(
     loop {
         let stopping = cancel.is_cancelled();
         for (spec, cursor) in specs.iter().zip(&mut cursors) {
-            match poll(spec, cursor, &http).await {
+            match poll(spec, cursor, &http, autoscaling.as_ref()).await {
                 Ok(lines) => {
                     let mut batch = Vec::new();
                     for line in lines {
@@ -307,6 +378,7 @@ async fn poll(
     spec: &ActivitySourceSpec,
     cursor: &mut Cursor,
     http: &reqwest::Client,
+    autoscaling: Option<&aws_sdk_autoscaling::Client>,
 ) -> Result<Vec<String>, String> {
     let answer = if let Some(file) = &spec.file {
         let file = file.clone();
@@ -350,6 +422,31 @@ async fn poll(
         }
         let body = resp.bytes().await.map_err(|e| e.to_string())?;
         String::from_utf8_lossy(&body[..body.len().min(MAX_ANSWER)]).into_owned()
+    } else if let Some(group) = &spec.asg {
+        let client = autoscaling.ok_or(
+            "no Auto Scaling endpoint: the target's local endpoints do not serve it (set `endpoint_url` in [target.aws])",
+        )?;
+        // Newest first; a page covers far more than a second of activities.
+        let out = client
+            .describe_scaling_activities()
+            .auto_scaling_group_name(group)
+            .max_records(100)
+            .send()
+            .await
+            .map_err(|e| {
+                crate::aws::AwsError::call("autoscaling:DescribeScalingActivities", e)
+                    .on(format!("group `{group}`"))
+                    .to_string()
+            })?;
+        let mut lines: Vec<String> = out
+            .activities()
+            .iter()
+            .rev()
+            .flat_map(asg_activity_lines)
+            .map(|v| v.to_string())
+            .collect();
+        lines.retain(|l| cursor.seen.insert(l.clone()));
+        return Ok(lines);
     } else {
         return Ok(Vec::new());
     };
@@ -479,6 +576,7 @@ mod tests {
             out.clone(),
             0,
             crate::tls::client_builder().build().unwrap(),
+            None,
             cancel.clone(),
         ));
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -501,6 +599,111 @@ mod tests {
             lines.iter().filter(|l| l.contains("\"t_ms\":3000")).count(),
             2,
             "{text}"
+        );
+    }
+
+    fn aws_activity(
+        description: &str,
+        cause: &str,
+        start: &str,
+    ) -> aws_sdk_autoscaling::types::Activity {
+        let t = chrono::DateTime::parse_from_rfc3339(start).unwrap();
+        aws_sdk_autoscaling::types::Activity::builder()
+            .activity_id(format!("a-{description}"))
+            .auto_scaling_group_name("workers")
+            .description(description)
+            .cause(cause)
+            .start_time(aws_sdk_autoscaling::primitives::DateTime::from_millis(
+                t.timestamp_millis(),
+            ))
+            .status_code(aws_sdk_autoscaling::types::ScalingActivityStatusCode::Successful)
+            .build()
+    }
+
+    /// Two launches of one decision (as AWS reports a scale-out from 2 to 4): one scaling
+    /// line at the decision's time, and a launch per instance, all in the run's clock.
+    #[test]
+    fn auto_scaling_activities_become_a_scaling_line_and_a_launch_each() {
+        let cause = "At 2026-12-02T10:00:05Z a monitor alarm backlog in state ALARM triggered policy scale-out changing the desired capacity from 2 to 4.  At 2026-12-02T10:00:07Z an instance was started in response to a difference between desired and actual capacity, increasing the capacity from 2 to 4.";
+        let a = aws_activity(
+            "Launching a new EC2 instance: i-0aaa",
+            cause,
+            "2026-12-02T10:00:08Z",
+        );
+        let b = aws_activity(
+            "Launching a new EC2 instance: i-0bbb",
+            cause,
+            "2026-12-02T10:00:09Z",
+        );
+        let down = aws_activity(
+            "Terminating EC2 instance: i-0aaa",
+            "At 2026-12-02T10:05:00Z a user request update of AutoScalingGroup constraints to min: 0, max: 5, desired: 3 changing the desired capacity from 4 to 3.  At 2026-12-02T10:05:01Z an instance was taken out of service in response to a difference between desired and actual capacity, shrinking the capacity from 4 to 3.",
+            "2026-12-02T10:05:02Z",
+        );
+        let spec = ActivitySourceSpec {
+            asg: Some("workers".into()),
+            ..toml::from_str("").unwrap()
+        };
+        assert!(spec.check().is_ok());
+        let start_ms = chrono::DateTime::parse_from_rfc3339("2026-12-02T10:00:00Z")
+            .unwrap()
+            .timestamp_millis() as u64;
+        let mut seen = HashSet::new();
+        let lines: Vec<ActivityLine> = [a, b, down]
+            .iter()
+            .flat_map(asg_activity_lines)
+            .map(|v| v.to_string())
+            .filter(|l| seen.insert(l.clone()))
+            .filter_map(|l| spec.map_line(&l, start_ms).unwrap())
+            .collect();
+        let summary: Vec<String> = lines
+            .iter()
+            .map(|l| {
+                format!(
+                    "{} {} {:?}->{:?} {}",
+                    l.t_ms,
+                    l.kind,
+                    l.from,
+                    l.to,
+                    l.instance.as_deref().unwrap_or("-")
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                "5000 scaling Some(2)->Some(4) -",
+                "8000 launch None->None i-0aaa",
+                "9000 launch None->None i-0bbb",
+                "300000 scaling Some(4)->Some(3) -",
+                "302000 terminate None->None i-0aaa",
+            ]
+        );
+        assert!(lines.iter().all(|l| l.group == "workers"));
+        assert!(
+            lines[0].cause.contains("triggered policy scale-out"),
+            "{}",
+            lines[0].cause
+        );
+    }
+
+    #[test]
+    fn a_cause_without_a_desired_change_gives_no_scaling_line() {
+        let a = aws_activity(
+            "Launching a new EC2 instance: i-0ccc",
+            "At 2026-12-02T10:00:05Z an instance was started in response to a difference between desired and actual capacity, increasing the capacity from 1 to 2.",
+            "2026-12-02T10:00:06Z",
+        );
+        let lines = asg_activity_lines(&a);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert_eq!(lines[0]["kind"], "launch");
+        assert_eq!(
+            desired_change("changing the desired capacity from 10 to 12."),
+            Some((10, 12))
+        );
+        assert_eq!(
+            desired_change("changing the desired capacity from x to 12"),
+            None
         );
     }
 

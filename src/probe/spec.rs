@@ -355,6 +355,16 @@ probe_kinds! {
     "command" => Command(CommandProbe),
 }
 
+impl ProbeKind {
+    /// Whether it samples through AWS APIs (read-only): `sqs`, `ec2`, `target-health`, `asg`.
+    pub fn is_aws(&self) -> bool {
+        matches!(
+            self,
+            ProbeKind::Sqs(_) | ProbeKind::Ec2(_) | ProbeKind::TargetHealth(_) | ProbeKind::Asg(_)
+        )
+    }
+}
+
 /// A misspelt common key in the kind's part is reported as one.
 fn unknown_key(key: &str, _: &[&str], closest: Option<&str>) -> Option<(String, String)> {
     let common = closest_name(key, COMMON_KEYS).filter(|_| closest.is_none())?;

@@ -352,6 +352,7 @@ impl<'a> Prepared<'a> {
             sandbox,
             activity_sources: target.activities.clone(),
             http: target.http_client.clone(),
+            autoscaling: target.clients.as_ref().and_then(|c| c.autoscaling.clone()),
         });
         let signal = recording.signal.clone();
         let load_stop = signal.child_token();

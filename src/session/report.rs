@@ -13,7 +13,7 @@ use crate::chaos::plan::{deferrable, dry_run, render_dry_run};
 use crate::cmd::Outcome;
 use crate::experiment::Experiment;
 use crate::ledger::source::CompletionSourceSpec;
-use crate::probe::{ProbeContext, ProbeKind, Prober, Sampler};
+use crate::probe::{ProbeContext, Prober, Sampler};
 
 use super::target::Resolved;
 
@@ -138,10 +138,7 @@ pub async fn dry_run_report(
     }
     for p in &exp.probes {
         // AWS probes are read-only: one sample proves the resource exists and may be read.
-        let aws_probe = matches!(
-            p.kind,
-            ProbeKind::Sqs(_) | ProbeKind::Ec2(_) | ProbeKind::TargetHealth(_) | ProbeKind::Asg(_)
-        );
+        let aws_probe = p.kind.is_aws();
         if !(aws_probe && aws_ok) {
             println!("probe {}: every {}s", p.name, p.every_secs());
             continue;

@@ -131,14 +131,9 @@ pub async fn resolve_target(
         .streams
         .iter()
         .any(|s| s.transport == Transport::Http);
-    let needs_aws = exp
-        .profile
-        .streams
-        .iter()
-        .any(|s| matches!(s.transport, Transport::Sqs { .. }))
-        || !exp.probes.is_empty()
-        || queue.is_some()
-        || dlq.is_some();
+    // Anything that calls AWS: then the AWS CLI's chain gives region and credentials even
+    // without a `[target.aws]` table.
+    let needs_aws = !crate::experiment::iam::aws_actions(exp).is_empty();
     let http = match (&http_url, needs_http) {
         (Some(url), _) => {
             let target: Target = url

@@ -39,6 +39,8 @@ pub struct WatchPlan<'a> {
     pub activity_sources: Vec<ActivitySourceSpec>,
     /// The client of HTTP activity sources (the run's trust options for https).
     pub http: reqwest::Client,
+    /// The client of `asg` activity sources (none: the target serves no Auto Scaling).
+    pub autoscaling: Option<aws_sdk_autoscaling::Client>,
 }
 
 /// The running watchers.
@@ -75,6 +77,7 @@ impl Watchers {
             sandbox,
             activity_sources,
             http,
+            autoscaling,
         } = plan;
         let cancel = CancellationToken::new();
         let sampler = tokio::spawn(sampler.run(start, probe_csv, cancel.clone()));
@@ -113,7 +116,9 @@ impl Watchers {
             None if !activity_sources.is_empty() => {
                 let cancel = cancel.clone();
                 Some(tokio::spawn(async move {
-                    let stats = run_sources(activity_sources, path, start_ms, http, cancel).await?;
+                    let stats =
+                        run_sources(activity_sources, path, start_ms, http, autoscaling, cancel)
+                            .await?;
                     if stats.errors > 0 || stats.last_error.is_some() {
                         println!(
                             "activities: {} read, {} lines skipped, {} failed polls; last problem: {}",
