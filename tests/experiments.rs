@@ -118,6 +118,48 @@ async fn aws_examples_dry_run_against_moto_and_change_nothing() {
     for q in ["jobs", "jobs-dlq", "jobs-done"] {
         c.sqs.create_queue().queue_name(q).send().await.unwrap();
     }
+    // The web tier's target group, the workers' Auto Scaling group (empty: the workers
+    // below are tagged by hand).
+    let vpc = c
+        .ec2
+        .create_vpc()
+        .cidr_block("10.0.0.0/16")
+        .send()
+        .await
+        .unwrap()
+        .vpc
+        .unwrap()
+        .vpc_id
+        .unwrap();
+    c.elbv2
+        .as_ref()
+        .unwrap()
+        .create_target_group()
+        .name("web")
+        .protocol(aws_sdk_elasticloadbalancingv2::types::ProtocolEnum::Http)
+        .port(80)
+        .vpc_id(vpc)
+        .send()
+        .await
+        .unwrap();
+    let asg = c.autoscaling.as_ref().unwrap();
+    asg.create_launch_configuration()
+        .launch_configuration_name("lc")
+        .image_id("ami-12c6146b")
+        .instance_type("t3.micro")
+        .send()
+        .await
+        .unwrap();
+    asg.create_auto_scaling_group()
+        .auto_scaling_group_name("workers")
+        .launch_configuration_name("lc")
+        .min_size(0)
+        .max_size(4)
+        .desired_capacity(0)
+        .availability_zones("eu-west-1a")
+        .send()
+        .await
+        .unwrap();
     use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
     c.ec2
         .run_instances()
@@ -175,6 +217,10 @@ async fn aws_examples_dry_run_against_moto_and_change_nothing() {
         "{out}"
     );
     assert!(out.contains("kill-worker#0 [terminate-instances]"), "{out}");
+    assert!(
+        out.contains("probe workers_desired: every 1s, now 0"),
+        "{out}"
+    );
     assert_eq!(web.status.code(), Some(0), "{}", text(&web));
     let out = text(&web);
     assert!(
@@ -182,6 +228,7 @@ async fn aws_examples_dry_run_against_moto_and_change_nothing() {
         "{out}"
     );
     assert!(out.contains("undo: StartInstances"), "{out}");
+    assert!(out.contains("probe alb_healthy: every 1s, now 0"), "{out}");
 
     // Read the state back: nothing changed.
     let url = c
@@ -360,7 +407,7 @@ fn the_activities_example_parses_on_a_system_target_and_maps_a_line() {
     let err = experiment::parse(&bad, &path, &experiment::Disk).unwrap_err();
     assert!(
         err.to_string()
-            .contains("exactly one of `file`, `command` or `url`"),
+            .contains("exactly one of `file`, `command`, `url` or `asg`"),
         "{err}"
     );
 }

@@ -108,7 +108,7 @@ pub struct ActivityLine {
 }
 
 impl ActivitySourceSpec {
-    /// What is wrong with the table, if anything (exactly one of `file`, `command`, `url`;
+    /// What is wrong with the table, if anything (exactly one of `file`, `command`, `url`, `asg`;
     /// pointers that start with `/` or are empty).
     pub fn check(&self) -> Result<(), String> {
         self.check_keys().map_err(|(_, e)| e)
