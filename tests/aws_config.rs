@@ -14,18 +14,16 @@ mod moto;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use shakedown::aws::{AwsTarget, aws_clients};
+use shakedown::aws::aws_clients;
 
-/// Creates the queues `chaos/aws-queue-worker.toml` names, in its region.
+/// Creates the queues and the Auto Scaling group `chaos/aws-queue-worker.toml` names, in
+/// its region (5 calls).
 async fn queues(moto: &moto::Moto) {
-    let target = AwsTarget {
-        region: Some("eu-west-1".into()),
-        ..AwsTarget::local(&moto.endpoint)
-    };
-    let c = aws_clients(&target).await.unwrap();
-    for q in ["jobs", "jobs-dlq", "jobs-done"] {
-        c.sqs.create_queue().queue_name(q).send().await.unwrap();
-    }
+    let c = aws_clients(&moto::fixtures::target(&moto.endpoint, "eu-west-1"))
+        .await
+        .unwrap();
+    moto::fixtures::queues(&c, &["jobs", "jobs-dlq", "jobs-done"]).await;
+    moto::fixtures::auto_scaling_group(&c, "workers", (0, 0, 4), "eu-west-1a").await;
 }
 
 /// `shakedown run chaos/aws-queue-worker.toml --dry-run` with only `env` (plus PATH, a home
@@ -151,10 +149,11 @@ async fn keys_in_the_environment_and_a_service_endpoint_variable() {
         &[
             ("AWS_ACCESS_KEY_ID", "AKIASHAKEDOWNENV".into()),
             ("AWS_SECRET_ACCESS_KEY", "env-secret".into()),
-            // Per service: EC2, SQS and STS each at moto, nothing at AWS_ENDPOINT_URL.
+            // Per service, each at moto, nothing at AWS_ENDPOINT_URL.
             ("AWS_ENDPOINT_URL_EC2", moto.endpoint.clone()),
             ("AWS_ENDPOINT_URL_SQS", moto.endpoint.clone()),
             ("AWS_ENDPOINT_URL_STS", moto.endpoint.clone()),
+            ("AWS_ENDPOINT_URL_AUTO_SCALING", moto.endpoint.clone()),
         ],
     )
     .await;
@@ -232,9 +231,9 @@ async fn iam(moto: &moto::Moto, params: &[(&str, &str)]) -> String {
     ignore = "moto_server is not on PATH (pip install 'moto[server]')"
 )]
 async fn a_denied_action_names_the_call_the_resource_and_the_fix_and_exits_2() {
-    // The setup's calls (3 queues, 3 IAM calls) pass unauthenticated; every later call is
-    // checked against the user's policy.
-    let moto = moto::Moto::start_with_env(&[("INITIAL_NO_AUTH_ACTION_COUNT", "6")]).await;
+    // The setup's calls (3 queues, 2 for the group, 3 IAM calls) pass unauthenticated;
+    // every later call is checked against the user's policy.
+    let moto = moto::Moto::start_with_env(&[("INITIAL_NO_AUTH_ACTION_COUNT", "8")]).await;
     queues(&moto).await;
     iam(&moto, &[("Action", "CreateUser"), ("UserName", "ci")]).await;
     let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["sts:GetCallerIdentity","sqs:GetQueueUrl","ec2:DescribeInstances"],"Resource":"*"}]}"#;
@@ -285,4 +284,5 @@ async fn a_denied_action_names_the_call_the_resource_and_the_fix_and_exits_2() {
         "{line}"
     );
     assert!(line.contains("docs/aws.md"), "{line}");
+    println!("{line}");
 }

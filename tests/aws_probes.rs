@@ -5,6 +5,8 @@
 #[path = "support/moto.rs"]
 mod moto;
 
+use moto::fixtures;
+
 use aws_sdk_ec2::types::InstanceType;
 use shakedown::aws::{AwsClients, AwsTarget, aws_clients};
 use shakedown::probe::spec::{AsgMetric, AsgProbe, ProbeKind, TargetHealthProbe, TargetState};
@@ -24,17 +26,7 @@ fn context(clients: &AwsClients) -> ProbeContext {
 
 /// A VPC with one subnet; its ids.
 async fn network(c: &AwsClients) -> (String, String) {
-    let vpc = c
-        .ec2
-        .create_vpc()
-        .cidr_block("10.0.0.0/16")
-        .send()
-        .await
-        .unwrap()
-        .vpc
-        .unwrap()
-        .vpc_id
-        .unwrap();
+    let vpc = fixtures::vpc(c).await;
     let subnet = c
         .ec2
         .create_subnet()
@@ -58,26 +50,12 @@ async fn network(c: &AwsClients) -> (String, String) {
 )]
 async fn target_health_counts_a_target_group_by_state() {
     let moto = moto::Moto::start().await;
-    let target = AwsTarget {
-        region: Some("eu-west-1".into()),
-        ..AwsTarget::local(&moto.endpoint)
-    };
-    let c = aws_clients(&target).await.unwrap();
-    let elb = c.elbv2.clone().expect("moto serves ELBv2 at endpoint_url");
-    let (vpc, subnet) = network(&c).await;
-    let group_arn = elb
-        .create_target_group()
-        .name("web")
-        .protocol(aws_sdk_elasticloadbalancingv2::types::ProtocolEnum::Http)
-        .port(80)
-        .vpc_id(&vpc)
-        .send()
+    let c = aws_clients(&fixtures::target(&moto.endpoint, "eu-west-1"))
         .await
-        .unwrap()
-        .target_groups()[0]
-        .target_group_arn()
-        .unwrap()
-        .to_owned();
+        .unwrap();
+    let elb = c.elbv2.clone().unwrap();
+    let (vpc, subnet) = network(&c).await;
+    let group_arn = fixtures::target_group(&c, &vpc, "web").await;
     let ids: Vec<String> = c
         .ec2
         .run_instances()
@@ -162,33 +140,11 @@ async fn target_health_counts_a_target_group_by_state() {
 )]
 async fn asg_reads_desired_in_service_and_bounds() {
     let moto = moto::Moto::start().await;
-    let target = AwsTarget {
-        region: Some("eu-west-1".into()),
-        ..AwsTarget::local(&moto.endpoint)
-    };
-    let c = aws_clients(&target).await.unwrap();
-    let asg = c
-        .autoscaling
-        .clone()
-        .expect("moto serves Auto Scaling at endpoint_url");
-    let (_, subnet) = network(&c).await;
-    asg.create_launch_configuration()
-        .launch_configuration_name("workers-lc")
-        .image_id("ami-12c6146b")
-        .instance_type("t3.micro")
-        .send()
+    let c = aws_clients(&fixtures::target(&moto.endpoint, "eu-west-1"))
         .await
         .unwrap();
-    asg.create_auto_scaling_group()
-        .auto_scaling_group_name("workers")
-        .launch_configuration_name("workers-lc")
-        .min_size(1)
-        .max_size(5)
-        .desired_capacity(2)
-        .vpc_zone_identifier(&subnet)
-        .send()
-        .await
-        .unwrap();
+    fixtures::auto_scaling_group(&c, "workers", (1, 2, 5), "eu-west-1a").await;
+    let asg = c.autoscaling.clone().unwrap();
     let ctx = context(&c);
     let probe = |metric| {
         ProbeKind::Asg(AsgProbe {
@@ -265,11 +221,9 @@ async fn a_local_target_without_the_service_refuses_the_probe() {
 async fn an_asg_activity_source_reads_the_groups_activities() {
     use shakedown::probe::activity::{ActivitySourceSpec, run_sources};
     let moto = moto::Moto::start().await;
-    let target = AwsTarget {
-        region: Some("eu-west-1".into()),
-        ..AwsTarget::local(&moto.endpoint)
-    };
-    let c = aws_clients(&target).await.unwrap();
+    let c = aws_clients(&fixtures::target(&moto.endpoint, "eu-west-1"))
+        .await
+        .unwrap();
     let spec = ActivitySourceSpec {
         asg: Some("workers".into()),
         ..toml::from_str("").unwrap()

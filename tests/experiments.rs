@@ -5,10 +5,12 @@
 #[path = "support/moto.rs"]
 mod moto;
 
+use moto::fixtures;
+
 use std::path::Path;
 use std::process::Command;
 
-use shakedown::aws::{AwsTarget, aws_clients};
+use shakedown::aws::aws_clients;
 use shakedown::experiment::{self, TargetSpec};
 
 fn shakedown() -> Command {
@@ -110,56 +112,14 @@ fn validate_and_run_report_every_error_with_its_place() {
 )]
 async fn aws_examples_dry_run_against_moto_and_change_nothing() {
     let moto = moto::Moto::start().await;
-    let target = AwsTarget {
-        region: Some("eu-west-1".into()),
-        ..AwsTarget::local(&moto.endpoint)
-    };
+    let target = fixtures::target(&moto.endpoint, "eu-west-1");
     let c = aws_clients(&target).await.unwrap();
-    for q in ["jobs", "jobs-dlq", "jobs-done"] {
-        c.sqs.create_queue().queue_name(q).send().await.unwrap();
-    }
+    fixtures::queues(&c, &["jobs", "jobs-dlq", "jobs-done"]).await;
     // The web tier's target group, the workers' Auto Scaling group (empty: the workers
     // below are tagged by hand).
-    let vpc = c
-        .ec2
-        .create_vpc()
-        .cidr_block("10.0.0.0/16")
-        .send()
-        .await
-        .unwrap()
-        .vpc
-        .unwrap()
-        .vpc_id
-        .unwrap();
-    c.elbv2
-        .as_ref()
-        .unwrap()
-        .create_target_group()
-        .name("web")
-        .protocol(aws_sdk_elasticloadbalancingv2::types::ProtocolEnum::Http)
-        .port(80)
-        .vpc_id(vpc)
-        .send()
-        .await
-        .unwrap();
-    let asg = c.autoscaling.as_ref().unwrap();
-    asg.create_launch_configuration()
-        .launch_configuration_name("lc")
-        .image_id("ami-12c6146b")
-        .instance_type("t3.micro")
-        .send()
-        .await
-        .unwrap();
-    asg.create_auto_scaling_group()
-        .auto_scaling_group_name("workers")
-        .launch_configuration_name("lc")
-        .min_size(0)
-        .max_size(4)
-        .desired_capacity(0)
-        .availability_zones("eu-west-1a")
-        .send()
-        .await
-        .unwrap();
+    let vpc = fixtures::vpc(&c).await;
+    fixtures::target_group(&c, &vpc, "web").await;
+    fixtures::auto_scaling_group(&c, "workers", (0, 0, 4), "eu-west-1a").await;
     use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
     c.ec2
         .run_instances()

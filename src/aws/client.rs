@@ -167,36 +167,24 @@ pub async fn aws_clients(target: &AwsTarget) -> Result<AwsClients, AwsError> {
     // there is no client.
     let local_endpoint =
         |service| endpoint(target, service).filter(|url| super::target::loopback(url));
-    let sts = match local {
-        true => local_endpoint(Service::Sts).map(|url| {
-            aws_sdk_sts::Client::from_conf(
-                aws_sdk_sts::config::Builder::from(&config)
-                    .endpoint_url(url)
-                    .build(),
-            )
-        }),
-        false => Some(aws_sdk_sts::Client::new(&config)),
-    };
-    let elbv2 = match local {
-        true => local_endpoint(Service::Elbv2).map(|url| {
-            aws_sdk_elasticloadbalancingv2::Client::from_conf(
-                aws_sdk_elasticloadbalancingv2::config::Builder::from(&config)
-                    .endpoint_url(url)
-                    .build(),
-            )
-        }),
-        false => Some(aws_sdk_elasticloadbalancingv2::Client::new(&config)),
-    };
-    let autoscaling = match local {
-        true => local_endpoint(Service::AutoScaling).map(|url| {
-            aws_sdk_autoscaling::Client::from_conf(
-                aws_sdk_autoscaling::config::Builder::from(&config)
-                    .endpoint_url(url)
-                    .build(),
-            )
-        }),
-        false => Some(aws_sdk_autoscaling::Client::new(&config)),
-    };
+    // A client of `$sdk` at the local endpoint of `$service`, or AWS's.
+    macro_rules! client {
+        ($sdk:ident, $service:expr) => {
+            match local {
+                true => local_endpoint($service).map(|url| {
+                    $sdk::Client::from_conf(
+                        $sdk::config::Builder::from(&config)
+                            .endpoint_url(url)
+                            .build(),
+                    )
+                }),
+                false => Some($sdk::Client::new(&config)),
+            }
+        };
+    }
+    let sts = client!(aws_sdk_sts, Service::Sts);
+    let elbv2 = client!(aws_sdk_elasticloadbalancingv2, Service::Elbv2);
+    let autoscaling = client!(aws_sdk_autoscaling, Service::AutoScaling);
     Ok(AwsClients {
         ec2,
         sqs,

@@ -755,23 +755,9 @@ async fn moto_suspend_processes_and_resume_what_was_running() {
     let moto = Moto::start().await;
     let target = AwsTarget::local(&moto.endpoint);
     let c = aws_clients(&target).await.unwrap();
+    crate::support::moto::fixtures::auto_scaling_group(&c, "workers", (1, 1, 4), "us-east-1a")
+        .await;
     let asg = c.autoscaling.clone().unwrap();
-    asg.create_launch_configuration()
-        .launch_configuration_name("lc")
-        .image_id("ami-12c6146b")
-        .instance_type("t3.micro")
-        .send()
-        .await
-        .unwrap();
-    asg.create_auto_scaling_group()
-        .auto_scaling_group_name("workers")
-        .launch_configuration_name("lc")
-        .min_size(1)
-        .max_size(4)
-        .availability_zones("us-east-1a")
-        .send()
-        .await
-        .unwrap();
     asg.suspend_processes()
         .auto_scaling_group_name("workers")
         .scaling_processes("AZRebalance")

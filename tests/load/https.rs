@@ -312,8 +312,13 @@ async fn http2_opens_a_connection_per_stream_limit_it_needs() {
     let s = only(&meta);
     assert_eq!(s.ok, 500, "{:?}", s.errors);
     assert_eq!(TlsSeen::get(&seen.http2_requests), 500);
-    // 25 at once, 10 streams per connection: three connections, never more.
-    assert_eq!(s.connections.as_ref().unwrap().opened, 3);
+    // Up to 25 at once, 10 streams per connection: a new connection only when every open
+    // one is full, so never more than three; and more than one, since the server refuses
+    // streams over its limit (none was: all 500 ok) and 25 lanes start together. Whether
+    // 21 or more requests were ever in flight at one instant (a third connection) depends
+    // on how fast the first ones complete.
+    let opened = s.connections.as_ref().unwrap().opened;
+    assert!((2..=3).contains(&opened), "{opened} connections");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -123,3 +123,88 @@ impl Drop for Moto {
         let _ = self.child.wait();
     }
 }
+
+/// Resources tests create in moto before pointing shakedown at it.
+#[allow(dead_code)]
+pub mod fixtures {
+    use shakedown::aws::{AwsClients, AwsTarget};
+
+    /// A target of the server at `endpoint` in `region`, with placeholder keys.
+    pub fn target(endpoint: &str, region: &str) -> AwsTarget {
+        AwsTarget {
+            region: Some(region.into()),
+            ..AwsTarget::local(endpoint)
+        }
+    }
+
+    /// Creates the queues.
+    pub async fn queues(c: &AwsClients, names: &[&str]) {
+        for q in names {
+            c.sqs.create_queue().queue_name(*q).send().await.unwrap();
+        }
+    }
+
+    /// A VPC; its id.
+    pub async fn vpc(c: &AwsClients) -> String {
+        c.ec2
+            .create_vpc()
+            .cidr_block("10.0.0.0/16")
+            .send()
+            .await
+            .unwrap()
+            .vpc
+            .unwrap()
+            .vpc_id
+            .unwrap()
+    }
+
+    /// An HTTP target group on port 80 in `vpc`; its ARN.
+    pub async fn target_group(c: &AwsClients, vpc: &str, name: &str) -> String {
+        c.elbv2
+            .as_ref()
+            .expect("moto serves ELBv2 at endpoint_url")
+            .create_target_group()
+            .name(name)
+            .protocol(aws_sdk_elasticloadbalancingv2::types::ProtocolEnum::Http)
+            .port(80)
+            .vpc_id(vpc)
+            .send()
+            .await
+            .unwrap()
+            .target_groups()[0]
+            .target_group_arn()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// An Auto Scaling group of t3.micro instances in availability zone `zone`.
+    pub async fn auto_scaling_group(
+        c: &AwsClients,
+        name: &str,
+        (min, desired, max): (i32, i32, i32),
+        zone: &str,
+    ) {
+        let asg = c
+            .autoscaling
+            .as_ref()
+            .expect("moto serves Auto Scaling at endpoint_url");
+        let config = format!("{name}-lc");
+        asg.create_launch_configuration()
+            .launch_configuration_name(&config)
+            .image_id("ami-12c6146b")
+            .instance_type("t3.micro")
+            .send()
+            .await
+            .unwrap();
+        asg.create_auto_scaling_group()
+            .auto_scaling_group_name(name)
+            .launch_configuration_name(&config)
+            .min_size(min)
+            .desired_capacity(desired)
+            .max_size(max)
+            .availability_zones(zone)
+            .send()
+            .await
+            .unwrap();
+    }
+}

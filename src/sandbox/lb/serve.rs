@@ -116,28 +116,14 @@ async fn connection(
                 .timer(TokioTimer::new())
                 .serve_connection(TokioIo::new(stream), service);
             tokio::pin!(conn);
-            tokio::select! {
-                result = conn.as_mut() => result,
-                () = stop.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
-            }
-            .map_err(|e| e.to_string())
+            until_stopped(conn, &stop, |c| c.graceful_shutdown()).await
         }
         Some(tls) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
             Ok(Ok(stream)) => {
                 let builder = auto::Builder::new(TokioExecutor::new());
                 let conn = builder.serve_connection(TokioIo::new(stream), service);
                 tokio::pin!(conn);
-                tokio::select! {
-                    result = conn.as_mut() => result,
-                    () = stop.cancelled() => {
-                        conn.as_mut().graceful_shutdown();
-                        conn.await
-                    }
-                }
-                .map_err(|e| e.to_string())
+                until_stopped(conn, &stop, |c| c.graceful_shutdown()).await
             }
             Ok(Err(e)) => Err(format!("TLS handshake: {e}")),
             Err(_) => Err("TLS handshake timed out".to_owned()),
@@ -146,6 +132,27 @@ async fn connection(
     if let Err(error) = result {
         tracing::debug!(%peer, %error, "lb client connection ended with an error");
     }
+}
+
+/// Serves `conn` until it ends, or until `stop`: then `graceful` lets it finish the request
+/// in progress (idle keep-alive connections close at once).
+async fn until_stopped<C, E>(
+    mut conn: std::pin::Pin<&mut C>,
+    stop: &CancellationToken,
+    graceful: impl FnOnce(std::pin::Pin<&mut C>),
+) -> Result<(), String>
+where
+    C: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    tokio::select! {
+        result = conn.as_mut() => result,
+        () = stop.cancelled() => {
+            graceful(conn.as_mut());
+            conn.await
+        }
+    }
+    .map_err(|e| e.to_string())
 }
 
 /// Waits up to `limit` for open connections to finish, then aborts the rest.
