@@ -4,6 +4,7 @@
 //!
 //! | module | job |
 //! |---|---|
+//! | [`autoscaling`] | [`describe_group`]: one Auto Scaling group |
 //! | [`target`] | [`AwsTarget`]: region, profile, endpoints, static credentials (never serialized) |
 //! | [`client`] | [`aws_clients`] (EC2 + SQS for a target), [`local_sqs_config`] for loopback endpoints, [`disable_imds`] |
 //! | [`error`] | [`AwsError`]: a failed call with the service's error code |
@@ -11,6 +12,7 @@
 //! | [`ec2`] | DescribeInstances helpers: matching [`Instance`]s, instance states |
 //! | [`sqs`] | queue attributes, queue tags, ListQueues |
 
+pub mod autoscaling;
 pub mod client;
 pub mod ec2;
 pub mod error;
@@ -18,6 +20,7 @@ pub mod select;
 pub mod sqs;
 pub mod target;
 
+pub use autoscaling::describe_group;
 pub use client::{AwsClients, Identity, aws_clients, disable_imds, local_sqs_config};
 pub use ec2::{Instance, describe_instances, instance_states};
 pub use error::AwsError;

@@ -5,7 +5,7 @@ use aws_sdk_autoscaling::types::AutoScalingGroup;
 
 use super::ProbeError;
 use super::spec::{AsgMetric, AsgProbe};
-use crate::aws::AwsError;
+use crate::aws::describe_group;
 
 /// Reads one figure of one group.
 #[derive(Debug)]
@@ -22,24 +22,8 @@ impl AsgSampler {
 
     /// The probe's figure of the group now.
     pub async fn sample(&mut self) -> Result<f64, ProbeError> {
-        const OP: &str = "autoscaling:DescribeAutoScalingGroups";
-        let name = &self.spec.group;
-        let out = self
-            .client
-            .describe_auto_scaling_groups()
-            .auto_scaling_group_names(name)
-            .send()
-            .await
-            .map_err(|e| AwsError::call(OP, e).on(format!("group `{name}`")))?;
-        let group = out
-            .auto_scaling_groups()
-            .iter()
-            .find(|g| g.auto_scaling_group_name() == Some(name.as_str()))
-            .ok_or_else(|| AwsError::Unexpected {
-                op: OP,
-                message: format!("no Auto Scaling group named `{name}` in this region"),
-            })?;
-        Ok(figure(group, self.spec.metric))
+        let group = describe_group(&self.client, &self.spec.group).await?;
+        Ok(figure(&group, self.spec.metric))
     }
 }
 

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use super::Undoable;
-use crate::aws::{AwsError, AwsTarget};
+use crate::aws::{AwsError, AwsTarget, describe_group};
 use crate::chaos::fault::{BoxFuture, Env, FaultError};
 
 /// The IAM actions of a process suspension: reading the group, suspending, resuming.
@@ -45,21 +45,7 @@ pub async fn suspended_processes(
     client: &aws_sdk_autoscaling::Client,
     group: &str,
 ) -> Result<BTreeSet<String>, AwsError> {
-    const OP: &str = "autoscaling:DescribeAutoScalingGroups";
-    let out = client
-        .describe_auto_scaling_groups()
-        .auto_scaling_group_names(group)
-        .send()
-        .await
-        .map_err(|e| AwsError::call(OP, e).on(format!("group `{group}`")))?;
-    let g = out
-        .auto_scaling_groups()
-        .iter()
-        .find(|g| g.auto_scaling_group_name() == Some(group))
-        .ok_or_else(|| AwsError::Unexpected {
-            op: OP,
-            message: format!("no Auto Scaling group named `{group}` in this region"),
-        })?;
+    let g = describe_group(client, group).await?;
     Ok(g.suspended_processes()
         .iter()
         .filter_map(|p| p.process_name().map(str::to_owned))
