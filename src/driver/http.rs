@@ -244,7 +244,7 @@ impl HttpConn {
                             len,
                             status,
                             framing_of(status, head_request, resp.headers),
-                            wants_close(resp.headers),
+                            !persistent(resp.version, resp.headers),
                         ))
                     }
                     Ok(httparse::Status::Partial) => None,
@@ -357,11 +357,22 @@ fn framing_of(
     Ok(length.map_or(Framing::UntilClose, Framing::Length))
 }
 
-fn wants_close(headers: &[httparse::Header]) -> bool {
-    headers.iter().any(|h| {
-        h.name.eq_ignore_ascii_case("connection")
-            && std::str::from_utf8(h.value).is_ok_and(|v| v.to_ascii_lowercase().contains("close"))
-    })
+/// Whether the connection stays open after this response (RFC 9112, 9.3): an HTTP/1.1
+/// response unless `Connection: close`; an HTTP/1.0 one only with `Connection: keep-alive`
+/// (an HTTP/1.0 server closes after each response otherwise, and reusing its connection
+/// would fail the next request).
+fn persistent(version: Option<u8>, headers: &[httparse::Header]) -> bool {
+    let connection = |token: &str| {
+        headers.iter().any(|h| {
+            h.name.eq_ignore_ascii_case("connection")
+                && std::str::from_utf8(h.value)
+                    .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    match version {
+        Some(0) => connection("keep-alive"),
+        _ => !connection("close"),
+    }
 }
 
 /// The size on a chunk-size line (hex, optional `;extensions`).
@@ -455,6 +466,24 @@ mod tests {
         let r = c.send(get()).await.unwrap();
         assert_eq!((r.status, r.bytes_received), (200, 13));
         assert!(!c.is_open(), "connection: close ends the connection");
+    }
+
+    /// An HTTP/1.0 server (Python's `http.server`) closes after each response unless it
+    /// says keep-alive: the connection is not reused, so the next request does not fail.
+    #[tokio::test]
+    async fn an_http_1_0_response_ends_the_connection_unless_it_says_keep_alive() {
+        let addr = raw_server(vec![
+            b"HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 2\r\n\r\nok",
+            b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        ])
+        .await;
+        let mut c = connect(addr).await;
+        let r = c.send(get()).await.unwrap();
+        assert_eq!((r.status, r.bytes_received), (200, 2));
+        assert!(c.is_open(), "HTTP/1.0 with keep-alive stays open");
+        let r = c.send(get()).await.unwrap();
+        assert_eq!((r.status, r.bytes_received), (200, 2));
+        assert!(!c.is_open(), "plain HTTP/1.0 closes");
     }
 
     #[tokio::test]
