@@ -58,6 +58,11 @@ impl Default for WorkersConfig {
     }
 }
 
+/// Evaluations (one a second) in a row that must want more workers before a scale-out: a
+/// backlog over the target for a single second (a burst draining right after a scale-in)
+/// does not scale out, as AWS's scale-out alarm waits for consecutive datapoints.
+const SCALE_OUT_EVALUATIONS: u32 = 2;
+
 impl WorkersConfig {
     /// The Auto Scaling controller's view of this group.
     pub fn group_spec(&self) -> GroupSpec {
@@ -67,6 +72,7 @@ impl WorkersConfig {
             policy: self.policy.clone(),
             scale_out_cooldown: self.scale_out_cooldown,
             scale_in_cooldown: self.scale_in_cooldown,
+            scale_out_evaluations: SCALE_OUT_EVALUATIONS,
             warmup: self.warmup,
         }
     }

@@ -9,6 +9,10 @@
 //! - **step** scaling: the largest step whose backlog threshold is reached adds
 //!   (or, when the backlog is zero, removes) instances;
 //! - **fixed**: never changes desired (the broken `fixed-fleet` variant);
+//! - scale-out must be *sustained* too, if briefly: the policy must want more instances at
+//!   `scale_out_evaluations` evaluations in a row (AWS's scale-out alarm needs 3
+//!   datapoints), so a backlog that pokes over a threshold for one evaluation, as a
+//!   draining burst does right after a scale-in, does not scale out again;
 //! - cooldowns: no scale-out within `scale_out_cooldown` of the last scale-out,
 //!   no scale-in within `scale_in_cooldown` of the last scaling of either direction;
 //! - scale-in must be *sustained*: the policy must have wanted fewer instances
@@ -53,6 +57,8 @@ pub struct GroupSpec {
     pub scale_out_cooldown: Duration,
     #[serde(with = "crate::units::serde_duration")]
     pub scale_in_cooldown: Duration,
+    /// Evaluations in a row that must want more instances before a scale-out (1: at once).
+    pub scale_out_evaluations: u32,
     /// A new instance counts as capacity only after this long.
     #[serde(with = "crate::units::serde_duration")]
     pub warmup: Duration,
@@ -86,6 +92,8 @@ pub struct Controller {
     /// Since when every evaluation wanted fewer instances than desired, and
     /// the most it wanted meanwhile.
     low: Option<(f64, u32)>,
+    /// Evaluations in a row that wanted more instances than desired.
+    high: u32,
 }
 
 impl Controller {
@@ -95,6 +103,7 @@ impl Controller {
             last_out: None,
             last_any: None,
             low: None,
+            high: 0,
         }
     }
 
@@ -139,6 +148,11 @@ impl Controller {
     pub fn evaluate(&mut self, obs: &Observation) -> Option<Decision> {
         let wanted = self.wanted(obs);
         let since = |t: Option<f64>| t.map_or(f64::INFINITY, |t| obs.now - t);
+        if wanted > obs.desired {
+            self.high += 1;
+        } else {
+            self.high = 0;
+        }
         if wanted < obs.desired {
             let (start, most) = self.low.get_or_insert((obs.now, wanted));
             *most = (*most).max(wanted);
@@ -158,6 +172,7 @@ impl Controller {
         }
         self.low = None;
         if wanted > obs.desired
+            && self.high >= self.spec.scale_out_evaluations
             && since(self.last_out) >= self.spec.scale_out_cooldown.as_secs_f64()
         {
             self.last_out = Some(obs.now);
@@ -169,6 +184,7 @@ impl Controller {
     fn decide(&mut self, obs: &Observation, to: u32, direction: &str) -> Decision {
         self.last_any = Some(obs.now);
         self.low = None;
+        self.high = 0;
         let cause = format!(
             "backlog {} needs {} instance(s) ({}); scaling {direction} from {} to {}",
             obs.backlog,
@@ -206,6 +222,7 @@ mod tests {
             policy,
             scale_out_cooldown: Duration::from_secs(10),
             scale_in_cooldown: Duration::from_secs(30),
+            scale_out_evaluations: 1,
             warmup: Duration::from_secs(2),
         }
     }
@@ -252,6 +269,23 @@ mod tests {
         assert_eq!(c.evaluate(&obs(71.0, 0, 2)).unwrap().to, 1);
         assert_eq!(c.evaluate(&obs(72.0, 0, 1)), None);
         assert_eq!(c.evaluate(&obs(103.0, 0, 1)).unwrap().to, 0);
+    }
+
+    #[test]
+    fn scale_out_needs_the_backlog_over_the_target_at_evaluations_in_a_row() {
+        let mut c = Controller::new(GroupSpec {
+            scale_out_evaluations: 2,
+            ..spec(Policy::TargetTracking {
+                backlog_per_instance: 20.0,
+            })
+        });
+        // One evaluation over the target (a draining burst) is not enough...
+        assert_eq!(c.evaluate(&obs(0.0, 44, 2)), None);
+        assert_eq!(c.evaluate(&obs(1.0, 30, 2)), None);
+        assert_eq!(c.evaluate(&obs(2.0, 44, 2)), None);
+        // ...two in a row are.
+        let d = c.evaluate(&obs(3.0, 50, 2)).unwrap();
+        assert_eq!((d.from, d.to), (2, 3));
     }
 
     #[test]
