@@ -12,10 +12,10 @@
 use std::sync::Once;
 
 use aws_config::BehaviorVersion;
+use aws_config::Region;
 use aws_config::meta::credentials::CredentialsProviderChain;
 use aws_config::meta::region::RegionProviderChain;
 use aws_config::provider_config::ProviderConfig;
-use aws_config::{Region, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
 
@@ -35,12 +35,8 @@ pub struct AwsClients {
     pub elbv2: Option<aws_sdk_elasticloadbalancingv2::Client>,
     /// Auto Scaling, when its endpoint is known (as for `sts`).
     pub autoscaling: Option<aws_sdk_autoscaling::Client>,
-    /// The resolved configuration, for clients of other services.
-    pub config: SdkConfig,
     /// The region the clients call.
     pub region: String,
-    /// Every endpoint is on this machine (the sandbox, moto, LocalStack).
-    pub local: bool,
 }
 
 /// Who a target's credentials act as (STS `GetCallerIdentity`).
@@ -191,10 +187,16 @@ pub async fn aws_clients(target: &AwsTarget) -> Result<AwsClients, AwsError> {
         sts,
         elbv2,
         autoscaling,
-        config,
         region,
-        local,
     })
+}
+
+/// Why a local target has no client of `service` (its endpoints do not serve it, and calling
+/// AWS's public endpoint instead is never the fallback), with the fix.
+pub fn unserved(service: &str) -> String {
+    format!(
+        "no {service} endpoint: the target's local endpoints do not serve it; set `endpoint_url` in [target.aws] (moto, LocalStack) or AWS_ENDPOINT_URL"
+    )
 }
 
 /// The target's static keys, if it names them.
@@ -312,10 +314,11 @@ mod tests {
             ..AwsTarget::default()
         };
         let clients = aws_clients(&target).await.unwrap();
-        assert!(clients.local);
+        assert!(is_local(&target));
         assert_eq!(clients.region, "eu-west-3");
         assert!(clients.sts.is_none(), "STS would be AWS's public endpoint");
         assert!(clients.elbv2.is_none() && clients.autoscaling.is_none());
         assert!(clients.identity().await.unwrap().is_none());
+        assert!(!is_local(&AwsTarget::default()), "no endpoint: AWS's own");
     }
 }

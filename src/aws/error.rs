@@ -14,14 +14,11 @@ pub enum AwsError {
     NoRegion,
     /// No credentials anywhere in the chain.
     #[error(
-        "{op}: no AWS credentials found: set AWS_PROFILE (and run `aws sso login` for an SSO profile), export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run where a role is provided (web identity, ECS task role, instance profile){}",
-        detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default()
+        "{op}: no AWS credentials found: set AWS_PROFILE (and run `aws sso login` for an SSO profile), export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run where a role is provided (web identity, ECS task role, instance profile)"
     )]
     NoCredentials {
         /// The call that needed them.
         op: &'static str,
-        /// Why the last source in the chain failed, if it said.
-        detail: Option<String>,
     },
     /// The credentials could not be obtained (an expired SSO session, a refused role).
     #[error("{op}: getting AWS credentials failed: {message}{}", hint_suffix(*hint))]
@@ -80,16 +77,28 @@ fn hint_suffix(hint: Option<&str>) -> String {
     hint.map(|h| format!(" (fix: {h})")).unwrap_or_default()
 }
 
+/// The codes of a call refused for lack of permission (EC2, SQS, STS and the query APIs).
+const ACCESS_DENIED: &[&str] = &[
+    "AccessDenied",
+    "AccessDeniedException",
+    "UnauthorizedOperation",
+    "AuthorizationError",
+    "UnauthorizedAccess",
+];
+
+/// Whether an answer is a refusal for lack of permission: one of [`ACCESS_DENIED`], or a
+/// 403 without a code we could read (moto's SQS answers JSON calls with XML).
+fn denied(code: Option<&str>, status: Option<u16>) -> bool {
+    match code {
+        Some(c) => ACCESS_DENIED.contains(&c),
+        None => status == Some(403),
+    }
+}
+
 /// The fix for a service error code, where one is known.
 fn hint_for(code: Option<&str>, status: Option<u16>) -> Option<&'static str> {
     Some(match code {
-        Some(
-            "AccessDenied"
-            | "AccessDeniedException"
-            | "UnauthorizedOperation"
-            | "AuthorizationError"
-            | "UnauthorizedAccess",
-        ) => {
+        Some(c) if ACCESS_DENIED.contains(&c) => {
             "the identity shakedown runs as lacks this action on this resource: grant it (docs/aws.md lists what each fault and probe needs); `shakedown run --dry-run` prints the identity"
         }
         Some(
@@ -184,8 +193,7 @@ impl AwsError {
 
     /// Whether the service refused the call for lack of permission.
     pub fn is_access_denied(&self) -> bool {
-        matches!(self, AwsError::Call { code, status, .. }
-            if hint_for(code.as_deref(), *status).is_some_and(|h| h.contains("lacks this action")))
+        matches!(self, AwsError::Call { code, status, .. } if denied(code.as_deref(), *status))
     }
 }
 
@@ -203,7 +211,7 @@ fn credentials_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a
 
 fn from_credentials(op: &'static str, e: &CredentialsError) -> AwsError {
     match e {
-        CredentialsError::CredentialsNotLoaded(_) => AwsError::NoCredentials { op, detail: None },
+        CredentialsError::CredentialsNotLoaded(_) => AwsError::NoCredentials { op },
         _ => {
             let message = causes(e);
             let lower = message.to_ascii_lowercase();

@@ -21,7 +21,7 @@ pub mod sqs;
 pub mod target;
 
 pub use autoscaling::describe_group;
-pub use client::{AwsClients, Identity, aws_clients, disable_imds, local_sqs_config};
+pub use client::{AwsClients, Identity, aws_clients, disable_imds, local_sqs_config, unserved};
 pub use ec2::{Instance, describe_instances, instance_states};
 pub use error::AwsError;
 pub use select::{InstanceSelector, QueueRef};

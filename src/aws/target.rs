@@ -67,12 +67,6 @@ impl AwsTarget {
             .flatten()
             .collect()
     }
-
-    /// Whether every configured endpoint is on a loopback address.
-    pub fn is_loopback(&self) -> bool {
-        let endpoints = [self.ec2_endpoint(), self.sqs_endpoint()];
-        endpoints.iter().flatten().count() > 0 && endpoints.iter().flatten().all(|e| loopback(e))
-    }
 }
 
 pub(super) fn loopback(url: &str) -> bool {
@@ -98,7 +92,6 @@ mod tests {
         assert!(loopback("http://localhost:4566/"));
         assert!(loopback("http://[::1]:80"));
         assert!(!loopback("https://ec2.us-east-1.amazonaws.com"));
-        assert!(!AwsTarget::default().is_loopback());
     }
 
     #[test]

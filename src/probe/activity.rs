@@ -423,9 +423,7 @@ async fn poll(
         let body = resp.bytes().await.map_err(|e| e.to_string())?;
         String::from_utf8_lossy(&body[..body.len().min(MAX_ANSWER)]).into_owned()
     } else if let Some(group) = &spec.asg {
-        let client = autoscaling.ok_or(
-            "no Auto Scaling endpoint: the target's local endpoints do not serve it (set `endpoint_url` in [target.aws])",
-        )?;
+        let client = autoscaling.ok_or_else(|| crate::aws::unserved("Auto Scaling"))?;
         // Newest first; a page covers far more than a second of activities.
         let out = client
             .describe_scaling_activities()

@@ -170,11 +170,7 @@ impl Prober {
 /// The client of a service, or why there is none: a target on this machine (the sandbox)
 /// whose endpoints do not serve it, where calling AWS's public endpoint is not an option.
 fn service<C>(client: Option<C>, name: &str) -> Result<C, ProbeError> {
-    client.ok_or_else(|| {
-        ProbeError::Config(format!(
-            "this probe calls {name}, and the target's local endpoints do not serve it: set `endpoint_url` in [target.aws] (moto, LocalStack) or AWS_ENDPOINT_URL"
-        ))
-    })
+    client.ok_or_else(|| ProbeError::Config(crate::aws::unserved(name)))
 }
 
 fn control_url(url: Option<&String>, ctx: &ProbeContext) -> Result<String, ProbeError> {

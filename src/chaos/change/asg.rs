@@ -57,11 +57,10 @@ pub async fn autoscaling(
     env: &Env,
     target: &AwsTarget,
 ) -> Result<aws_sdk_autoscaling::Client, FaultError> {
-    env.clients(target).await?.autoscaling.ok_or_else(|| {
-        FaultError::Invalid(
-            "the target's local endpoints do not serve Auto Scaling: set `endpoint_url` in [target.aws] (moto, LocalStack) or AWS_ENDPOINT_URL".into(),
-        )
-    })
+    env.clients(target)
+        .await?
+        .autoscaling
+        .ok_or_else(|| FaultError::Invalid(crate::aws::unserved("Auto Scaling")))
 }
 
 impl Undoable for AsgProcessesChange {
