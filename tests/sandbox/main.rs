@@ -8,6 +8,7 @@
 //! | [`bus`] | the event bus: rules, functions, accounting, delivery to SQS queues (moto) |
 //! | [`sqs_api`] | the SQS endpoint through `aws-sdk-sqs`, and the same scenarios on `moto_server` |
 //! | [`ec2_api`] | the EC2 endpoint through `aws-sdk-ec2`, and the same suite on `moto_server` |
+//! | [`worker`] | a worker in-process: how it stops |
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -17,3 +18,4 @@ mod ec2_api;
 mod lb;
 mod sqs_api;
 mod system;
+mod worker;

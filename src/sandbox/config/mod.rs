@@ -493,6 +493,16 @@ impl SandboxConfig {
             w.wait_time <= Duration::from_secs(20) && w.wait_time.subsec_nanos() == 0,
             "workers.wait_time must be whole seconds, at most 20s".into(),
         );
+        check(
+            w.wait_time < self.drain_timeout,
+            format!(
+                "workers.wait_time ({}) must be shorter than drain_timeout ({}): a worker \
+                 drained mid long poll would be killed before the poll ends, stranding what \
+                 it returns for the visibility timeout",
+                humantime::format_duration(w.wait_time),
+                humantime::format_duration(self.drain_timeout)
+            ),
+        );
         if let Policy::TargetTracking {
             backlog_per_instance,
         } = w.policy

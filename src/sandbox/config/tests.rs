@@ -114,6 +114,16 @@ fn unknown_fields_and_bad_values_are_all_reported() {
         panic!("{e}")
     };
     assert_eq!(problems.len(), 4, "{problems:?}");
+    let e = SandboxConfig::from_toml(
+        "drain_timeout = \"10s\"\n[workers]\nwait_time = \"12s\"",
+        "f.toml",
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("workers.wait_time (12s) must be shorter than drain_timeout (10s)"),
+        "{e}"
+    );
     let e = SandboxConfig::from_toml("processing = \"5ms/MB\"", "f.toml").unwrap_err();
     assert!(e.to_string().contains("unknown size unit `MB`"), "{e}");
 }

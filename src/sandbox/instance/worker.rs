@@ -11,7 +11,9 @@
 //! A message whose body is not a [`Job`] is left alone; after `max_receive_count`
 //! receives the queue's redrive policy moves it to the dead-letter queue.
 //!
-//! SIGTERM (scale-in, shutdown) stops receiving; jobs in hand are finished first.
+//! SIGTERM (scale-in, shutdown) stops receiving: the long poll in progress is finished (it
+//! ends within `wait_time`) and its jobs processed and deleted, as are the jobs in hand;
+//! only then does the worker exit.
 
 use std::time::Duration;
 
@@ -91,16 +93,18 @@ pub async fn run(
     tracing::info!(instance = %worker.config.instance_id, ?ack, "worker consuming");
     ready(0);
     while !shutdown.is_cancelled() {
-        let received = tokio::select! {
-            r = worker.receive() => r,
-            _ = shutdown.cancelled() => break,
-        };
-        match received {
+        // A receive is never abandoned, not even on SIGTERM: messages the queue hands out
+        // on a request whose answer nobody reads stay in flight, invisible, for the whole
+        // visibility timeout. A long poll ends within `wait_time` anyway.
+        match worker.receive().await {
             Ok(messages) if !messages.is_empty() => worker.handle(messages).await,
             Ok(_) => {}
             Err(e) => {
                 tracing::warn!("receiving failed: {e}");
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = shutdown.cancelled() => {}
+                }
             }
         }
     }
