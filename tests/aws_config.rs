@@ -154,6 +154,7 @@ async fn keys_in_the_environment_and_a_service_endpoint_variable() {
             ("AWS_ENDPOINT_URL_SQS", moto.endpoint.clone()),
             ("AWS_ENDPOINT_URL_STS", moto.endpoint.clone()),
             ("AWS_ENDPOINT_URL_AUTO_SCALING", moto.endpoint.clone()),
+            ("AWS_ENDPOINT_URL_CLOUDWATCH", moto.endpoint.clone()),
         ],
     )
     .await;

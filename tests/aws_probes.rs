@@ -1,6 +1,7 @@
 //! The AWS side of the promises' probes, against moto_server: ELBv2 target health per
-//! state, Auto Scaling group capacities; and a sandbox-shaped target without those
-//! services, which must refuse the probe rather than call AWS.
+//! state, Auto Scaling group capacities, CloudWatch metrics (live and settled after a run,
+//! through the CLI); and a sandbox-shaped target without those services, which must refuse
+//! the probe rather than call AWS.
 
 #[path = "support/moto.rs"]
 mod moto;
@@ -8,8 +9,12 @@ mod moto;
 use moto::fixtures;
 
 use aws_sdk_ec2::types::InstanceType;
+use shakedown::aws::CloudWatch;
+use shakedown::aws::cloudwatch::epoch_now;
 use shakedown::aws::{AwsClients, AwsTarget, aws_clients};
-use shakedown::probe::spec::{AsgMetric, AsgProbe, ProbeKind, TargetHealthProbe, TargetState};
+use shakedown::probe::spec::{
+    AsgMetric, AsgProbe, CloudWatchProbe, Missing, ProbeKind, TargetHealthProbe, TargetState,
+};
 use shakedown::probe::{ProbeContext, ProbeError, Prober};
 
 async fn sample(kind: ProbeKind, ctx: &ProbeContext) -> Result<f64, ProbeError> {
@@ -204,6 +209,7 @@ async fn a_local_target_without_the_service_refuses_the_probe() {
             target_group: "web".into(),
             state: TargetState::Healthy,
         }),
+        ProbeKind::CloudWatch(age_probe("jobs", Missing::Gap)),
     ] {
         let e = Prober::new(&kind, &ctx).unwrap_err().to_string();
         assert!(e.contains("set `endpoint_url` in [target.aws]"), "{e}");
@@ -267,4 +273,260 @@ async fn an_asg_activity_source_reads_the_groups_activities() {
             .contains("no Auto Scaling endpoint"),
         "the reason is named"
     );
+}
+
+fn age_probe(queue: &str, missing: Missing) -> CloudWatchProbe {
+    CloudWatchProbe {
+        namespace: "AWS/SQS".into(),
+        metric: "ApproximateAgeOfOldestMessage".into(),
+        dimensions: [("QueueName".to_string(), queue.to_string())].into(),
+        stat: "Maximum".into(),
+        period: std::time::Duration::from_secs(60),
+        missing,
+        settle: std::time::Duration::ZERO,
+    }
+}
+
+/// Puts `(epoch second, value)` datapoints of a metric (PutMetricData over the same JSON
+/// protocol and signing as the probe's reads).
+async fn put_metric(
+    cw: &CloudWatch,
+    namespace: &str,
+    metric: &str,
+    dimensions: &[(&str, &str)],
+    points: &[(i64, f64)],
+) {
+    let dimensions: Vec<serde_json::Value> = dimensions
+        .iter()
+        .map(|(n, v)| serde_json::json!({"Name": n, "Value": v}))
+        .collect();
+    for chunk in points.chunks(500) {
+        let data: Vec<serde_json::Value> = chunk
+            .iter()
+            .map(|(t, v)| {
+                serde_json::json!({
+                    "MetricName": metric, "Dimensions": dimensions, "Timestamp": t, "Value": v,
+                    "StorageResolution": 1
+                })
+            })
+            .collect();
+        cw.call(
+            "PutMetricData",
+            "cloudwatch:PutMetricData",
+            &serde_json::json!({"Namespace": namespace, "MetricData": data}),
+        )
+        .await
+        .unwrap();
+    }
+}
+
+/// Live, the probe reads the newest complete minute (never the current, partial one); a
+/// metric with no datapoint is a gap, or zero with `missing = "zero"`; after a run, the
+/// run's minutes are fetched whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_moto,
+    ignore = "moto_server is not on PATH (pip install 'moto[server]')"
+)]
+async fn cloudwatch_reads_the_newest_complete_period_and_settles_a_span() {
+    let moto = moto::Moto::start().await;
+    let c = aws_clients(&fixtures::target(&moto.endpoint, "eu-west-1"))
+        .await
+        .unwrap();
+    let cw = c
+        .cloudwatch
+        .clone()
+        .expect("a local target with endpoint_url");
+    let now = epoch_now();
+    let minute = now - now.rem_euclid(60);
+    // Minutes m-5 .. m-1: two datapoints each (their maximum is 10 * k); the current
+    // minute: 99, which a live sample must not read (the minute is not over).
+    let mut points = Vec::new();
+    for k in 1..=5 {
+        let at = minute - 60 * (6 - k);
+        points.push((at + 5, 10.0 * k as f64 - 3.0));
+        points.push((at + 20, 10.0 * k as f64));
+    }
+    points.push((minute, 99.0));
+    put_metric(
+        &cw,
+        "AWS/SQS",
+        "ApproximateAgeOfOldestMessage",
+        &[("QueueName", "jobs")],
+        &points,
+    )
+    .await;
+    let ctx = context(&c);
+    let live = sample(ProbeKind::CloudWatch(age_probe("jobs", Missing::Gap)), &ctx).await;
+    assert_eq!(live.unwrap(), 50.0);
+    // Another queue has no datapoint: a gap that says why, or zero when asked.
+    let e = sample(
+        ProbeKind::CloudWatch(age_probe("other", Missing::Gap)),
+        &ctx,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, ProbeError::NoData(_)), "{e}");
+    assert!(
+        e.to_string().contains("ApproximateAgeOfOldestMessage"),
+        "{e}"
+    );
+    let zero = sample(
+        ProbeKind::CloudWatch(age_probe("other", Missing::Zero)),
+        &ctx,
+    )
+    .await;
+    assert_eq!(zero.unwrap(), 0.0);
+
+    // A run from m-5 + 30 s for 4 minutes: its periods are m-5 .. m-2 (the settle budget is
+    // zero: one fetch, which cannot have caught up yet).
+    let start_ms = ((minute - 300 + 30) * 1000) as u64;
+    let settled = shakedown::probe::cloudwatch::settle_one(
+        &cw,
+        &age_probe("jobs", Missing::Gap),
+        start_ms,
+        240,
+        &tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    let values: Vec<(i64, f64)> = settled
+        .points
+        .iter()
+        .map(|p| (p.start - (minute - 300), p.value))
+        .collect();
+    assert_eq!(
+        values,
+        [(0, 10.0), (60, 20.0), (120, 30.0), (180, 40.0), (240, 50.0)]
+    );
+    assert!(!settled.complete);
+
+    // An unknown statistic is refused by the service, named as the call.
+    let mut bad = age_probe("jobs", Missing::Gap);
+    bad.stat = "Bogus".into();
+    let e = sample(ProbeKind::CloudWatch(bad), &ctx).await.unwrap_err();
+    assert!(
+        e.to_string().starts_with("cloudwatch:GetMetricData: "),
+        "{e}"
+    );
+}
+
+/// A run through the CLI against an HTTP target on this machine with its CloudWatch at moto:
+/// the probe's column of probes.csv holds the settled per-second series, not the late live
+/// samples, and cloudwatch.csv lists the datapoints.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_moto,
+    ignore = "moto_server is not on PATH (pip install 'moto[server]')"
+)]
+async fn a_run_rewrites_the_cloudwatch_column_from_the_settled_series() {
+    let moto = moto::Moto::start().await;
+    let c = aws_clients(&fixtures::target(&moto.endpoint, "eu-west-1"))
+        .await
+        .unwrap();
+    let cw = c.cloudwatch.clone().unwrap();
+    // A high-resolution metric: one datapoint per second, its value the epoch second mod
+    // 1000, from 10 s ago to 60 s ahead (more than the run lasts).
+    let now = epoch_now();
+    let points: Vec<(i64, f64)> = (now - 10..now + 60)
+        .map(|t| (t, t.rem_euclid(1000) as f64))
+        .collect();
+    put_metric(&cw, "Shop", "Throttles", &[("Function", "resize")], &points).await;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let web = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        axum::serve(listener, axum::Router::new().fallback(|| async { "ok" })).await
+    });
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("p.toml"),
+        "name = \"p\"\nseed = 1\n[[stream]]\nname = \"get\"\nkind = \"upload\"\nrequest = { method = \"PUT\", path = \"/u/{id}\" }\nsize = { dist = \"fixed\", size = \"1KiB\" }\nstages = [ { for = \"3s\", rate = \"20/s\" } ]\n",
+    )
+    .unwrap();
+    let exp = dir.path().join("cw.toml");
+    std::fs::write(
+        &exp,
+        format!(
+            r#"name = "cw"
+profile = "p.toml"
+[target]
+http = "{web}"
+[target.aws]
+region = "eu-west-1"
+endpoint_url = "{moto}"
+[[probe]]
+name = "throttles"
+kind = "cloudwatch"
+namespace = "Shop"
+metric = "Throttles"
+dimensions = {{ Function = "resize" }}
+stat = "Maximum"
+period = "1s"
+every = "1s"
+settle = "30s"
+[[promise]]
+type = "threshold"
+checks = ["error_rate < 1%"]
+[cooldown]
+max = "1s"
+"#,
+            moto = moto.endpoint
+        ),
+    )
+    .unwrap();
+    let results = dir.path().join("results");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_shakedown"))
+            .args(["run", "-q", "--run-id", "r", "--results"])
+            .arg(&results)
+            .arg(&exp)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("cloudwatch `throttles`: settled after"),
+        "{text}"
+    );
+
+    let run = dir.path().join("results/r");
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("run.json")).unwrap()).unwrap();
+    let started = meta["started_at"].as_str().expect("run.json started_at");
+    let start_ms = chrono::DateTime::parse_from_rfc3339(started)
+        .unwrap()
+        .timestamp_millis() as u64;
+    let probes = std::fs::read_to_string(run.join("probes.csv")).unwrap();
+    let rows: Vec<(u64, String)> = probes
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let (s, v) = l.split_once(',').unwrap();
+            (s.parse().unwrap(), v.to_owned())
+        })
+        .collect();
+    assert!(rows.len() >= 3, "{probes}");
+    for (second, cell) in &rows {
+        let epoch = (start_ms / 1000) as i64 + *second as i64;
+        assert_eq!(
+            cell,
+            &epoch.rem_euclid(1000).to_string(),
+            "second {second}: the value CloudWatch has for that very second\n{probes}"
+        );
+    }
+    let datapoints = std::fs::read_to_string(run.join("cloudwatch.csv")).unwrap();
+    assert!(
+        datapoints.starts_with("probe,period_start,second,period_s,value\nthrottles,"),
+        "{datapoints}"
+    );
+    assert_eq!(datapoints.lines().count(), rows.len() + 1, "{datapoints}");
 }

@@ -181,6 +181,11 @@ async fn aws_examples_dry_run_against_moto_and_change_nothing() {
         out.contains("probe workers_desired: every 1s, now 0"),
         "{out}"
     );
+    // CloudWatch is read (GetMetricData allowed); the queue has published nothing yet.
+    assert!(
+        out.contains("probe oldest_age: every 60s, no value yet: CloudWatch has no datapoint"),
+        "{out}"
+    );
     assert_eq!(web.status.code(), Some(0), "{}", text(&web));
     let out = text(&web);
     assert!(
@@ -189,6 +194,11 @@ async fn aws_examples_dry_run_against_moto_and_change_nothing() {
     );
     assert!(out.contains("undo: StartInstances"), "{out}");
     assert!(out.contains("probe alb_healthy: every 1s, now 0"), "{out}");
+    // No 5XX minute published: zero, as `missing = "zero"` says.
+    assert!(
+        out.contains("probe alb_target_5xx: every 60s, now 0"),
+        "{out}"
+    );
 
     // Read the state back: nothing changed.
     let url = c
@@ -240,15 +250,15 @@ fn the_probe_and_completion_examples_of_the_docs_parse_in_an_experiment() {
         .filter_map(|b| b.split("```").next())
         .filter(|b| b.starts_with("[[probe]]") || b.starts_with("[[target.completions]]"))
         .collect();
-    assert_eq!(blocks.len(), 2, "{blocks:#?}");
+    assert_eq!(blocks.len(), 3, "{blocks:#?}");
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("chaos/example.toml");
     // The completions block needs an existing-system target; probes go after it.
     let text = format!(
-        "name = \"docs\"\nprofile = \"../profiles/demo.toml\"\n[target]\nhttp = \"http://127.0.0.1:1\"\n{}\n{}",
-        blocks[1], blocks[0]
+        "name = \"docs\"\nprofile = \"../profiles/demo.toml\"\n[target]\nhttp = \"http://127.0.0.1:1\"\n{}\n{}\n{}",
+        blocks[2], blocks[0], blocks[1]
     );
     let e = experiment::parse(&text, &path, &experiment::Disk).unwrap_or_else(|d| panic!("{d}"));
-    assert_eq!(e.probes.len(), 8);
+    assert_eq!(e.probes.len(), 10);
     match e.target {
         TargetSpec::System(t) => assert_eq!(t.completions.len(), 3),
         TargetSpec::Sandbox(_) => panic!("a system target"),

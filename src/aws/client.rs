@@ -35,6 +35,8 @@ pub struct AwsClients {
     pub elbv2: Option<aws_sdk_elasticloadbalancingv2::Client>,
     /// Auto Scaling, when its endpoint is known (as for `sts`).
     pub autoscaling: Option<aws_sdk_autoscaling::Client>,
+    /// CloudWatch (GetMetricData), when its endpoint is known (as for `sts`).
+    pub cloudwatch: Option<super::CloudWatch>,
     /// The region the clients call.
     pub region: String,
 }
@@ -75,6 +77,7 @@ enum Service {
     Sts,
     Elbv2,
     AutoScaling,
+    CloudWatch,
 }
 
 impl Service {
@@ -86,6 +89,7 @@ impl Service {
             Service::Sts => "AWS_ENDPOINT_URL_STS",
             Service::Elbv2 => "AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2",
             Service::AutoScaling => "AWS_ENDPOINT_URL_AUTO_SCALING",
+            Service::CloudWatch => "AWS_ENDPOINT_URL_CLOUDWATCH",
         }
     }
 }
@@ -96,7 +100,9 @@ fn endpoint(target: &AwsTarget, service: Service) -> Option<String> {
     let configured = match service {
         Service::Ec2 => target.ec2_endpoint(),
         Service::Sqs => target.sqs_endpoint(),
-        Service::Sts | Service::Elbv2 | Service::AutoScaling => target.endpoint_url.as_deref(),
+        Service::Sts | Service::Elbv2 | Service::AutoScaling | Service::CloudWatch => {
+            target.endpoint_url.as_deref()
+        }
     };
     configured.map(str::to_owned).or_else(|| {
         [service.env_var(), "AWS_ENDPOINT_URL"]
@@ -181,12 +187,41 @@ pub async fn aws_clients(target: &AwsTarget) -> Result<AwsClients, AwsError> {
     let sts = client!(aws_sdk_sts, Service::Sts);
     let elbv2 = client!(aws_sdk_elasticloadbalancingv2, Service::Elbv2);
     let autoscaling = client!(aws_sdk_autoscaling, Service::AutoScaling);
+    // Spoken by hand (see `cloudwatch`): the same endpoint rules, the same credentials.
+    let cloudwatch_endpoint = match local {
+        true => local_endpoint(Service::CloudWatch),
+        false => Some(
+            endpoint(target, Service::CloudWatch)
+                .unwrap_or_else(|| super::CloudWatch::public_endpoint(&region)),
+        ),
+    };
+    let cloudwatch = match (cloudwatch_endpoint, config.credentials_provider()) {
+        (Some(url), Some(credentials)) => {
+            // The system's roots; a machine without any still gets a client, whose https
+            // calls then fail with the TLS error that says why.
+            let timeout = std::time::Duration::from_secs(30);
+            let http = crate::tls::http_client(&crate::tls::TlsOptions::default(), timeout)
+                .or_else(|_| crate::tls::client_builder().timeout(timeout).build())
+                .map_err(|e| AwsError::Unexpected {
+                    op: super::cloudwatch::GET_METRIC_DATA,
+                    message: format!("building the HTTP client: {e}"),
+                })?;
+            Some(super::CloudWatch::new(
+                url,
+                region.clone(),
+                credentials,
+                http,
+            ))
+        }
+        _ => None,
+    };
     Ok(AwsClients {
         ec2,
         sqs,
         sts,
         elbv2,
         autoscaling,
+        cloudwatch,
         region,
     })
 }

@@ -209,7 +209,7 @@ fn credentials_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a
     None
 }
 
-fn from_credentials(op: &'static str, e: &CredentialsError) -> AwsError {
+pub(super) fn from_credentials(op: &'static str, e: &CredentialsError) -> AwsError {
     match e {
         CredentialsError::CredentialsNotLoaded(_) => AwsError::NoCredentials { op },
         _ => {

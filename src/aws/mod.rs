@@ -5,6 +5,7 @@
 //! | module | job |
 //! |---|---|
 //! | [`autoscaling`] | [`describe_group`]: one Auto Scaling group |
+//! | [`cloudwatch`] | [`CloudWatch`]: `GetMetricData` over the JSON protocol, signed with SigV4 |
 //! | [`target`] | [`AwsTarget`]: region, profile, endpoints, static credentials (never serialized) |
 //! | [`client`] | [`aws_clients`] (EC2 + SQS for a target), [`local_sqs_config`] for loopback endpoints, [`disable_imds`] |
 //! | [`error`] | [`AwsError`]: a failed call with the service's error code |
@@ -14,6 +15,7 @@
 
 pub mod autoscaling;
 pub mod client;
+pub mod cloudwatch;
 pub mod ec2;
 pub mod error;
 pub mod select;
@@ -22,6 +24,7 @@ pub mod target;
 
 pub use autoscaling::describe_group;
 pub use client::{AwsClients, Identity, aws_clients, disable_imds, local_sqs_config, unserved};
+pub use cloudwatch::CloudWatch;
 pub use ec2::{Instance, describe_instances, instance_states};
 pub use error::AwsError;
 pub use select::{InstanceSelector, QueueRef};

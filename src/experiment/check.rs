@@ -123,6 +123,7 @@ impl Checker<'_, '_> {
                 &promises,
                 &tables.fault_names,
                 &tables.probe_names,
+                &probes,
                 profile,
             );
         }

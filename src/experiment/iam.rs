@@ -54,6 +54,7 @@ pub fn aws_actions(exp: &Experiment) -> BTreeSet<&'static str> {
                 }
             }
             ProbeKind::Asg(_) => add(&["autoscaling:DescribeAutoScalingGroups"]),
+            ProbeKind::CloudWatch(_) => add(&[crate::aws::cloudwatch::GET_METRIC_DATA]),
             _ => {}
         }
     }

@@ -89,6 +89,7 @@ pub(super) fn check_references(
     promises: &[ReadPromise],
     faults: &[(String, Range<usize>)],
     probes: &[String],
+    specs: &[ProbeSpec],
     profile: &Profile,
 ) {
     let faults: BTreeSet<&str> = faults.iter().map(|(n, _)| n.as_str()).collect();
@@ -111,6 +112,27 @@ pub(super) fn check_references(
                     r.span.clone(),
                     format!("promise `{}` names {what} `{}`, {missing}", p.name, r.name),
                     name_hint(&r.name, known),
+                );
+            }
+            // A promise reads its probes second by second: one value per CloudWatch period
+            // would be read as that many seconds of the same value.
+            let coarse = specs
+                .iter()
+                .filter(|_| r.kind == RefKind::Probe)
+                .find(|s| s.name == r.name)
+                .and_then(|s| s.kind.coarse_period());
+            if let Some(period) = coarse {
+                c.error_with_hint(
+                    r.span.clone(),
+                    format!(
+                        "promise `{}` reads probe `{}` second by second, and it has one value per {} (a CloudWatch period)",
+                        p.name,
+                        r.name,
+                        crate::units::format_duration(period)
+                    ),
+                    "give the promise a probe sampled every second (sqs, asg, target-health, ec2), \
+                     or a CloudWatch metric with `period = \"1s\"` (high resolution); a coarse \
+                     CloudWatch probe is evidence in probes.csv and can stop the run",
                 );
             }
         }

@@ -239,3 +239,40 @@ fn target_tls_files_are_checked_and_resolved_against_the_experiment() {
         .to_string();
     assert!(d.contains("both `sandbox` and `tls`"), "{d}");
 }
+
+#[test]
+fn a_promise_cannot_read_a_cloudwatch_probe_of_minute_periods() {
+    let probe = |period: &str| {
+        format!(
+            "[[probe]]\nname = \"age\"\nkind = \"cloudwatch\"\nnamespace = \"AWS/SQS\"\nmetric = \"ApproximateNumberOfMessagesVisible\"\ndimensions = {{ QueueName = \"q\" }}\nperiod = \"{period}\"\n\
+             [[fault]]\nname = \"d\"\ntype = \"delay-queue\"\nat = \"2s\"\nduration = \"1s\"\nqueue = \"q\"\ndelay = \"1s\"\n\
+             [[promise]]\ntype = \"buffering\"\nfault = \"d\"\ndepth = \"age\"\n"
+        )
+    };
+    let d = parse_str(&format!("{MINIMAL}{}", probe("60s")))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        d.contains("reads probe `age` second by second, and it has one value per 1m"),
+        "{d}"
+    );
+    assert!(d.contains("period = \"1s\""), "{d}");
+    // A high-resolution metric of 1 s periods is a per-second series.
+    let e = parse_str(&format!("{MINIMAL}{}", probe("1s"))).unwrap();
+    assert_eq!(
+        e.probes[0].every,
+        Duration::from_secs(60),
+        "one call a minute by default"
+    );
+    // Bad keys are reported at their values.
+    let d = parse_str(&format!(
+        "{MINIMAL}[[probe]]\nname = \"x\"\nkind = \"cloudwatch\"\nnamespace = \"AWS/Lambda\"\nmetric = \"Throttles\"\nstat = \"Median\"\nperiod = \"90s\"\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(d.contains("unknown statistic `Median`"), "{d}");
+    assert!(
+        d.contains("`period` must be 1s, 5s, 10s, 30s or whole minutes"),
+        "{d}"
+    );
+}

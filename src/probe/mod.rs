@@ -8,6 +8,7 @@
 //! | [`sqs`] | queue attributes (aws-sdk-sqs) | no |
 //! | [`ec2`] | instance counts by tags / Auto Scaling group and state (aws-sdk-ec2) | no |
 //! | [`http`] | HTTP JSON pointer, sandbox balancer targets and group activities | no |
+//! | [`cloudwatch`] | a CloudWatch metric (GetMetricData): newest complete period live, settled series after the run | no |
 //! | [`command`] | a local command printing a number, killed at the timeout | no |
 //! | [`activity`] | `[[target.activities]]`: a system's scaling log (file, command, URL) mapped into `activities.jsonl` | no |
 //! | [`sampler`] | runs every probe on the run's clock with its timeout; snapshots | no |
@@ -19,6 +20,7 @@
 
 pub mod activity;
 pub mod asg;
+pub mod cloudwatch;
 pub mod command;
 pub mod ec2;
 pub mod elb;
@@ -54,6 +56,9 @@ pub enum ProbeError {
     /// The command failed.
     #[error("command: {0}")]
     Command(String),
+    /// The source has no value for now (CloudWatch without a recent datapoint).
+    #[error("{0}")]
+    NoData(String),
     /// The sample took longer than the probe's timeout.
     #[error("timed out after {0:?}")]
     Timeout(Duration),
@@ -99,6 +104,8 @@ pub enum Prober {
     TargetHealth(elb::TargetHealthSampler),
     /// See [`asg::AsgSampler`].
     Asg(asg::AsgSampler),
+    /// See [`cloudwatch::CloudWatchSampler`].
+    CloudWatch(cloudwatch::CloudWatchSampler),
     /// See [`http::HttpSampler`] (http, balancer and sandbox-activities kinds).
     Http(http::HttpSampler),
     /// See [`command::CommandSampler`].
@@ -122,6 +129,10 @@ impl Prober {
             )),
             ProbeKind::Asg(p) => Prober::Asg(asg::AsgSampler::new(
                 service(aws()?.autoscaling.clone(), "Auto Scaling")?,
+                p.clone(),
+            )),
+            ProbeKind::CloudWatch(p) => Prober::CloudWatch(cloudwatch::CloudWatchSampler::new(
+                service(aws()?.cloudwatch.clone(), "CloudWatch")?,
                 p.clone(),
             )),
             ProbeKind::Http(p) => Prober::Http(http::HttpSampler::json(ctx.http.clone(), p)),
@@ -149,6 +160,7 @@ impl Prober {
             Prober::Ec2(p) => p.sample().await?,
             Prober::TargetHealth(p) => p.sample().await?,
             Prober::Asg(p) => p.sample().await?,
+            Prober::CloudWatch(p) => p.sample().await?,
             Prober::Http(p) => p.sample().await?,
             Prober::Command(p) => p.sample().await?,
         };

@@ -202,6 +202,111 @@ pub enum AsgMetric {
     Max,
 }
 
+/// `kind = "cloudwatch"`: one CloudWatch metric's statistic per period (GetMetricData):
+/// SQS `ApproximateAgeOfOldestMessage`, ALB `HTTPCode_Target_5XX_Count`, Lambda `Throttles`,
+/// `ConcurrentExecutions`, `Duration`, any namespace.
+///
+/// ```toml
+/// namespace = "AWS/SQS"
+/// metric = "ApproximateAgeOfOldestMessage"
+/// dimensions = { QueueName = "jobs" }
+/// stat = "Maximum"          # Average (default), Sum, Minimum, Maximum, SampleCount, IQM, p99, tm90, ...
+/// period = "60s"            # 1s, 5s, 10s, 30s (high-resolution metrics) or whole minutes (default 60s)
+/// missing = "gap"           # a period without a datapoint: gap (default), or zero (count metrics)
+/// settle = "5m"             # after the run, how long to wait for the run's last datapoints (default 5m)
+/// ```
+///
+/// CloudWatch publishes minutes late, so the samples taken during the run (every `period`,
+/// at least a minute apart unless `every` says otherwise) are the latest complete period
+/// CloudWatch had, for stop conditions only. After the run its column of `probes.csv` is
+/// rewritten from the settled series: each second holds the statistic of the period it
+/// falls in. A probe with periods longer than a second cannot feed a promise.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudWatchProbe {
+    /// The metric's namespace (`AWS/SQS`, `AWS/ApplicationELB`, `AWS/Lambda`, custom).
+    pub namespace: String,
+    /// The metric's name.
+    pub metric: String,
+    /// Its dimensions, by name (all of them: CloudWatch matches the exact set).
+    #[serde(default)]
+    pub dimensions: std::collections::BTreeMap<String, String>,
+    /// The statistic.
+    #[serde(default = "average")]
+    pub stat: String,
+    /// Seconds per datapoint.
+    #[serde(default = "one_minute", with = "crate::units::serde_duration")]
+    pub period: Duration,
+    /// What a period without a datapoint is.
+    #[serde(default)]
+    pub missing: Missing,
+    /// Longest wait after the run for CloudWatch's reporting delay.
+    #[serde(default = "five_minutes", with = "crate::units::serde_duration")]
+    pub settle: Duration,
+}
+
+fn average() -> String {
+    "Average".into()
+}
+
+fn one_minute() -> Duration {
+    Duration::from_secs(60)
+}
+
+fn five_minutes() -> Duration {
+    Duration::from_secs(300)
+}
+
+/// What a CloudWatch period without a datapoint becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Missing {
+    /// A gap: nothing is known (CloudWatch has no datapoint when nothing was published).
+    #[default]
+    Gap,
+    /// Zero: right for counts that are only published when non-zero (5XX, throttles).
+    Zero,
+}
+
+impl CloudWatchProbe {
+    /// The period in whole seconds.
+    pub fn period_secs(&self) -> u32 {
+        self.period.as_secs().clamp(1, u64::from(u32::MAX)) as u32
+    }
+
+    /// The GetMetricData query.
+    pub fn query(&self) -> crate::aws::cloudwatch::MetricQuery {
+        crate::aws::cloudwatch::MetricQuery {
+            namespace: self.namespace.clone(),
+            metric: self.metric.clone(),
+            dimensions: self
+                .dimensions
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            stat: self.stat.clone(),
+            period: self.period_secs(),
+        }
+    }
+}
+
+/// Statistics CloudWatch names in full; percentiles and trimmed statistics (`p99`, `tm90`,
+/// `TM(10%:90%)`...) are recognised by their prefix.
+const CLOUDWATCH_STATS: [&str; 6] = ["Average", "Sum", "Minimum", "Maximum", "SampleCount", "IQM"];
+
+fn is_cloudwatch_stat(stat: &str) -> bool {
+    if CLOUDWATCH_STATS.contains(&stat) {
+        return true;
+    }
+    let lower = stat.to_ascii_lowercase();
+    ["p", "tm", "wm", "tc", "ts", "pr"].iter().any(|prefix| {
+        lower
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.chars().next())
+            .is_some_and(|c| c.is_ascii_digit() || c == '(')
+    })
+}
+
 /// EC2 instance state names.
 pub const EC2_STATES: [&str; 6] = [
     "pending",
@@ -349,6 +454,8 @@ probe_kinds! {
     "balancer" => Balancer(BalancerProbe),
     /// A sandbox group's size or activity count (`GET /groups`, `GET /activities`).
     "sandbox-activities" => SandboxActivities(ActivitiesProbe),
+    /// A CloudWatch metric's statistic per period (GetMetricData), settled after the run.
+    "cloudwatch" => CloudWatch(CloudWatchProbe),
     /// A number in a JSON document served over HTTP.
     "http" => Http(HttpProbe),
     /// A local command printing a number.
@@ -356,12 +463,27 @@ probe_kinds! {
 }
 
 impl ProbeKind {
-    /// Whether it samples through AWS APIs (read-only): `sqs`, `ec2`, `target-health`, `asg`.
+    /// Whether it samples through AWS APIs (read-only): `sqs`, `ec2`, `target-health`, `asg`,
+    /// `cloudwatch`.
     pub fn is_aws(&self) -> bool {
         matches!(
             self,
-            ProbeKind::Sqs(_) | ProbeKind::Ec2(_) | ProbeKind::TargetHealth(_) | ProbeKind::Asg(_)
+            ProbeKind::Sqs(_)
+                | ProbeKind::Ec2(_)
+                | ProbeKind::TargetHealth(_)
+                | ProbeKind::Asg(_)
+                | ProbeKind::CloudWatch(_)
         )
+    }
+
+    /// Seconds one value of this probe stands for, when a sample is not one instant of the
+    /// run: a CloudWatch period. A promise reads probes second by second, so such a probe
+    /// cannot feed one.
+    pub fn coarse_period(&self) -> Option<Duration> {
+        match self {
+            ProbeKind::CloudWatch(p) if p.period > one_second() => Some(p.period),
+            _ => None,
+        }
     }
 }
 
@@ -391,8 +513,14 @@ impl ProbeSpec {
                 .map_err(|e| c.error_with_hint(s.span(), e.to_string(), e.hint()))
                 .ok(),
         };
-        let every = duration(&common.every, one_second());
-        let timeout = duration(&common.timeout, Duration::from_secs(2));
+        // CloudWatch: a sample a minute is all the service has (and each costs money); its
+        // calls cross the internet.
+        let (every_default, timeout_default) = match &kind {
+            Some(ProbeKind::CloudWatch(p)) => (p.period.max(one_minute()), Duration::from_secs(10)),
+            _ => (one_second(), Duration::from_secs(2)),
+        };
+        let every = duration(&common.every, every_default);
+        let timeout = duration(&common.timeout, timeout_default);
         let spec = ProbeSpec {
             name: common.name.get_ref().clone(),
             every: every?,
@@ -512,6 +640,43 @@ impl ProbeSpec {
                             TARGET_STATES.join(", ")
                         ),
                     ));
+                }
+            }
+            ProbeKind::CloudWatch(p) => {
+                for (key, value) in [("namespace", &p.namespace), ("metric", &p.metric)] {
+                    if value.trim().is_empty() {
+                        out.push((key, format!("probe `{name}`: `{key}` is empty")));
+                    }
+                }
+                if !is_cloudwatch_stat(&p.stat) {
+                    out.push((
+                        "stat",
+                        format!(
+                            "probe `{name}`: unknown statistic `{}`; expected {}, or a percentile like p99",
+                            p.stat,
+                            CLOUDWATCH_STATS.join(", ")
+                        ),
+                    ));
+                }
+                let secs = p.period.as_secs();
+                if p.period.subsec_nanos() != 0
+                    || !(matches!(secs, 1 | 5 | 10 | 30) || (secs >= 60 && secs % 60 == 0))
+                {
+                    out.push((
+                        "period",
+                        format!(
+                            "probe `{name}`: `period` must be 1s, 5s, 10s, 30s or whole minutes (CloudWatch's periods)"
+                        ),
+                    ));
+                }
+                if p.dimensions.len() > 30 {
+                    out.push((
+                        "dimensions",
+                        format!("probe `{name}`: CloudWatch takes at most 30 dimensions"),
+                    ));
+                }
+                if p.settle > Duration::from_secs(3600) {
+                    out.push(("settle", format!("probe `{name}`: `settle` is at most 1h")));
                 }
             }
             ProbeKind::SandboxActivities(_) => {}

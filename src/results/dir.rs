@@ -30,6 +30,8 @@ pub const LATENCY_FILE: &str = "latency.hlog";
 pub const HARNESS_FILE: &str = "harness.csv";
 /// `probes.csv`: one row per second, one column per probe ([`super::probes`]).
 pub const PROBES_FILE: &str = "probes.csv";
+/// `cloudwatch.csv`: the settled datapoints of the `cloudwatch` probes.
+pub const CLOUDWATCH_FILE: &str = "cloudwatch.csv";
 /// `activities.jsonl`: scaling activities.
 pub const ACTIVITIES_FILE: &str = "activities.jsonl";
 /// `accepted.jsonl`: every message the target accepted.

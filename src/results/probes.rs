@@ -118,6 +118,40 @@ pub fn read_rows_of(text: &[u8], path: &Path) -> Result<(Vec<String>, Vec<ProbeR
     Ok((header[1..].to_vec(), out))
 }
 
+/// Rewrites one column of the `probes.csv` at `path` (atomically: a temporary file beside
+/// it, then a rename): row `second` gets `value(second)`. Returns the number of rows.
+pub fn rewrite_column(
+    path: &Path,
+    name: &str,
+    value: impl Fn(u64) -> Option<f64>,
+) -> Result<u64, FileError> {
+    let text = std::fs::read(path).map_err(|e| FileError::io(path, e))?;
+    let (names, mut rows) = read_rows_of(&text, path)?;
+    let column = names
+        .iter()
+        .position(|n| n == name)
+        .ok_or_else(|| FileError::parse(path, 1, format!("no column `{name}`")))?;
+    for row in &mut rows {
+        if let Some(cell) = row.values.get_mut(column) {
+            *cell = value(row.second);
+        }
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    let file = std::fs::File::create(&tmp).map_err(|e| FileError::io(&tmp, e))?;
+    let mut csv =
+        ProbeCsv::new(std::io::BufWriter::new(file), &names).map_err(|e| FileError::io(&tmp, e))?;
+    for row in &rows {
+        let mut cells = row.values.clone();
+        cells.resize(names.len(), None);
+        csv.row(&cells).map_err(|e| FileError::io(&tmp, e))?;
+    }
+    drop(csv.into_inner());
+    std::fs::rename(&tmp, path).map_err(|e| FileError::io(path, e))?;
+    Ok(rows.len() as u64)
+}
+
 /// Reads a `probes.csv` text into one series per probe, indexed by second; an empty cell
 /// or a missing row is a gap (`None`).
 pub fn read(text: &[u8], path: &Path) -> Result<BTreeMap<String, Vec<Option<f64>>>, FileError> {
@@ -188,6 +222,20 @@ mod tests {
             matches!(bad, Err(FileError::Parse { line: 2, .. })),
             "{bad:?}"
         );
+    }
+
+    #[test]
+    fn one_column_is_rewritten_and_the_others_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("probes.csv");
+        std::fs::write(&path, "second,a,b\n0,1,\n1,2,5\n2,,6\n").unwrap();
+        let rows = rewrite_column(&path, "b", |s| (s != 1).then_some(s as f64 * 10.0)).unwrap();
+        assert_eq!(rows, 3);
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "second,a,b\n0,1,0\n1,2,\n2,,20\n"
+        );
+        assert!(rewrite_column(&path, "c", |_| None).is_err());
     }
 
     #[test]

@@ -30,7 +30,7 @@ use crate::ledger::source::CompletionSource;
 use crate::ledger::{AcceptedIds, IdFormat};
 use crate::metrics::render_table;
 use crate::probe::sampler::ProbeSnapshot;
-use crate::probe::{ProbeContext, Sampler};
+use crate::probe::{ProbeContext, ProbeKind, Sampler};
 use crate::results::RunStatus;
 use crate::results::probes::ProbeCsv;
 use crate::sandbox::Sandbox;
@@ -515,6 +515,32 @@ impl Ran<'_> {
         )
         .await;
 
+        // CloudWatch's reporting delay: its probes' columns are rewritten from the settled
+        // series before anything reads them (while Ctrl-C still reaches the run).
+        let settle = exp
+            .probes
+            .iter()
+            .filter_map(|p| match &p.kind {
+                ProbeKind::CloudWatch(c) => Some(c.settle),
+                _ => None,
+            })
+            .max();
+        if let Some(settle) = settle.filter(|_| !interrupted) {
+            println!(
+                "cloudwatch: waiting up to {} for the run's datapoints (CloudWatch publishes minutes late; Ctrl-C stops waiting)...",
+                crate::units::format_duration(settle)
+            );
+        }
+        let cloudwatch_notes = crate::probe::cloudwatch::settle(
+            dir,
+            &exp.probes,
+            target.clients.as_ref().and_then(|c| c.cloudwatch.as_ref()),
+            start_ms,
+            interrupted,
+            &recording.signal,
+        )
+        .await;
+
         let elapsed = start.elapsed();
         let status = if interrupted {
             RunStatus::Interrupted
@@ -547,6 +573,9 @@ impl Ran<'_> {
             "ledger: {ledger_note} ({} accepted ids written)",
             watched.spilled
         );
+        for note in &cloudwatch_notes {
+            println!("{note}");
+        }
         let chaos_code = chaos_outcome(&chaos, dir);
 
         let verdicts = analyze_and_report(dir, &exp.promises)?;

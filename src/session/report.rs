@@ -13,7 +13,7 @@ use crate::chaos::plan::{deferrable, dry_run, render_dry_run};
 use crate::cmd::Outcome;
 use crate::experiment::Experiment;
 use crate::ledger::source::CompletionSourceSpec;
-use crate::probe::{ProbeContext, Prober, Sampler};
+use crate::probe::{ProbeContext, ProbeError, Prober, Sampler};
 
 use super::target::Resolved;
 
@@ -146,6 +146,15 @@ pub async fn dry_run_report(
         match Prober::new(&p.kind, probes) {
             Ok(mut prober) => match prober.sample_within(p.timeout.max(DRY_RUN_SAMPLE)).await {
                 Ok(v) => println!("probe {}: every {}s, now {v}", p.name, p.every_secs()),
+                // The call was allowed and the metric is simply quiet (or late): not a fault
+                // of the experiment, but worth seeing.
+                Err(e @ ProbeError::NoData(_)) => {
+                    println!(
+                        "probe {}: every {}s, no value yet: {e}",
+                        p.name,
+                        p.every_secs()
+                    )
+                }
                 Err(e) => {
                     eprintln!("probe {}: {e}", p.name);
                     code = Outcome::Error;
