@@ -156,6 +156,13 @@ impl Template {
         &self.source
     }
 
+    /// Whether it renders the `{id}` field.
+    pub fn uses_id(&self) -> bool {
+        self.segments
+            .iter()
+            .any(|s| matches!(s, Segment::Field(Field::Id)))
+    }
+
     /// True when the template has no fields, so every render is the same.
     pub fn is_static(&self) -> bool {
         self.as_static().is_some()

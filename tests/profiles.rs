@@ -478,6 +478,62 @@ fn sqs_without_a_queue() {
 }
 
 #[test]
+fn eventbridge_streams_take_their_keys_and_need_an_id_in_an_object_detail() {
+    let stream = |keys: &str, body: &str| {
+        format!(
+            "{HEAD}kind = \"event\"\ntransport = \"eventbridge\"\n{keys}body = {{ template = '{body}' }}\nstages = [ {{ for = \"1s\", rate = \"1/s\" }} ]\n"
+        )
+    };
+    // Defaults: the default bus, source `shakedown`, the stream's name as detail type.
+    let p = parse(&stream("", r#"{"id":"{id}"}"#)).unwrap();
+    assert_eq!(
+        p.streams[0].transport,
+        Transport::EventBridge {
+            bus: "default".into(),
+            source: "shakedown".into(),
+            detail_type: "photos".into()
+        }
+    );
+    let d = expect_error(
+        &stream("", r#"{"n":{seq}}"#),
+        "an EventBridge event carries its id in its detail, and this body has no `{id}`",
+        6,
+        8,
+    );
+    assert!(d.hint.unwrap().contains(r#""id":"{id}""#));
+    expect_error(
+        &stream("", "id={id}"),
+        "an EventBridge event's detail must be a JSON object",
+        6,
+        8,
+    );
+    expect_error(
+        &stream("queue = \"q\"\n", r#"{"id":"{id}"}"#),
+        "`queue` only applies to `transport = \"sqs\"`",
+        6,
+        9,
+    );
+    let sqs = format!(
+        "{HEAD}kind = \"event\"\ntransport = \"sqs\"\nqueue = \"q\"\nbus = \"b\"\nbody = {{ template = \"{{}}\" }}\nstages = [ {{ for = \"1s\", rate = \"1/s\" }} ]\n"
+    );
+    expect_error(
+        &sqs,
+        "`bus` only applies to `transport = \"eventbridge\"`",
+        7,
+        7,
+    );
+    let upload = format!(
+        "{HEAD}kind = \"upload\"\ntransport = \"eventbridge\"\nsize = {{ dist = \"fixed\", size = 1 }}\nstages = [ {{ for = \"1s\", rate = \"1/s\" }} ]\n"
+    );
+    expect_error(
+        &upload,
+        "uploads go over HTTP; `transport = \"eventbridge\"` is for `kind = \"event\"`",
+        5,
+        13,
+    );
+}
+
+#[test]
 fn rate_with_to_is_an_error() {
     let text = format!(
         "{HEAD}kind = \"upload\"\nsize = {{ dist = \"fixed\", size = 1 }}\nstages = [ {{ for = \"1s\", rate = \"1/s\", to = \"5/s\" }} ]\n"

@@ -35,6 +35,8 @@ pub struct AwsClients {
     pub elbv2: Option<aws_sdk_elasticloadbalancingv2::Client>,
     /// Auto Scaling, when its endpoint is known (as for `sts`).
     pub autoscaling: Option<aws_sdk_autoscaling::Client>,
+    /// EventBridge (PutEvents), when its endpoint is known (as for `sts`).
+    pub eventbridge: Option<aws_sdk_eventbridge::Client>,
     /// CloudWatch (GetMetricData), when its endpoint is known (as for `sts`).
     pub cloudwatch: Option<super::CloudWatch>,
     /// The region the clients call.
@@ -78,6 +80,7 @@ enum Service {
     Elbv2,
     AutoScaling,
     CloudWatch,
+    EventBridge,
 }
 
 impl Service {
@@ -90,6 +93,7 @@ impl Service {
             Service::Elbv2 => "AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2",
             Service::AutoScaling => "AWS_ENDPOINT_URL_AUTO_SCALING",
             Service::CloudWatch => "AWS_ENDPOINT_URL_CLOUDWATCH",
+            Service::EventBridge => "AWS_ENDPOINT_URL_EVENTBRIDGE",
         }
     }
 }
@@ -100,6 +104,10 @@ fn endpoint(target: &AwsTarget, service: Service) -> Option<String> {
     let configured = match service {
         Service::Ec2 => target.ec2_endpoint(),
         Service::Sqs => target.sqs_endpoint(),
+        Service::EventBridge => target
+            .events_endpoint_url
+            .as_deref()
+            .or(target.endpoint_url.as_deref()),
         Service::Sts | Service::Elbv2 | Service::AutoScaling | Service::CloudWatch => {
             target.endpoint_url.as_deref()
         }
@@ -111,10 +119,10 @@ fn endpoint(target: &AwsTarget, service: Service) -> Option<String> {
     })
 }
 
-/// Whether the target is on this machine: its EC2 and SQS endpoints (those configured,
-/// at least one) are all loopback addresses. `load --sqs-endpoint` names SQS alone.
+/// Whether the target is on this machine: its EC2, SQS and EventBridge endpoints (those
+/// configured, at least one) are all loopback addresses. `load --sqs-endpoint` names SQS alone.
 fn is_local(target: &AwsTarget) -> bool {
-    let endpoints: Vec<String> = [Service::Ec2, Service::Sqs]
+    let endpoints: Vec<String> = [Service::Ec2, Service::Sqs, Service::EventBridge]
         .into_iter()
         .filter_map(|s| endpoint(target, s))
         .collect();
@@ -187,6 +195,7 @@ pub async fn aws_clients(target: &AwsTarget) -> Result<AwsClients, AwsError> {
     let sts = client!(aws_sdk_sts, Service::Sts);
     let elbv2 = client!(aws_sdk_elasticloadbalancingv2, Service::Elbv2);
     let autoscaling = client!(aws_sdk_autoscaling, Service::AutoScaling);
+    let eventbridge = client!(aws_sdk_eventbridge, Service::EventBridge);
     // Spoken by hand (see `cloudwatch`): the same endpoint rules, the same credentials.
     let cloudwatch_endpoint = match local {
         true => local_endpoint(Service::CloudWatch),
@@ -221,6 +230,7 @@ pub async fn aws_clients(target: &AwsTarget) -> Result<AwsClients, AwsError> {
         sts,
         elbv2,
         autoscaling,
+        eventbridge,
         cloudwatch,
         region,
     })

@@ -27,6 +27,9 @@ pub struct AwsTarget {
     /// SQS endpoint, overriding `endpoint_url`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sqs_endpoint_url: Option<String>,
+    /// EventBridge endpoint, overriding `endpoint_url` (the sandbox's bus).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events_endpoint_url: Option<String>,
     /// Static access key id (for local endpoints); needs `secret_access_key`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_key_id: Option<String>,

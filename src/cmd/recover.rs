@@ -53,8 +53,8 @@ pub enum RecoverMode {
     Journals(Vec<PathBuf>),
     /// The undo tags on a target's resources.
     Tags {
-        /// The target.
-        target: AwsTarget,
+        /// The target (boxed: it is most of the enum's size).
+        target: Box<AwsTarget>,
         /// Only this run's tags.
         run_id: Option<String>,
         /// Where live runs' locks and journals are.
@@ -87,7 +87,7 @@ impl RecoverArgs {
             target.region = Some(region.clone());
         }
         Ok(RecoverMode::Tags {
-            target,
+            target: Box::new(target),
             run_id: self.run_id.clone(),
             results: self.results.clone(),
         })

@@ -14,11 +14,14 @@
 //!   as late, one more than `max_lateness` behind is dropped (counted, never sent);
 //! - **closed model** (`concurrency`): a fixed number of lanes send back to back.
 //!
-//! Streams with `transport = "sqs"` ([`sqs`]) follow the same open-model schedule but
-//! send `SendMessageBatch` calls instead of taking lanes.
+//! Streams with `transport = "sqs"` ([`sqs`]) or `transport = "eventbridge"`
+//! ([`eventbridge`]) follow the same open-model schedule but send batched calls
+//! (`SendMessageBatch`, `PutEvents`: [`batch`]) instead of taking lanes.
 
+pub mod batch;
 mod body;
 pub mod connect;
+pub mod eventbridge;
 mod http;
 pub mod http2;
 mod request;
@@ -73,9 +76,9 @@ pub struct DriverPlan {
     /// When set, every message the target accepted (a 2xx answer, an SQS send that
     /// succeeded) is recorded here, for the end-to-end ledger.
     pub accepted: Option<Arc<AcceptedIds>>,
-    /// Where streams with `transport = "sqs"` send (required when the profile has one; see
-    /// [`sqs::SqsSink::resolve`]). Open model only.
-    pub sqs: Option<sqs::SqsSink>,
+    /// Where streams with an AWS transport (`sqs`, `eventbridge`) send (required when the
+    /// profile has one; see [`batch::Sinks::resolve`]). Open model only.
+    pub sinks: Option<batch::Sinks>,
 }
 
 /// How the driver ended.
@@ -223,7 +226,9 @@ async fn run_open(ctx: &Arc<Ctx>) -> Option<flume::Receiver<Job>> {
                 tx.clone(),
                 rx.clone(),
             )),
-            Transport::Sqs { .. } => dispatchers.spawn(sqs::dispatch(ctx.clone(), index, schedule)),
+            Transport::Sqs { .. } | Transport::EventBridge { .. } => {
+                dispatchers.spawn(batch::dispatch(ctx.clone(), index, schedule))
+            }
         };
     }
     drop(tx);

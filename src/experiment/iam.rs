@@ -27,6 +27,14 @@ pub fn aws_actions(exp: &Experiment) -> BTreeSet<&'static str> {
     {
         add(&["sqs:GetQueueUrl", "sqs:SendMessage"]);
     }
+    if exp
+        .profile
+        .streams
+        .iter()
+        .any(|s| matches!(s.transport, Transport::EventBridge { .. }))
+    {
+        add(&["events:PutEvents"]);
+    }
     if target.queue.is_some() {
         // The ledger's census: the queue's depth before and after.
         add(&["sqs:GetQueueUrl", "sqs:GetQueueAttributes"]);

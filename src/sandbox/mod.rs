@@ -93,6 +93,18 @@ pub struct Endpoints {
     pub ca_file: Option<PathBuf>,
 }
 
+impl Endpoints {
+    /// The event bus's EventBridge API (`PutEvents` at `POST /`), for `[target.aws]
+    /// events_endpoint_url` and streams with `transport = "eventbridge"`: the bus of
+    /// `bus_url` without its `/events` path.
+    pub fn bus_api_url(&self) -> Option<String> {
+        self.bus_url
+            .as_deref()
+            .and_then(|u| u.strip_suffix("/events"))
+            .map(str::to_owned)
+    }
+}
+
 /// How to start the sandbox (as opposed to what it is: [`SandboxConfig`]).
 #[derive(Debug, Clone)]
 pub struct StartOptions {

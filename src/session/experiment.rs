@@ -22,7 +22,7 @@ use crate::chaos::guard::Snapshot;
 use crate::chaos::runner::{Prepared as PreparedFaults, RunError};
 use crate::chaos::{Env, RunEnd, RunReport, Runner};
 use crate::cmd::Outcome;
-use crate::config::profile::{Profile, Transport};
+use crate::config::profile::Profile;
 use crate::driver::{self, DriverPlan, Mode, RequestFactory, Target};
 use crate::experiment::{CooldownClock, Experiment, TargetSpec};
 use crate::ledger::census::QueueCensus;
@@ -135,7 +135,7 @@ pub struct Prepared<'a> {
     sampler: Sampler,
     probe_csv: ProbeCsv<std::io::BufWriter<std::fs::File>>,
     completions: Vec<CompletionSource>,
-    sqs: Option<crate::driver::sqs::SqsSink>,
+    sinks: Option<crate::driver::batch::Sinks>,
 }
 
 /// Step 1: resolves and builds everything; `Err(outcome)` when the run ends here (a dry
@@ -174,15 +174,15 @@ pub async fn prepare<'a>(
     }
 
     let profile = Arc::new(exp.profile.clone());
-    // Queues of SQS streams, resolved before anything is touched.
-    let sqs = match (&target.clients, has_sqs_streams(&profile)) {
+    // Queues and buses of the AWS streams, resolved before anything is touched.
+    let sinks = match (&target.clients, has_aws_streams(&profile)) {
         (_, false) => None,
         (Some(c), true) => Some(
-            crate::driver::sqs::SqsSink::resolve(&c.sqs, &profile)
+            crate::driver::batch::Sinks::resolve(c, &profile)
                 .await
                 .map_err(|e| anyhow::anyhow!("{}: {e}", exp.path.display()))?,
         ),
-        (None, true) => bail!("internal: SQS streams without an SQS client"),
+        (None, true) => bail!("internal: AWS streams without AWS clients"),
     };
 
     let session = Session::create(&opts.results, opts.run_id.as_deref(), &exp.name)?;
@@ -266,7 +266,7 @@ pub async fn prepare<'a>(
         sampler,
         probe_csv,
         completions,
-        sqs,
+        sinks,
     }))
 }
 
@@ -311,7 +311,7 @@ impl<'a> Prepared<'a> {
             sampler,
             probe_csv,
             completions,
-            sqs,
+            sinks,
         } = self;
         let names: Vec<String> = profile.streams.iter().map(|s| s.name.clone()).collect();
         let probe_values = sampler.subscribe();
@@ -384,7 +384,7 @@ impl<'a> Prepared<'a> {
             settings: profile.settings.clone(),
             grace: Duration::from_secs(5),
             accepted: Some(accepted.clone()),
-            sqs,
+            sinks,
         };
         let mut driver = tokio::spawn(driver::run(
             plan,
@@ -660,11 +660,8 @@ fn flatten(
     }
 }
 
-fn has_sqs_streams(profile: &Profile) -> bool {
-    profile
-        .streams
-        .iter()
-        .any(|s| matches!(s.transport, Transport::Sqs { .. }))
+fn has_aws_streams(profile: &Profile) -> bool {
+    profile.streams.iter().any(|s| s.transport.is_aws())
 }
 
 fn placeholder_target() -> Target {

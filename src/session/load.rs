@@ -88,7 +88,7 @@ async fn steps(
         (None, None) => bail!("give --target URL, or --sandbox to start the embedded one"),
     };
     let target: Target = target_url.parse().map_err(anyhow::Error::msg)?;
-    let sqs = sqs_sink(plan, sandbox).await?;
+    let sinks = aws_sinks(plan, sandbox).await?;
     let addr = if http_streams {
         resolve(&target).await?
     } else {
@@ -138,7 +138,7 @@ async fn steps(
         settings: plan.settings.clone(),
         grace: plan.grace,
         accepted: None,
-        sqs,
+        sinks,
     };
     let report = driver::run(
         driver_plan,
@@ -184,27 +184,27 @@ async fn steps(
     })
 }
 
-/// The SQS client and queue URLs for streams with `transport = "sqs"`, if any.
-async fn sqs_sink(
+/// Where the streams with an AWS transport (`sqs`, `eventbridge`) send, if any.
+async fn aws_sinks(
     plan: &LoadPlan,
     sandbox: Option<&Sandbox>,
-) -> anyhow::Result<Option<crate::driver::sqs::SqsSink>> {
+) -> anyhow::Result<Option<crate::driver::batch::Sinks>> {
     let profile = &plan.profile;
-    if !profile
-        .streams
-        .iter()
-        .any(|s| matches!(s.transport, Transport::Sqs { .. }))
-    {
+    let Some(first) = profile.streams.iter().find(|s| s.transport.is_aws()) else {
         return Ok(None);
-    }
+    };
     if matches!(plan.mode, Mode::Closed { .. }) {
-        bail!("streams with transport = \"sqs\" follow the open model: drop --concurrency");
+        bail!(
+            "streams with transport = \"{}\" follow the open model: drop --concurrency",
+            first.transport.name()
+        );
     }
     let aws = match sandbox {
         Some(sb) => {
             let e = sb.endpoints();
             crate::aws::AwsTarget {
                 region: Some(e.region.clone()),
+                events_endpoint_url: e.bus_api_url(),
                 ..crate::aws::AwsTarget::local(&e.sqs_endpoint)
             }
         }
@@ -216,11 +216,11 @@ async fn sqs_sink(
     };
     let clients = crate::aws::aws_clients(&aws)
         .await
-        .map_err(|e| anyhow::anyhow!("SQS: {e}"))?;
-    let sink = crate::driver::sqs::SqsSink::resolve(&clients.sqs, profile)
+        .map_err(|e| anyhow::anyhow!("AWS: {e}"))?;
+    let sinks = crate::driver::batch::Sinks::resolve(&clients, profile)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(Some(sink))
+    Ok(Some(sinks))
 }
 
 fn planned_duration(mode: Mode, profile: &Profile) -> Duration {

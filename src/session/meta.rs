@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::config::profile::{Arrival, Profile, Settings, StreamKind, Transport};
+use crate::config::profile::{Arrival, Profile, Settings, StreamKind};
 use crate::driver::Mode;
 use crate::results::meta::{ModeInfo, ProfileInfo, SettingsInfo, StreamInfo, Tool};
 use crate::results::{RunMeta, RunStatus};
@@ -46,10 +46,7 @@ pub fn run_meta(input: MetaInput<'_>) -> RunMeta {
                 StreamKind::Upload => "upload".into(),
                 StreamKind::Event => "event".into(),
             },
-            transport: match &s.transport {
-                Transport::Http => "http".into(),
-                Transport::Sqs { .. } => "sqs".into(),
-            },
+            transport: s.transport.name().into(),
             arrival: match s.arrival {
                 Arrival::Uniform => "uniform".into(),
                 Arrival::Poisson => "poisson".into(),

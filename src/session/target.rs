@@ -89,6 +89,7 @@ pub async fn resolve_target(
                     region: Some(e.region.clone()),
                     ec2_endpoint_url: Some(e.ec2_endpoint.clone()),
                     sqs_endpoint_url: Some(e.sqs_endpoint.clone()),
+                    events_endpoint_url: e.bus_api_url(),
                     access_key_id: Some("sandbox".into()),
                     secret_access_key: Some("sandbox".into()),
                     ..AwsTarget::default()

@@ -17,7 +17,7 @@ use crate::template::Template;
 use crate::units;
 
 pub(super) const KINDS: [&str; 2] = ["upload", "event"];
-pub(super) const TRANSPORTS: [&str; 2] = ["http", "sqs"];
+pub(super) const TRANSPORTS: [&str; 3] = ["http", "sqs", "eventbridge"];
 pub(super) const ARRIVALS: [&str; 2] = ["uniform", "poisson"];
 pub(super) const ENCODINGS: [&str; 2] = ["raw", "multipart"];
 pub(super) const DISTS: [&str; 4] = ["fixed", "uniform", "lognormal", "table"];
@@ -238,6 +238,11 @@ impl Checker<'_> {
                 None
             }
         };
+        if let (Some(Transport::EventBridge { .. }), Some(body), Some(raw_body)) =
+            (&transport, &body, &raw.body)
+        {
+            self.eventbridge_body(body, raw_body.span());
+        }
         Some(Stream {
             name: name?,
             kind: kind?,
@@ -258,38 +263,105 @@ impl Checker<'_> {
             None => "http",
             Some(t) => self.choice(t, "transport", &TRANSPORTS)?,
         };
-        match (transport, &raw.queue) {
-            ("http", None) => Some(Transport::Http),
-            ("http", Some(queue)) => {
+        // Keys that belong to another transport.
+        let mut ok = true;
+        let keys: [(&str, Option<&Spanned<String>>, &str); 4] = [
+            ("queue", raw.queue.as_ref(), "sqs"),
+            ("bus", raw.bus.as_ref(), "eventbridge"),
+            ("source", raw.source.as_ref(), "eventbridge"),
+            ("detail_type", raw.detail_type.as_ref(), "eventbridge"),
+        ];
+        for (key, value, owner) in keys {
+            if let Some(value) = value
+                && owner != transport
+            {
                 self.out.error_with_hint(
-                    queue.span(),
-                    "`queue` only applies to `transport = \"sqs\"`",
-                    "remove `queue`, or add `transport = \"sqs\"`",
+                    value.span(),
+                    format!("`{key}` only applies to `transport = \"{owner}\"`"),
+                    format!("remove `{key}`, or set `transport = \"{owner}\"`"),
                 );
-                None
+                ok = false;
             }
-            (_, None) => {
-                let span = raw.transport.as_ref().map_or(0..0, Spanned::span);
-                self.out.error_with_hint(
-                    span,
-                    "`transport = \"sqs\"` needs a `queue`",
-                    "add `queue = \"name-or-url\"` to the stream",
-                );
-                None
-            }
-            (_, Some(queue)) => {
-                if kind == Some(StreamKind::Upload) {
-                    let span = raw.transport.as_ref().map_or(0..0, Spanned::span);
+        }
+        let span = raw.transport.as_ref().map_or(0..0, Spanned::span);
+        if transport != "http" && kind == Some(StreamKind::Upload) {
+            self.out.error_with_hint(
+                span.clone(),
+                format!(
+                    "uploads go over HTTP; `transport = \"{transport}\"` is for `kind = \"event\"`"
+                ),
+                "remove `transport`, or make this an event stream",
+            );
+            ok = false;
+        }
+        match transport {
+            "http" => ok.then_some(Transport::Http),
+            "sqs" => {
+                let Some(queue) = &raw.queue else {
                     self.out.error_with_hint(
                         span,
-                        "uploads go over HTTP; `transport = \"sqs\"` is for `kind = \"event\"`",
-                        "remove `transport`, or make this an event stream",
+                        "`transport = \"sqs\"` needs a `queue`",
+                        "add `queue = \"name-or-url\"` to the stream",
                     );
                     return None;
-                }
+                };
                 let queue = self.non_empty(queue, "`queue`")?;
-                Some(Transport::Sqs { queue })
+                ok.then_some(Transport::Sqs { queue })
             }
+            _ => {
+                let mut text = |v: &Option<Spanned<String>>, what: &str, default: String| match v {
+                    None => Some(default),
+                    Some(v) => self.non_empty(v, what),
+                };
+                let bus = text(&raw.bus, "`bus`", "default".into());
+                let source = text(&raw.source, "`source`", "shakedown".into());
+                let stream_name = raw
+                    .name
+                    .as_ref()
+                    .map(|n| n.get_ref().clone())
+                    .unwrap_or_default();
+                let detail_type = text(&raw.detail_type, "`detail_type`", stream_name);
+                Some(Transport::EventBridge {
+                    bus: bus?,
+                    source: source?,
+                    detail_type: detail_type?,
+                })
+                .filter(|_| ok)
+            }
+        }
+    }
+
+    /// An EventBridge event's `Detail` is the rendered body: it must be a JSON object, and
+    /// carry the event's `{id}` (EventBridge has no message attributes: the ledger and the
+    /// system's completions know an event by the id in its detail).
+    fn eventbridge_body(&mut self, body: &super::BodySpec, span: std::ops::Range<usize>) {
+        let super::BodySpec::Template { template, .. } = body else {
+            return;
+        };
+        let rendered = template.render_to_string(
+            &crate::template::Fields {
+                id: "id",
+                seq: 0,
+                stream: "s",
+                now_ms: 0,
+            },
+            &mut <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0),
+        );
+        if !matches!(
+            serde_json::from_str::<serde_json::Value>(&rendered),
+            Ok(serde_json::Value::Object(_))
+        ) {
+            self.out.error_with_hint(
+                span,
+                "an EventBridge event's detail must be a JSON object; this body does not render to one",
+                "write the body as `{\"id\":\"{id}\", ...}`",
+            );
+        } else if !template.uses_id() {
+            self.out.error_with_hint(
+                span,
+                "an EventBridge event carries its id in its detail, and this body has no `{id}`",
+                "add `\"id\":\"{id}\"` to the body: the ledger and the system's completions match events by it",
+            );
         }
     }
 
@@ -311,11 +383,11 @@ impl Checker<'_> {
                 headers: Vec::new(),
             });
         };
-        if matches!(transport, Some(Transport::Sqs { .. })) {
+        if let Some(t) = transport.filter(|t| t.is_aws()) {
             self.out.error_with_hint(
                 raw.span(),
-                "`request` does not apply to `transport = \"sqs\"`",
-                "messages go straight to the queue; remove `request`",
+                format!("`request` does not apply to `transport = \"{}\"`", t.name()),
+                "messages go straight to the queue or bus; remove `request`",
             );
             return None;
         }

@@ -94,6 +94,32 @@ pub enum Transport {
     Sqs {
         queue: String,
     },
+    /// Into an EventBridge event bus with PutEvents: the rendered body is each event's
+    /// `Detail` (a JSON object carrying the event's `{id}`).
+    EventBridge {
+        /// The bus's name or ARN.
+        bus: String,
+        /// Each event's `Source`.
+        source: String,
+        /// Each event's `DetailType`.
+        detail_type: String,
+    },
+}
+
+impl Transport {
+    /// Whether the stream sends through an AWS API (batched, open model only) rather than HTTP.
+    pub fn is_aws(&self) -> bool {
+        !matches!(self, Transport::Http)
+    }
+
+    /// Its name in profiles and `run.json`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Transport::Http => "http",
+            Transport::Sqs { .. } => "sqs",
+            Transport::EventBridge { .. } => "eventbridge",
+        }
+    }
 }
 
 /// The HTTP request line and headers of a stream (unused by the SQS transport).

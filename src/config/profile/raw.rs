@@ -40,10 +40,16 @@ pub(super) struct RawStream {
     pub(super) name: Option<Spanned<String>>,
     /// Required: `"upload"` or `"event"`.
     pub(super) kind: Option<Spanned<String>>,
-    /// `"http"` (default) or `"sqs"` (events only, needs `queue`).
+    /// `"http"` (default), `"sqs"` (events only, needs `queue`) or `"eventbridge"` (events only).
     pub(super) transport: Option<Spanned<String>>,
     /// The queue name or URL, with `transport = "sqs"`.
     pub(super) queue: Option<Spanned<String>>,
+    /// The event bus name or ARN, with `transport = "eventbridge"` (default `default`).
+    pub(super) bus: Option<Spanned<String>>,
+    /// The events' `Source`, with `transport = "eventbridge"` (default `shakedown`).
+    pub(super) source: Option<Spanned<String>>,
+    /// The events' `DetailType`, with `transport = "eventbridge"` (default: the stream name).
+    pub(super) detail_type: Option<Spanned<String>>,
     /// `{ method, path, headers }`, HTTP only.
     pub(super) request: Option<Spanned<RawRequest>>,
     /// `"uniform"` (default) or `"poisson"`.

@@ -71,8 +71,8 @@ impl Event {
     ///   "resources"?}`, what shakedown's event profiles POST.
     ///
     /// The shape is chosen by the presence of any capitalised entry key. `id` (e.g. the
-    /// `x-shakedown-id` header) takes precedence over an `id` field; without either an id is
-    /// generated. A missing detail is `{}`; a missing or unparsable time is `now`.
+    /// `x-shakedown-id` header) takes precedence over an `id` field (of a plain event; of
+    /// the detail of an entry); without either an id is generated. A missing detail is `{}`; a missing or unparsable time is `now`.
     pub fn from_value(
         v: &Value,
         id: Option<&str>,
@@ -125,7 +125,14 @@ impl Event {
                 });
             }
         };
-        let id = match (id, obj.get("id")) {
+        // A PutEvents entry has no id of its own: the producer's travels in its detail
+        // (shakedown's `transport = "eventbridge"` puts it there).
+        let carried = if entry {
+            detail.get("id")
+        } else {
+            obj.get("id")
+        };
+        let id = match (id, carried) {
             (Some(id), _) if !id.is_empty() => id.to_string(),
             (_, Some(Value::String(s))) if !s.is_empty() => s.clone(),
             (_, Some(Value::Number(n))) => n.to_string(),
@@ -237,6 +244,17 @@ mod tests {
             "2024-05-06T07:08:09Z"
         );
         assert_eq!(e.resources, vec!["arn:x".to_string()]);
+    }
+
+    #[test]
+    fn an_entry_takes_its_id_from_its_detail_unless_a_header_gives_one() {
+        let entry =
+            br#"{"Source":"s","DetailType":"T","Detail":"{\"id\":\"run-0-7\"}","id":"not-this"}"#;
+        assert_eq!(Event::parse(entry, None, now()).unwrap().id, "run-0-7");
+        assert_eq!(Event::parse(entry, Some("h-1"), now()).unwrap().id, "h-1");
+        // A plain event keeps reading its own `id`, not its detail's.
+        let plain = br#"{"source":"s","detail-type":"T","detail":{"id":"inner"},"id":"outer"}"#;
+        assert_eq!(Event::parse(plain, None, now()).unwrap().id, "outer");
     }
 
     #[test]
