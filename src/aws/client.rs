@@ -35,6 +35,8 @@ pub struct AwsClients {
     pub elbv2: Option<aws_sdk_elasticloadbalancingv2::Client>,
     /// Auto Scaling, when its endpoint is known (as for `sts`).
     pub autoscaling: Option<aws_sdk_autoscaling::Client>,
+    /// FIS (the `fis` fault), when its endpoint is known (as for `sts`).
+    pub fis: Option<aws_sdk_fis::Client>,
     /// EventBridge (PutEvents), when its endpoint is known (as for `sts`).
     pub eventbridge: Option<aws_sdk_eventbridge::Client>,
     /// CloudWatch (GetMetricData), when its endpoint is known (as for `sts`).
@@ -81,6 +83,7 @@ enum Service {
     AutoScaling,
     CloudWatch,
     EventBridge,
+    Fis,
 }
 
 impl Service {
@@ -94,6 +97,7 @@ impl Service {
             Service::AutoScaling => "AWS_ENDPOINT_URL_AUTO_SCALING",
             Service::CloudWatch => "AWS_ENDPOINT_URL_CLOUDWATCH",
             Service::EventBridge => "AWS_ENDPOINT_URL_EVENTBRIDGE",
+            Service::Fis => "AWS_ENDPOINT_URL_FIS",
         }
     }
 }
@@ -108,9 +112,11 @@ fn endpoint(target: &AwsTarget, service: Service) -> Option<String> {
             .events_endpoint_url
             .as_deref()
             .or(target.endpoint_url.as_deref()),
-        Service::Sts | Service::Elbv2 | Service::AutoScaling | Service::CloudWatch => {
-            target.endpoint_url.as_deref()
-        }
+        Service::Sts
+        | Service::Elbv2
+        | Service::AutoScaling
+        | Service::CloudWatch
+        | Service::Fis => target.endpoint_url.as_deref(),
     };
     configured.map(str::to_owned).or_else(|| {
         [service.env_var(), "AWS_ENDPOINT_URL"]
@@ -196,6 +202,7 @@ pub async fn aws_clients(target: &AwsTarget) -> Result<AwsClients, AwsError> {
     let elbv2 = client!(aws_sdk_elasticloadbalancingv2, Service::Elbv2);
     let autoscaling = client!(aws_sdk_autoscaling, Service::AutoScaling);
     let eventbridge = client!(aws_sdk_eventbridge, Service::EventBridge);
+    let fis = client!(aws_sdk_fis, Service::Fis);
     // Spoken by hand (see `cloudwatch`): the same endpoint rules, the same credentials.
     let cloudwatch_endpoint = match local {
         true => local_endpoint(Service::CloudWatch),
@@ -231,6 +238,7 @@ pub async fn aws_clients(target: &AwsTarget) -> Result<AwsClients, AwsError> {
         elbv2,
         autoscaling,
         eventbridge,
+        fis,
         cloudwatch,
         region,
     })

@@ -2,7 +2,7 @@
 //!
 //! ```toml
 //! [guardrails]
-//! require_tag = "chaos=allowed"   # every AWS resource a destructive fault touches must carry it
+//! require_tag = "chaos=allowed"   # every AWS resource a fault acts on (instances, FIS templates) must carry it
 //! max_instances = 3               # no destructive fault may match more than this
 //! stop = [
 //!   { metric = "error_rate", above = 0.05 },
@@ -155,40 +155,10 @@ pub struct Choice {
 }
 
 impl Guardrails {
-    /// Applies the guardrails to what a fault's selector matched and picks the targets.
-    /// Nothing is touched; the refusal lists the matches.
-    pub fn choose(
-        &self,
-        fault: &str,
-        impact: Impact,
-        cap: Option<Cap>,
-        mut matched: Vec<Resource>,
-        seed: u64,
-    ) -> Result<Choice, GuardError> {
+    /// When the matched resources live on AWS (they have tags): `require_tag` is set and
+    /// every one carries it.
+    fn check_tags(&self, fault: &str, matched: &[Resource]) -> Result<(), GuardError> {
         let name = || fault.to_owned();
-        if matched.is_empty() {
-            return Err(GuardError::EmptySelection { fault: name() });
-        }
-        matched.sort_by(|a, b| a.id.cmp(&b.id));
-        let ids = |rs: &[Resource]| rs.iter().map(|r| r.to_string()).collect::<Vec<_>>();
-        if !impact.needs_cap() {
-            return Ok(Choice {
-                chosen: matched.clone(),
-                matched,
-                seed,
-            });
-        }
-        let cap = cap.ok_or_else(|| GuardError::NoCap { fault: name() })?;
-        let max = self
-            .max_instances
-            .ok_or_else(|| GuardError::NoMaxInstances { fault: name() })?;
-        if matched.len() > max {
-            return Err(GuardError::OverCap {
-                fault: name(),
-                max,
-                matches: ids(&matched),
-            });
-        }
         if matched.iter().any(|r| r.aws_tags.is_some()) {
             let tag = self
                 .require_tag
@@ -214,6 +184,47 @@ impl Guardrails {
                 });
             }
         }
+        Ok(())
+    }
+
+    /// Applies the guardrails to what a fault's selector matched and picks the targets.
+    /// Nothing is touched; the refusal lists the matches.
+    pub fn choose(
+        &self,
+        fault: &str,
+        impact: Impact,
+        cap: Option<Cap>,
+        mut matched: Vec<Resource>,
+        seed: u64,
+    ) -> Result<Choice, GuardError> {
+        let name = || fault.to_owned();
+        if matched.is_empty() {
+            return Err(GuardError::EmptySelection { fault: name() });
+        }
+        matched.sort_by(|a, b| a.id.cmp(&b.id));
+        let ids = |rs: &[Resource]| rs.iter().map(|r| r.to_string()).collect::<Vec<_>>();
+        if !impact.needs_cap() {
+            // Whatever the impact, AWS resources a fault acts on carry the opt-in tag (a
+            // FIS experiment template).
+            self.check_tags(fault, &matched)?;
+            return Ok(Choice {
+                chosen: matched.clone(),
+                matched,
+                seed,
+            });
+        }
+        let cap = cap.ok_or_else(|| GuardError::NoCap { fault: name() })?;
+        let max = self
+            .max_instances
+            .ok_or_else(|| GuardError::NoMaxInstances { fault: name() })?;
+        if matched.len() > max {
+            return Err(GuardError::OverCap {
+                fault: name(),
+                max,
+                matches: ids(&matched),
+            });
+        }
+        self.check_tags(fault, &matched)?;
         let wanted = cap.of(matched.len());
         if wanted > matched.len() {
             return Err(GuardError::NotEnough {

@@ -29,6 +29,7 @@ use super::faults::{
     asg::SuspendProcesses,
     command::CommandFault,
     delay::DelayQueue,
+    fis::FisExperiment,
     kill::KillProcess,
     stall::StallConsumers,
     stop::StopInstances,
@@ -147,6 +148,8 @@ fault_types! {
     "delay-queue" => DelayQueue(DelayQueue),
     /// Auto Scaling processes suspended for the duration (scaling broken on purpose).
     "suspend-processes" => SuspendProcesses(SuspendProcesses),
+    /// An AWS FIS experiment template started for the duration, stopped as the undo.
+    "fis" => Fis(FisExperiment),
     /// Latency (with jitter) on a built-in TCP proxy.
     "latency" => Latency(Latency),
     /// A built-in TCP proxy accepts and discards everything.

@@ -796,6 +796,186 @@ async fn moto_suspend_processes_and_resume_what_was_running() {
     );
 }
 
+/// A FIS experiment template at moto (a 10-minute wait), tagged `chaos=allowed` when
+/// `allowed`; its id.
+async fn fis_template(c: &AwsClients, allowed: bool) -> String {
+    use aws_sdk_fis::types::{
+        CreateExperimentTemplateActionInput, CreateExperimentTemplateStopConditionInput,
+    };
+    let fis = c
+        .fis
+        .clone()
+        .expect("a local target with endpoint_url has FIS");
+    let mut request = fis
+        .create_experiment_template()
+        .client_token(format!("t-{allowed}"))
+        .description("invocation errors")
+        .role_arn("arn:aws:iam::123456789012:role/fis")
+        .stop_conditions(
+            CreateExperimentTemplateStopConditionInput::builder()
+                .source("none")
+                .build()
+                .unwrap(),
+        )
+        .actions(
+            "wait",
+            CreateExperimentTemplateActionInput::builder()
+                .action_id("aws:fis:wait")
+                .parameters("duration", "PT10M")
+                .build()
+                .unwrap(),
+        );
+    if allowed {
+        request = request.tags("chaos", "allowed");
+    }
+    request
+        .send()
+        .await
+        .unwrap()
+        .experiment_template
+        .unwrap()
+        .id
+        .unwrap()
+}
+
+/// The experiments of `template`: `(id, state, shakedown:token tag)`.
+async fn fis_experiments(c: &AwsClients, template: &str) -> Vec<(String, String, String)> {
+    c.fis
+        .as_ref()
+        .unwrap()
+        .list_experiments()
+        .experiment_template_id(template)
+        .send()
+        .await
+        .unwrap()
+        .experiments()
+        .iter()
+        .map(|e| {
+            (
+                e.id().unwrap_or_default().to_owned(),
+                e.state()
+                    .and_then(|s| s.status())
+                    .map(|s| s.as_str().to_owned())
+                    .unwrap_or_default(),
+                e.tags()
+                    .and_then(|t| t.get("shakedown:token").cloned())
+                    .unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// `fis` against moto: the template's experiment starts with the fault, tagged with the
+/// change's token, and has ended once the run has undone it; a template without the opt-in
+/// tag is refused by the guardrail, before anything starts. (moto moves an experiment one
+/// state per read, to `completed`, so whether the undo stopped it or found it ended is
+/// not observable there; both are unit-free paths of the same undo.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_moto,
+    ignore = "moto_server is not on PATH (pip install 'moto[server]')"
+)]
+async fn moto_fis_starts_the_template_and_the_undo_leaves_it_ended() {
+    let moto = Moto::start().await;
+    let target = AwsTarget::local(&moto.endpoint);
+    let c = aws_clients(&target).await.unwrap();
+    let template = fis_template(&c, true).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let fault = format!(
+        "[guardrails]\nrequire_tag = \"chaos=allowed\"\n[[fault]]\nname = \"lambda-errors\"\ntype = \"fis\"\nat = \"0s\"\nduration = \"1s\"\ntemplate = \"{template}\"\n"
+    );
+    let report = Runner::new(
+        plan(&target, &fault),
+        Env::new(Some(target.clone())),
+        &tmp.path().join("r"),
+    )
+    .run(CancellationToken::new())
+    .await
+    .unwrap();
+    assert!(report.still_applied.is_empty(), "{report:?}");
+    assert_eq!(report.outcome, Outcome::Completed, "{report:?}");
+    let experiments = fis_experiments(&c, &template).await;
+    assert_eq!(experiments.len(), 1, "{experiments:?}");
+    let (_, state, token) = &experiments[0];
+    assert!(
+        ["stopped", "completed"].contains(&state.as_str()),
+        "{state}"
+    );
+    let journal = std::fs::read_to_string(tmp.path().join("r").join(JOURNAL_FILE)).unwrap();
+    assert!(
+        journal.contains(token.as_str()),
+        "the token is journaled: {journal}"
+    );
+
+    // Not opted in: refused, nothing started.
+    let other = fis_template(&c, false).await;
+    let refused = Runner::new(
+        plan(&target, &fault.replace(&template, &other)),
+        Env::new(Some(target.clone())),
+        &tmp.path().join("r2"),
+    )
+    .run(CancellationToken::new())
+    .await;
+    let text = format!("{refused:?}");
+    assert!(text.contains("chaos=allowed"), "{text}");
+    assert!(fis_experiments(&c, &other).await.is_empty());
+}
+
+/// A harness killed with SIGKILL while a FIS experiment runs: recover finds the experiment
+/// by the token the journal holds, and a second recover has nothing left to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_moto,
+    ignore = "moto_server is not on PATH (pip install 'moto[server]')"
+)]
+async fn moto_fis_killed_mid_experiment_is_recovered_from_the_journal() {
+    let moto = Moto::start().await;
+    let target = AwsTarget::local(&moto.endpoint);
+    let c = aws_clients(&target).await.unwrap();
+    let template = fis_template(&c, true).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let plan_file = tmp.path().join("plan.toml");
+    std::fs::write(
+        &plan_file,
+        format!(
+            "{}[guardrails]\nrequire_tag = \"chaos=allowed\"\n[[fault]]\ntype = \"fis\"\nat = \"0s\"\nduration = \"60s\"\ntemplate = \"{template}\"\n",
+            target_toml(&target)
+        ),
+    )
+    .unwrap();
+    let run_dir = tmp.path().join("results").join("run-fis");
+    let mut h = shakedown()
+        .arg("__chaos-run")
+        .arg(&plan_file)
+        .arg("--journal")
+        .arg(&run_dir)
+        .spawn()
+        .unwrap();
+    eventually(
+        "an experiment started by the harness",
+        Duration::from_secs(15),
+        async || !fis_experiments(&c, &template).await.is_empty(),
+    )
+    .await;
+    h.kill().unwrap();
+    assert_eq!(h.wait().unwrap().signal(), Some(9));
+    assert!(check_clean(&tmp.path().join("results")).is_err());
+    let first = recover_run(&run_dir, &Env::new(None)).await.unwrap();
+    assert_eq!(first.undone.len(), 1, "{first:?}");
+    assert!(first.failed.is_empty(), "{first:?}");
+    let (_, state, _) = &fis_experiments(&c, &template).await[0];
+    assert!(
+        ["stopped", "completed"].contains(&state.as_str()),
+        "{state}"
+    );
+    let second = recover_run(&run_dir, &Env::new(None)).await.unwrap();
+    assert!(
+        second.undone.is_empty() && second.failed.is_empty(),
+        "{second:?}"
+    );
+    check_clean(&tmp.path().join("results")).unwrap();
+}
+
 // recover --from-tags: the undo tags on the resources are enough.
 
 /// Whether `policy` holds a Deny of sqs:ReceiveMessage.

@@ -6,6 +6,7 @@ pub mod asg;
 pub mod command;
 pub mod container;
 pub mod ec2;
+pub mod fis;
 pub mod queue;
 pub mod signal;
 pub mod toxic;
@@ -71,6 +72,8 @@ pub enum Change {
     Command(command::CommandChange),
     /// Auto Scaling processes suspended, resumed by the undo.
     AsgProcesses(asg::AsgProcessesChange),
+    /// An AWS FIS experiment started from a template, stopped by the undo.
+    Fis(fis::FisChange),
 }
 
 impl Change {
@@ -81,6 +84,7 @@ impl Change {
             Change::QueueAttribute(c) => Some(&c.target),
             Change::QueuePolicy(c) => Some(&c.target),
             Change::AsgProcesses(c) => Some(&c.target),
+            Change::Fis(c) => Some(&c.target),
             Change::Signal(_) | Change::Container(_) | Change::Toxic(_) | Change::Command(_) => {
                 None
             }
@@ -111,6 +115,7 @@ impl Change {
             Change::Toxic(c) => c,
             Change::Command(c) => c,
             Change::AsgProcesses(c) => c,
+            Change::Fis(c) => c,
         }
     }
 }

@@ -4,6 +4,7 @@
 pub mod asg;
 pub mod command;
 pub mod delay;
+pub mod fis;
 pub mod instances;
 pub mod kill;
 pub mod stall;
