@@ -869,7 +869,7 @@ async fn fis_experiments(c: &AwsClients, template: &str) -> Vec<(String, String,
 /// change's token, and has ended once the run has undone it; a template without the opt-in
 /// tag is refused by the guardrail, before anything starts. (moto moves an experiment one
 /// state per read, to `completed`, so whether the undo stopped it or found it ended is
-/// not observable there; both are unit-free paths of the same undo.)
+/// not observable there; either way it goes through the same find-by-token.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(
     no_moto,
