@@ -109,7 +109,8 @@ pub fn value_at(
 pub struct Settled {
     /// The datapoints of the run's periods, oldest first.
     pub points: Vec<Datapoint>,
-    /// Whether CloudWatch had caught up ([`caught_up`]) by the last fetch.
+    /// Whether CloudWatch had caught up by the last fetch (its last period present, and one
+    /// more period, at most a minute, passed).
     pub complete: bool,
     /// How long settling took.
     pub waited: Duration,
