@@ -304,3 +304,28 @@ async fn moto_accepts_events_to_its_bus_and_refuses_a_missing_one() {
         }
     }
 }
+
+/// A sandbox without an event bus is refused before any traffic, with the fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sandbox_without_a_bus_refuses_eventbridge_streams_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("p.toml"), PROFILE.replace("300/s", "5/s")).unwrap();
+    let exp = dir.path().join("x.toml");
+    std::fs::write(
+        &exp,
+        "name = \"eb\"\nprofile = \"p.toml\"\n[target.sandbox]\narch = \"queued\"\n",
+    )
+    .unwrap();
+    let mut command = shakedown();
+    command
+        .args(["run", "-q", "--run-id", "r", "--results"])
+        .arg(dir.path().join("res"))
+        .arg(&exp);
+    let out = cli::output(command).await;
+    let text = cli::text(&out);
+    assert_ne!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("stream `orders` puts events on an EventBridge bus, and the sandbox (arch queued) runs none: use arch \"event-driven\""),
+        "{text}"
+    );
+}

@@ -175,6 +175,7 @@ pub async fn prepare<'a>(
 
     let profile = Arc::new(exp.profile.clone());
     // Queues and buses of the AWS streams, resolved before anything is touched.
+    super::target::check_sandbox_bus(&profile, sandbox)?;
     let sinks = match (&target.clients, has_aws_streams(&profile)) {
         (_, false) => None,
         (Some(c), true) => Some(

@@ -199,6 +199,7 @@ async fn aws_sinks(
             first.transport.name()
         );
     }
+    super::target::check_sandbox_bus(profile, sandbox)?;
     let aws = match sandbox {
         Some(sb) => {
             let e = sb.endpoints();

@@ -36,6 +36,29 @@ pub struct Resolved {
     pub activities: Vec<ActivitySourceSpec>,
 }
 
+/// A sandbox serves EventBridge only with an event bus (arch `event-driven`, or `bus.url`):
+/// streams with `transport = "eventbridge"` against one without are refused with that fix.
+pub fn check_sandbox_bus(
+    profile: &crate::config::profile::Profile,
+    sandbox: Option<&Sandbox>,
+) -> anyhow::Result<()> {
+    let Some(sb) = sandbox else {
+        return Ok(());
+    };
+    let stream = profile
+        .streams
+        .iter()
+        .find(|s| matches!(s.transport, Transport::EventBridge { .. }));
+    match (stream, sb.endpoints().bus_api_url()) {
+        (Some(s), None) => bail!(
+            "stream `{}` puts events on an EventBridge bus, and the sandbox (arch {}) runs none: use arch \"event-driven\" (`[target.sandbox] arch`, `--arch event-driven`)",
+            s.name,
+            sb.endpoints().arch
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// Starts the embedded sandbox, printing where it runs.
 pub async fn start_sandbox(config: SandboxConfig) -> anyhow::Result<Sandbox> {
     println!("starting the sandbox (arch {})...", config_arch(&config));
