@@ -35,7 +35,7 @@ use crate::schedule::Schedule;
 pub const MAX_BATCH: usize = 10;
 
 /// Error codes AWS services (and their SDKs) use for throttling.
-pub(super) const THROTTLING_CODES: [&str; 6] = [
+const THROTTLING_CODES: [&str; 6] = [
     "ThrottlingException",
     "RequestThrottled",
     "Throttling",
@@ -43,6 +43,15 @@ pub(super) const THROTTLING_CODES: [&str; 6] = [
     "AWS.SimpleQueueService.RequestThrottled",
     "LimitExceededException",
 ];
+
+/// The class of one entry the service refused within an accepted call, by its error code.
+pub(super) fn entry_failure(code: &str) -> ErrorClass {
+    if THROTTLING_CODES.contains(&code) {
+        ErrorClass::Throttled
+    } else {
+        ErrorClass::Rejected
+    }
+}
 
 /// Where one stream sends.
 #[derive(Debug, Clone)]

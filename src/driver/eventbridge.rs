@@ -6,7 +6,7 @@
 
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 
-use super::batch::{Outcome, THROTTLING_CODES, classify};
+use super::batch::{Outcome, classify, entry_failure};
 use crate::metrics::ErrorClass;
 
 /// One stream's bus, and a client without retries.
@@ -77,15 +77,7 @@ fn entry_outcomes<'a>(
 ) -> Vec<Option<ErrorClass>> {
     let mut out: Vec<Option<ErrorClass>> = codes
         .take(sent)
-        .map(|code| {
-            code.map(|c| {
-                if THROTTLING_CODES.contains(&c) {
-                    ErrorClass::Throttled
-                } else {
-                    ErrorClass::Rejected
-                }
-            })
-        })
+        .map(|code| code.map(entry_failure))
         .collect();
     out.resize(sent, Some(ErrorClass::Other));
     out

@@ -4,8 +4,7 @@
 
 use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
 
-use super::batch::{Outcome, THROTTLING_CODES, classify};
-use crate::metrics::ErrorClass;
+use super::batch::{Outcome, classify, entry_failure};
 
 /// The message attribute carrying each message's id.
 pub const ID_ATTRIBUTE: &str = "shakedown-id";
@@ -33,11 +32,6 @@ impl SqsQueue {
             .await
             .map_err(|e| e.to_string())?;
         Ok(SqsQueue { client, url })
-    }
-
-    /// The queue's URL.
-    pub fn url(&self) -> &str {
-        &self.url
     }
 
     /// One SendMessageBatch of `(id, body)` entries.
@@ -74,11 +68,7 @@ impl SqsQueue {
                 .ok()
                 .and_then(|i| results.get_mut(i))
             {
-                *slot = Some(if THROTTLING_CODES.contains(&f.code()) {
-                    ErrorClass::Throttled
-                } else {
-                    ErrorClass::Rejected
-                });
+                *slot = Some(entry_failure(f.code()));
             }
         }
         Ok(results)

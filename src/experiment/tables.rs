@@ -116,12 +116,16 @@ pub(super) fn check_references(
             }
             // A promise reads its probes second by second: one value per CloudWatch period
             // would be read as that many seconds of the same value.
-            let coarse = specs
-                .iter()
-                .filter(|_| r.kind == RefKind::Probe)
-                .find(|s| s.name == r.name)
-                .and_then(|s| s.kind.coarse_period());
-            if let Some(period) = coarse {
+            let coarse = || {
+                specs
+                    .iter()
+                    .find(|s| s.name == r.name)?
+                    .kind
+                    .coarse_period()
+            };
+            if r.kind == RefKind::Probe
+                && let Some(period) = coarse()
+            {
                 c.error_with_hint(
                     r.span.clone(),
                     format!(

@@ -185,20 +185,23 @@ pub async fn settle(
         }
     }))
     .await;
+    // Every CloudWatch column at once: the settled series, or blank.
+    let names: Vec<&str> = specs.iter().map(|(name, _)| *name).collect();
+    let written = crate::results::probes::rewrite_columns(&path, &names, |k, second| {
+        let spec = specs[k].1;
+        let points = &outcomes[k].as_ref().ok()?.points;
+        value_at(points, start_ms, second, spec.period_secs(), spec.missing)
+    });
+    if let Err(e) = written {
+        return vec![format!("cloudwatch: not settled: {e}")];
+    }
     let mut notes = Vec::new();
     let mut datapoints = Vec::new();
     for ((name, spec), outcome) in specs.iter().zip(outcomes) {
         let period = spec.period_secs();
-        let written = match &outcome {
-            Ok(s) => crate::results::probes::rewrite_column(&path, name, |second| {
-                value_at(&s.points, start_ms, second, period, spec.missing)
-            }),
-            Err(_) => crate::results::probes::rewrite_column(&path, name, |_| None),
-        };
-        let note = match (outcome, written) {
-            (_, Err(e)) => format!("cloudwatch `{name}`: not settled: {e}"),
-            (Err(why), Ok(_)) => format!("cloudwatch `{name}`: not settled: {why}"),
-            (Ok(s), Ok(_)) => {
+        let note = match outcome {
+            Err(why) => format!("cloudwatch `{name}`: not settled: {why}"),
+            Ok(s) => {
                 let line = format!(
                     "cloudwatch `{name}`: {} after {}: {} datapoint(s) of {} ({} {}){}{}",
                     if s.complete {

@@ -118,33 +118,41 @@ pub fn read_rows_of(text: &[u8], path: &Path) -> Result<(Vec<String>, Vec<ProbeR
     Ok((header[1..].to_vec(), out))
 }
 
-/// Rewrites one column of the `probes.csv` at `path` (atomically: a temporary file beside
-/// it, then a rename): row `second` gets `value(second)`. Returns the number of rows.
-pub fn rewrite_column(
+/// Rewrites columns of the `probes.csv` at `path` in one pass (atomically: a temporary file
+/// beside it, then a rename): row `second` of column `names[k]` gets `value(k, second)`.
+/// Returns the number of rows.
+pub fn rewrite_columns(
     path: &Path,
-    name: &str,
-    value: impl Fn(u64) -> Option<f64>,
+    names: &[&str],
+    value: impl Fn(usize, u64) -> Option<f64>,
 ) -> Result<u64, FileError> {
     let text = std::fs::read(path).map_err(|e| FileError::io(path, e))?;
-    let (names, mut rows) = read_rows_of(&text, path)?;
-    let column = names
+    let (header, mut rows) = read_rows_of(&text, path)?;
+    let columns = names
         .iter()
-        .position(|n| n == name)
-        .ok_or_else(|| FileError::parse(path, 1, format!("no column `{name}`")))?;
+        .map(|name| {
+            header
+                .iter()
+                .position(|n| n == name)
+                .ok_or_else(|| FileError::parse(path, 1, format!("no column `{name}`")))
+        })
+        .collect::<Result<Vec<usize>, _>>()?;
     for row in &mut rows {
-        if let Some(cell) = row.values.get_mut(column) {
-            *cell = value(row.second);
+        for (k, &column) in columns.iter().enumerate() {
+            if let Some(cell) = row.values.get_mut(column) {
+                *cell = value(k, row.second);
+            }
         }
     }
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = std::path::PathBuf::from(tmp);
     let file = std::fs::File::create(&tmp).map_err(|e| FileError::io(&tmp, e))?;
-    let mut csv =
-        ProbeCsv::new(std::io::BufWriter::new(file), &names).map_err(|e| FileError::io(&tmp, e))?;
+    let mut csv = ProbeCsv::new(std::io::BufWriter::new(file), &header)
+        .map_err(|e| FileError::io(&tmp, e))?;
     for row in &rows {
         let mut cells = row.values.clone();
-        cells.resize(names.len(), None);
+        cells.resize(header.len(), None);
         csv.row(&cells).map_err(|e| FileError::io(&tmp, e))?;
     }
     drop(csv.into_inner());
@@ -225,17 +233,26 @@ mod tests {
     }
 
     #[test]
-    fn one_column_is_rewritten_and_the_others_kept() {
+    fn named_columns_are_rewritten_and_the_others_kept() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("probes.csv");
-        std::fs::write(&path, "second,a,b\n0,1,\n1,2,5\n2,,6\n").unwrap();
-        let rows = rewrite_column(&path, "b", |s| (s != 1).then_some(s as f64 * 10.0)).unwrap();
+        std::fs::write(&path, "second,a,b,c\n0,1,,7\n1,2,5,8\n2,,6,9\n").unwrap();
+        let rows = rewrite_columns(&path, &["c", "b"], |k, s| match k {
+            0 => Some(s as f64),
+            _ => (s != 1).then_some(s as f64 * 10.0),
+        })
+        .unwrap();
         assert_eq!(rows, 3);
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),
-            "second,a,b\n0,1,0\n1,2,\n2,,20\n"
+            "second,a,b,c\n0,1,0,0\n1,2,,1\n2,,20,2\n"
         );
-        assert!(rewrite_column(&path, "c", |_| None).is_err());
+        assert!(rewrite_columns(&path, &["d"], |_, _| None).is_err());
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "second,a,b,c\n0,1,0,0\n1,2,,1\n2,,20,2\n",
+            "an unknown column changes nothing"
+        );
     }
 
     #[test]
