@@ -201,6 +201,18 @@ async fn failed_entries_are_rejected_and_a_throttled_call_counts_each_event() {
     );
 }
 
+/// `shakedown run` of `exp` into `<dir>/res/r`; the output and its text.
+async fn run(dir: &std::path::Path, exp: &std::path::Path) -> (std::process::Output, String) {
+    let mut command = shakedown();
+    command
+        .args(["run", "-q", "--run-id", "r", "--results"])
+        .arg(dir.join("res"))
+        .arg(exp);
+    let out = cli::output(command).await;
+    let text = cli::text(&out);
+    (out, text)
+}
+
 /// Into the sandbox's bus (event-driven): the events' functions complete them, and the
 /// ledger finds every accepted id among the completions.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -220,13 +232,7 @@ async fn events_put_on_the_sandbox_bus_are_completed_and_balanced() {
          [[promise]]\ntype = \"no-loss\"\n[cooldown]\nmax = \"20s\"\n",
     )
     .unwrap();
-    let mut command = shakedown();
-    command
-        .args(["run", "-q", "--run-id", "r", "--results"])
-        .arg(dir.path().join("res"))
-        .arg(&exp);
-    let out = cli::output(command).await;
-    let text = cli::text(&out);
+    let (out, text) = run(dir.path(), &exp).await;
     assert_eq!(out.status.code(), Some(0), "{text}");
     let ledger: Value = serde_json::from_str(
         &std::fs::read_to_string(dir.path().join("res/r/ledger.json")).unwrap(),
@@ -316,13 +322,7 @@ async fn a_sandbox_without_a_bus_refuses_eventbridge_streams_with_the_fix() {
         "name = \"eb\"\nprofile = \"p.toml\"\n[target.sandbox]\narch = \"queued\"\n",
     )
     .unwrap();
-    let mut command = shakedown();
-    command
-        .args(["run", "-q", "--run-id", "r", "--results"])
-        .arg(dir.path().join("res"))
-        .arg(&exp);
-    let out = cli::output(command).await;
-    let text = cli::text(&out);
+    let (out, text) = run(dir.path(), &exp).await;
     assert_ne!(out.status.code(), Some(0), "{text}");
     assert!(
         text.contains("stream `orders` puts events on an EventBridge bus, and the sandbox (arch queued) runs none: use arch \"event-driven\""),

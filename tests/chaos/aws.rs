@@ -865,6 +865,15 @@ async fn fis_experiments(c: &AwsClients, template: &str) -> Vec<(String, String,
         .collect()
 }
 
+/// moto, a target and clients for it, and an opted-in FIS template there.
+async fn moto_with_fis_template() -> (Moto, AwsTarget, AwsClients, String) {
+    let moto = Moto::start().await;
+    let target = AwsTarget::local(&moto.endpoint);
+    let c = aws_clients(&target).await.unwrap();
+    let template = fis_template(&c, true).await;
+    (moto, target, c, template)
+}
+
 /// `fis` against moto: the template's experiment starts with the fault, tagged with the
 /// change's token, and has ended once the run has undone it; a template without the opt-in
 /// tag is refused by the guardrail, before anything starts. (moto moves an experiment one
@@ -876,10 +885,7 @@ async fn fis_experiments(c: &AwsClients, template: &str) -> Vec<(String, String,
     ignore = "moto_server is not on PATH (pip install 'moto[server]')"
 )]
 async fn moto_fis_starts_the_template_and_the_undo_leaves_it_ended() {
-    let moto = Moto::start().await;
-    let target = AwsTarget::local(&moto.endpoint);
-    let c = aws_clients(&target).await.unwrap();
-    let template = fis_template(&c, true).await;
+    let (_moto, target, c, template) = moto_with_fis_template().await;
     let tmp = tempfile::tempdir().unwrap();
     let fault = format!(
         "[guardrails]\nrequire_tag = \"chaos=allowed\"\n[[fault]]\nname = \"lambda-errors\"\ntype = \"fis\"\nat = \"0s\"\nduration = \"1s\"\ntemplate = \"{template}\"\n"
@@ -929,10 +935,7 @@ async fn moto_fis_starts_the_template_and_the_undo_leaves_it_ended() {
     ignore = "moto_server is not on PATH (pip install 'moto[server]')"
 )]
 async fn moto_fis_killed_mid_experiment_is_recovered_from_the_journal() {
-    let moto = Moto::start().await;
-    let target = AwsTarget::local(&moto.endpoint);
-    let c = aws_clients(&target).await.unwrap();
-    let template = fis_template(&c, true).await;
+    let (_moto, target, c, template) = moto_with_fis_template().await;
     let tmp = tempfile::tempdir().unwrap();
     let plan_file = tmp.path().join("plan.toml");
     std::fs::write(
