@@ -50,6 +50,9 @@ pub struct DemoArgs {
     /// No live progress line.
     #[arg(long, short)]
     pub quiet: bool,
+    /// `--output text|json`.
+    #[command(flatten)]
+    pub output: crate::term::OutputArgs,
 }
 
 /// Runs the built-in demo experiment against the sandbox.

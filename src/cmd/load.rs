@@ -135,6 +135,9 @@ pub struct LoadArgs {
     /// No live view (the summary is still printed).
     #[arg(long, short)]
     pub quiet: bool,
+    /// `--output text|json`.
+    #[command(flatten)]
+    pub output: crate::term::OutputArgs,
 }
 
 /// `shakedown load`.

@@ -40,6 +40,9 @@ pub struct RunArgs {
     /// No live progress line.
     #[arg(long, short)]
     pub quiet: bool,
+    /// `--output text|json`.
+    #[command(flatten)]
+    pub output: crate::term::OutputArgs,
 }
 
 impl RunArgs {

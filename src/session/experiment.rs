@@ -216,7 +216,7 @@ pub async fn prepare<'a>(
         }
     };
     for d in &faults.deferred {
-        println!("note: {d}");
+        crate::outln!("note: {d}");
     }
 
     let run_tag = format!("{:08x}", rand::random::<u32>());
@@ -316,7 +316,7 @@ impl<'a> Prepared<'a> {
         } = self;
         let names: Vec<String> = profile.streams.iter().map(|s| s.name.clone()).collect();
         let probe_values = sampler.subscribe();
-        println!(
+        crate::outln!(
             "shakedown run: experiment \"{}\" -> {} ({} of load, faults: {}), results in {}",
             exp.name,
             target.describe,
@@ -410,7 +410,7 @@ impl<'a> Prepared<'a> {
             Some(r) => r,
             None => {
                 if !chaos.is_finished() && !signal.is_cancelled() {
-                    println!("load done; waiting for the remaining faults to end...");
+                    crate::outln!("load done; waiting for the remaining faults to end...");
                 }
                 flatten(chaos.await, &mut run_end)
             }
@@ -527,7 +527,7 @@ impl Ran<'_> {
             })
             .max();
         if let Some(settle) = settle.filter(|_| !interrupted) {
-            println!(
+            crate::outln!(
                 "cloudwatch: waiting up to {} for the run's datapoints (CloudWatch publishes minutes late; Ctrl-C stops waiting)...",
                 crate::units::format_duration(settle)
             );
@@ -557,9 +557,9 @@ impl Ran<'_> {
             eprintln!("faults: {e}");
         }
 
-        println!();
-        print!("{}", render_table(&summaries));
-        println!(
+        crate::outln!();
+        crate::out!("{}", render_table(&summaries));
+        crate::outln!(
             "load {} after {:.1}s; run ended after {:.1}s; cool-down: {cooldown_note}",
             if stopped_early {
                 "stopped"
@@ -570,17 +570,17 @@ impl Ran<'_> {
             elapsed.as_secs_f64(),
         );
         print_watch_report(&watched);
-        println!(
+        crate::outln!(
             "ledger: {ledger_note} ({} accepted ids written)",
             watched.spilled
         );
         for note in &cloudwatch_notes {
-            println!("{note}");
+            crate::outln!("{note}");
         }
         let chaos_code = chaos_outcome(&chaos, dir);
 
         let verdicts = analyze_and_report(dir, &exp.promises)?;
-        println!("results: {}", dir.display());
+        crate::outln!("results: {}", dir.display());
         if let Some(sb) = sandbox {
             print_sandbox_activity(sb);
         }
@@ -601,7 +601,7 @@ fn print_watch_report(watched: &WatchReport) {
             for s in &r.probes {
                 let gaps = s.failed + s.timed_out + s.skipped;
                 if gaps > 0 {
-                    println!(
+                    crate::outln!(
                         "probe {}: {gaps} gap(s){}",
                         s.name,
                         s.last_error
@@ -612,10 +612,10 @@ fn print_watch_report(watched: &WatchReport) {
                 }
             }
         }
-        Err(e) => println!("probes: {e}"),
+        Err(e) => crate::outln!("probes: {e}"),
     }
     for e in &watched.completion_errors {
-        println!("completions: {e}");
+        crate::outln!("completions: {e}");
     }
 }
 
@@ -623,7 +623,7 @@ fn print_watch_report(watched: &WatchReport) {
 fn chaos_outcome(chaos: &Result<RunReport, String>, dir: &std::path::Path) -> Option<Outcome> {
     match chaos {
         Ok(r) => {
-            println!("faults: {}", r.summary());
+            crate::outln!("faults: {}", r.summary());
             for s in &r.still_applied {
                 eprintln!(
                     "UNDO FAILED, still applied: {s}  (run `shakedown recover {}`)",

@@ -119,7 +119,7 @@ async fn steps(
 
     // Run.
     let recording = session.start_recording(meta, names, planned, plan.quiet, |_| {})?;
-    println!(
+    crate::outln!(
         "shakedown load: profile \"{}\" -> {} ({}, {}), results in {}",
         profile.name,
         target,
@@ -155,9 +155,9 @@ async fn steps(
         RunStatus::Completed
     };
     let summaries = recording.finish(status, elapsed, None).await?;
-    println!();
-    print!("{}", render_table(&summaries));
-    println!(
+    crate::outln!();
+    crate::out!("{}", render_table(&summaries));
+    crate::outln!(
         "{} in {:.1}s, at most {} request{} in flight{}",
         if report.stopped_early {
             "interrupted"
@@ -176,7 +176,7 @@ async fn steps(
             String::new()
         }
     );
-    println!("results: {}", session.path().display());
+    crate::outln!("results: {}", session.path().display());
     Ok(if report.stopped_early {
         Outcome::Error
     } else {

@@ -59,6 +59,7 @@ impl Session {
         let dir_name = run_id_arg.map_or_else(|| run_id(name, SystemTime::now()), str::to_string);
         let dir = RunDir::create(root, &dir_name)
             .with_context(|| format!("cannot create a run directory under {}", root.display()))?;
+        crate::term::document(|d| d.run_dir = Some(dir.path().to_path_buf()));
         Ok(Session { dir })
     }
 
@@ -170,6 +171,7 @@ impl Recording {
             .zip(&self.totals)
             .map(|(name, w)| StreamSummary::new(name, w, load_elapsed.as_secs_f64()))
             .collect();
+        crate::term::document(|d| d.streams = Some(summaries.clone()));
         let meta = self.writer.meta_mut();
         meta.summary = summaries.clone();
         meta.peak_rss_kib = crate::results::meta::peak_rss_kib();
