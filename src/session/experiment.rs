@@ -25,6 +25,7 @@ use crate::cmd::Outcome;
 use crate::config::profile::Profile;
 use crate::driver::{self, DriverPlan, Mode, RequestFactory, Target};
 use crate::experiment::{CooldownClock, Experiment, TargetSpec};
+use crate::exporter::{Exporter, Live, Phase};
 use crate::ledger::census::QueueCensus;
 use crate::ledger::source::CompletionSource;
 use crate::ledger::{AcceptedIds, IdFormat};
@@ -69,6 +70,8 @@ pub struct RunOptions {
     pub tls: crate::tls::TlsArgs,
     /// No live progress line.
     pub quiet: bool,
+    /// Serve the live metrics here (`GET /metrics`, Prometheus text format).
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// Runs a loaded experiment: the sandbox if its target is one, then the four steps.
@@ -77,6 +80,8 @@ pub async fn run_experiment(
     opts: &RunOptions,
     command: Vec<String>,
 ) -> anyhow::Result<Outcome> {
+    // Bound first: a taken address is an error before anything starts.
+    let exporter = Exporter::start_if(opts.metrics_addr).await?;
     let sandbox = match &exp.target {
         TargetSpec::Sandbox(_) if opts.endpoint_url.is_some() => {
             bail!(
@@ -97,9 +102,13 @@ pub async fn run_experiment(
         }
         TargetSpec::System(_) => None,
     };
-    let result = steps(&mut exp, opts, command, sandbox.as_ref()).await;
+    let live = exporter.as_ref().map(Exporter::live);
+    let result = steps(&mut exp, opts, command, sandbox.as_ref(), live).await;
     if let Some(sb) = sandbox {
         sb.shutdown().await;
+    }
+    if let Some(e) = exporter {
+        e.stop().await;
     }
     result
 }
@@ -109,8 +118,9 @@ async fn steps(
     opts: &RunOptions,
     command: Vec<String>,
     sandbox: Option<&Sandbox>,
+    live: Option<Arc<Live>>,
 ) -> anyhow::Result<Outcome> {
-    let prepared = match prepare(exp, opts, command, sandbox).await? {
+    let prepared = match prepare(exp, opts, command, sandbox, live).await? {
         Ok(p) => p,
         Err(outcome) => return Ok(outcome),
     };
@@ -136,6 +146,7 @@ pub struct Prepared<'a> {
     probe_csv: ProbeCsv<std::io::BufWriter<std::fs::File>>,
     completions: Vec<CompletionSource>,
     sinks: Option<crate::driver::batch::Sinks>,
+    live: Option<Arc<Live>>,
 }
 
 /// Step 1: resolves and builds everything; `Err(outcome)` when the run ends here (a dry
@@ -145,6 +156,7 @@ pub async fn prepare<'a>(
     opts: &'a RunOptions,
     command: Vec<String>,
     sandbox: Option<&'a Sandbox>,
+    live: Option<Arc<Live>>,
 ) -> anyhow::Result<Result<Prepared<'a>, Outcome>> {
     let target = resolve_target(
         exp,
@@ -268,6 +280,7 @@ pub async fn prepare<'a>(
         probe_csv,
         completions,
         sinks,
+        live,
     }))
 }
 
@@ -313,6 +326,7 @@ impl<'a> Prepared<'a> {
             probe_csv,
             completions,
             sinks,
+            live,
         } = self;
         let names: Vec<String> = profile.streams.iter().map(|s| s.name.clone()).collect();
         let probe_values = sampler.subscribe();
@@ -332,10 +346,15 @@ impl<'a> Prepared<'a> {
             names.clone(),
             profile.duration(),
             opts.quiet,
+            live,
             move |s| {
                 let _ = snapshots.send(snapshot(s, &snap_probe.borrow().values()));
             },
         )?;
+        if let Some(l) = recording.live() {
+            l.watch_probes(probe_values.clone());
+            l.watch_faults(&exp.plan, session.dir().journal());
+        }
         let start = recording.start;
         let accepted = Arc::new(AcceptedIds::with_spill(profile.streams.len()));
         let ids = IdFormat::new(&run_tag);
@@ -443,6 +462,7 @@ impl Ran<'_> {
     pub async fn cool_down(&mut self) {
         let ended_early = self.recording.interrupted()
             || !matches!(&self.chaos, Ok(r) if r.outcome == crate::chaos::Outcome::Completed);
+        self.recording.set_phase(Phase::Cooldown);
         self.cooldown_note = if ended_early {
             "skipped (the run ended early)".to_string()
         } else {

@@ -32,6 +32,7 @@ use anyhow::Context as _;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::exporter::{Live, Phase};
 use crate::live::LiveView;
 use crate::metrics::{Recorder, SecondStats, StreamSummary, Window};
 use crate::results::{RunDir, RunMeta, RunStatus, RunWriter, create_run_files, run_id};
@@ -72,19 +73,24 @@ impl Session {
     }
 
     /// Starts the run's clock: `run.json` (status `running`, started now), the timeline and
-    /// latency log, the recorder and its collector (which feeds the live view and calls
-    /// `tap` with every finished second), and the Ctrl-C/SIGTERM handler.
+    /// latency log, the recorder and its collector (which feeds the live view and the
+    /// metrics exporter's `live` state, and calls `tap` with every finished second), and
+    /// the Ctrl-C/SIGTERM handler.
     pub fn start_recording(
         &self,
         mut meta: RunMeta,
         names: Vec<String>,
         planned: Duration,
         quiet: bool,
+        live: Option<Arc<Live>>,
         tap: impl FnMut(&SecondStats) + Send + 'static,
     ) -> anyhow::Result<Recording> {
         let start = Instant::now();
         let start_wall = SystemTime::now();
         meta.started_at = chrono::DateTime::<chrono::Utc>::from(start_wall);
+        if let Some(l) = &live {
+            l.begin(&meta.kind, &meta.run_id, &names, start, planned.as_secs_f64());
+        }
         let streams = names.len();
         let (writer, timeline) = create_run_files(self.dir.path(), meta, names.clone(), start_wall)
             .with_context(|| format!("cannot write results in {}", self.dir.path().display()))?;
@@ -92,11 +98,13 @@ impl Session {
         let signals = crate::shutdown::cancel_on_signals(signal.clone());
         let recorder = Arc::new(Recorder::new(start, streams, shards()));
         let collecting = CancellationToken::new();
+        let exported = live;
         let live = LiveView::new(planned, quiet, 5);
         let collector = tokio::spawn(collect::collect(
             recorder.clone(),
             timeline,
             live,
+            exported.clone(),
             collecting.clone(),
             tap,
         ));
@@ -111,6 +119,7 @@ impl Session {
             collector: Some(collector),
             collecting,
             totals: Vec::new(),
+            live: exported,
         })
     }
 }
@@ -130,6 +139,8 @@ pub struct Recording {
     collector: Option<JoinHandle<Vec<Window>>>,
     collecting: CancellationToken,
     totals: Vec<Window>,
+    /// The metrics exporter's state (`--metrics-addr`).
+    live: Option<Arc<Live>>,
 }
 
 impl Recording {
@@ -138,6 +149,18 @@ impl Recording {
         self.start_wall
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64)
+    }
+
+    /// The metrics exporter's state, when `--metrics-addr` serves one.
+    pub fn live(&self) -> Option<&Arc<Live>> {
+        self.live.as_ref()
+    }
+
+    /// Tells the metrics exporter (if any) the run's phase.
+    pub fn set_phase(&self, phase: Phase) {
+        if let Some(l) = &self.live {
+            l.set_phase(phase);
+        }
     }
 
     pub fn interrupted(&self) -> bool {
@@ -151,6 +174,7 @@ impl Recording {
         if let Some(c) = self.collector.take() {
             self.totals = c.await.context("the collector task failed")?;
         }
+        self.set_phase(Phase::Finishing);
         Ok(())
     }
 
