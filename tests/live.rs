@@ -35,10 +35,17 @@ fn get_metrics(port: u16) -> Option<(String, String)> {
     let mut raw = String::new();
     s.read_to_string(&mut raw).ok()?;
     let (head, body) = raw.split_once("\r\n\r\n")?;
-    assert!(head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "{head}"
+    );
     let content_type = head
         .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-type:").map(|v| v.trim().to_owned()))
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-type:")
+                .map(|v| v.trim().to_owned())
+        })
         .unwrap_or_default();
     Some((content_type, body.to_owned()))
 }
@@ -130,7 +137,15 @@ fn live_metrics_are_scraped_during_a_run_and_parse_as_prometheus_text() {
     let results = dir.path().join("results");
     let port = free_port();
     let mut child = shakedown()
-        .args(["run", "-q", "--run-id", "r", "--output", "json", "--metrics-addr"])
+        .args([
+            "run",
+            "-q",
+            "--run-id",
+            "r",
+            "--output",
+            "json",
+            "--metrics-addr",
+        ])
         .arg(format!("127.0.0.1:{port}"))
         .arg("--results")
         .arg(&results)
@@ -165,7 +180,11 @@ fn live_metrics_are_scraped_during_a_run_and_parse_as_prometheus_text() {
         .iter()
         .filter(|s| value(s, "shakedown_run_phase", &[("phase", "load")]) == Some(1.0))
         .collect();
-    assert!(during.len() >= 2, "{} scrapes during the load: {t}", during.len());
+    assert!(
+        during.len() >= 2,
+        "{} scrapes during the load: {t}",
+        during.len()
+    );
 
     // Stream labels: the profile's streams, on every per-stream metric.
     let last = *during.last().unwrap();
@@ -177,7 +196,14 @@ fn live_metrics_are_scraped_during_a_run_and_parse_as_prometheus_text() {
         .collect();
     assert_eq!(streams, BTreeSet::from(["clicks", "views"]));
     assert!(value(last, "shakedown_sent_total", &[("stream", "clicks")]).unwrap() > 0.0);
-    assert_eq!(value(last, "shakedown_run_info", &[("kind", "run"), ("run_id", "r")]), Some(1.0));
+    assert_eq!(
+        value(
+            last,
+            "shakedown_run_info",
+            &[("kind", "run"), ("run_id", "r")]
+        ),
+        Some(1.0)
+    );
 
     // Counters never go down from one scrape to the next.
     for pair in scrapes.windows(2) {
@@ -197,7 +223,10 @@ fn live_metrics_are_scraped_during_a_run_and_parse_as_prometheus_text() {
     }
     let first = during.first().unwrap();
     let sent = |s: &Scrape| value(s, "shakedown_sent_total", &[("stream", "clicks")]).unwrap();
-    assert!(sent(last) > sent(first), "the counters moved during the load");
+    assert!(
+        sent(last) > sent(first),
+        "the counters moved during the load"
+    );
 
     // Histograms: cumulative buckets, +Inf = _count, per stream.
     let mut histograms = 0;
@@ -210,13 +239,28 @@ fn live_metrics_are_scraped_during_a_run_and_parse_as_prometheus_text() {
         let stream = s.labels.get("stream").expect("a stream label");
         let mut sorted = buckets.clone();
         sorted.sort_by(|a, b| a.less_than.total_cmp(&b.less_than));
-        assert!(sorted.windows(2).all(|w| w[0].count <= w[1].count), "{sorted:?}");
+        assert!(
+            sorted.windows(2).all(|w| w[0].count <= w[1].count),
+            "{sorted:?}"
+        );
         let inf = sorted.last().unwrap();
         assert!(inf.less_than.is_infinite());
-        let count = value(last, "shakedown_request_duration_seconds_count", &[("stream", stream)]);
+        let count = value(
+            last,
+            "shakedown_request_duration_seconds_count",
+            &[("stream", stream)],
+        );
         assert_eq!(Some(inf.count), count, "{stream}");
         assert!(inf.count > 0.0);
-        assert!(value(last, "shakedown_request_duration_seconds_sum", &[("stream", stream)]).unwrap() > 0.0);
+        assert!(
+            value(
+                last,
+                "shakedown_request_duration_seconds_sum",
+                &[("stream", stream)]
+            )
+            .unwrap()
+                > 0.0
+        );
     }
     assert_eq!(histograms, 2);
 
@@ -224,13 +268,20 @@ fn live_metrics_are_scraped_during_a_run_and_parse_as_prometheus_text() {
     assert!(
         scrapes
             .iter()
-            .any(|s| value(s, "shakedown_probe_value", &[("probe", "web")]).is_some_and(|v| v >= 1.0)),
+            .any(|s| value(s, "shakedown_probe_value", &[("probe", "web")])
+                .is_some_and(|v| v >= 1.0)),
         "no probe value: {t}"
     );
     let fault = [("fault", "stall-web"), ("type", "stall-consumers")];
-    assert_eq!(value(first, "shakedown_fault_active", &fault), Some(0.0), "{t}");
+    assert_eq!(
+        value(first, "shakedown_fault_active", &fault),
+        Some(0.0),
+        "{t}"
+    );
     assert!(
-        scrapes.iter().any(|s| value(s, "shakedown_fault_active", &fault) == Some(1.0)),
+        scrapes
+            .iter()
+            .any(|s| value(s, "shakedown_fault_active", &fault) == Some(1.0)),
         "the fault never showed active: {t}"
     );
     let applied = scrapes
@@ -259,14 +310,26 @@ fn a_taken_metrics_address_is_an_error_naming_the_flag_before_the_run() {
     let addr = taken.local_addr().unwrap().to_string();
     let dir = tempfile::tempdir().unwrap();
     let out = shakedown()
-        .args(["load", "-q", "--target", "http://127.0.0.1:9", "--rate", "5/s", "--duration", "1s"])
+        .args([
+            "load",
+            "-q",
+            "--target",
+            "http://127.0.0.1:9",
+            "--rate",
+            "5/s",
+            "--duration",
+            "1s",
+        ])
         .args(["--metrics-addr", &addr, "--results"])
         .arg(dir.path())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&format!("--metrics-addr {addr}: cannot listen")), "{err}");
+    assert!(
+        err.contains(&format!("--metrics-addr {addr}: cannot listen")),
+        "{err}"
+    );
     // Nothing ran: no run directory.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
@@ -275,7 +338,16 @@ fn a_taken_metrics_address_is_an_error_naming_the_flag_before_the_run() {
 fn quick_load(results: &Path, extra: &[&str]) -> Output {
     let closed = free_port();
     shakedown()
-        .args(["load", "-q", "--run-id", "l", "--rate", "20/s", "--duration", "1s"])
+        .args([
+            "load",
+            "-q",
+            "--run-id",
+            "l",
+            "--rate",
+            "20/s",
+            "--duration",
+            "1s",
+        ])
         .arg("--target")
         .arg(format!("http://127.0.0.1:{closed}"))
         .arg("--results")
@@ -302,9 +374,15 @@ fn output_json_is_one_document_and_colour_follows_no_color_and_the_flag() {
     assert_eq!(doc["exit_code"], 0);
     assert_eq!(doc["run_dir"], results.join("l").to_str().unwrap());
     assert_eq!(doc["streams"][0]["stream"], "get");
-    assert!(doc["streams"][0]["errors"]["refused"].as_u64().unwrap() > 0, "{doc}");
+    assert!(
+        doc["streams"][0]["errors"]["refused"].as_u64().unwrap() > 0,
+        "{doc}"
+    );
     assert!(doc.get("verdict").is_none());
-    assert!(String::from_utf8_lossy(&load.stderr).contains("shakedown load:"), "{t}");
+    assert!(
+        String::from_utf8_lossy(&load.stderr).contains("shakedown load:"),
+        "{t}"
+    );
 
     // analyze --output json: the verdicts as written to verdict.json.
     let promises = dir.path().join("promises.toml");
@@ -316,7 +394,11 @@ fn output_json_is_one_document_and_colour_follows_no_color_and_the_flag() {
     let run = results.join("l");
     let analyze = |extra: &[&str], env: &[(&str, &str)]| {
         let mut c = shakedown();
-        c.arg("analyze").arg(&run).arg("--experiment").arg(&promises).args(extra);
+        c.arg("analyze")
+            .arg(&run)
+            .arg("--experiment")
+            .arg(&promises)
+            .args(extra);
         c.env_remove("NO_COLOR").env_remove("CLICOLOR_FORCE");
         for (k, v) in env {
             c.env(k, v);
@@ -340,11 +422,21 @@ fn output_json_is_one_document_and_colour_follows_no_color_and_the_flag() {
     assert!(text(&plain).contains("answers"), "{}", text(&plain));
     assert!(!has_escape(&plain));
     assert!(!has_escape(&analyze(&[], &[("NO_COLOR", "1")])));
-    assert!(!has_escape(&analyze(&[], &[("NO_COLOR", "1"), ("CLICOLOR_FORCE", "1")])));
+    assert!(!has_escape(&analyze(
+        &[],
+        &[("NO_COLOR", "1"), ("CLICOLOR_FORCE", "1")]
+    )));
     let forced = analyze(&["--color", "always"], &[("NO_COLOR", "1")]);
-    assert!(String::from_utf8_lossy(&forced.stdout).contains("\x1b[1;31mFAIL"), "{}", text(&forced));
+    assert!(
+        String::from_utf8_lossy(&forced.stdout).contains("\x1b[1;31mFAIL"),
+        "{}",
+        text(&forced)
+    );
     assert!(has_escape(&analyze(&[], &[("CLICOLOR_FORCE", "1")])));
-    assert!(!has_escape(&analyze(&["--color", "never"], &[("CLICOLOR_FORCE", "1")])));
+    assert!(!has_escape(&analyze(
+        &["--color", "never"],
+        &[("CLICOLOR_FORCE", "1")]
+    )));
 }
 
 /// Every `shakedown_*` name in `text`, with a histogram's `_bucket`/`_sum`/`_count` suffix
@@ -389,7 +481,11 @@ fn the_grafana_dashboard_queries_only_exported_metrics_and_every_metric_is_docum
             m.name
         );
     }
-    assert_eq!(metric_names(&docs), exported, "docs/metrics.md names a metric we do not export");
+    assert_eq!(
+        metric_names(&docs),
+        exported,
+        "docs/metrics.md names a metric we do not export"
+    );
 
     let dashboard: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(root.join("docs/grafana/shakedown-dashboard.json")).unwrap(),
@@ -419,7 +515,10 @@ fn the_grafana_dashboard_queries_only_exported_metrics_and_every_metric_is_docum
     let used: BTreeSet<String> = exprs.iter().flat_map(|e| metric_names(e)).collect();
     assert!(!used.is_empty());
     let unknown: Vec<_> = used.difference(&exported).collect();
-    assert!(unknown.is_empty(), "the dashboard queries metrics we do not export: {unknown:?}");
+    assert!(
+        unknown.is_empty(),
+        "the dashboard queries metrics we do not export: {unknown:?}"
+    );
 }
 
 #[test]

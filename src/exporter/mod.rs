@@ -40,6 +40,9 @@ use crate::probe::sampler::ProbeSnapshot;
 pub use state::{LATENCY_BUCKETS_US, LiveMetrics};
 pub use text::{FaultLive, Phase, Scrape};
 
+/// How long scrapes in progress may still finish when the run ends.
+pub const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The content type of the text format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -58,7 +61,9 @@ impl Exporter {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("--metrics-addr {addr}: cannot listen"))?;
-        let addr = listener.local_addr().context("--metrics-addr: no local address")?;
+        let addr = listener
+            .local_addr()
+            .context("--metrics-addr: no local address")?;
         let live = Arc::new(Live::default());
         let stop = CancellationToken::new();
         let app = Router::new()
@@ -101,10 +106,16 @@ impl Exporter {
         self.live.clone()
     }
 
-    /// Stops serving (scrapes in progress finish first).
-    pub async fn stop(self) {
+    /// Stops serving: scrapes in progress get [`STOP_GRACE`] to finish, then the task is
+    /// ended.
+    pub async fn stop(mut self) {
         self.stop.cancel();
-        let _ = self.task.await;
+        if tokio::time::timeout(STOP_GRACE, &mut self.task)
+            .await
+            .is_err()
+        {
+            self.task.abort();
+        }
     }
 }
 
@@ -190,10 +201,17 @@ impl Live {
                 elapsed_s: i.start.map_or(0.0, |s| s.elapsed().as_secs_f64()),
                 planned_s: i.planned_s,
                 metrics: i.metrics.clone(),
-                probes: i.probes.as_ref().map(|p| p.borrow().values()).unwrap_or_default(),
+                probes: i
+                    .probes
+                    .as_ref()
+                    .map(|p| p.borrow().values())
+                    .unwrap_or_default(),
                 faults: Vec::new(),
             };
-            let faults = i.faults.as_ref().map(|f| (f.journal.clone(), f.planned.clone()));
+            let faults = i
+                .faults
+                .as_ref()
+                .map(|f| (f.journal.clone(), f.planned.clone()));
             (scrape, faults)
         };
         // The file is read outside the lock: the collector never waits on a scrape.

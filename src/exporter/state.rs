@@ -7,8 +7,8 @@ use crate::metrics::{Counters, SecondStats};
 /// Upper bounds of the latency histogram's buckets, microseconds (1 ms to 30 s; `+Inf`
 /// follows). Documented in `docs/metrics.md`.
 pub const LATENCY_BUCKETS_US: [u64; 14] = [
-    1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
-    2_500_000, 5_000_000, 10_000_000, 30_000_000,
+    1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000,
+    5_000_000, 10_000_000, 30_000_000,
 ];
 
 /// The quantiles of the last second's latency that are exported (1 = the maximum).

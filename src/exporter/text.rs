@@ -52,27 +52,132 @@ const fn def(
 
 /// Every metric the exporter writes, in the order written.
 pub const METRICS: &[MetricDef] = &[
-    def("shakedown_run_info", Kind::Gauge, &["kind", "run_id"], "Always 1: the run (kind run or load, and its run id)."),
-    def("shakedown_run_phase", Kind::Gauge, &["phase"], "1 for the run's current phase (starting, load, cooldown, finishing), 0 for the others."),
-    def("shakedown_run_elapsed_seconds", Kind::Gauge, &[], "Seconds since the run's clock started."),
-    def("shakedown_run_planned_seconds", Kind::Gauge, &[], "Planned length of the load, seconds."),
-    def("shakedown_timeline_seconds", Kind::Gauge, &[], "Seconds of the timeline collected so far (the figures cover these)."),
-    def("shakedown_intended_total", Kind::Counter, &["stream"], "Arrivals whose intended send time has passed."),
-    def("shakedown_sent_total", Kind::Counter, &["stream"], "Requests started."),
-    def("shakedown_requests_total", Kind::Counter, &["stream", "outcome"], "Requests finished, by outcome (ok, error)."),
-    def("shakedown_errors_total", Kind::Counter, &["stream", "class"], "Failed requests by error class (refused, timeout, reset, 4xx, 5xx, ...)."),
-    def("shakedown_late_total", Kind::Counter, &["stream"], "Requests started later than late_after behind their intended time."),
-    def("shakedown_dropped_total", Kind::Counter, &["stream"], "Arrivals never sent (could not start within max_lateness, or the run stopped)."),
-    def("shakedown_sent_bytes_total", Kind::Counter, &["stream"], "Request body bytes sent."),
-    def("shakedown_received_bytes_total", Kind::Counter, &["stream"], "Response bytes received."),
-    def("shakedown_intended_per_second", Kind::Gauge, &["stream"], "Arrivals due in the last complete second (the intended rate)."),
-    def("shakedown_sent_per_second", Kind::Gauge, &["stream"], "Requests started in the last complete second (the achieved rate)."),
-    def("shakedown_in_flight", Kind::Gauge, &["stream"], "Requests in flight at the end of the last complete second."),
-    def("shakedown_request_duration_seconds", Kind::Histogram, &["stream"], "Latency from the intended send time (coordinated omission corrected), over the run so far; exact counts of the recorded HDR values."),
-    def("shakedown_request_duration_last_second_seconds", Kind::Gauge, &["stream", "quantile"], "Latency quantiles (0.5, 0.9, 0.99, 0.999, 1 = max) of the last complete second, from its HDR histogram; absent when no response came in it."),
-    def("shakedown_probe_value", Kind::Gauge, &["probe"], "Latest successful reading of each probe."),
-    def("shakedown_fault_active", Kind::Gauge, &["fault", "type"], "1 while an occurrence of the fault may be in place (journal: intent written, not undone), else 0."),
-    def("shakedown_fault_applied_total", Kind::Counter, &["fault", "type"], "Occurrences of the fault applied (including irreversible ones)."),
+    def(
+        "shakedown_run_info",
+        Kind::Gauge,
+        &["kind", "run_id"],
+        "Always 1: the run (kind run or load, and its run id).",
+    ),
+    def(
+        "shakedown_run_phase",
+        Kind::Gauge,
+        &["phase"],
+        "1 for the run's current phase (starting, load, cooldown, finishing), 0 for the others.",
+    ),
+    def(
+        "shakedown_run_elapsed_seconds",
+        Kind::Gauge,
+        &[],
+        "Seconds since the run's clock started.",
+    ),
+    def(
+        "shakedown_run_planned_seconds",
+        Kind::Gauge,
+        &[],
+        "Planned length of the load, seconds.",
+    ),
+    def(
+        "shakedown_timeline_seconds",
+        Kind::Gauge,
+        &[],
+        "Seconds of the timeline collected so far (the figures cover these).",
+    ),
+    def(
+        "shakedown_intended_total",
+        Kind::Counter,
+        &["stream"],
+        "Arrivals whose intended send time has passed.",
+    ),
+    def(
+        "shakedown_sent_total",
+        Kind::Counter,
+        &["stream"],
+        "Requests started.",
+    ),
+    def(
+        "shakedown_requests_total",
+        Kind::Counter,
+        &["stream", "outcome"],
+        "Requests finished, by outcome (ok, error).",
+    ),
+    def(
+        "shakedown_errors_total",
+        Kind::Counter,
+        &["stream", "class"],
+        "Failed requests by error class (refused, timeout, reset, 4xx, 5xx, ...).",
+    ),
+    def(
+        "shakedown_late_total",
+        Kind::Counter,
+        &["stream"],
+        "Requests started later than late_after behind their intended time.",
+    ),
+    def(
+        "shakedown_dropped_total",
+        Kind::Counter,
+        &["stream"],
+        "Arrivals never sent (could not start within max_lateness, or the run stopped).",
+    ),
+    def(
+        "shakedown_sent_bytes_total",
+        Kind::Counter,
+        &["stream"],
+        "Request body bytes sent.",
+    ),
+    def(
+        "shakedown_received_bytes_total",
+        Kind::Counter,
+        &["stream"],
+        "Response bytes received.",
+    ),
+    def(
+        "shakedown_intended_per_second",
+        Kind::Gauge,
+        &["stream"],
+        "Arrivals due in the last complete second (the intended rate).",
+    ),
+    def(
+        "shakedown_sent_per_second",
+        Kind::Gauge,
+        &["stream"],
+        "Requests started in the last complete second (the achieved rate).",
+    ),
+    def(
+        "shakedown_in_flight",
+        Kind::Gauge,
+        &["stream"],
+        "Requests in flight at the end of the last complete second.",
+    ),
+    def(
+        "shakedown_request_duration_seconds",
+        Kind::Histogram,
+        &["stream"],
+        "Latency from the intended send time (coordinated omission corrected), over the run so far; exact counts of the recorded HDR values.",
+    ),
+    def(
+        "shakedown_request_duration_last_second_seconds",
+        Kind::Gauge,
+        &["stream", "quantile"],
+        "Latency quantiles (0.5, 0.9, 0.99, 0.999, 1 = max) of the last complete second, from its HDR histogram; absent when no response came in it.",
+    ),
+    def(
+        "shakedown_probe_value",
+        Kind::Gauge,
+        &["probe"],
+        "Latest successful reading of each probe.",
+    ),
+    def(
+        "shakedown_fault_active",
+        Kind::Gauge,
+        &["fault", "type"],
+        "1 while an occurrence of the fault may be in place (journal: intent written, not undone), else 0.",
+    ),
+    def(
+        "shakedown_fault_applied_total",
+        Kind::Counter,
+        &["fault", "type"],
+        "Occurrences of the fault applied (including irreversible ones).",
+    ),
 ];
 
 /// The run's phase.
@@ -90,7 +195,12 @@ pub enum Phase {
 }
 
 impl Phase {
-    pub const ALL: [Phase; 4] = [Phase::Starting, Phase::Load, Phase::Cooldown, Phase::Finishing];
+    pub const ALL: [Phase; 4] = [
+        Phase::Starting,
+        Phase::Load,
+        Phase::Cooldown,
+        Phase::Finishing,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -139,17 +249,27 @@ pub fn render(s: &Scrape) -> String {
             }
             "shakedown_run_phase" => {
                 for p in Phase::ALL {
-                    w.sample(m.name, &[("phase", p.name())], f64::from(u8::from(p == s.phase)));
+                    w.sample(
+                        m.name,
+                        &[("phase", p.name())],
+                        f64::from(u8::from(p == s.phase)),
+                    );
                 }
             }
             "shakedown_run_elapsed_seconds" => w.sample(m.name, &[], s.elapsed_s),
             "shakedown_run_planned_seconds" => w.sample(m.name, &[], s.planned_s),
             "shakedown_timeline_seconds" => w.sample(m.name, &[], f64::from(s.metrics.seconds)),
-            "shakedown_intended_total" => w.per_stream(m.name, streams, |x| x.totals.intended as f64),
+            "shakedown_intended_total" => {
+                w.per_stream(m.name, streams, |x| x.totals.intended as f64)
+            }
             "shakedown_sent_total" => w.per_stream(m.name, streams, |x| x.totals.sent as f64),
             "shakedown_requests_total" => {
                 for x in streams {
-                    w.sample(m.name, &[("stream", &x.name), ("outcome", "ok")], x.totals.ok as f64);
+                    w.sample(
+                        m.name,
+                        &[("stream", &x.name), ("outcome", "ok")],
+                        x.totals.ok as f64,
+                    );
                     let errors = x.totals.errors_total() as f64;
                     w.sample(m.name, &[("stream", &x.name), ("outcome", "error")], errors);
                 }
@@ -197,7 +317,11 @@ pub fn render(s: &Scrape) -> String {
                     };
                     for (q, v) in LAST_SECOND_QUANTILES.iter().zip(values) {
                         let q = number(*q);
-                        w.sample(m.name, &[("stream", &x.name), ("quantile", &q)], v as f64 / 1e6);
+                        w.sample(
+                            m.name,
+                            &[("stream", &x.name), ("quantile", &q)],
+                            v as f64 / 1e6,
+                        );
                     }
                 }
             }
@@ -275,7 +399,9 @@ fn number(v: f64) -> String {
 
 /// Label values: backslash, double quote and line feed escaped.
 fn escape_label(v: &str) -> String {
-    v.replace('\\', r"\\").replace('"', "\\\"").replace('\n', r"\n")
+    v.replace('\\', r"\\")
+        .replace('"', "\\\"")
+        .replace('\n', r"\n")
 }
 
 /// HELP text: backslash and line feed escaped.

@@ -89,7 +89,13 @@ impl Session {
         let start_wall = SystemTime::now();
         meta.started_at = chrono::DateTime::<chrono::Utc>::from(start_wall);
         if let Some(l) = &live {
-            l.begin(&meta.kind, &meta.run_id, &names, start, planned.as_secs_f64());
+            l.begin(
+                &meta.kind,
+                &meta.run_id,
+                &names,
+                start,
+                planned.as_secs_f64(),
+            );
         }
         let streams = names.len();
         let (writer, timeline) = create_run_files(self.dir.path(), meta, names.clone(), start_wall)

@@ -67,7 +67,9 @@ async fn dry_run_aws(clients: &AwsClients, target: &Resolved) -> (bool, bool) {
     match clients.identity().await {
         Ok(Some(id)) => crate::outln!(
             "aws: acting as {} (account {}), region {}",
-            id.arn, id.account, clients.region
+            id.arn,
+            id.account,
+            clients.region
         ),
         Ok(None) => crate::outln!(
             "aws: region {}, local endpoints (no STS endpoint to ask who the credentials are)",

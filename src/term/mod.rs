@@ -24,7 +24,7 @@ use std::io::{IsTerminal, Write};
 use std::sync::OnceLock;
 
 pub use document::{OutputDocument, document, emit_document, schema as output_schema};
-pub use progress::{Progress, progress, spinner};
+pub use progress::{Progress, counter, progress, spinner};
 
 use crate::analyze::Status;
 
@@ -88,17 +88,15 @@ impl Settings {
 
 /// Whether to colour: the flag, then `NO_COLOR` (<https://no-color.org>), then
 /// `CLICOLOR_FORCE`, then a terminal that is not `TERM=dumb`.
-fn color_wanted(
-    choice: ColorChoice,
-    terminal: bool,
-    env: impl Fn(&str) -> Option<String>,
-) -> bool {
+fn color_wanted(choice: ColorChoice, terminal: bool, env: impl Fn(&str) -> Option<String>) -> bool {
     let set = |k: &str| env(k).is_some_and(|v| !v.is_empty());
     match choice {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
         ColorChoice::Auto if set("NO_COLOR") => false,
-        ColorChoice::Auto if set("CLICOLOR_FORCE") && env("CLICOLOR_FORCE").as_deref() != Some("0") => {
+        ColorChoice::Auto
+            if set("CLICOLOR_FORCE") && env("CLICOLOR_FORCE").as_deref() != Some("0") =>
+        {
             true
         }
         ColorChoice::Auto => terminal && env("TERM").as_deref() != Some("dumb"),
@@ -184,7 +182,11 @@ mod tests {
     use super::*;
 
     fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        move |k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
     }
 
     #[test]
@@ -198,7 +200,11 @@ mod tests {
         assert!(!color_wanted(Auto, true, env(&[("TERM", "dumb")])));
         assert!(color_wanted(Auto, false, env(&[("CLICOLOR_FORCE", "1")])));
         assert!(!color_wanted(Auto, false, env(&[("CLICOLOR_FORCE", "0")])));
-        assert!(!color_wanted(Auto, false, env(&[("NO_COLOR", "1"), ("CLICOLOR_FORCE", "1")])));
+        assert!(!color_wanted(
+            Auto,
+            false,
+            env(&[("NO_COLOR", "1"), ("CLICOLOR_FORCE", "1")])
+        ));
         assert!(color_wanted(Always, false, env(&[("NO_COLOR", "1")])));
         assert!(!color_wanted(Never, true, env(&[("CLICOLOR_FORCE", "1")])));
     }

@@ -61,10 +61,17 @@ pub fn progress(len: u64, msg: impl Into<String>) -> Progress {
 
 /// A spinner with `msg`, for work of unknown length; it ticks on its own.
 pub fn spinner(msg: impl Into<String>) -> Progress {
+    spinner_with("{spinner} {msg} ({elapsed})", msg)
+}
+
+/// A spinner that also shows a count ([`Progress::inc`]), e.g. records read: `msg: N read`.
+pub fn counter(msg: impl Into<String>) -> Progress {
+    spinner_with("{spinner} {msg}: {human_pos} read ({elapsed})", msg)
+}
+
+fn spinner_with(template: &str, msg: impl Into<String>) -> Progress {
     let bar = ProgressBar::with_draw_target(None, target());
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("valid template"),
-    );
+    bar.set_style(ProgressStyle::with_template(template).expect("valid template"));
     bar.set_message(msg.into());
     if !bar.is_hidden() {
         bar.enable_steady_tick(Duration::from_millis(120));
