@@ -3,7 +3,7 @@
 //!
 //! | file | job |
 //! |---|---|
-//! | `mod.rs` | [`Session`]: the run directory, and [`Recording`]: `run.json`, the clock, recorder + collector + live view, the signal handler |
+//! | `mod.rs` | [`Session`]: the run directory, and [`Recording`]: `run.json`, the clock, recorder + collector + live view (and the `--metrics-addr` exporter's state, [`crate::exporter::Live`]), the signal handler |
 //! | [`target`] | the sandbox started for a run, the target resolved (HTTP address, AWS clients, queues, completion and activity sources) |
 //! | [`meta`] | the initial `run.json` |
 //! | [`collect`] | each finished second: timeline, latency log, live view, the stop conditions' snapshot |
@@ -12,6 +12,9 @@
 //! | [`experiment`] | `run`/`demo`: prepare, run (load + faults), cool down, finish |
 //! | [`load`] | `load`: prepare, run, finish |
 //! | [`report`] | what the terminal shows at the end; verdicts -> exit outcome |
+//!
+//! Lines for people are written with [`crate::outln!`] (stdout, or stderr under `--output json`:
+//! [`crate::term`]), never `println!`.
 //!
 //! The commands in [`crate::cmd`] only turn their arguments into the options here.
 
