@@ -14,6 +14,10 @@ pub struct Cli {
     #[arg(long, global = true, env = "SHAKEDOWN_THREADS")]
     pub threads: Option<usize>,
 
+    /// Colour: auto (on a terminal, unless NO_COLOR is set), always, never.
+    #[arg(long, global = true, value_enum, default_value_t, value_name = "WHEN")]
+    pub color: crate::term::ColorChoice,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -44,4 +48,32 @@ pub enum Command {
         #[arg(long)]
         config: String,
     },
+}
+
+impl Command {
+    /// The subcommand's name, as typed.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Demo(_) => "demo",
+            Command::Run(_) => "run",
+            Command::Analyze(_) => "analyze",
+            Command::Load(_) => "load",
+            Command::Validate(_) => "validate",
+            Command::Sandbox(_) => "sandbox",
+            Command::Recover(_) => "recover",
+            Command::ChaosRun(_) => "__chaos-run",
+            Command::SandboxChild { .. } => "__sandbox-child",
+        }
+    }
+
+    /// `--output` of the commands that have it; text for the others.
+    pub fn output_format(&self) -> crate::term::OutputFormat {
+        match self {
+            Command::Demo(a) => a.output.output,
+            Command::Run(a) => a.output.output,
+            Command::Analyze(a) => a.output.output,
+            Command::Load(a) => a.output.output,
+            _ => crate::term::OutputFormat::Text,
+        }
+    }
 }

@@ -22,6 +22,8 @@
 //! | [`tls`] | one set of trust options (`ca_file`, `insecure`, client certificate, SNI) -> a rustls client configuration for every HTTP client; TLS failures -> their error classes and hints | no |
 //! | [`results`] | `results/<run-id>/`: [`results::RunDir`] names every file of a run directory and owns their readers and writers (JSON lines, CSV rows, `latency.hlog`); run.json, timeline.csv, latency.hlog, harness.csv written as the run goes | no |
 //! | [`live`] | progress bar or plain lines during a run | no |
+//! | [`term`] | the terminal: human lines to stdout (stderr under `--output json`) through `outln!`, colour (`NO_COLOR`, `--color`), progress bars, the one `--output json` document | no |
+//! | [`exporter`] | `--metrics-addr`: the live timeline, probes and fault state as Prometheus metrics on `GET /metrics` | no (its text rendering is pure) |
 //! | [`shutdown`] | Ctrl-C / SIGTERM -> a cancellation token handed down the task tree (the one signal handler) | no |
 //! | [`aws`] | the AWS layer: target, client builder, errors, selectors, EC2/SQS helpers; used by driver, probes, ledger, chaos, experiment and the sandbox's own clients | no |
 //! | [`chaos`] | faults with journaled, verified undos; runner, guardrails, recovery, TCP proxy | no |
@@ -40,6 +42,7 @@ pub mod config;
 pub mod driver;
 pub mod errors;
 pub mod experiment;
+pub mod exporter;
 pub mod ledger;
 pub mod live;
 pub mod metrics;
@@ -50,6 +53,7 @@ pub mod schedule;
 pub mod session;
 pub mod shutdown;
 pub mod template;
+pub mod term;
 pub mod tls;
 pub mod units;
 
@@ -61,7 +65,9 @@ use cmd::Outcome;
 pub fn run(cli: Cli) -> u8 {
     let command_line: Vec<String> = std::env::args().collect();
     let threads = cli.threads;
-    match cli.command {
+    term::init(cli.command.output_format(), cli.color);
+    let name = cli.command.name();
+    let code = match cli.command {
         Command::Demo(args) => {
             exit_code(block_on(threads, cmd::demo::demo(args, command_line)).map(Outcome::code))
         }
@@ -70,10 +76,7 @@ pub fn run(cli: Cli) -> u8 {
         }
         Command::Analyze(args) => match cmd::analyze::analyze(&args) {
             Ok(outcome) => outcome.code(),
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                Outcome::Error.code()
-            }
+            Err(e) => report_error(&e),
         },
         Command::Validate(args) => cmd::validate::validate(&args).code(),
         Command::Load(args) => {
@@ -85,7 +88,17 @@ pub fn run(cli: Cli) -> u8 {
         Command::SandboxChild { role, config } => sandbox::instance::child_main(&role, &config),
         Command::Recover(args) => exit_code(block_on(threads, cmd::recover::recover(args))),
         Command::ChaosRun(args) => exit_code(block_on(threads, cmd::chaos_run::chaos_run(args))),
-    }
+    };
+    term::emit_document(name, code);
+    code
+}
+
+/// Prints a command's error with its cause chain (and keeps it for `--output json`);
+/// the exit code of an error.
+fn report_error(e: &anyhow::Error) -> u8 {
+    eprintln!("error: {e:#}");
+    term::document(|d| d.error = Some(format!("{e:#}")));
+    Outcome::Error.code()
 }
 
 /// Commands that compute their own exit code; errors were printed by `block_on`.
@@ -111,7 +124,7 @@ fn block_on<T>(
         }
     };
     runtime.block_on(fut).map_err(|e| {
-        eprintln!("error: {e:#}");
+        report_error(&e);
         Outcome::Error
     })
 }

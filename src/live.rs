@@ -1,7 +1,8 @@
 //! The live view: an indicatif progress line on a terminal, plain periodic
-//! lines otherwise (CI logs), fed once a second.
+//! lines otherwise (CI logs), fed once a second. Both go to the human stream
+//! ([`crate::term`]): stdout, or stderr under `--output json`.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -60,17 +61,19 @@ pub enum LiveView {
 }
 
 impl LiveView {
-    /// A bar when stdout is a terminal, plain lines every `plain_every`
+    /// A bar when the human stream is a terminal, plain lines every `plain_every`
     /// seconds otherwise; nothing when `quiet`.
     pub fn new(total: Duration, quiet: bool, plain_every: u64) -> LiveView {
         if quiet {
             return LiveView::Off;
         }
-        if std::io::stdout().is_terminal() {
-            let bar = ProgressBar::with_draw_target(
-                Some(total.as_secs().max(1)),
-                ProgressDrawTarget::stdout(),
-            );
+        if crate::term::human_is_terminal() {
+            let target = if crate::term::json_mode() {
+                ProgressDrawTarget::stderr()
+            } else {
+                ProgressDrawTarget::stdout()
+            };
+            let bar = ProgressBar::with_draw_target(Some(total.as_secs().max(1)), target);
             bar.set_style(
                 ProgressStyle::with_template(
                     "{elapsed_precise}/{duration_precise} [{bar:30}] {msg}",
@@ -102,7 +105,7 @@ impl LiveView {
             LiveView::Plain { every, next, total } => {
                 if snap.elapsed.as_secs() >= *next {
                     *next += *every;
-                    let mut out = std::io::stdout().lock();
+                    let mut out = crate::term::human();
                     let _ = writeln!(out, "{}", plain_line(snap, *total));
                 }
             }

@@ -55,3 +55,11 @@ fn a_real_run_json_validates_against_the_schema_shape() {
         assert!(required.contains(&key), "{key} should be required");
     }
 }
+
+#[test]
+fn output_json_schema_is_published() {
+    check(
+        "docs/schema/output.schema.json",
+        shakedown::term::output_schema(),
+    );
+}

@@ -30,7 +30,7 @@ use std::path::Path;
 
 pub use load::{LoadError, load_run, write_verdict};
 pub use spec::{Promise, PromiseKind, load_promises, parse_promises};
-pub use verdict::{Status, Verdict, VerdictFile, render_table};
+pub use verdict::{Status, Verdict, VerdictFile, render_table, render_table_with};
 pub use view::RunView;
 
 /// Evaluates every promise against a run, in order.

@@ -1,7 +1,6 @@
 //! [`Verdict`]: the outcome of one promise, the terminal table and `verdict.json`.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -218,6 +217,12 @@ impl Builder {
 
 /// The verdicts as an aligned text table for the terminal: promise, status, window, summary.
 pub fn render_table(verdicts: &[Verdict]) -> String {
+    render_table_with(verdicts, &|_, cell| cell.to_owned())
+}
+
+/// [`render_table`] with each row's status cell (padded to its column) passed through
+/// `paint` (the terminal's colours); the header row's status cell is not painted.
+pub fn render_table_with(verdicts: &[Verdict], paint: &dyn Fn(Status, &str) -> String) -> String {
     let rows: Vec<[String; 4]> =
         std::iter::once(["promise", "status", "window", "summary"].map(String::from))
             .chain(verdicts.iter().map(|v| {
@@ -234,10 +239,16 @@ pub fn render_table(verdicts: &[Verdict]) -> String {
     let widths: Vec<usize> = (0..3)
         .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
         .collect();
+    let statuses = std::iter::once(None).chain(verdicts.iter().map(|v| Some(v.status)));
     let mut out = String::new();
-    for r in &rows {
+    for (r, status) in rows.iter().zip(statuses) {
         for (i, w) in widths.iter().enumerate() {
-            let _ = write!(out, "{:<w$}  ", r[i], w = *w);
+            let cell = format!("{:<w$}", r[i], w = *w);
+            match status {
+                Some(status) if i == 1 => out.push_str(&paint(status, &cell)),
+                _ => out.push_str(&cell),
+            }
+            out.push_str("  ");
         }
         out.push_str(&r[3]);
         out.push('\n');

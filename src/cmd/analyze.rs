@@ -20,6 +20,9 @@ pub struct AnalyzeArgs {
     /// Exit 0 even when some promises are not evaluable (failures still exit 1).
     #[arg(long)]
     pub allow_not_evaluable: bool,
+    /// `--output text|json`.
+    #[command(flatten)]
+    pub output: crate::term::OutputArgs,
 }
 
 /// Loads the promises, evaluates them against the run, rewrites `verdict.json`.
@@ -42,7 +45,7 @@ pub fn analyze(args: &AnalyzeArgs) -> anyhow::Result<Outcome> {
         }
     };
     let verdicts = analyze_and_report(&args.run_dir, &promises)?;
-    println!(
+    crate::outln!(
         "verdicts written to {}",
         crate::results::RunDir::at(&args.run_dir)
             .verdict()

@@ -50,6 +50,13 @@ pub struct DemoArgs {
     /// No live progress line.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Serve the run's live metrics (Prometheus text format, docs/metrics.md) on
+    /// `http://ADDR/metrics` while it goes, e.g. 127.0.0.1:9464 (port 0: any free port).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// `--output text|json`.
+    #[command(flatten)]
+    pub output: crate::term::OutputArgs,
 }
 
 /// Runs the built-in demo experiment against the sandbox.
@@ -74,6 +81,7 @@ pub async fn demo(args: DemoArgs, command: Vec<String>) -> anyhow::Result<Outcom
         seed: args.seed,
         results: args.results,
         quiet: args.quiet,
+        metrics_addr: args.metrics_addr,
         ..RunOptions::default()
     };
     run_experiment(experiment, &run, command).await

@@ -135,6 +135,13 @@ pub struct LoadArgs {
     /// No live view (the summary is still printed).
     #[arg(long, short)]
     pub quiet: bool,
+    /// Serve the run's live metrics (Prometheus text format, docs/metrics.md) on
+    /// `http://ADDR/metrics` while it goes, e.g. 127.0.0.1:9464 (port 0: any free port).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// `--output text|json`.
+    #[command(flatten)]
+    pub output: crate::term::OutputArgs,
 }
 
 /// `shakedown load`.
@@ -159,6 +166,7 @@ pub async fn load(args: LoadArgs, command: Vec<String>) -> anyhow::Result<Outcom
         results: args.results,
         run_id: args.run_id,
         quiet: args.quiet,
+        metrics_addr: args.metrics_addr,
     };
     run_load(plan, command).await
 }

@@ -40,6 +40,13 @@ pub struct RunArgs {
     /// No live progress line.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Serve the run's live metrics (Prometheus text format, docs/metrics.md) on
+    /// `http://ADDR/metrics` while it goes, e.g. 127.0.0.1:9464 (port 0: any free port).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// `--output text|json`.
+    #[command(flatten)]
+    pub output: crate::term::OutputArgs,
 }
 
 impl RunArgs {
@@ -54,6 +61,7 @@ impl RunArgs {
             allow_not_evaluable: self.allow_not_evaluable,
             tls: self.tls.clone(),
             quiet: self.quiet,
+            metrics_addr: self.metrics_addr,
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Each finished second: taken from the recorder, appended to `timeline.csv` and
-//! `latency.hlog`, shown in the live view, and handed to a tap (the stop conditions'
-//! snapshot in `run`).
+//! `latency.hlog`, shown in the live view, published to the metrics exporter
+//! (`--metrics-addr`), and handed to a tap (the stop conditions' snapshot in `run`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::chaos::guard::Snapshot;
+use crate::exporter::Live;
 use crate::live::{LiveSnapshot, LiveView};
 use crate::metrics::{Recorder, SecondStats, Window};
 use crate::results::TimelineWriter;
@@ -24,6 +25,7 @@ pub async fn collect(
     recorder: Arc<Recorder>,
     timeline: TimelineWriter,
     live: LiveView,
+    exported: Option<Arc<Live>>,
     done: CancellationToken,
     tap: impl FnMut(&SecondStats) + Send + 'static,
 ) -> Vec<Window> {
@@ -35,6 +37,7 @@ pub async fn collect(
         recorder,
         timeline,
         live,
+        exported,
         tap,
     };
     // Tick just after each second boundary.
@@ -76,6 +79,8 @@ struct Collector<T> {
     recorder: Arc<Recorder>,
     timeline: TimelineWriter,
     live: LiveView,
+    /// The metrics exporter's state (`--metrics-addr`).
+    exported: Option<Arc<Live>>,
     tap: T,
     totals: Vec<Window>,
     snap: LiveSnapshot,
@@ -91,6 +96,9 @@ impl<T: FnMut(&SecondStats)> Collector<T> {
                 tracing::error!("writing the timeline: {e}");
             }
             update_snapshot(&mut self.snap, &s);
+            if let Some(e) = &self.exported {
+                e.record_second(&s);
+            }
             (self.tap)(&s);
             for (t, w) in self.totals.iter_mut().zip(&s.streams) {
                 t.merge(w);

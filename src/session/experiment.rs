@@ -25,6 +25,7 @@ use crate::cmd::Outcome;
 use crate::config::profile::Profile;
 use crate::driver::{self, DriverPlan, Mode, RequestFactory, Target};
 use crate::experiment::{CooldownClock, Experiment, TargetSpec};
+use crate::exporter::{Exporter, Live, Phase};
 use crate::ledger::census::QueueCensus;
 use crate::ledger::source::CompletionSource;
 use crate::ledger::{AcceptedIds, IdFormat};
@@ -69,6 +70,8 @@ pub struct RunOptions {
     pub tls: crate::tls::TlsArgs,
     /// No live progress line.
     pub quiet: bool,
+    /// Serve the live metrics here (`GET /metrics`, Prometheus text format).
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// Runs a loaded experiment: the sandbox if its target is one, then the four steps.
@@ -77,6 +80,8 @@ pub async fn run_experiment(
     opts: &RunOptions,
     command: Vec<String>,
 ) -> anyhow::Result<Outcome> {
+    // Bound first: a taken address is an error before anything starts.
+    let exporter = Exporter::start_if(opts.metrics_addr).await?;
     let sandbox = match &exp.target {
         TargetSpec::Sandbox(_) if opts.endpoint_url.is_some() => {
             bail!(
@@ -97,9 +102,13 @@ pub async fn run_experiment(
         }
         TargetSpec::System(_) => None,
     };
-    let result = steps(&mut exp, opts, command, sandbox.as_ref()).await;
+    let live = exporter.as_ref().map(Exporter::live);
+    let result = steps(&mut exp, opts, command, sandbox.as_ref(), live).await;
     if let Some(sb) = sandbox {
         sb.shutdown().await;
+    }
+    if let Some(e) = exporter {
+        e.stop().await;
     }
     result
 }
@@ -109,8 +118,9 @@ async fn steps(
     opts: &RunOptions,
     command: Vec<String>,
     sandbox: Option<&Sandbox>,
+    live: Option<Arc<Live>>,
 ) -> anyhow::Result<Outcome> {
-    let prepared = match prepare(exp, opts, command, sandbox).await? {
+    let prepared = match prepare(exp, opts, command, sandbox, live).await? {
         Ok(p) => p,
         Err(outcome) => return Ok(outcome),
     };
@@ -136,6 +146,7 @@ pub struct Prepared<'a> {
     probe_csv: ProbeCsv<std::io::BufWriter<std::fs::File>>,
     completions: Vec<CompletionSource>,
     sinks: Option<crate::driver::batch::Sinks>,
+    live: Option<Arc<Live>>,
 }
 
 /// Step 1: resolves and builds everything; `Err(outcome)` when the run ends here (a dry
@@ -145,6 +156,7 @@ pub async fn prepare<'a>(
     opts: &'a RunOptions,
     command: Vec<String>,
     sandbox: Option<&'a Sandbox>,
+    live: Option<Arc<Live>>,
 ) -> anyhow::Result<Result<Prepared<'a>, Outcome>> {
     let target = resolve_target(
         exp,
@@ -216,7 +228,7 @@ pub async fn prepare<'a>(
         }
     };
     for d in &faults.deferred {
-        println!("note: {d}");
+        crate::outln!("note: {d}");
     }
 
     let run_tag = format!("{:08x}", rand::random::<u32>());
@@ -268,6 +280,7 @@ pub async fn prepare<'a>(
         probe_csv,
         completions,
         sinks,
+        live,
     }))
 }
 
@@ -313,10 +326,11 @@ impl<'a> Prepared<'a> {
             probe_csv,
             completions,
             sinks,
+            live,
         } = self;
         let names: Vec<String> = profile.streams.iter().map(|s| s.name.clone()).collect();
         let probe_values = sampler.subscribe();
-        println!(
+        crate::outln!(
             "shakedown run: experiment \"{}\" -> {} ({} of load, faults: {}), results in {}",
             exp.name,
             target.describe,
@@ -332,10 +346,15 @@ impl<'a> Prepared<'a> {
             names.clone(),
             profile.duration(),
             opts.quiet,
+            live,
             move |s| {
                 let _ = snapshots.send(snapshot(s, &snap_probe.borrow().values()));
             },
         )?;
+        if let Some(l) = recording.live() {
+            l.watch_probes(probe_values.clone());
+            l.watch_faults(&exp.plan, session.dir().journal());
+        }
         let start = recording.start;
         let accepted = Arc::new(AcceptedIds::with_spill(profile.streams.len()));
         let ids = IdFormat::new(&run_tag);
@@ -410,7 +429,7 @@ impl<'a> Prepared<'a> {
             Some(r) => r,
             None => {
                 if !chaos.is_finished() && !signal.is_cancelled() {
-                    println!("load done; waiting for the remaining faults to end...");
+                    crate::outln!("load done; waiting for the remaining faults to end...");
                 }
                 flatten(chaos.await, &mut run_end)
             }
@@ -443,6 +462,7 @@ impl Ran<'_> {
     pub async fn cool_down(&mut self) {
         let ended_early = self.recording.interrupted()
             || !matches!(&self.chaos, Ok(r) if r.outcome == crate::chaos::Outcome::Completed);
+        self.recording.set_phase(Phase::Cooldown);
         self.cooldown_note = if ended_early {
             "skipped (the run ended early)".to_string()
         } else {
@@ -527,7 +547,7 @@ impl Ran<'_> {
             })
             .max();
         if let Some(settle) = settle.filter(|_| !interrupted) {
-            println!(
+            crate::outln!(
                 "cloudwatch: waiting up to {} for the run's datapoints (CloudWatch publishes minutes late; Ctrl-C stops waiting)...",
                 crate::units::format_duration(settle)
             );
@@ -557,9 +577,9 @@ impl Ran<'_> {
             eprintln!("faults: {e}");
         }
 
-        println!();
-        print!("{}", render_table(&summaries));
-        println!(
+        crate::outln!();
+        crate::out!("{}", render_table(&summaries));
+        crate::outln!(
             "load {} after {:.1}s; run ended after {:.1}s; cool-down: {cooldown_note}",
             if stopped_early {
                 "stopped"
@@ -570,17 +590,17 @@ impl Ran<'_> {
             elapsed.as_secs_f64(),
         );
         print_watch_report(&watched);
-        println!(
+        crate::outln!(
             "ledger: {ledger_note} ({} accepted ids written)",
             watched.spilled
         );
         for note in &cloudwatch_notes {
-            println!("{note}");
+            crate::outln!("{note}");
         }
         let chaos_code = chaos_outcome(&chaos, dir);
 
         let verdicts = analyze_and_report(dir, &exp.promises)?;
-        println!("results: {}", dir.display());
+        crate::outln!("results: {}", dir.display());
         if let Some(sb) = sandbox {
             print_sandbox_activity(sb);
         }
@@ -601,7 +621,7 @@ fn print_watch_report(watched: &WatchReport) {
             for s in &r.probes {
                 let gaps = s.failed + s.timed_out + s.skipped;
                 if gaps > 0 {
-                    println!(
+                    crate::outln!(
                         "probe {}: {gaps} gap(s){}",
                         s.name,
                         s.last_error
@@ -612,10 +632,10 @@ fn print_watch_report(watched: &WatchReport) {
                 }
             }
         }
-        Err(e) => println!("probes: {e}"),
+        Err(e) => crate::outln!("probes: {e}"),
     }
     for e in &watched.completion_errors {
-        println!("completions: {e}");
+        crate::outln!("completions: {e}");
     }
 }
 
@@ -623,7 +643,7 @@ fn print_watch_report(watched: &WatchReport) {
 fn chaos_outcome(chaos: &Result<RunReport, String>, dir: &std::path::Path) -> Option<Outcome> {
     match chaos {
         Ok(r) => {
-            println!("faults: {}", r.summary());
+            crate::outln!("faults: {}", r.summary());
             for s in &r.still_applied {
                 eprintln!(
                     "UNDO FAILED, still applied: {s}  (run `shakedown recover {}`)",

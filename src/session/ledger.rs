@@ -98,6 +98,7 @@ pub async fn finish_ledger(
         Err(e) => return format!("completions not readable: {e}"),
     };
     let mut intended = IntendedTimes::new(profile, seed, start_ms);
+    let progress = crate::term::counter("balancing the ledger: completions");
     let (mut summary, _hist) = summarize(
         SummaryInput {
             accepted,
@@ -106,9 +107,10 @@ pub async fn finish_ledger(
             still_queued,
             queued_ids: queued_ids.as_ref(),
         },
-        completions.by_ref(),
+        completions.by_ref().inspect(|_| progress.inc(1)),
         Some(&mut intended),
     );
+    drop(progress);
     if let Err(e) = completions.finish() {
         return format!("completions not readable: {e}");
     }

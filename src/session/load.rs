@@ -11,6 +11,7 @@ use anyhow::bail;
 use crate::cmd::Outcome;
 use crate::config::profile::{Profile, Settings, Transport};
 use crate::driver::{self, DriverPlan, Mode, RequestFactory, Target};
+use crate::exporter::{Exporter, Live};
 use crate::metrics::render_table;
 use crate::results::RunStatus;
 use crate::sandbox::Sandbox;
@@ -47,10 +48,14 @@ pub struct LoadPlan {
     pub results: PathBuf,
     pub run_id: Option<String>,
     pub quiet: bool,
+    /// Serve the live metrics here (`GET /metrics`, Prometheus text format).
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// Runs a load: the sandbox (if asked), then prepare, run, finish.
 pub async fn run_load(plan: LoadPlan, command: Vec<String>) -> anyhow::Result<Outcome> {
+    // Bound first: a taken address is an error before anything starts.
+    let exporter = Exporter::start_if(plan.metrics_addr).await?;
     let sandbox = match plan.sandbox {
         Some(arch) => {
             let mut config = SandboxConfig::for_arch(arch);
@@ -59,12 +64,16 @@ pub async fn run_load(plan: LoadPlan, command: Vec<String>) -> anyhow::Result<Ou
         }
         None => None,
     };
-    let result = steps(&plan, sandbox.as_ref(), command).await;
+    let live = exporter.as_ref().map(Exporter::live);
+    let result = steps(&plan, sandbox.as_ref(), command, live).await;
     if let Some(sb) = sandbox {
         if result.is_ok() {
             print_sandbox_activity(&sb);
         }
         sb.shutdown().await;
+    }
+    if let Some(e) = exporter {
+        e.stop().await;
     }
     result
 }
@@ -73,6 +82,7 @@ async fn steps(
     plan: &LoadPlan,
     sandbox: Option<&Sandbox>,
     command: Vec<String>,
+    live: Option<Arc<Live>>,
 ) -> anyhow::Result<Outcome> {
     // Prepare.
     let profile = &plan.profile;
@@ -118,8 +128,8 @@ async fn steps(
     let planned = planned_duration(plan.mode, profile);
 
     // Run.
-    let recording = session.start_recording(meta, names, planned, plan.quiet, |_| {})?;
-    println!(
+    let recording = session.start_recording(meta, names, planned, plan.quiet, live, |_| {})?;
+    crate::outln!(
         "shakedown load: profile \"{}\" -> {} ({}, {}), results in {}",
         profile.name,
         target,
@@ -155,9 +165,9 @@ async fn steps(
         RunStatus::Completed
     };
     let summaries = recording.finish(status, elapsed, None).await?;
-    println!();
-    print!("{}", render_table(&summaries));
-    println!(
+    crate::outln!();
+    crate::out!("{}", render_table(&summaries));
+    crate::outln!(
         "{} in {:.1}s, at most {} request{} in flight{}",
         if report.stopped_early {
             "interrupted"
@@ -176,7 +186,7 @@ async fn steps(
             String::new()
         }
     );
-    println!("results: {}", session.path().display());
+    crate::outln!("results: {}", session.path().display());
     Ok(if report.stopped_early {
         Outcome::Error
     } else {

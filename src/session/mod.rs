@@ -3,7 +3,7 @@
 //!
 //! | file | job |
 //! |---|---|
-//! | `mod.rs` | [`Session`]: the run directory, and [`Recording`]: `run.json`, the clock, recorder + collector + live view, the signal handler |
+//! | `mod.rs` | [`Session`]: the run directory, and [`Recording`]: `run.json`, the clock, recorder + collector + live view (and the `--metrics-addr` exporter's state, [`crate::exporter::Live`]), the signal handler |
 //! | [`target`] | the sandbox started for a run, the target resolved (HTTP address, AWS clients, queues, completion and activity sources) |
 //! | [`meta`] | the initial `run.json` |
 //! | [`collect`] | each finished second: timeline, latency log, live view, the stop conditions' snapshot |
@@ -12,6 +12,9 @@
 //! | [`experiment`] | `run`/`demo`: prepare, run (load + faults), cool down, finish |
 //! | [`load`] | `load`: prepare, run, finish |
 //! | [`report`] | what the terminal shows at the end; verdicts -> exit outcome |
+//!
+//! Lines for people are written with [`crate::outln!`] (stdout, or stderr under `--output json`:
+//! [`crate::term`]), never `println!`.
 //!
 //! The commands in [`crate::cmd`] only turn their arguments into the options here.
 
@@ -32,6 +35,7 @@ use anyhow::Context as _;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::exporter::{Live, Phase};
 use crate::live::LiveView;
 use crate::metrics::{Recorder, SecondStats, StreamSummary, Window};
 use crate::results::{RunDir, RunMeta, RunStatus, RunWriter, create_run_files, run_id};
@@ -59,6 +63,7 @@ impl Session {
         let dir_name = run_id_arg.map_or_else(|| run_id(name, SystemTime::now()), str::to_string);
         let dir = RunDir::create(root, &dir_name)
             .with_context(|| format!("cannot create a run directory under {}", root.display()))?;
+        crate::term::document(|d| d.run_dir = Some(dir.path().to_path_buf()));
         Ok(Session { dir })
     }
 
@@ -71,19 +76,30 @@ impl Session {
     }
 
     /// Starts the run's clock: `run.json` (status `running`, started now), the timeline and
-    /// latency log, the recorder and its collector (which feeds the live view and calls
-    /// `tap` with every finished second), and the Ctrl-C/SIGTERM handler.
+    /// latency log, the recorder and its collector (which feeds the live view and the
+    /// metrics exporter's `live` state, and calls `tap` with every finished second), and
+    /// the Ctrl-C/SIGTERM handler.
     pub fn start_recording(
         &self,
         mut meta: RunMeta,
         names: Vec<String>,
         planned: Duration,
         quiet: bool,
+        live: Option<Arc<Live>>,
         tap: impl FnMut(&SecondStats) + Send + 'static,
     ) -> anyhow::Result<Recording> {
         let start = Instant::now();
         let start_wall = SystemTime::now();
         meta.started_at = chrono::DateTime::<chrono::Utc>::from(start_wall);
+        if let Some(l) = &live {
+            l.begin(
+                &meta.kind,
+                &meta.run_id,
+                &names,
+                start,
+                planned.as_secs_f64(),
+            );
+        }
         let streams = names.len();
         let (writer, timeline) = create_run_files(self.dir.path(), meta, names.clone(), start_wall)
             .with_context(|| format!("cannot write results in {}", self.dir.path().display()))?;
@@ -91,11 +107,13 @@ impl Session {
         let signals = crate::shutdown::cancel_on_signals(signal.clone());
         let recorder = Arc::new(Recorder::new(start, streams, shards()));
         let collecting = CancellationToken::new();
+        let exported = live;
         let live = LiveView::new(planned, quiet, 5);
         let collector = tokio::spawn(collect::collect(
             recorder.clone(),
             timeline,
             live,
+            exported.clone(),
             collecting.clone(),
             tap,
         ));
@@ -110,6 +128,7 @@ impl Session {
             collector: Some(collector),
             collecting,
             totals: Vec::new(),
+            live: exported,
         })
     }
 }
@@ -129,6 +148,8 @@ pub struct Recording {
     collector: Option<JoinHandle<Vec<Window>>>,
     collecting: CancellationToken,
     totals: Vec<Window>,
+    /// The metrics exporter's state (`--metrics-addr`).
+    live: Option<Arc<Live>>,
 }
 
 impl Recording {
@@ -137,6 +158,18 @@ impl Recording {
         self.start_wall
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64)
+    }
+
+    /// The metrics exporter's state, when `--metrics-addr` serves one.
+    pub fn live(&self) -> Option<&Arc<Live>> {
+        self.live.as_ref()
+    }
+
+    /// Tells the metrics exporter (if any) the run's phase.
+    pub fn set_phase(&self, phase: Phase) {
+        if let Some(l) = &self.live {
+            l.set_phase(phase);
+        }
     }
 
     pub fn interrupted(&self) -> bool {
@@ -150,6 +183,7 @@ impl Recording {
         if let Some(c) = self.collector.take() {
             self.totals = c.await.context("the collector task failed")?;
         }
+        self.set_phase(Phase::Finishing);
         Ok(())
     }
 
@@ -170,6 +204,7 @@ impl Recording {
             .zip(&self.totals)
             .map(|(name, w)| StreamSummary::new(name, w, load_elapsed.as_secs_f64()))
             .collect();
+        crate::term::document(|d| d.streams = Some(summaries.clone()));
         let meta = self.writer.meta_mut();
         meta.summary = summaries.clone();
         meta.peak_rss_kib = crate::results::meta::peak_rss_kib();

@@ -34,19 +34,26 @@ pub fn analyze_and_report(
     dir: &Path,
     promises: &[analyze::Promise],
 ) -> anyhow::Result<VerdictFile> {
+    let progress = crate::term::spinner("analyzing the run");
     let file = analyze::analyze_dir(dir, promises)
         .with_context(|| format!("analyzing {}", dir.display()))?;
+    drop(progress);
     analyze::write_verdict(dir, &file).context("writing verdict.json")?;
-    println!();
-    print!("{}", analyze::render_table(&file.verdicts));
-    println!(
-        "overall: {}",
-        match file.overall {
-            Status::Pass => "pass",
-            Status::Fail => "fail",
-            Status::NotEvaluable => "not evaluable",
-        }
+    crate::term::document(|d| {
+        d.run_dir = Some(dir.to_path_buf());
+        d.verdict = Some(file.clone());
+    });
+    crate::outln!();
+    crate::out!(
+        "{}",
+        analyze::render_table_with(&file.verdicts, &crate::term::paint)
     );
+    let overall = match file.overall {
+        Status::Pass => "pass",
+        Status::Fail => "fail",
+        Status::NotEvaluable => "not evaluable",
+    };
+    crate::outln!("overall: {}", crate::term::paint(file.overall, overall));
     Ok(file)
 }
 
@@ -58,11 +65,13 @@ const DRY_RUN_SAMPLE: std::time::Duration = std::time::Duration::from_secs(10);
 /// (what did not is printed).
 async fn dry_run_aws(clients: &AwsClients, target: &Resolved) -> (bool, bool) {
     match clients.identity().await {
-        Ok(Some(id)) => println!(
+        Ok(Some(id)) => crate::outln!(
             "aws: acting as {} (account {}), region {}",
-            id.arn, id.account, clients.region
+            id.arn,
+            id.account,
+            clients.region
         ),
-        Ok(None) => println!(
+        Ok(None) => crate::outln!(
             "aws: region {}, local endpoints (no STS endpoint to ask who the credentials are)",
             clients.region
         ),
@@ -85,7 +94,7 @@ async fn dry_run_aws(clients: &AwsClients, target: &Resolved) -> (bool, bool) {
     let mut ok = true;
     for (label, queue) in queues {
         match queue.url(&clients.sqs).await {
-            Ok(url) => println!("{label}: {url}"),
+            Ok(url) => crate::outln!("{label}: {url}"),
             Err(e) => {
                 eprintln!("{label}: {e}");
                 ok = false;
@@ -104,7 +113,7 @@ pub async fn dry_run_report(
     probes: &ProbeContext,
     seed: u64,
 ) -> anyhow::Result<Outcome> {
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::term::human();
     writeln!(out, "experiment \"{}\" ({})", exp.name, exp.path.display())?;
     writeln!(out, "target: {}", target.describe)?;
     writeln!(
@@ -140,16 +149,16 @@ pub async fn dry_run_report(
         // AWS probes are read-only: one sample proves the resource exists and may be read.
         let aws_probe = p.kind.is_aws();
         if !(aws_probe && aws_ok) {
-            println!("probe {}: every {}s", p.name, p.every_secs());
+            crate::outln!("probe {}: every {}s", p.name, p.every_secs());
             continue;
         }
         match Prober::new(&p.kind, probes) {
             Ok(mut prober) => match prober.sample_within(p.timeout.max(DRY_RUN_SAMPLE)).await {
-                Ok(v) => println!("probe {}: every {}s, now {v}", p.name, p.every_secs()),
+                Ok(v) => crate::outln!("probe {}: every {}s, now {v}", p.name, p.every_secs()),
                 // The call was allowed and the metric is simply quiet (or late): not a fault
                 // of the experiment, but worth seeing.
                 Err(e @ ProbeError::NoData(_)) => {
-                    println!(
+                    crate::outln!(
                         "probe {}: every {}s, no value yet: {e}",
                         p.name,
                         p.every_secs()
@@ -167,20 +176,20 @@ pub async fn dry_run_report(
         }
     }
     for p in &exp.promises {
-        println!("promise {}", p.name);
+        crate::outln!("promise {}", p.name);
     }
     let actions = crate::experiment::iam::aws_actions(exp);
     if !actions.is_empty() {
         let actions: Vec<&str> = actions.into_iter().collect();
-        println!("IAM actions this run calls: {}", actions.join(", "));
+        crate::outln!("IAM actions this run calls: {}", actions.join(", "));
     }
     match dry_run(&exp.plan, env).await {
-        Ok(steps) => print!("{}", render_dry_run(&steps)),
+        Ok(steps) => crate::out!("{}", render_dry_run(&steps)),
         Err(refused) => {
-            print!("{}", render_dry_run(&refused.steps));
+            crate::out!("{}", render_dry_run(&refused.steps));
             for (f, e) in refused.errors {
                 if deferrable(&exp.plan, &f, &e) {
-                    println!("\n{}: {e} now; it is resolved again when it fires", f.id);
+                    crate::outln!("\n{}: {e} now; it is resolved again when it fires", f.id);
                 } else {
                     eprintln!("fault {}: {e}", f.id);
                     code = Outcome::Error;

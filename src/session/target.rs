@@ -61,12 +61,12 @@ pub fn check_sandbox_bus(
 
 /// Starts the embedded sandbox, printing where it runs.
 pub async fn start_sandbox(config: SandboxConfig) -> anyhow::Result<Sandbox> {
-    println!("starting the sandbox (arch {})...", config_arch(&config));
+    crate::outln!("starting the sandbox (arch {})...", config_arch(&config));
     let sandbox = Sandbox::start(config, StartOptions::default())
         .await
         .context("starting the sandbox")?;
     let e = sandbox.endpoints();
-    println!(
+    crate::outln!(
         "sandbox up (arch {}): web {}  sqs {}  ec2 {}  instance logs {}",
         e.arch,
         e.web_url,
@@ -75,7 +75,7 @@ pub async fn start_sandbox(config: SandboxConfig) -> anyhow::Result<Sandbox> {
         e.run_dir.display()
     );
     if let Some(ca) = &e.ca_file {
-        println!("sandbox CA (trusted for this run): {}", ca.display());
+        crate::outln!("sandbox CA (trusted for this run): {}", ca.display());
     }
     Ok(sandbox)
 }
@@ -238,8 +238,8 @@ pub fn print_sandbox_activity(sandbox: &Sandbox) {
         .iter()
         .filter(|a| a.kind == ActivityKind::Scaling)
         .collect();
-    println!("\nsandbox scaling activity ({} decisions):", scalings.len());
+    crate::outln!("\nsandbox scaling activity ({} decisions):", scalings.len());
     for a in scalings {
-        println!("  {a}");
+        crate::outln!("  {a}");
     }
 }

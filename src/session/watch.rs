@@ -120,7 +120,7 @@ impl Watchers {
                         run_sources(activity_sources, path, start_ms, http, autoscaling, cancel)
                             .await?;
                     if stats.errors > 0 || stats.last_error.is_some() {
-                        println!(
+                        crate::outln!(
                             "activities: {} read, {} lines skipped, {} failed polls; last problem: {}",
                             stats.activities,
                             stats.skipped_lines,
@@ -148,7 +148,7 @@ impl Watchers {
         self.cancel.cancel();
         let probes = self.sampler.await.context("the probe sampler failed")?;
         if let Err(e) = self.heartbeat.await.context("the heartbeat failed")? {
-            println!("harness.csv not written: {e}");
+            crate::outln!("harness.csv not written: {e}");
         }
         let mut completion_errors = Vec::new();
         for t in self.completions {
