@@ -42,6 +42,7 @@ pub fn analyze(args: &AnalyzeArgs) -> anyhow::Result<Outcome> {
         }
     };
     let verdicts = analyze_and_report(&args.run_dir, &promises)?;
+    crate::ci::write_reports_or_warn(&args.run_dir);
     println!(
         "verdicts written to {}",
         crate::results::RunDir::at(&args.run_dir)

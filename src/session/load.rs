@@ -176,6 +176,7 @@ async fn steps(
             String::new()
         }
     );
+    crate::ci::write_reports_or_warn(session.path());
     println!("results: {}", session.path().display());
     Ok(if report.stopped_early {
         Outcome::Error
