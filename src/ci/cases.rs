@@ -300,10 +300,9 @@ pub(crate) mod tests {
     /// A `run` run with a failed promise, a passing one, a not-evaluable one and a threshold
     /// with two expressions (one failing).
     pub(crate) fn report() -> RunReport {
-        let meta: RunMeta = serde_json::from_str(include_str!(
-            "../../results/examples/demo-quick/run.json"
-        ))
-        .unwrap();
+        let meta: RunMeta =
+            serde_json::from_str(include_str!("../../results/examples/demo-quick/run.json"))
+                .unwrap();
         let mut failover = Builder::new("failover", "failover");
         failover
             .figure("recovery_s", 3.0)

@@ -100,7 +100,11 @@ fn case(x: &mut String, c: &Case) {
         "      <{tag} message=\"{}\" type=\"{}\">{}</{tag}>",
         attr(&c.message),
         attr(&c.kind),
-        text(&format!("{}\n{}", c.message, c.details).trim_end().to_string())
+        text(
+            &format!("{}\n{}", c.message, c.details)
+                .trim_end()
+                .to_string()
+        )
     );
     x.push_str("    </testcase>\n");
 }
@@ -143,7 +147,9 @@ mod tests {
         let xml = render(&report());
         assert!(xml.contains(r#"<testsuites name="shakedown" tests="6" failures="2" errors="1""#));
         assert!(xml.contains(r#"message="2 lost &lt;of&gt; 500 &amp; more" type="no-loss""#));
-        assert!(xml.contains(r#"<error message="not evaluable: no probe `backlog`" type="not-evaluable""#));
+        assert!(xml.contains(
+            r#"<error message="not evaluable: no probe `backlog`" type="not-evaluable""#
+        ));
         assert!(xml.contains("evidence window: 0.0s-40.0s"));
         assert!(xml.contains(r#"name="threshold:whole: p99 &lt; 300ms""#));
         assert_eq!(attr("a\u{1}\"b\nc"), "a&quot;b&#10;c");

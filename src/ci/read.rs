@@ -174,7 +174,9 @@ pub fn summarize_run(dir: &Path) -> Result<RunSummary, CiError> {
         t[sec] = Some(row.latency_ms());
     }
     for (name, s) in streams.iter_mut() {
-        let from_log = log.as_mut().and_then(|l| latency_from_log(l, name).transpose());
+        let from_log = log
+            .as_mut()
+            .and_then(|l| latency_from_log(l, name).transpose());
         s.latency = match from_log {
             Some(series) => series.map_err(|message| CiError::Format {
                 path: run.latency(),

@@ -94,7 +94,9 @@ pub fn render(report: &RunReport) -> String {
         }
         md.push('\n');
     }
-    md.push_str("Files: `verdict.json`, `junit.xml`, `timeline.csv`; `report.html` when rendered.\n");
+    md.push_str(
+        "Files: `verdict.json`, `junit.xml`, `timeline.csv`; `report.html` when rendered.\n",
+    );
     md
 }
 
@@ -117,7 +119,10 @@ mod tests {
     #[test]
     fn the_summary_is_short_markdown() {
         let md = render(&report());
-        assert!(md.starts_with("### shakedown experiment `demo-quick`: **FAIL**"), "{md}");
+        assert!(
+            md.starts_with("### shakedown experiment `demo-quick`: **FAIL**"),
+            "{md}"
+        );
         assert!(md.contains("| no-loss | **FAIL** | 0s–40s | 2 lost <of> 500 & more |"));
         assert!(md.contains("| drain | not evaluable |"));
         assert!(md.contains("| uploads |"));

@@ -37,7 +37,9 @@ pub struct GateArgs {
 /// Reads both runs, refuses mismatched ones, prints the table and the verdict.
 pub fn gate(args: &GateArgs) -> anyhow::Result<Outcome> {
     if args.baseline.is_none() && args.save.is_none() {
-        anyhow::bail!("give --baseline RUN_DIR|FILE to compare with, or --save FILE to write a baseline");
+        anyhow::bail!(
+            "give --baseline RUN_DIR|FILE to compare with, or --save FILE to write a baseline"
+        );
     }
     if !(args.alpha > 0.0 && args.alpha < 1.0) {
         anyhow::bail!("--alpha must be between 0 and 1, found {}", args.alpha);
@@ -51,7 +53,11 @@ pub fn gate(args: &GateArgs) -> anyhow::Result<Outcome> {
     let candidate = read_summary(&args.run_dir)?;
     if let Some(path) = &args.save {
         save_summary(path, &candidate)?;
-        println!("baseline of {} written to {}", candidate.run_id, path.display());
+        println!(
+            "baseline of {} written to {}",
+            candidate.run_id,
+            path.display()
+        );
     }
     let Some(base_path) = &args.baseline else {
         return Ok(Outcome::Ok);

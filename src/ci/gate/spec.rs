@@ -152,9 +152,13 @@ pub enum SpecError {
     UnknownMetric(String),
     #[error("`{metric}` is given twice")]
     Duplicate { metric: String },
-    #[error("`{metric}={value}`: {metric} takes a relative tolerance in percent, e.g. `{metric}=10%`")]
+    #[error(
+        "`{metric}={value}`: {metric} takes a relative tolerance in percent, e.g. `{metric}=10%`"
+    )]
     WantsPercent { metric: String, value: String },
-    #[error("`{metric}={value}`: {metric} takes percentage points, e.g. `{metric}=0.1pp` (0.1% -> 0.2% is +0.1pp)")]
+    #[error(
+        "`{metric}={value}`: {metric} takes percentage points, e.g. `{metric}=0.1pp` (0.1% -> 0.2% is +0.1pp)"
+    )]
     WantsPoints { metric: String, value: String },
     #[error("`{metric}={value}`: the tolerance must be a number of zero or more")]
     BadNumber { metric: String, value: String },
