@@ -100,11 +100,7 @@ fn case(x: &mut String, c: &Case) {
         "      <{tag} message=\"{}\" type=\"{}\">{}</{tag}>",
         attr(&c.message),
         attr(&c.kind),
-        text(
-            &format!("{}\n{}", c.message, c.details)
-                .trim_end()
-                .to_string()
-        )
+        text(format!("{}\n{}", c.message, c.details).trim_end())
     );
     x.push_str("    </testcase>\n");
 }

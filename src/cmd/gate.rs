@@ -17,8 +17,7 @@ pub struct GateArgs {
     /// baseline file written by `--save`.
     #[arg(long, value_name = "RUN_DIR|FILE")]
     pub baseline: Option<PathBuf>,
-    /// Metrics and how much worse each may get, e.g. `p99=10%,error_rate=0.1pp,e2e_p99=20%`
-    /// (the default). Known: p50, p90, p99, p999 (per stream, from the intended send time),
+    /// Metrics and how much worse each may get (default `p99=25%,error_rate=0.1pp,e2e_p99=25%`). Known: p50, p90, p99, p999 (per stream, from the intended send time),
     /// error_rate (per stream, in percentage points), e2e_p50, e2e_p99 (accepted -> completed).
     /// Only the metrics listed are gated; a listed metric that cannot be compared is an error.
     #[arg(long, value_name = "SPEC")]

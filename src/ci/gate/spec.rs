@@ -130,8 +130,10 @@ pub struct RegressionSpec {
     pub explicit: bool,
 }
 
-/// The default tolerances: `p99=10%,error_rate=0.1pp,e2e_p99=20%`.
-pub const DEFAULT_SPEC: &str = "p99=10%,error_rate=0.1pp,e2e_p99=20%";
+/// The default tolerances: `p99=25%,error_rate=0.1pp,e2e_p99=25%`. 25%, not 10%: on a
+/// shared 2-core machine, identical runs of `tests/experiments/gate.toml` alarmed in 4.2%
+/// of the gates at 10% and in none of 240 at 25% (`docs/ci.md#the-rule`).
+pub const DEFAULT_SPEC: &str = "p99=25%,error_rate=0.1pp,e2e_p99=25%";
 
 impl Default for RegressionSpec {
     fn default() -> RegressionSpec {
