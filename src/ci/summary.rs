@@ -80,22 +80,35 @@ pub fn render(report: &RunReport) -> String {
             "| stream | sent | ok | failed | error rate | p50 | p99 |\n|---|---:|---:|---:|---:|---:|---:|\n",
         );
         for s in &m.summary {
+            let ms = |v: f64| {
+                if s.latency_ms.count > 0 {
+                    format!("{v:.1} ms")
+                } else {
+                    "–".into()
+                }
+            };
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {:.2}% | {:.1} ms | {:.1} ms |",
+                "| {} | {} | {} | {} | {:.2}% | {} | {} |",
                 cell(&s.stream),
                 s.sent,
                 s.ok,
                 s.errors_total(),
                 s.error_rate * 100.0,
-                s.latency_ms.p50,
-                s.latency_ms.p99
+                ms(s.latency_ms.p50),
+                ms(s.latency_ms.p99)
             );
         }
         md.push('\n');
     }
-    md.push_str(
-        "Files: `verdict.json`, `junit.xml`, `timeline.csv`; `report.html` when rendered.\n",
+    let verdicts = if report.verdicts.is_some() {
+        "`verdict.json`, "
+    } else {
+        ""
+    };
+    let _ = writeln!(
+        md,
+        "Files: {verdicts}`junit.xml`, `timeline.csv`; `report.html` when rendered."
     );
     md
 }
