@@ -261,6 +261,35 @@ fn the_gate_passes_two_runs_of_one_build_and_fails_a_slower_one() {
     assert!(text(&out).contains("could not be compared: e2e_p99"));
 }
 
+/// The committed example against itself: every default metric compared (its ledger gives
+/// `e2e_p99`), no regression; its baseline file is small and gates exactly like the run
+/// directory it was made from.
+#[test]
+fn a_run_and_its_saved_baseline_gate_alike() {
+    let tmp = tempfile::tempdir().unwrap();
+    let example = root().join("results/examples/demo-quick");
+    let e = example.to_str().unwrap();
+    let file = tmp.path().join("baseline.json");
+    let f = file.to_str().unwrap();
+    let out = cli(&["gate", e, "--baseline", e, "--save", f]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let from_dir = support::cli::stdout(&out);
+    assert!(
+        from_dir.contains("gate: PASS: no regression (5 of 5 comparisons made)"),
+        "{from_dir}"
+    );
+    assert!(from_dir.contains("e2e_p99"), "{from_dir}");
+    let size = std::fs::metadata(&file).unwrap().len();
+    assert!(size < 10_000, "a baseline of a 44 s run is {size} bytes");
+    let out = cli(&["gate", e, "--baseline", f]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let table = |t: &str| t.lines().skip(4).collect::<Vec<_>>().join("\n");
+    assert_eq!(
+        table(&support::cli::stdout(&out)).replace(" vs baseline demo-quick", ""),
+        table(&from_dir.replace(&format!("baseline of demo-quick written to {f}\n"), ""))
+    );
+}
+
 #[test]
 fn bad_gate_arguments_are_refused_with_the_reason() {
     let example = root().join("results/examples/demo-quick");
