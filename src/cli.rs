@@ -30,6 +30,8 @@ pub enum Command {
     Run(Box<crate::cmd::run::RunArgs>),
     /// Recompute a run's verdicts offline from its files (optionally with other promises).
     Analyze(crate::cmd::analyze::AnalyzeArgs),
+    /// CI gate: compare a run with a baseline run of the same experiment; exit 1 on a regression.
+    Gate(crate::cmd::gate::GateArgs),
     /// Send a profile's traffic at a target (load only, no chaos), wrk/k6 style.
     Load(Box<crate::cmd::load::LoadArgs>),
     /// Check profiles and experiments; report every error with file:line:col and a hint.

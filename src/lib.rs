@@ -8,7 +8,7 @@
 //! | module | job | pure? |
 //! |---|---|---|
 //! | [`cli`] | the command line: the subcommands, each with the `Args` of its [`cmd`] file | yes |
-//! | [`cmd`] | one thin file per subcommand (`demo`, `run`, `analyze`, `load`, `validate`, `sandbox`, `recover`, `__chaos-run`): its clap `Args` -> options; [`cmd::Outcome`] -> exit code | no |
+//! | [`cmd`] | one thin file per subcommand (`demo`, `run`, `analyze`, `gate`, `load`, `validate`, `sandbox`, `recover`, `__chaos-run`): its clap `Args` -> options; [`cmd::Outcome`] -> exit code | no |
 //! | [`session`] | a run's steps over one struct: run directory, `run.json`, clock, recorder + collector + live view, signals; target and sandbox; watchers; the end-of-run ledger; verdicts on the terminal | no |
 //! | [`clock`] | wall-clock stamps: `now_ms`, `unix_ms` (milliseconds since the Unix epoch) | no |
 //! | [`config`] | files -> validated plans (`profile`), diagnostics with file:line:col | yes |
@@ -31,10 +31,12 @@
 //! | [`probe`] | `[[probe]]` specs, samplers (SQS, EC2, HTTP, sandbox control, command), `probes.csv`; `[[target.activities]]` (a system's scaling log) | no |
 //! | [`ledger`] | accepted ids (bitsets), completion sources, the end-of-run queue census, `accepted.jsonl`/`completions.jsonl`/`ledger.json` | no |
 //! | [`analyze`] | recorded run -> verdicts per promise (pass / fail / not evaluable); `load` is its only IO | yes |
+//! | [`ci`] | `junit.xml` and `summary.md` of a run; `shakedown gate`: two runs compared by a stated statistical rule; `read` is its only IO | yes (but `read`) |
 
 pub mod analyze;
 pub mod aws;
 pub mod chaos;
+pub mod ci;
 pub mod cli;
 pub mod clock;
 pub mod cmd;
@@ -77,6 +79,13 @@ pub fn run(cli: Cli) -> u8 {
         Command::Analyze(args) => match cmd::analyze::analyze(&args) {
             Ok(outcome) => outcome.code(),
             Err(e) => report_error(&e),
+        },
+        Command::Gate(args) => match cmd::gate::gate(&args) {
+            Ok(outcome) => outcome.code(),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                Outcome::Error.code()
+            }
         },
         Command::Validate(args) => cmd::validate::validate(&args).code(),
         Command::Load(args) => {

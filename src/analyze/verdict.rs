@@ -81,6 +81,22 @@ pub struct Verdict {
     /// Why it failed or could not be evaluated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The sub-checks the status combines, in order (absent in older files). A `threshold`
+    /// promise has one per expression, named by `check`; `junit.xml` makes each named check
+    /// its own test case.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub legs: Vec<Leg>,
+}
+
+/// One sub-check of a verdict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Leg {
+    pub status: Status,
+    /// What was checked and what was measured (one clause of the summary).
+    pub text: String,
+    /// The check's own name when it stands alone (a threshold expression: `p99 < 300ms`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<String>,
 }
 
 /// The contents of `verdict.json`.
@@ -133,7 +149,7 @@ pub struct Builder {
     kind: &'static str,
     figures: BTreeMap<String, Figure>,
     window: Option<[f64; 2]>,
-    legs: Vec<(Status, String)>,
+    legs: Vec<Leg>,
 }
 
 impl Builder {
@@ -163,7 +179,21 @@ impl Builder {
 
     /// A sub-check with its status and a one-line explanation.
     pub fn leg(&mut self, status: Status, text: impl Into<String>) -> &mut Self {
-        self.legs.push((status, text.into()));
+        self.legs.push(Leg {
+            status,
+            text: text.into(),
+            check: None,
+        });
+        self
+    }
+
+    /// A sub-check that stands alone under its own name (a threshold expression).
+    pub fn check(&mut self, check: &str, status: Status, text: impl Into<String>) -> &mut Self {
+        self.legs.push(Leg {
+            status,
+            text: text.into(),
+            check: Some(check.to_string()),
+        });
         self
     }
 
@@ -180,12 +210,12 @@ impl Builder {
         let status = if self.legs.is_empty() {
             Status::NotEvaluable
         } else {
-            combine(self.legs.iter().map(|(s, _)| *s))
+            combine(self.legs.iter().map(|l| l.status))
         };
         let summary = self
             .legs
             .iter()
-            .map(|(_, t)| t.as_str())
+            .map(|l| l.text.as_str())
             .collect::<Vec<_>>()
             .join("; ");
         let reason = match status {
@@ -193,8 +223,8 @@ impl Builder {
             _ => Some(
                 self.legs
                     .iter()
-                    .filter(|(s, _)| *s == status)
-                    .map(|(_, t)| t.as_str())
+                    .filter(|l| l.status == status)
+                    .map(|l| l.text.as_str())
                     .collect::<Vec<_>>()
                     .join("; "),
             ),
@@ -211,6 +241,7 @@ impl Builder {
             figures: self.figures,
             window: self.window,
             reason,
+            legs: self.legs,
         }
     }
 }

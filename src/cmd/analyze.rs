@@ -45,6 +45,7 @@ pub fn analyze(args: &AnalyzeArgs) -> anyhow::Result<Outcome> {
         }
     };
     let verdicts = analyze_and_report(&args.run_dir, &promises)?;
+    crate::ci::write_reports_or_warn(&args.run_dir);
     crate::outln!(
         "verdicts written to {}",
         crate::results::RunDir::at(&args.run_dir)

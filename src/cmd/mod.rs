@@ -1,10 +1,12 @@
 //! The subcommands: each owns its clap `Args`, turns them into the options of the module
-//! that does the work ([`crate::session`] for `load`, `run` and `demo`), and returns an
+//! that does the work ([`crate::session`] for `load`, `run` and `demo`, [`crate::ci`] for
+//! `gate`), and returns an
 //! [`Outcome`].
 
 pub mod analyze;
 pub mod chaos_run;
 pub mod demo;
+pub mod gate;
 pub mod load;
 pub mod recover;
 pub mod run;

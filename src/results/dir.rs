@@ -42,6 +42,10 @@ pub const COMPLETIONS_FILE: &str = "completions.jsonl";
 pub const LEDGER_FILE: &str = "ledger.json";
 /// `verdict.json`: one verdict per promise.
 pub const VERDICT_FILE: &str = "verdict.json";
+/// `junit.xml`: the run's promises (or a `load` run's streams) as JUnit test cases (`crate::ci`).
+pub const JUNIT_FILE: &str = "junit.xml";
+/// `summary.md`: a short Markdown summary for a pull request or `$GITHUB_STEP_SUMMARY`.
+pub const SUMMARY_FILE: &str = "summary.md";
 /// `commands/`: the output of command faults, one `<name>.log` each.
 pub const COMMANDS_DIR: &str = "commands";
 
@@ -161,6 +165,14 @@ impl RunDir {
 
     pub fn verdict(&self) -> PathBuf {
         self.file(VERDICT_FILE)
+    }
+
+    pub fn junit(&self) -> PathBuf {
+        self.file(JUNIT_FILE)
+    }
+
+    pub fn summary(&self) -> PathBuf {
+        self.file(SUMMARY_FILE)
     }
 
     /// The log of command fault `name`: `commands/<name>.log`.

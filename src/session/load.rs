@@ -186,6 +186,7 @@ async fn steps(
             String::new()
         }
     );
+    crate::ci::write_reports_or_warn(session.path());
     crate::outln!("results: {}", session.path().display());
     Ok(if report.stopped_early {
         Outcome::Error

@@ -197,13 +197,18 @@ impl Threshold {
                     } else {
                         Status::Fail
                     };
-                    b.leg(
+                    b.check(
+                        &check.text,
                         status,
                         format!("{} (measured {})", check.text, check.metric.format(v)),
                     );
                 }
                 Err(why) => {
-                    b.leg(Status::NotEvaluable, format!("{}: {why}", check.text));
+                    b.check(
+                        &check.text,
+                        Status::NotEvaluable,
+                        format!("{}: {why}", check.text),
+                    );
                 }
             }
         }
