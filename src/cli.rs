@@ -63,6 +63,7 @@ impl Command {
             Command::Validate(_) => "validate",
             Command::Sandbox(_) => "sandbox",
             Command::Recover(_) => "recover",
+            Command::Gate(_) => "gate",
             Command::ChaosRun(_) => "__chaos-run",
             Command::SandboxChild { .. } => "__sandbox-child",
         }
