@@ -26,6 +26,8 @@ pub enum Command {
     Run(Box<crate::cmd::run::RunArgs>),
     /// Recompute a run's verdicts offline from its files (optionally with other promises).
     Analyze(crate::cmd::analyze::AnalyzeArgs),
+    /// Render a run's HTML report again (`<RUN_DIR>/report.html`) from its files.
+    Report(crate::cmd::report::ReportArgs),
     /// Send a profile's traffic at a target (load only, no chaos), wrk/k6 style.
     Load(Box<crate::cmd::load::LoadArgs>),
     /// Check profiles and experiments; report every error with file:line:col and a hint.

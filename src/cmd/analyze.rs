@@ -48,5 +48,6 @@ pub fn analyze(args: &AnalyzeArgs) -> anyhow::Result<Outcome> {
             .verdict()
             .display()
     );
+    crate::report::write_and_announce(&args.run_dir);
     Ok(verdict_outcome(&verdicts, args.allow_not_evaluable))
 }

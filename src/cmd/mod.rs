@@ -7,6 +7,7 @@ pub mod chaos_run;
 pub mod demo;
 pub mod load;
 pub mod recover;
+pub mod report;
 pub mod run;
 pub mod sandbox;
 pub mod validate;

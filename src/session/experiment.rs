@@ -580,6 +580,7 @@ impl Ran<'_> {
         let chaos_code = chaos_outcome(&chaos, dir);
 
         let verdicts = analyze_and_report(dir, &exp.promises)?;
+        crate::report::write_and_announce(dir);
         println!("results: {}", dir.display());
         if let Some(sb) = sandbox {
             print_sandbox_activity(sb);

@@ -176,6 +176,7 @@ async fn steps(
             String::new()
         }
     );
+    crate::report::write_and_announce(session.path());
     println!("results: {}", session.path().display());
     Ok(if report.stopped_early {
         Outcome::Error
