@@ -425,7 +425,8 @@ pub fn render_chart(chart: &Chart, shades: &[Shade], end: f64) -> String {
             n = esc(&ser.name),
         );
     }
-    // Activity markers, on top.
+    // Activity markers, on top; a label only where it does not run into the one before.
+    let mut last_label = f64::NEG_INFINITY;
     for m in &chart.markers {
         let px = x.px(m.t);
         let _ = write!(
@@ -434,7 +435,8 @@ pub fn render_chart(chart: &Chart, shades: &[Shade], end: f64) -> String {
             c = m.class,
             t = esc(&m.title),
         );
-        if !m.label.is_empty() {
+        if !m.label.is_empty() && px - last_label >= 32.0 {
+            last_label = px;
             let _ = write!(
                 s,
                 r#"<text x="{tx:.1}" y="{ty}">{l}</text>"#,
