@@ -215,7 +215,12 @@ impl Report {
             }
             None => {}
         }
-        let (cost_chart, cost_line) = cost_chart(&view, pricing.as_ref(), probes_len, len);
+        let (cost_chart, mut cost_line) = cost_chart(&view, pricing.as_ref(), probes_len, len);
+        if experiment_text.is_none() {
+            cost_line =
+                "not priced (no experiment.toml: only an experiment's `cost` promise prices a run)"
+                    .into();
+        }
         match cost_chart {
             Some(c) => charts.push(c),
             None => omitted.push(format!("cost over time: {cost_line}")),
