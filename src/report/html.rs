@@ -165,9 +165,9 @@ fn ms(v: Option<f64>) -> String {
 pub fn render(r: &Report) -> String {
     let mut o = String::with_capacity(64 * 1024);
     let title = format!("shakedown report: {}", r.run_id);
-    let _ = write!(
+    let _ = writeln!(
         o,
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><meta name=\"color-scheme\" content=\"light dark\"><title>{}</title><style>{STYLE}</style></head>\n<body>\n",
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><meta name=\"color-scheme\" content=\"light dark\"><title>{}</title><style>{STYLE}</style></head>\n<body>",
         esc(&title)
     );
     let _ = write!(o, "<h1>{}</h1>", esc(&title));
@@ -207,9 +207,9 @@ pub fn render(r: &Report) -> String {
                     .iter()
                     .map(|(k, f)| format!("{}={}", esc(k), esc(f)))
                     .collect();
-                let _ = write!(
+                let _ = writeln!(
                     o,
-                    "<tr><td class=\"num\">{}</td><td>{} <span class=\"figs\">({})</span></td><td>{}</td><td>{}{}</td><td>{}</td><td class=\"figs\">{}</td></tr>\n",
+                    "<tr><td class=\"num\">{}</td><td>{} <span class=\"figs\">({})</span></td><td>{}</td><td>{}{}</td><td>{}</td><td class=\"figs\">{}</td></tr>",
                     v.n,
                     esc(&v.promise),
                     esc(&v.kind),
@@ -311,9 +311,9 @@ pub fn render(r: &Report) -> String {
             .iter()
             .map(|(c, n)| format!("{} {n}", esc(c)))
             .collect();
-        let _ = write!(
+        let _ = writeln!(
             o,
-            "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{rate}</td></tr>\n",
+            "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{rate}</td></tr>",
             esc(&s.stream),
             s.intended,
             s.sent,
@@ -330,7 +330,7 @@ pub fn render(r: &Report) -> String {
     }
     o.push_str("</table>\n");
     if let Some(l) = &r.ledger_line {
-        let _ = write!(o, "<p>Message ledger: {}</p>\n", esc(l));
+        let _ = writeln!(o, "<p>Message ledger: {}</p>", esc(l));
     }
 
     // Scaling.
@@ -343,9 +343,9 @@ pub fn render(r: &Report) -> String {
             .iter()
             .map(|(k, v)| format!("{} {} s", esc(k.trim_end_matches("_s")), esc(v)))
             .collect();
-        let _ = write!(
+        let _ = writeln!(
             o,
-            "<p><b>{}</b>: {}</p>\n",
+            "<p><b>{}</b>: {}</p>",
             esc(promise),
             if legs.is_empty() {
                 "-".into()
@@ -357,9 +357,9 @@ pub fn render(r: &Report) -> String {
     if !r.activities.is_empty() {
         o.push_str("<table><tr><th>time</th><th>group</th><th>activity</th><th>cause</th></tr>\n");
         for (t, g, what, cause) in &r.activities {
-            let _ = write!(
+            let _ = writeln!(
                 o,
-                "<tr><td class=\"num\">{:.1}s</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+                "<tr><td class=\"num\">{:.1}s</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 t,
                 esc(g),
                 esc(what),
@@ -377,11 +377,7 @@ pub fn render(r: &Report) -> String {
     }
 
     // Cost.
-    let _ = write!(
-        o,
-        "<h2 id=\"cost\">Cost</h2>\n<p>{}</p>\n",
-        esc(&r.cost_line)
-    );
+    let _ = writeln!(o, "<h2 id=\"cost\">Cost</h2>\n<p>{}</p>", esc(&r.cost_line));
 
     // Inputs.
     o.push_str("<h2 id=\"inputs\">Inputs</h2>\n<table>");
@@ -397,15 +393,10 @@ pub fn render(r: &Report) -> String {
         o.push_str("</table>\n");
     }
     if let Some(text) = &r.experiment_text {
-        let _ = write!(o, "<h3>experiment.toml</h3><pre>{}</pre>\n", esc(text));
+        let _ = writeln!(o, "<h3>experiment.toml</h3><pre>{}</pre>", esc(text));
     }
     if let Some((path, text)) = &r.profile_text {
-        let _ = write!(
-            o,
-            "<h3>profile {}</h3><pre>{}</pre>\n",
-            esc(path),
-            esc(text)
-        );
+        let _ = writeln!(o, "<h3>profile {}</h3><pre>{}</pre>", esc(path), esc(text));
     }
     if !r.notes.is_empty() {
         o.push_str("<h3>Notes</h3><ul>");
@@ -414,12 +405,12 @@ pub fn render(r: &Report) -> String {
         }
         o.push_str("</ul>\n");
     }
-    let _ = write!(
+    let _ = writeln!(
         o,
-        "<p class=\"sub\">Rendered by shakedown {}; re-render with <code>shakedown report RUN_DIR</code>.</p>\n",
+        "<p class=\"sub\">Rendered by shakedown {}; re-render with <code>shakedown report RUN_DIR</code>.</p>",
         env!("CARGO_PKG_VERSION")
     );
-    let _ = write!(o, "<script>{SCRIPT}</script>\n</body></html>\n");
+    let _ = writeln!(o, "<script>{SCRIPT}</script>\n</body></html>");
     o
 }
 
@@ -449,5 +440,52 @@ mod tests {
         assert!(!page.contains("<b>x</b>"));
         assert!(!page.contains("<!--"));
         assert!(page.contains("&lt;/script&gt;&lt;b&gt;"));
+    }
+
+    #[test]
+    fn an_hour_with_spikes_stays_under_5_mb() {
+        use crate::analyze::view::{Activity, ActivityKind, Second};
+        let mut data = RunData::default();
+        for (k, stream) in ["uploads", "events", "clicks"].iter().enumerate() {
+            data.view.streams.insert(
+                stream.to_string(),
+                (0..3600)
+                    .map(|s| {
+                        Second::simple(
+                            50 + (s % 7) as u64,
+                            (s % 13 == 0) as u64,
+                            10.0 + ((s * 7919 + k) % 97) as f64,
+                        )
+                    })
+                    .collect(),
+            );
+        }
+        for probe in ["backlog", "in_flight", "workers", "web_instances", "dlq"] {
+            data.view.probes.insert(
+                probe.into(),
+                (0..3600).map(|s| Some(((s * 31) % 1000) as f64)).collect(),
+            );
+        }
+        data.view.activities = Some(
+            (0..500)
+                .map(|i| Activity {
+                    t: i as f64 * 7.0,
+                    group: "workers".into(),
+                    kind: ActivityKind::Scaling,
+                    from: Some(i % 5),
+                    to: Some((i + 1) % 5),
+                    instance: None,
+                    cause: "backlog".into(),
+                })
+                .collect(),
+        );
+        data.e2e_ms = Some(
+            (0..3600)
+                .map(|s| (0..100).map(|i| (s + i * 17) as u32).collect())
+                .collect(),
+        );
+        let page = render(&Report::build(data));
+        assert!(page.len() < 5 * 1024 * 1024, "{} bytes", page.len());
+        assert!(page.contains("chart-e2e") && page.contains("chart-instances"));
     }
 }

@@ -263,4 +263,28 @@ kind = "ec2"
         let e = write_report(dir.path(), None).unwrap_err().to_string();
         assert!(e.contains("run.json") && e.contains("fix or remove"), "{e}");
     }
+
+    #[test]
+    fn an_interrupted_run_without_verdicts_or_ledger_renders() {
+        // What a run killed early leaves: run.json ("running"), a timeline, probes.
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("results/examples/demo-quick");
+        let dir = tempfile::tempdir().unwrap();
+        for f in [RUN_FILE, TIMELINE_FILE, "probes.csv"] {
+            std::fs::copy(example.join(f), dir.path().join(f)).unwrap();
+        }
+        let run = std::fs::read_to_string(dir.path().join(RUN_FILE))
+            .unwrap()
+            .replace("\"completed\"", "\"running\"");
+        std::fs::write(dir.path().join(RUN_FILE), run).unwrap();
+        let path = write_report(dir.path(), None).unwrap();
+        assert_eq!(path, dir.path().join("report.html"));
+        let page = std::fs::read_to_string(path).unwrap();
+        assert!(page.contains("No verdicts"));
+        assert!(page.contains("run, 44s, running"), "the status is shown");
+        assert!(
+            page.contains("journal.jsonl missing"),
+            "what is missing is noted"
+        );
+        assert!(page.contains("id=\"chart-queue\""));
+    }
 }

@@ -216,7 +216,7 @@ impl Report {
             None => {}
         }
         let (cost_chart, mut cost_line) = cost_chart(&view, pricing.as_ref(), probes_len, len);
-        if experiment_text.is_none() {
+        if pricing.is_none() && experiment_text.is_none() {
             cost_line =
                 "not priced (no experiment.toml: only an experiment's `cost` promise prices a run)"
                     .into();
@@ -352,9 +352,11 @@ impl Report {
 
         let ledger_line = view.ledger.as_ref().map(|l| {
             let e2e = |q: f64| {
-                (l.e2e_us.len() > 0)
-                    .then(|| format!("{:.0} ms", l.e2e_us.value_at_quantile(q) as f64 / 1000.0))
-                    .unwrap_or_else(|| "-".into())
+if l.e2e_us.is_empty() {
+                    "-".into()
+                } else {
+                    format!("{:.0} ms", l.e2e_us.value_at_quantile(q) as f64 / 1000.0)
+                }
             };
             format!(
                 "{} accepted, {} completed, {} dead-lettered, {} still queued, {} unaccounted, {} duplicates; end-to-end p50 {}, p99 {}",
@@ -526,7 +528,8 @@ fn latency_charts(
     uncorrected: &BTreeMap<String, Vec<Option<Latency>>>,
     len: usize,
 ) -> Vec<Chart> {
-    let picks: [(&str, fn(&Latency) -> f64); 4] = [
+    type Pick = fn(&Latency) -> f64;
+    let picks: [(&str, Pick); 4] = [
         ("p50", |l| l.p50),
         ("p90", |l| l.p90),
         ("p99", |l| l.p99),
@@ -930,7 +933,7 @@ fn spectrum(view: &RunView, log: Option<SecondHistograms>) -> (Vec<Curve>, Vec<S
         let mut merged = |tag: &str| {
             let series = log.take(tag)?;
             let h = crate::metrics::merge_histograms(series.iter().flatten()).ok()?;
-            (h.len() > 0).then_some(h)
+            (!h.is_empty()).then_some(h)
         };
         let corrected = merged(&tag);
         let uncorrected = merged(&format!("{tag}.service"));
@@ -974,8 +977,11 @@ fn spectrum(view: &RunView, log: Option<SecondHistograms>) -> (Vec<Curve>, Vec<S
     (curves, rows)
 }
 
+/// Two texts: a label and its value.
+type Pair = (String, String);
+
 /// The run's inputs as `(what, value)` facts, and each stream's stages.
-fn inputs(meta: Option<&RunMeta>, run_id: &str) -> (Vec<(String, String)>, Vec<(String, String)>) {
+fn inputs(meta: Option<&RunMeta>, run_id: &str) -> (Vec<Pair>, Vec<Pair>) {
     let Some(m) = meta else {
         return (
             vec![("run".into(), format!("{run_id} (no run.json)"))],

@@ -153,7 +153,7 @@ pub fn time_scale(end: f64) -> Scale {
 
 /// About `n` round tick values covering `[min, max]` (1, 2 or 5 times a power of ten).
 pub fn nice_ticks(min: f64, max: f64, n: usize) -> Vec<f64> {
-    if !(max > min) || !min.is_finite() || !max.is_finite() {
+    if max <= min || !min.is_finite() || !max.is_finite() {
         return vec![min];
     }
     let raw = (max - min) / n.max(1) as f64;
