@@ -3,7 +3,7 @@
 //! chart's lines reach the seconds its data covers (the page's own check, `data-check`), and a
 //! screenshot is saved under `target/test-artifacts/`.
 //!
-//! Chromium is Debian's `chromium` (`.ci/run` installs it and sets
+//! Chromium is Debian's `chromium` (or the path in `SHAKEDOWN_CHROMIUM`; `.ci/run` installs it and sets
 //! `SHAKEDOWN_REQUIRE_CHROMIUM=1`); without it these tests say so and pass, unless
 //! `SHAKEDOWN_REQUIRE_CHROMIUM` is set.
 
@@ -14,11 +14,15 @@ use std::time::{Duration, Instant};
 /// Longest a Chromium call may take before it is killed.
 const CHROMIUM_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Chromium: `SHAKEDOWN_CHROMIUM` (a path), else Debian's.
 fn chromium() -> Option<PathBuf> {
-    let found = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists());
+    let found = match std::env::var_os("SHAKEDOWN_CHROMIUM") {
+        Some(path) => Some(PathBuf::from(path)).filter(|p| p.exists()),
+        None => ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists()),
+    };
     if found.is_none() {
         assert!(
             std::env::var_os("SHAKEDOWN_REQUIRE_CHROMIUM").is_none(),
@@ -170,16 +174,46 @@ fn screenshot(chromium: &Path, page: &Path, name: &str) -> PathBuf {
     png
 }
 
-/// A copy of the committed demo run with its report rendered by `shakedown report`.
-fn demo_report() -> (tempfile::TempDir, PathBuf) {
+/// A copy of the committed demo run, without its report.
+fn demo_copy() -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("demo-quick");
     std::fs::create_dir(&dir).unwrap();
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("results/examples/demo-quick");
     for entry in std::fs::read_dir(&example).unwrap() {
         let entry = entry.unwrap();
-        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+        if entry.file_name() != "report.html" {
+            std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+        }
     }
+    (tmp, dir)
+}
+
+#[test]
+fn analyze_rewrites_the_report_with_the_new_verdicts() {
+    let (_tmp, dir) = demo_copy();
+    let out = Command::new(env!("CARGO_BIN_EXE_shakedown"))
+        .arg("analyze")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let page = dir.join("report.html");
+    assert!(
+        stdout.contains(&format!("report: {}", page.display())),
+        "{stdout}"
+    );
+    assert!(
+        std::fs::read_to_string(page)
+            .unwrap()
+            .contains(r#"<span class="badge pass">pass</span>"#)
+    );
+}
+
+/// A copy of the committed demo run with its report rendered by `shakedown report`.
+fn demo_report() -> (tempfile::TempDir, PathBuf) {
+    let (tmp, dir) = demo_copy();
     let out = Command::new(env!("CARGO_BIN_EXE_shakedown"))
         .args(["report", dir.to_str().unwrap()])
         .output()
@@ -234,6 +268,12 @@ fn demo_report_loads_cleanly_with_every_chart_spanning_its_data() {
     println!("loaded in {:?}", start.elapsed());
     // rate, errors, latency x2, queue, instances, end-to-end, spectrum; cost is not priced.
     assert_clean(&loaded, 8);
+    // Opened, laid out and checked (navigation start -> the script's end) within 2 s.
+    let ready: f64 = body_attr(&loaded.dom, "data-ready-ms")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(ready < 2000.0, "ready after {ready} ms");
     screenshot(&chromium, &page, "report.png");
 }
 
