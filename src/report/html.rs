@@ -173,8 +173,12 @@ pub fn render(r: &Report) -> String {
     let _ = write!(o, "<h1>{}</h1>", esc(&title));
     let _ = write!(
         o,
-        r#"<p class="sub">{} run, {}{}</p>"#,
-        esc(&r.kind),
+        r#"<p class="sub">{}, {}{}</p>"#,
+        if r.kind == "run" {
+            "experiment run".to_string()
+        } else {
+            format!("{} run", esc(&r.kind))
+        },
         format_time(r.end),
         r.status
             .as_ref()

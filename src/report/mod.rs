@@ -280,7 +280,10 @@ kind = "ec2"
         assert_eq!(path, dir.path().join("report.html"));
         let page = std::fs::read_to_string(path).unwrap();
         assert!(page.contains("No verdicts"));
-        assert!(page.contains("run, 44s, running"), "the status is shown");
+        assert!(
+            page.contains("experiment run, 44s, running"),
+            "the status is shown"
+        );
         assert!(
             page.contains("journal.jsonl missing"),
             "what is missing is noted"

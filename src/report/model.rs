@@ -480,10 +480,11 @@ fn traffic_charts(view: &RunView, timeline_len: usize, len: usize) -> Vec<Chart>
         title: "Intended vs achieved rate".into(),
         unit: "req/s".into(),
         log_y: false,
+        // Intended last: drawn on top, dashed, where the others would hide it.
         series: vec![
-            series("intended", 7, true, sum(&|s| s.intended)),
             series("sent", 1, false, sum(&|s| s.sent)),
             series("ok", 0, false, sum(&|s| s.ok)),
+            series("intended", 7, true, sum(&|s| s.intended)),
         ],
         markers: vec![],
         evidence: vec![],
