@@ -79,7 +79,21 @@ pub fn read_run(dir: &Path) -> Result<RunData, ReportError> {
     let latency_log = run.read_latency()?;
     let mut notes = Vec::new();
     let e2e_ms = match &meta {
-        Some(m) => end_to_end(&run, m.started_at.timestamp_millis().max(0) as u64)?,
+        Some(m) => {
+            // Completions stamped past the run's end (plus a minute; a week for a run that
+            // never ended) are left out: a bad clock must not stretch the time axis.
+            let last_s = m.ended_at.map_or(LATEST_COMPLETION_S, |end| {
+                ((end - m.started_at).num_seconds().max(0) as usize + 60).min(LATEST_COMPLETION_S)
+            });
+            let (e2e, late) =
+                end_to_end(&run, m.started_at.timestamp_millis().max(0) as u64, last_s)?;
+            if late > 0 {
+                notes.push(format!(
+                    "{late} completion(s) stamped more than a minute after the run ended: left out of the end-to-end chart"
+                ));
+            }
+            e2e
+        }
         None => None,
     };
     let experiment_text = run.read_experiment()?;
@@ -143,12 +157,20 @@ struct Completion {
     outcome: Option<String>,
 }
 
-/// End-to-end latency of every completed message (first completion), grouped by the
-/// second it completed in; `None` without `accepted.jsonl`.
-fn end_to_end(run: &RunDir, epoch_ms: u64) -> Result<Option<Vec<Vec<u32>>>, ReportError> {
+/// The latest second a completion is charted at when the run's end is unknown: a week.
+const LATEST_COMPLETION_S: usize = 7 * 24 * 3600;
+
+/// Latencies (ms) by completion second (`None` without `accepted.jsonl`), and how many
+/// completions came after the last second charted.
+type EndToEnd = (Option<Vec<Vec<u32>>>, u64);
+
+/// End-to-end latency of every completed message (accepted -> first completion), grouped by
+/// the second it completed in, up to second `last_s`.
+fn end_to_end(run: &RunDir, epoch_ms: u64, last_s: usize) -> Result<EndToEnd, ReportError> {
     if !run.accepted().exists() {
-        return Ok(None);
+        return Ok((None, 0));
     }
+    let mut late = 0u64;
     let mut accepted: HashMap<String, u64> = HashMap::new();
     jsonl::for_each(&run.accepted(), |a: Accepted| {
         let t = accepted.entry(a.id).or_insert(a.t_ms);
@@ -164,6 +186,10 @@ fn end_to_end(run: &RunDir, epoch_ms: u64) -> Result<Option<Vec<Vec<u32>>>, Repo
             // The first completion of an accepted id; duplicates and unknown ids are left out.
             if let Some(t) = accepted.remove(&c.id) {
                 let second = (c.done_ms.saturating_sub(epoch_ms) / 1000) as usize;
+                if second > last_s {
+                    late += 1;
+                    return;
+                }
                 if out.len() <= second {
                     out.resize(second + 1, Vec::new());
                 }
@@ -172,7 +198,7 @@ fn end_to_end(run: &RunDir, epoch_ms: u64) -> Result<Option<Vec<Vec<u32>>>, Repo
         })
         .map_err(FileError::from)?;
     }
-    Ok(Some(out))
+    Ok((Some(out), late))
 }
 
 /// The role of each `[[probe]]` of an experiment's text, by name (what does not parse is
