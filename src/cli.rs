@@ -32,6 +32,8 @@ pub enum Command {
     Analyze(crate::cmd::analyze::AnalyzeArgs),
     /// CI gate: compare a run with a baseline run of the same experiment; exit 1 on a regression.
     Gate(crate::cmd::gate::GateArgs),
+    /// Render a run's HTML report again (`<RUN_DIR>/report.html`) from its files.
+    Report(crate::cmd::report::ReportArgs),
     /// Send a profile's traffic at a target (load only, no chaos), wrk/k6 style.
     Load(Box<crate::cmd::load::LoadArgs>),
     /// Check profiles and experiments; report every error with file:line:col and a hint.
@@ -64,6 +66,7 @@ impl Command {
             Command::Sandbox(_) => "sandbox",
             Command::Recover(_) => "recover",
             Command::Gate(_) => "gate",
+            Command::Report(_) => "report",
             Command::ChaosRun(_) => "__chaos-run",
             Command::SandboxChild { .. } => "__sandbox-child",
         }

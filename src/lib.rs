@@ -8,7 +8,7 @@
 //! | module | job | pure? |
 //! |---|---|---|
 //! | [`cli`] | the command line: the subcommands, each with the `Args` of its [`cmd`] file | yes |
-//! | [`cmd`] | one thin file per subcommand (`demo`, `run`, `analyze`, `gate`, `load`, `validate`, `sandbox`, `recover`, `__chaos-run`): its clap `Args` -> options; [`cmd::Outcome`] -> exit code | no |
+//! | [`cmd`] | one thin file per subcommand (`demo`, `run`, `analyze`, `gate`, `report`, `load`, `validate`, `sandbox`, `recover`, `__chaos-run`): its clap `Args` -> options; [`cmd::Outcome`] -> exit code | no |
 //! | [`session`] | a run's steps over one struct: run directory, `run.json`, clock, recorder + collector + live view, signals; target and sandbox; watchers; the end-of-run ledger; verdicts on the terminal | no |
 //! | [`clock`] | wall-clock stamps: `now_ms`, `unix_ms` (milliseconds since the Unix epoch) | no |
 //! | [`config`] | files -> validated plans (`profile`), diagnostics with file:line:col | yes |
@@ -32,6 +32,7 @@
 //! | [`ledger`] | accepted ids (bitsets), completion sources, the end-of-run queue census, `accepted.jsonl`/`completions.jsonl`/`ledger.json` | no |
 //! | [`analyze`] | recorded run -> verdicts per promise (pass / fail / not evaluable); `load` is its only IO | yes |
 //! | [`ci`] | `junit.xml` and `summary.md` of a run; `shakedown gate`: two runs compared by a stated statistical rule; `read` is its only IO | yes (but `read`) |
+//! | [`report`] | a run directory -> `report.html`: one self-contained page (inline SVG charts on one time axis, verdicts, latency spectrum, inputs); `read_run` / `write_report` are its only IO | yes (but `read_run`, `write_report`) |
 
 pub mod analyze;
 pub mod aws;
@@ -49,6 +50,7 @@ pub mod ledger;
 pub mod live;
 pub mod metrics;
 pub mod probe;
+pub mod report;
 pub mod results;
 pub mod sandbox;
 pub mod schedule;
@@ -88,6 +90,7 @@ pub fn run(cli: Cli) -> u8 {
             }
         },
         Command::Validate(args) => cmd::validate::validate(&args).code(),
+        Command::Report(args) => cmd::report::report(&args).code(),
         Command::Load(args) => {
             exit_code(block_on(threads, cmd::load::load(*args, command_line)).map(Outcome::code))
         }

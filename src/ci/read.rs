@@ -70,12 +70,7 @@ pub fn write_reports_or_warn(dir: &Path) {
 }
 
 fn write_atomic(path: &Path, text: &str) -> Result<(), CiError> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    fs::write(&tmp, text).map_err(|e| FileError::io(&tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| FileError::io(path, e))?;
-    Ok(())
+    Ok(crate::results::file::write_atomic(path, text.as_bytes())?)
 }
 
 fn read_experiment(run: &RunDir) -> Result<Option<toml::Table>, CiError> {

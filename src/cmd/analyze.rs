@@ -45,12 +45,12 @@ pub fn analyze(args: &AnalyzeArgs) -> anyhow::Result<Outcome> {
         }
     };
     let verdicts = analyze_and_report(&args.run_dir, &promises)?;
-    crate::ci::write_reports_or_warn(&args.run_dir);
     crate::outln!(
         "verdicts written to {}",
         crate::results::RunDir::at(&args.run_dir)
             .verdict()
             .display()
     );
+    crate::session::report::write_documents(&args.run_dir);
     Ok(verdict_outcome(&verdicts, args.allow_not_evaluable))
 }

@@ -9,6 +9,7 @@ pub mod demo;
 pub mod gate;
 pub mod load;
 pub mod recover;
+pub mod report;
 pub mod run;
 pub mod sandbox;
 pub mod validate;

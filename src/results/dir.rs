@@ -46,6 +46,8 @@ pub const VERDICT_FILE: &str = "verdict.json";
 pub const JUNIT_FILE: &str = "junit.xml";
 /// `summary.md`: a short Markdown summary for a pull request or `$GITHUB_STEP_SUMMARY`.
 pub const SUMMARY_FILE: &str = "summary.md";
+/// `report.html`: the self-contained HTML report (`crate::report`).
+pub const REPORT_FILE: &str = "report.html";
 /// `commands/`: the output of command faults, one `<name>.log` each.
 pub const COMMANDS_DIR: &str = "commands";
 
@@ -175,6 +177,10 @@ impl RunDir {
         self.file(SUMMARY_FILE)
     }
 
+    pub fn report(&self) -> PathBuf {
+        self.file(REPORT_FILE)
+    }
+
     /// The log of command fault `name`: `commands/<name>.log`.
     pub fn command_log(&self, name: &str) -> PathBuf {
         self.path.join(COMMANDS_DIR).join(format!("{name}.log"))
@@ -245,6 +251,19 @@ impl RunDir {
     /// Writes `verdict.json` atomically.
     pub fn write_verdict<T: Serialize>(&self, verdicts: &T) -> Result<(), FileError> {
         write_json_atomic(&self.verdict(), verdicts)
+    }
+
+    /// `verdict.json`, as any type that reads it.
+    pub fn read_verdict<T: DeserializeOwned>(&self) -> Result<Option<T>, FileError> {
+        read_json(&self.verdict())
+    }
+
+    /// `experiment.toml`'s text.
+    pub fn read_experiment(&self) -> Result<Option<String>, FileError> {
+        let path = self.experiment();
+        read_optional(&path)?
+            .map(|b| String::from_utf8(b).map_err(|e| FileError::parse(&path, 0, e.to_string())))
+            .transpose()
     }
 }
 

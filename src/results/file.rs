@@ -80,12 +80,17 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, FileErro
 /// Writes a JSON document pretty-printed, atomically (a temporary file `<name>.tmp` beside
 /// it, then a rename), so a reader never sees half of it.
 pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<(), FileError> {
+    let mut json = serde_json::to_vec_pretty(value).map_err(|e| FileError::io(path, e.into()))?;
+    json.push(b'\n');
+    write_atomic(path, &json)
+}
+
+/// Writes a file atomically: a temporary file `<name>.tmp` beside it, then a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
-    let mut json = serde_json::to_vec_pretty(value).map_err(|e| FileError::io(path, e.into()))?;
-    json.push(b'\n');
-    fs::write(&tmp, json).map_err(|e| FileError::io(&tmp, e))?;
+    fs::write(&tmp, bytes).map_err(|e| FileError::io(&tmp, e))?;
     fs::rename(&tmp, path).map_err(|e| FileError::io(path, e))
 }
 

@@ -600,7 +600,7 @@ impl Ran<'_> {
         let chaos_code = chaos_outcome(&chaos, dir);
 
         let verdicts = analyze_and_report(dir, &exp.promises)?;
-        crate::ci::write_reports_or_warn(dir);
+        super::report::write_documents(dir);
         crate::outln!("results: {}", dir.display());
         if let Some(sb) = sandbox {
             print_sandbox_activity(sb);

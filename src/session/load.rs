@@ -186,7 +186,7 @@ async fn steps(
             String::new()
         }
     );
-    crate::ci::write_reports_or_warn(session.path());
+    super::report::write_documents(session.path());
     crate::outln!("results: {}", session.path().display());
     Ok(if report.stopped_early {
         Outcome::Error

@@ -57,6 +57,14 @@ pub fn analyze_and_report(
     Ok(file)
 }
 
+/// The documents a finished run leaves for people and CI, written (again) from its files:
+/// `report.html`, `junit.xml` and `summary.md`. A document that cannot be written is said on
+/// stderr and never changes the run's exit code: the run's data is already on disk.
+pub fn write_documents(dir: &Path) {
+    crate::report::write_and_announce(dir);
+    crate::ci::write_reports_or_warn(dir);
+}
+
 /// How long a dry run waits for one sample of an AWS probe.
 const DRY_RUN_SAMPLE: std::time::Duration = std::time::Duration::from_secs(10);
 
