@@ -91,14 +91,14 @@ for round in $(seq 1 "$ROUNDS"); do
   wrk_ka+=("$(wrk_run "wrk_ka$round")")
   oha_ka+=("$(oha_run "oha_ka$round" -c "$CONNS")")
   run_sd "sd_ka$round" --concurrency "$CONNS"
-  sd_ka+=("$(summary "sd_ka$round" "sent_per_s")")
+  sd_ka+=("$(summary "sd_ka$round" "round(sent_per_s, 1)")")
   wrk_nc+=("$(wrk_run "wrk_nc$round" -H "Connection: close")")
   oha_nc+=("$(oha_run "oha_nc$round" -c "$CONNS" --disable-keepalive)")
   run_sd "sd_nc$round" --concurrency "$CONNS" --no-keep-alive
-  sd_nc+=("$(summary "sd_nc$round" "sent_per_s")")
+  sd_nc+=("$(summary "sd_nc$round" "round(sent_per_s, 1)")")
   oha_h2+=("$(oha_run "oha_h2$round" -c 1 -p "$CONNS" --http2)")
   run_sd "sd_h2$round" --concurrency "$CONNS" --http2
-  sd_h2+=("$(summary "sd_h2$round" "sent_per_s")")
+  sd_h2+=("$(summary "sd_h2$round" "round(sent_per_s, 1)")")
 done
 last=$ROUNDS
 

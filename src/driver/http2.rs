@@ -16,11 +16,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use h2::client::SendRequest;
-use http::Request;
+use http::{HeaderName, Request};
 
 use super::body::Body;
 use super::connect::{Connector, Opened};
 use super::http::{Response, classify_io};
+use super::request::ID_HEADER_NAME;
 use crate::metrics::ErrorClass;
 
 /// One shared HTTP/2 connection.
@@ -205,8 +206,9 @@ impl H2Pool {
     }
 
     /// The HTTP/2 request head of `req` (absolute URI; connection-specific headers dropped,
-    /// `host` is `:authority`), and its body. The request id is sent as never indexed: it is
-    /// unique per request, so indexing it would only churn both sides' HPACK tables.
+    /// `host` is `:authority`, an empty body's `content-length: 0` is said by END_STREAM),
+    /// and its body. The request id is sent as never indexed: it is unique per request, so
+    /// indexing it would only churn both sides' HPACK tables.
     fn head(&self, req: Request<Body>) -> Result<(Request<()>, Body), ErrorClass> {
         let (mut parts, body) = req.into_parts();
         let mut uri = std::mem::take(&mut parts.uri).into_parts();
@@ -216,21 +218,35 @@ impl H2Pool {
             uri.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
         }
         parts.uri = http::Uri::from_parts(uri).map_err(|_| ErrorClass::Other)?;
-        for name in [
-            http::header::HOST,
-            http::header::CONNECTION,
-            http::header::TRANSFER_ENCODING,
-            http::header::UPGRADE,
-        ] {
-            parts.headers.remove(name);
+        parts.headers.remove(http::header::HOST);
+        if body.is_empty() {
+            parts.headers.remove(http::header::CONTENT_LENGTH);
         }
-        parts.headers.remove("keep-alive");
-        parts.headers.remove("proxy-connection");
-        if let Some(id) = parts.headers.get_mut(super::request::ID_HEADER) {
+        // One pass over the few headers a request has, rather than a lookup per name: the
+        // connection-specific ones are rare (a profile's own headers, `keep_alive = false`).
+        if parts.headers.keys().any(is_connection_specific) {
+            for name in CONNECTION_SPECIFIC {
+                parts.headers.remove(name);
+            }
+        }
+        if let Some(id) = parts.headers.get_mut(ID_HEADER_NAME) {
             id.set_sensitive(true);
         }
         Ok((Request::from_parts(parts, ()), body))
     }
+}
+
+/// The headers HTTP/2 forbids (RFC 9113 section 8.2.2), `host` aside.
+const CONNECTION_SPECIFIC: [HeaderName; 5] = [
+    http::header::CONNECTION,
+    http::header::TRANSFER_ENCODING,
+    http::header::UPGRADE,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+];
+
+fn is_connection_specific(name: &HeaderName) -> bool {
+    CONNECTION_SPECIFIC.contains(name)
 }
 
 /// One exchange on a stream that is ready: the head, the body within the flow-control
@@ -326,5 +342,50 @@ fn classify_h2(e: &h2::Error) -> ErrorClass {
         Some(h2::Reason::CANCEL) => ErrorClass::Reset,
         _ if e.is_go_away() => ErrorClass::Reset,
         _ => ErrorClass::Other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool() -> H2Pool {
+        let connector = Connector::plain("127.0.0.1:1".parse().unwrap());
+        H2Pool::new(connector, true, "example.test:8443").unwrap()
+    }
+
+    #[test]
+    fn the_head_has_an_absolute_uri_and_no_connection_specific_headers() {
+        let request = Request::builder()
+            .uri("/orders?x=1")
+            .header(http::header::HOST, "example.test:8443")
+            .header(ID_HEADER_NAME, "run-0-7")
+            .header(http::header::CONNECTION, "close")
+            .header("keep-alive", "timeout=5")
+            .header("x-custom", "kept")
+            .header(http::header::CONTENT_LENGTH, "0")
+            .body(Body::Empty)
+            .unwrap();
+        let (head, body) = pool().head(request).unwrap();
+        assert!(body.is_empty());
+        assert_eq!(head.uri(), "https://example.test:8443/orders?x=1");
+        let mut names: Vec<_> = head.headers().keys().map(|n| n.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["x-custom", "x-shakedown-id"]);
+        assert!(head.headers()[ID_HEADER_NAME].is_sensitive());
+    }
+
+    #[test]
+    fn a_body_keeps_its_content_length() {
+        let request = Request::builder()
+            .method("POST")
+            .uri("/")
+            .header(http::header::CONTENT_LENGTH, "2")
+            .body(Body::Full(Some(Bytes::from_static(b"{}"))))
+            .unwrap();
+        let (head, body) = pool().head(request).unwrap();
+        assert_eq!(body.len(), 2);
+        assert_eq!(head.headers()[http::header::CONTENT_LENGTH], "2");
+        assert_eq!(head.uri(), "https://example.test:8443/");
     }
 }
