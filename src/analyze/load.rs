@@ -139,16 +139,7 @@ fn timeline_seconds(rows: Vec<(usize, TimelineRow)>) -> BTreeMap<String, Vec<Sec
     let mut out: BTreeMap<String, Vec<Second>> = BTreeMap::new();
     for (_, row) in rows {
         let s = row.second as usize;
-        let latency = match row.latency_ms() {
-            [Some(p50), Some(p90), Some(p99), p999, Some(max)] => Some(Latency {
-                p50,
-                p90,
-                p99,
-                p999: p999.unwrap_or(max),
-                max,
-            }),
-            _ => None,
-        };
+        let latency = Latency::from_columns(row.latency_ms());
         let sec = Second {
             intended: row.intended,
             sent: row.sent,

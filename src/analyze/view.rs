@@ -38,6 +38,21 @@ impl Latency {
         }
     }
 
+    /// A timeline row's `p50, p90, p99, p999, max` columns; `None` when the second had no
+    /// responses. Rows written before the p99.9 column take the max in its place.
+    pub fn from_columns(columns: [Option<f64>; 5]) -> Option<Latency> {
+        match columns {
+            [Some(p50), Some(p90), Some(p99), p999, Some(max)] => Some(Latency {
+                p50,
+                p90,
+                p99,
+                p999: p999.unwrap_or(max),
+                max,
+            }),
+            _ => None,
+        }
+    }
+
     /// `(quantile level, value)` pairs, lowest first.
     pub(crate) fn points(&self) -> [(f64, f64); 5] {
         [

@@ -62,16 +62,9 @@ pub fn read_run(dir: &Path) -> Result<RunData, ReportError> {
                 if series.len() <= s {
                     series.resize(s + 1, None);
                 }
-                series[s] = match [r.u_p50_ms, r.u_p90_ms, r.u_p99_ms, r.u_p999_ms, r.u_max_ms] {
-                    [Some(p50), Some(p90), Some(p99), p999, Some(max)] => Some(Latency {
-                        p50,
-                        p90,
-                        p99,
-                        p999: p999.unwrap_or(max),
-                        max,
-                    }),
-                    _ => None,
-                };
+                series[s] = Latency::from_columns([
+                    r.u_p50_ms, r.u_p90_ms, r.u_p99_ms, r.u_p999_ms, r.u_max_ms,
+                ]);
             }
             out
         })
