@@ -63,7 +63,11 @@ pub fn read_run(dir: &Path) -> Result<RunData, ReportError> {
                     series.resize(s + 1, None);
                 }
                 series[s] = Latency::from_columns([
-                    r.u_p50_ms, r.u_p90_ms, r.u_p99_ms, r.u_p999_ms, r.u_max_ms,
+                    r.u_p50_ms,
+                    r.u_p90_ms,
+                    r.u_p99_ms,
+                    r.u_p999_ms,
+                    r.u_max_ms,
                 ]);
             }
             out
@@ -227,7 +231,10 @@ pub fn render_dir(dir: &Path) -> Result<String, ReportError> {
 /// Renders the report of `dir` and writes it atomically to `out` (default:
 /// `<dir>/report.html`); returns the path written.
 pub fn write_report(dir: &Path, out: Option<&Path>) -> Result<PathBuf, ReportError> {
-    let page = render_dir(dir)?;
+    let progress = crate::term::spinner("rendering report.html");
+    let page = render_dir(dir);
+    drop(progress);
+    let page = page?;
     let path = out.map_or_else(|| RunDir::at(dir).report(), Path::to_path_buf);
     write_atomic(&path, page.as_bytes())?;
     Ok(path)
