@@ -193,9 +193,17 @@ fn the_gate_passes_two_runs_of_one_build_and_fails_a_slower_one() {
         &s(&a),
         "--max-regression",
         spec,
+        "--allow-inconclusive",
     ]);
+    // Never a regression; a run the machine slowed by more than 25% may be inconclusive
+    // (printed, exit 0 under --allow-inconclusive), never a FAIL.
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(text(&out).contains("gate: PASS"), "{}", text(&out));
+    let t = text(&out);
+    assert!(
+        t.contains("gate: PASS") || t.contains("gate: INCONCLUSIVE"),
+        "{t}"
+    );
+    assert!(!t.contains("REGRESSION"), "{t}");
 
     // Doubled processing time: exit 1, naming the metric, with the default spec too.
     let baseline_file = tmp.path().join("ci/baseline.json");
@@ -214,15 +222,18 @@ fn the_gate_passes_two_runs_of_one_build_and_fails_a_slower_one() {
             let out = cli(&args);
             let t = text(&out);
             assert_eq!(out.status.code(), Some(1), "{args:?}: {t}");
-            // `p99=10%` names p99; the wider spec p99 or p50 (p50 moves with the processing
-            // time more steadily than p99, the slowest of ~20 requests a second).
+            // `p99=10%` names p99 as a regression; the wider spec p99 or p50 (p50 moves with
+            // the processing time more steadily than p99, the slowest of ~20 requests a
+            // second), as a regression or, when a loaded machine leaves the test short of
+            // significance, as inconclusive: a slowed build never passes.
             let named = if spec == "p99=10%" {
                 t.contains("gate: FAIL: uploads p99 regressed: per-second median")
+                    && t.contains("REGRESSION")
             } else {
-                t.contains("gate: FAIL: uploads p") && t.contains("regressed: per-second median")
+                (t.contains("gate: FAIL: uploads p") && t.contains("regressed: per-second median"))
+                    || t.contains("gate: INCONCLUSIVE: uploads p")
             };
             assert!(named, "{t}");
-            assert!(t.contains("REGRESSION"), "{t}");
             println!("{t}");
         }
     }

@@ -28,6 +28,10 @@ pub struct GateArgs {
     /// Compare runs of different experiments, profiles or seeds anyway.
     #[arg(long)]
     pub force: bool,
+    /// Exit 0 when the only finding is inconclusive (a metric worse than its tolerance but
+    /// not significantly); it is still printed. Without it such a gate exits 1.
+    #[arg(long)]
+    pub allow_inconclusive: bool,
     /// Write RUN_DIR's baseline file here (small JSON to commit and pass as --baseline later).
     #[arg(long, value_name = "FILE")]
     pub save: Option<PathBuf>,
@@ -97,6 +101,15 @@ pub fn gate(args: &GateArgs) -> anyhow::Result<Outcome> {
             Outcome::Ok
         }
         GateOutcome::Regression => {
+            println!("{line}");
+            Outcome::Failed
+        }
+        GateOutcome::Inconclusive if args.allow_inconclusive => {
+            println!("{line}");
+            println!("exit 0: --allow-inconclusive");
+            Outcome::Ok
+        }
+        GateOutcome::Inconclusive => {
             println!("{line}");
             Outcome::Failed
         }

@@ -56,10 +56,14 @@ pub struct Row {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum RowOutcome {
-    /// Within tolerance, or worse but not significantly so (the note says which).
+    /// Within tolerance, or no worse (the note says which).
     Pass(String),
     /// Worse than the tolerance, significantly.
     Regression,
+    /// Worse than the tolerance, but not significantly: the runs are too short or too noisy
+    /// to tell a regression from noise. Never a pass: a large slowdown seen in few seconds
+    /// is not cleared by the want of evidence.
+    Inconclusive,
     /// One run lacks the data (the reason).
     NotComparable(String),
 }
@@ -80,6 +84,9 @@ pub enum GateOutcome {
     Pass,
     /// At least one metric regressed.
     Regression,
+    /// No metric regressed, but at least one was worse than its tolerance without the
+    /// evidence to call it a regression.
+    Inconclusive,
     /// A metric the user named could not be compared.
     Incomplete,
 }
@@ -88,6 +95,12 @@ impl GateReport {
     pub fn outcome(&self) -> GateOutcome {
         if self.regressions().next().is_some() {
             GateOutcome::Regression
+        } else if self
+            .rows
+            .iter()
+            .any(|r| r.outcome == RowOutcome::Inconclusive)
+        {
+            GateOutcome::Inconclusive
         } else if self.explicit
             && self
                 .rows
@@ -304,9 +317,7 @@ fn judge(beyond_tolerance: bool, worse: bool, p: f64, alpha: f64) -> RowOutcome 
     let significant = p < alpha;
     match (beyond_tolerance, significant) {
         (true, true) => RowOutcome::Regression,
-        (true, false) => RowOutcome::Pass(format!(
-            "worse beyond the tolerance but not significant (p >= {alpha})"
-        )),
+        (true, false) => RowOutcome::Inconclusive,
         (false, _) if worse => RowOutcome::Pass("within tolerance".into()),
         (false, _) => RowOutcome::Pass("no worse".into()),
     }
@@ -345,6 +356,22 @@ impl Row {
                 }
             }
         }
+    }
+
+    /// `uploads p99 is worse than its tolerance but not significantly: ...`, for an
+    /// inconclusive row.
+    pub fn inconclusive_sentence(&self) -> String {
+        format!(
+            "{} is worse than its tolerance but not significantly: {} -> {} ({}, tolerance {}, p {} over {}/{} samples)",
+            self.label(),
+            self.format_value(self.baseline),
+            self.format_value(self.candidate),
+            self.change(),
+            self.tolerance,
+            self.p_value.map(format_p_relation).unwrap_or_default(),
+            self.samples.0,
+            self.samples.1,
+        )
     }
 
     /// `uploads p99 regressed: per-second median 24.1 ms -> 48.6 ms (+101.7%, tolerance
@@ -396,7 +423,7 @@ fn format_p_relation(p: f64) -> String {
 /// The rule, in one line, as printed above the table.
 pub fn describe_rule(alpha: f64) -> String {
     format!(
-        "rule: a metric regressed when it is worse than its tolerance AND a one-sided test is significant at alpha = {alpha}\n\
+        "rule: a metric regressed when it is worse than its tolerance AND a one-sided test is significant at alpha = {alpha}; worse than its tolerance without significance is inconclusive (not a pass)\n\
          latency: baseline/candidate = median over the seconds of each second's quantile; test: Mann-Whitney, candidate seconds > baseline seconds x (1 + tolerance)\n\
          error rate: over the whole run; test: two-proportion z, candidate > baseline + tolerance"
     )
@@ -421,6 +448,9 @@ pub fn render_table(report: &GateReport) -> String {
             RowOutcome::Pass(note) if note.is_empty() => "ok".to_string(),
             RowOutcome::Pass(note) => format!("ok ({note})"),
             RowOutcome::Regression => "REGRESSION".into(),
+            RowOutcome::Inconclusive => {
+                "INCONCLUSIVE (worse than the tolerance, not significant)".into()
+            }
             RowOutcome::NotComparable(why) => format!("not comparable: {why}"),
         };
         let unit = match r.metric {
@@ -478,6 +508,18 @@ pub fn render_outcome(report: &GateReport) -> String {
         GateOutcome::Regression => {
             let lines: Vec<String> = report.regressions().map(Row::sentence).collect();
             format!("gate: FAIL: {}", lines.join("; "))
+        }
+        GateOutcome::Inconclusive => {
+            let lines: Vec<String> = report
+                .rows
+                .iter()
+                .filter(|r| r.outcome == RowOutcome::Inconclusive)
+                .map(Row::inconclusive_sentence)
+                .collect();
+            format!(
+                "gate: INCONCLUSIVE: {}; too few or too noisy samples to call it a regression or clear it: lengthen the experiment (more seconds) or run it again",
+                lines.join("; ")
+            )
         }
         GateOutcome::Incomplete => {
             let lines: Vec<String> = report
@@ -603,6 +645,36 @@ mod tests {
         assert_eq!(r.outcome(), GateOutcome::Pass);
         let r = compare(&run(&beyond, 1, 0), &run(&base, 1, 0), &s, DEFAULT_ALPHA);
         assert_eq!(r.outcome(), GateOutcome::Regression);
+    }
+
+    /// A large slowdown seen in too few seconds is not significant: inconclusive, never a
+    /// pass; the same slowdown over enough seconds is a regression.
+    #[test]
+    fn a_slowdown_beyond_the_tolerance_without_significance_is_inconclusive_not_a_pass() {
+        let base = [20.0, 21.0, 19.0, 40.0, 20.5, 22.0];
+        let slow = [30.0, 33.0, 20.0, 31.0, 19.5, 32.0];
+        let s = spec("p99=25%");
+        let r = compare(&run(&slow, 1, 0), &run(&base, 1, 0), &s, DEFAULT_ALPHA);
+        assert_eq!(
+            r.outcome(),
+            GateOutcome::Inconclusive,
+            "{}",
+            render_table(&r)
+        );
+        let line = render_outcome(&r);
+        assert!(
+            line.starts_with("gate: INCONCLUSIVE: uploads p99 is worse than its tolerance"),
+            "{line}"
+        );
+        let long_base: Vec<f64> = base.iter().cycle().take(60).copied().collect();
+        let long_slow: Vec<f64> = long_base.iter().map(|v| v * 1.6).collect();
+        let r = compare(
+            &run(&long_slow, 1, 0),
+            &run(&long_base, 1, 0),
+            &s,
+            DEFAULT_ALPHA,
+        );
+        assert_eq!(r.outcome(), GateOutcome::Regression, "{}", render_table(&r));
     }
 
     /// Small noisy samples of one distribution: the rule's false-alarm rate stays at or
