@@ -373,14 +373,7 @@ pub fn render_chart(chart: &Chart, shades: &[Shade], end: f64) -> String {
     };
     for v in yticks {
         let py = y.px(v);
-        let _ = write!(
-            s,
-            r#"<line class="grid" x1="{LEFT}" x2="{x2}" y1="{py:.1}" y2="{py:.1}"/><text x="{tx}" y="{ty:.1}" text-anchor="end">{l}</text>"#,
-            x2 = WIDTH - RIGHT,
-            tx = LEFT - 4.0,
-            ty = py + 4.0,
-            l = format_value(v),
-        );
+        y_gridline(&mut s, py, &format_value(v));
     }
     for t in time_ticks(end) {
         let px = x.px(t);
@@ -497,14 +490,7 @@ pub fn render_spectrum(curves: &[Curve]) -> String {
     let mut p = lo;
     while p <= hi * 1.0001 {
         let py = y.px(p);
-        let _ = write!(
-            s,
-            r#"<line class="grid" x1="{LEFT}" x2="{x2}" y1="{py:.1}" y2="{py:.1}"/><text x="{tx}" y="{ty:.1}" text-anchor="end">{l}</text>"#,
-            x2 = WIDTH - RIGHT,
-            tx = LEFT - 4.0,
-            ty = py + 4.0,
-            l = format_value(p),
-        );
+        y_gridline(&mut s, py, &format_value(p));
         p *= 10.0;
     }
     for (q, label) in [
@@ -540,6 +526,17 @@ pub fn render_spectrum(curves: &[Curve]) -> String {
     }
     s.push_str("</svg>");
     s
+}
+
+/// A horizontal grid line at `py` with its value's label on the left axis.
+fn y_gridline(s: &mut String, py: f64, label: &str) {
+    let _ = write!(
+        s,
+        r#"<line class="grid" x1="{LEFT}" x2="{x2}" y1="{py:.1}" y2="{py:.1}"/><text x="{tx}" y="{ty:.1}" text-anchor="end">{label}</text>"#,
+        x2 = WIDTH - RIGHT,
+        tx = LEFT - 4.0,
+        ty = py + 4.0,
+    );
 }
 
 #[cfg(test)]

@@ -206,18 +206,13 @@ fn latency_row(
         outcome: RowOutcome::Pass(String::new()),
     };
     let (Some(c), Some(b)) = (candidate, baseline) else {
-        let which = if candidate.is_none() {
-            "candidate"
-        } else {
-            "baseline"
-        };
-        row.outcome = RowOutcome::NotComparable(format!("{which}: {missing}"));
+        row.outcome = RowOutcome::NotComparable(format!("{}: {missing}", missing_side(candidate)));
         return row;
     };
     let (cs, bs) = (c.seconds(q), b.seconds(q));
     row.samples = (cs.len() as u64, bs.len() as u64);
-    row.candidate = median(&cs);
-    row.baseline = median(&bs);
+    row.candidate = crate::analyze::view::median(&cs);
+    row.baseline = crate::analyze::view::median(&bs);
     let (Some(cm), Some(bm)) = (row.candidate, row.baseline) else {
         row.outcome = RowOutcome::NotComparable("no values in one of the runs".into());
         return row;
@@ -264,12 +259,10 @@ fn error_row(
         outcome: RowOutcome::Pass(String::new()),
     };
     let (Some(c), Some(b)) = (candidate, baseline) else {
-        let which = if candidate.is_none() {
-            "candidate"
-        } else {
-            "baseline"
-        };
-        row.outcome = RowOutcome::NotComparable(format!("{which}: stream not in this run"));
+        row.outcome = RowOutcome::NotComparable(format!(
+            "{}: stream not in this run",
+            missing_side(candidate)
+        ));
         return row;
     };
     row.samples = (c.ok + c.failed, b.ok + b.failed);
@@ -286,21 +279,6 @@ fn error_row(
     row
 }
 
-/// The median (mean of the middle two for an even count); `None` when empty.
-fn median(values: &[f64]) -> Option<f64> {
-    if values.is_empty() {
-        return None;
-    }
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    Some(if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    })
-}
-
 /// `(candidate - baseline) / baseline`; infinite when the baseline is 0 and the candidate
 /// is not.
 fn relative_change(candidate: f64, baseline: f64) -> f64 {
@@ -310,6 +288,16 @@ fn relative_change(candidate: f64, baseline: f64) -> f64 {
         f64::INFINITY
     } else {
         0.0
+    }
+}
+
+/// Which run lacks what a row compares, given the candidate's side (the baseline's is
+/// missing when the candidate's is not).
+fn missing_side<T>(candidate: Option<T>) -> &'static str {
+    if candidate.is_none() {
+        "candidate"
+    } else {
+        "baseline"
     }
 }
 
