@@ -22,11 +22,45 @@ fn mb_ms_to_gb_s(mb_ms: u128) -> f64 {
     mb_ms as f64 / 1024.0 / 1000.0
 }
 
-/// A started invocation: whether its slot was new (cold).
+/// A started invocation: whether its slot was new (cold), and whether it is one of the
+/// function's provisioned slots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Start {
     /// The invocation got a new slot and must pay the cold-start delay first.
     pub cold: bool,
+    /// The invocation runs on a provisioned (always initialised) slot.
+    pub provisioned: bool,
+}
+
+impl Start {
+    /// An invocation on an on-demand slot, cold or warm.
+    pub fn on_demand(cold: bool) -> Self {
+        Start {
+            cold,
+            provisioned: false,
+        }
+    }
+}
+
+/// The CPU share a function gets at `memory_mb`: Lambda allocates CPU in proportion to memory
+/// and gives one full vCPU at 1,769 MB; a single-threaded handler gains nothing beyond one
+/// vCPU, so the share is capped at 1.
+pub fn cpu_share(memory_mb: u32) -> f64 {
+    (f64::from(memory_mb) / FULL_VCPU_MB).min(1.0)
+}
+
+/// Memory at which Lambda allocates one full vCPU (AWS Lambda developer guide, "Configuring
+/// Lambda function memory").
+pub const FULL_VCPU_MB: f64 = 1769.0;
+
+/// Handler duration of one invocation: its waiting part (`wait`: I/O, downstream calls, not
+/// sped up by memory) plus its CPU-bound part (`cpu`, measured at one full vCPU) stretched by
+/// the CPU share of `memory_mb`.
+pub fn handler_duration(wait: Duration, cpu: Duration, memory_mb: u32) -> Duration {
+    if cpu.is_zero() {
+        return wait;
+    }
+    wait + Duration::from_secs_f64(cpu.as_secs_f64() / cpu_share(memory_mb))
 }
 
 /// The invocation was refused: the function is at its concurrency limit.
@@ -44,6 +78,12 @@ pub struct Throttled {
 #[derive(Debug, Clone)]
 pub struct FunctionLedger {
     memory_mb: u32,
+    /// Provisioned slots: always initialised, never reclaimed, billed from `since`.
+    provisioned: u32,
+    /// Provisioned slots not running an invocation now.
+    provisioned_free: u32,
+    /// When the provisioned slots were set up (billing starts).
+    since: Option<Instant>,
     limit: Option<u32>,
     keep_warm: Duration,
     /// When each idle warm slot last finished; most recent last (reused first).
@@ -86,6 +126,15 @@ pub struct FunctionStats {
     pub gb_seconds: f64,
     /// Total time spent in cold-start initialisation (not included in `billed_ms`).
     pub init_ms: u64,
+    /// CPU share at this memory size (`memory_mb / 1769`, at most 1).
+    pub cpu_share: f64,
+    /// Slots kept initialised whether or not events arrive.
+    pub provisioned_concurrency: u32,
+    /// GB-seconds of the provisioned slots: slots x memory GB x seconds since they were set
+    /// up, billed whether or not they run anything.
+    pub provisioned_gb_seconds: f64,
+    /// Everything billed: `gb_seconds` (invocations) + `provisioned_gb_seconds`.
+    pub billed_gb_seconds: f64,
 }
 
 impl FunctionLedger {
@@ -93,16 +142,31 @@ impl FunctionLedger {
     pub fn new(memory_mb: u32, limit: Option<u32>, keep_warm: Duration) -> Self {
         FunctionLedger {
             memory_mb,
+            provisioned: 0,
+            provisioned_free: 0,
+            since: None,
             limit,
             keep_warm,
             idle: Vec::new(),
             running: 0,
             stats: FunctionStats {
                 memory_mb,
+                cpu_share: cpu_share(memory_mb),
                 ..FunctionStats::default()
             },
             mb_ms: 0,
         }
+    }
+
+    /// Keeps `slots` slots initialised from `now` on, as AWS provisioned concurrency does:
+    /// invocations take them first (warm, never cold), they are never reclaimed, and they
+    /// are billed continuously (`provisioned_gb_seconds`) whether or not they run anything.
+    pub fn with_provisioned(mut self, slots: u32, now: Instant) -> Self {
+        self.provisioned = slots;
+        self.provisioned_free = slots;
+        self.since = Some(now);
+        self.stats.provisioned_concurrency = slots;
+        self
     }
 
     fn expire(&mut self, now: Instant) {
@@ -123,8 +187,17 @@ impl FunctionLedger {
             self.stats.throttles += 1;
             return Err(Throttled { limit });
         }
-        let cold = self.idle.pop().is_none();
         self.running += 1;
+        let start = if self.provisioned_free > 0 {
+            self.provisioned_free -= 1;
+            Start {
+                cold: false,
+                provisioned: true,
+            }
+        } else {
+            Start::on_demand(self.idle.pop().is_none())
+        };
+        let cold = start.cold;
         self.stats.invocations += 1;
         if cold {
             self.stats.cold_starts += 1;
@@ -132,12 +205,20 @@ impl FunctionLedger {
             self.stats.warm_starts += 1;
         }
         self.stats.max_concurrent = self.stats.max_concurrent.max(self.running);
-        Ok(Start { cold })
+        Ok(start)
     }
 
-    /// Ends an invocation at `now`: bills `handler` (the handler's own run time), records
-    /// `init` (cold-start time, unbilled) and returns the slot to the warm pool.
-    pub fn finish(&mut self, now: Instant, handler: Duration, init: Duration, ok: bool) {
+    /// Ends the invocation `start` at `now`: bills `handler` (the handler's own run time),
+    /// records `init` (cold-start time, unbilled) and returns the slot to its pool (the
+    /// provisioned slots, or the warm pool).
+    pub fn finish(
+        &mut self,
+        now: Instant,
+        start: Start,
+        handler: Duration,
+        init: Duration,
+        ok: bool,
+    ) {
         self.running = self.running.saturating_sub(1);
         let billed = billed_ms(handler);
         self.stats.billed_ms += billed;
@@ -148,12 +229,20 @@ impl FunctionLedger {
         } else {
             self.stats.errors += 1;
         }
-        self.idle.push(now);
+        if start.provisioned {
+            self.provisioned_free += 1;
+        } else {
+            self.idle.push(now);
+        }
     }
 
-    /// Ends an invocation cut short (shutdown): bills what ran, and discards the slot.
-    pub fn abort(&mut self, handler: Duration) {
+    /// Ends the invocation `start` cut short (shutdown): bills what ran, and discards the
+    /// slot (a provisioned one is set up again: provisioned slots are always there).
+    pub fn abort(&mut self, start: Start, handler: Duration) {
         self.running = self.running.saturating_sub(1);
+        if start.provisioned {
+            self.provisioned_free += 1;
+        }
         if !handler.is_zero() {
             let billed = billed_ms(handler);
             self.stats.billed_ms += billed;
@@ -165,6 +254,11 @@ impl FunctionLedger {
     /// The counters as of `now`.
     pub fn stats(&self, now: Instant) -> FunctionStats {
         let keep = self.keep_warm;
+        let gb_seconds = mb_ms_to_gb_s(self.mb_ms);
+        let provisioned_gb_seconds = self.since.map_or(0.0, |since| {
+            let secs = now.saturating_duration_since(since).as_secs_f64();
+            f64::from(self.provisioned) * f64::from(self.memory_mb) / 1024.0 * secs
+        });
         FunctionStats {
             concurrent: self.running,
             warm_slots: self
@@ -172,7 +266,9 @@ impl FunctionLedger {
                 .iter()
                 .filter(|&&t| now.saturating_duration_since(t) <= keep)
                 .count() as u32,
-            gb_seconds: mb_ms_to_gb_s(self.mb_ms),
+            gb_seconds,
+            provisioned_gb_seconds,
+            billed_gb_seconds: gb_seconds + provisioned_gb_seconds,
             ..self.stats.clone()
         }
     }
@@ -208,6 +304,13 @@ pub struct BusStats {
     pub abandoned: u64,
     /// Deliveries not yet finished.
     pub in_flight: u64,
+    /// Executions running now, over all functions.
+    pub concurrent: u32,
+    /// Invocation GB-seconds so far, over all functions.
+    pub gb_seconds: f64,
+    /// Everything billed so far, over all functions: invocation GB-seconds plus the
+    /// provisioned slots' GB-seconds.
+    pub billed_gb_seconds: f64,
     /// Per rule, by name.
     pub rules: BTreeMap<String, RuleStats>,
     /// Per function, by name.
@@ -219,6 +322,10 @@ mod tests {
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
+    const OD: Start = Start {
+        cold: false,
+        provisioned: false,
+    };
 
     #[test]
     fn billing_rounds_up_to_the_millisecond() {
@@ -234,12 +341,12 @@ mod tests {
     fn concurrency_limit_throttles_and_frees_on_finish() {
         let t0 = Instant::now();
         let mut l = FunctionLedger::new(128, Some(2), Duration::from_secs(60));
-        assert_eq!(l.start(t0), Ok(Start { cold: true }));
-        assert_eq!(l.start(t0), Ok(Start { cold: true }));
+        assert_eq!(l.start(t0), Ok(Start::on_demand(true)));
+        assert_eq!(l.start(t0), Ok(Start::on_demand(true)));
         assert_eq!(l.start(t0), Err(Throttled { limit: 2 }));
         assert_eq!(l.stats(t0).concurrent, 2);
-        l.finish(t0 + 30 * MS, 30 * MS, Duration::ZERO, true);
-        assert_eq!(l.start(t0 + 31 * MS), Ok(Start { cold: false }));
+        l.finish(t0 + 30 * MS, OD, 30 * MS, Duration::ZERO, true);
+        assert_eq!(l.start(t0 + 31 * MS), Ok(Start::on_demand(false)));
         let s = l.stats(t0 + 31 * MS);
         assert_eq!(
             (s.invocations, s.throttles, s.cold_starts, s.warm_starts),
@@ -266,19 +373,19 @@ mod tests {
         let mut l = FunctionLedger::new(128, None, Duration::from_secs(10));
         l.start(t0).unwrap();
         l.start(t0).unwrap();
-        l.finish(t0 + MS, MS, 5 * MS, true);
-        l.finish(t0 + 9 * MS, MS, 5 * MS, true);
+        l.finish(t0 + MS, OD, MS, 5 * MS, true);
+        l.finish(t0 + 9 * MS, OD, MS, 5 * MS, true);
         assert_eq!(l.stats(t0 + 10 * MS).warm_slots, 2);
         // 10 s after the first finish only the second slot is still warm.
         let later = t0 + Duration::from_secs(10) + 5 * MS;
         assert_eq!(l.stats(later).warm_slots, 1);
-        assert_eq!(l.start(later), Ok(Start { cold: false }));
-        assert_eq!(l.start(later), Ok(Start { cold: true }));
+        assert_eq!(l.start(later), Ok(Start::on_demand(false)));
+        assert_eq!(l.start(later), Ok(Start::on_demand(true)));
         let s = l.stats(later);
         assert_eq!((s.expired_slots, s.cold_starts, s.init_ms), (1, 3, 10));
         // Long after everything finished, nothing is held.
-        l.finish(later, MS, Duration::ZERO, true);
-        l.finish(later, MS, Duration::ZERO, false);
+        l.finish(later, OD, MS, Duration::ZERO, true);
+        l.finish(later, OD, MS, Duration::ZERO, false);
         let s = l.stats(later + Duration::from_secs(11));
         assert_eq!(
             (s.warm_slots, s.concurrent, s.errors, s.succeeded),
@@ -292,10 +399,10 @@ mod tests {
         let mut l = FunctionLedger::new(512, None, Duration::from_secs(1));
         for _ in 0..10 {
             l.start(t0).unwrap();
-            l.finish(t0, Duration::from_micros(29_500), Duration::ZERO, true);
+            l.finish(t0, OD, Duration::from_micros(29_500), Duration::ZERO, true);
         }
         l.start(t0).unwrap();
-        l.abort(Duration::from_millis(10));
+        l.abort(OD, Duration::from_millis(10));
         let s = l.stats(t0);
         assert_eq!(s.billed_ms, 310);
         assert!(
@@ -304,5 +411,59 @@ mod tests {
             s.gb_seconds
         );
         assert_eq!((s.aborted, s.concurrent, s.warm_slots), (1, 0, 0));
+    }
+
+    #[test]
+    fn memory_buys_cpu_up_to_one_vcpu() {
+        assert!((cpu_share(1769) - 1.0).abs() < 1e-12);
+        assert!((cpu_share(3008) - 1.0).abs() < 1e-12);
+        assert!((cpu_share(128) - 128.0 / 1769.0).abs() < 1e-12);
+        let wait = Duration::from_millis(20);
+        let cpu = Duration::from_millis(400);
+        // 400 ms of CPU at 128 MB (7.2% of a vCPU): 5.53 s; at 1,769 MB and above: 400 ms.
+        let slow = handler_duration(wait, cpu, 128);
+        assert_eq!(slow.as_millis(), 20 + 5528);
+        assert_eq!(handler_duration(wait, cpu, 1769), wait + cpu);
+        assert_eq!(handler_duration(wait, cpu, 10240), wait + cpu);
+        assert_eq!(handler_duration(wait, Duration::ZERO, 128), wait);
+        // Doubling memory below one vCPU halves the CPU part and keeps GB-seconds equal.
+        let (a, b) = (
+            handler_duration(Duration::ZERO, cpu, 256),
+            handler_duration(Duration::ZERO, cpu, 512),
+        );
+        assert!((a.as_secs_f64() / b.as_secs_f64() - 2.0).abs() < 1e-9);
+        assert!((gb_seconds(billed_ms(a), 256) - gb_seconds(billed_ms(b), 512)).abs() < 1e-3);
+    }
+
+    #[test]
+    fn provisioned_slots_are_warm_and_bill_while_idle() {
+        let t0 = Instant::now();
+        let mut l = FunctionLedger::new(1024, Some(3), Duration::from_secs(1))
+            .with_provisioned(2, t0);
+        let s = l.stats(t0);
+        assert_eq!((s.provisioned_concurrency, s.concurrent), (2, 0));
+        assert_eq!(s.billed_gb_seconds, 0.0);
+        let a = l.start(t0).unwrap();
+        let b = l.start(t0).unwrap();
+        let c = l.start(t0).unwrap();
+        assert_eq!((a.provisioned, a.cold), (true, false));
+        assert_eq!((b.provisioned, b.cold), (true, false));
+        assert_eq!(c, Start::on_demand(true));
+        l.finish(t0 + MS, a, Duration::from_millis(500), Duration::ZERO, true);
+        l.finish(t0 + MS, c, Duration::from_millis(500), Duration::ZERO, true);
+        // The freed provisioned slot is taken before the warm on-demand one.
+        let d = l.start(t0 + 2 * MS).unwrap();
+        assert!(d.provisioned && !d.cold);
+        l.finish(t0 + 3 * MS, d, MS, Duration::ZERO, true);
+        l.finish(t0 + 3 * MS, b, MS, Duration::ZERO, true);
+        // Ten idle seconds later the on-demand slot is reclaimed, the provisioned ones are
+        // not: nothing runs, yet 2 slots x 1 GB x 10 s are billed.
+        let later = t0 + Duration::from_secs(10);
+        let s = l.stats(later);
+        assert_eq!((s.concurrent, s.warm_slots), (0, 0));
+        assert!((s.gb_seconds - 1.002).abs() < 1e-9, "{}", s.gb_seconds);
+        assert!((s.provisioned_gb_seconds - 20.0).abs() < 1e-9);
+        assert!((s.billed_gb_seconds - 21.002).abs() < 1e-9);
+        assert!(!l.start(later).unwrap().cold);
     }
 }

@@ -22,6 +22,7 @@ use super::rules::{Rule, Target};
 /// [[functions]]
 /// name = "thumbnail"
 /// base = "30ms"
+/// cpu = "40ms"
 /// jitter = "10ms"
 /// memory_mb = 256
 /// reserved_concurrency = 10
@@ -67,9 +68,13 @@ fn default_drain() -> Duration {
 }
 
 /// A function-style consumer (the Lambda role): it holds an execution slot only while
-/// handling an event. Each invocation takes `base` plus a uniform draw in `[0, jitter]`;
-/// the first invocation on a new slot first spends `cold_start` initialising it. A slot left
-/// idle for longer than `keep_warm` is reclaimed, so the next invocation is cold again.
+/// handling an event. Each invocation's handler waits `base` plus a uniform draw in
+/// `[0, jitter]` (I/O, downstream calls: not sped up by memory) and computes for `cpu` at
+/// one full vCPU, stretched by the CPU share of `memory_mb` (`memory_mb / 1769`, at most 1:
+/// memory buys CPU, see [`super::account::handler_duration`]). The first invocation on a
+/// new slot first spends `cold_start` initialising it. A slot left idle for longer than
+/// `keep_warm` is reclaimed, so the next invocation is cold again; `provisioned_concurrency`
+/// slots are initialised at start, never reclaimed, and billed all the time.
 ///
 /// Each invocation is billed its drawn handler duration rounded up to the millisecond (the
 /// real timer may overrun it by ~1 ms; that simulation artefact is not billed), times
@@ -79,9 +84,13 @@ fn default_drain() -> Duration {
 pub struct FunctionSpec {
     /// Unique name, referenced by `{ type = "function", name = ... }` targets.
     pub name: String,
-    /// Fixed part of each invocation's handler duration.
+    /// Fixed waiting part of each invocation's handler duration (not sped up by memory).
     #[serde(with = "crate::units::serde_duration")]
     pub base: Duration,
+    /// CPU-bound part of each invocation at one full vCPU (default `0s`); it runs
+    /// `cpu / cpu_share(memory_mb)`, e.g. `400ms` takes 5.5 s at 128 MB.
+    #[serde(default, with = "crate::units::serde_duration")]
+    pub cpu: Duration,
     /// Upper bound of the uniformly drawn extra duration (default `0s`).
     #[serde(default, with = "crate::units::serde_duration")]
     pub jitter: Duration,
@@ -92,6 +101,11 @@ pub struct FunctionSpec {
     /// Absent means unlimited. `0` throttles everything, like a disabled Lambda function.
     #[serde(default)]
     pub reserved_concurrency: Option<u32>,
+    /// Slots kept initialised from the bus's start (default 0): taken first, never cold,
+    /// never reclaimed, and billed continuously (`provisioned_gb_seconds`), as AWS bills
+    /// provisioned concurrency. At most `reserved_concurrency` when that is set.
+    #[serde(default)]
+    pub provisioned_concurrency: u32,
     /// Initialisation delay of a new execution slot (default `0s`). Reported separately from
     /// the billed handler duration.
     #[serde(default, with = "crate::units::serde_duration")]
@@ -111,9 +125,11 @@ impl FunctionSpec {
         FunctionSpec {
             name: name.into(),
             base,
+            cpu: Duration::ZERO,
             jitter: Duration::ZERO,
             memory_mb: default_memory(),
             reserved_concurrency: None,
+            provisioned_concurrency: 0,
             cold_start: Duration::ZERO,
             keep_warm: default_keep_warm(),
             error_rate: 0.0,
@@ -239,6 +255,14 @@ impl BusConfig {
             if f.memory_mb == 0 {
                 return Err(bad("memory_mb must be positive"));
             }
+            if f
+                .reserved_concurrency
+                .is_some_and(|r| f.provisioned_concurrency > r)
+            {
+                return Err(bad(
+                    "provisioned_concurrency must not exceed reserved_concurrency",
+                ));
+            }
         }
         let mut rules = BTreeSet::new();
         for r in &self.rules {
@@ -311,6 +335,7 @@ mod tests {
         assert_eq!(f.memory_mb, 128);
         assert_eq!(f.reserved_concurrency, None);
         assert_eq!(f.keep_warm, Duration::from_secs(300));
+        assert_eq!((f.cpu, f.provisioned_concurrency), (Duration::ZERO, 0));
         assert_eq!(c.retry, RetryPolicy::default());
         assert_eq!(c.drain_timeout, Duration::from_secs(10));
         c.validate().unwrap();
@@ -372,6 +397,14 @@ mod tests {
             },
         ));
         assert_eq!(url.validate(), Err(ConfigError::BadUrl("jobs".into())));
+
+        let mut over = c.clone();
+        over.functions[0].reserved_concurrency = Some(2);
+        over.functions[0].provisioned_concurrency = 3;
+        assert!(matches!(
+            over.validate(),
+            Err(ConfigError::BadFunction { problem, .. }) if problem.contains("provisioned")
+        ));
 
         let mut rate = c.clone();
         rate.functions[0].error_rate = 1.5;

@@ -9,6 +9,7 @@ use aws_sdk_sqs::config::timeout::TimeoutConfig;
 use aws_sdk_sqs::error::DisplayErrorContext;
 use rand::Rng;
 
+use super::account::{Start, handler_duration};
 use super::{Bus, Completion, Event, Function, Target};
 use crate::clock::now_ms;
 
@@ -161,6 +162,7 @@ impl Bus {
         let started_ms = now_ms();
         let mut slot = Slot {
             function: f,
+            start,
             handler: None,
             finished: false,
         };
@@ -175,7 +177,8 @@ impl Bus {
             let mut rng = rand::rng();
             let extra = rng.random_range(0..=spec.jitter.as_nanos() as u64);
             let fail = spec.error_rate > 0.0 && rng.random_bool(spec.error_rate);
-            (spec.base + Duration::from_nanos(extra), fail)
+            let wait = spec.base + Duration::from_nanos(extra);
+            (handler_duration(wait, spec.cpu, spec.memory_mb), fail)
         };
         slot.handler = Some((Instant::now(), duration));
         tokio::time::sleep(duration).await;
@@ -184,7 +187,7 @@ impl Bus {
         // an artefact of the simulation rather than work the function did.
         f.ledger
             .lock()
-            .finish(Instant::now(), duration, init, !fail);
+            .finish(Instant::now(), start, duration, init, !fail);
         slot.finished = true;
         (self.on_complete)(Completion {
             event_id: job.event.id.clone(),
@@ -207,6 +210,7 @@ impl Bus {
 /// the part of the handler that ran.
 struct Slot<'a> {
     function: &'a Function,
+    start: Start,
     /// When the handler started and its modelled duration.
     handler: Option<(Instant, Duration)>,
     finished: bool,
@@ -218,7 +222,7 @@ impl Drop for Slot<'_> {
             let ran = self
                 .handler
                 .map_or(Duration::ZERO, |(t, d)| t.elapsed().min(d));
-            self.function.ledger.lock().abort(ran);
+            self.function.ledger.lock().abort(self.start, ran);
         }
     }
 }

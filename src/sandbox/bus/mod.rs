@@ -173,12 +173,14 @@ impl Bus {
     /// address. Programs that build a bus from several threads should set it at startup.
     pub fn new(config: BusConfig, on_complete: CompletionSink) -> Result<Arc<Bus>, ConfigError> {
         config.validate()?;
+        let now = Instant::now();
         let functions = config
             .functions
             .iter()
             .map(|spec| {
                 let ledger =
-                    FunctionLedger::new(spec.memory_mb, spec.reserved_concurrency, spec.keep_warm);
+                    FunctionLedger::new(spec.memory_mb, spec.reserved_concurrency, spec.keep_warm)
+                        .with_provisioned(spec.provisioned_concurrency, now);
                 let f = Function {
                     spec: spec.clone(),
                     ledger: Mutex::new(ledger),
@@ -287,7 +289,15 @@ impl Bus {
             .zip(&c.rules)
             .map(|(r, s)| (r.name.clone(), s.clone()))
             .collect();
+        let functions: std::collections::BTreeMap<_, _> = self
+            .functions
+            .iter()
+            .map(|(name, f)| (name.clone(), f.ledger.lock().stats(now)))
+            .collect();
         BusStats {
+            concurrent: functions.values().map(|f| f.concurrent).sum(),
+            gb_seconds: functions.values().map(|f| f.gb_seconds).sum(),
+            billed_gb_seconds: functions.values().map(|f| f.billed_gb_seconds).sum(),
             accepted: c.accepted,
             rejected: c.rejected,
             unmatched: c.unmatched,
@@ -297,11 +307,7 @@ impl Bus {
             abandoned: c.abandoned,
             in_flight: self.in_flight.n.load(Ordering::SeqCst),
             rules,
-            functions: self
-                .functions
-                .iter()
-                .map(|(name, f)| (name.clone(), f.ledger.lock().stats(now)))
-                .collect(),
+            functions,
         }
     }
 
