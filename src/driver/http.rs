@@ -95,9 +95,12 @@ pub struct Response {
 }
 
 impl Response {
-    /// `None` for a success, else the class of the failing status.
+    /// `None` for a success, else the class of the failing status: 429 Too Many Requests
+    /// is `throttled` (the service refused for rate or concurrency, as an API Gateway or
+    /// Lambda function URL over its limit does), any other 4xx `4xx`.
     pub fn error_class(&self) -> Option<ErrorClass> {
         match self.status {
+            429 => Some(ErrorClass::Throttled),
             400..=499 => Some(ErrorClass::Status4xx),
             500..=599 => Some(ErrorClass::Status5xx),
             _ => None,
@@ -460,6 +463,12 @@ mod tests {
         let r = c.send(get()).await.unwrap();
         assert_eq!((r.status, r.bytes_received), (503, 5));
         assert_eq!(r.error_class(), Some(ErrorClass::Status5xx));
+        let throttled = |status| Response {
+            status,
+            bytes_received: 0,
+        };
+        assert_eq!(throttled(429).error_class(), Some(ErrorClass::Throttled));
+        assert_eq!(throttled(404).error_class(), Some(ErrorClass::Status4xx));
         let r = c.send(get()).await.unwrap();
         assert_eq!((r.status, r.bytes_received), (204, 0));
         assert!(c.is_open());

@@ -31,7 +31,8 @@ pub enum ErrorClass {
     Other,
     /// Still in flight when the run stopped and the drain deadline passed.
     Aborted,
-    /// The service throttled the call (SQS `ThrottlingException`, `RequestThrottled`...).
+    /// The service throttled the call (HTTP 429, SQS `ThrottlingException`,
+    /// `RequestThrottled`, EventBridge `ThrottlingException`...).
     Throttled,
     /// One entry of a batch refused while others went through (SQS partial batch failure).
     Rejected,

@@ -135,6 +135,11 @@ impl Prober {
                 service(aws()?.cloudwatch.clone(), "CloudWatch")?,
                 p.clone(),
             )),
+            ProbeKind::Http(p) if p.url.starts_with('/') => {
+                let mut p = p.clone();
+                p.url = format!("{}{}", control_url(None, ctx)?, p.url);
+                Prober::Http(http::HttpSampler::json(ctx.http.clone(), &p))
+            }
             ProbeKind::Http(p) => Prober::Http(http::HttpSampler::json(ctx.http.clone(), p)),
             ProbeKind::Balancer(p) => Prober::Http(http::HttpSampler::balancer(
                 ctx.http.clone(),

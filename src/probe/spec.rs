@@ -387,7 +387,8 @@ pub enum ActivitiesMetric {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpProbe {
-    /// The URL (GET).
+    /// The URL (GET). A path (`/bus/stats`) is taken relative to the sandbox control
+    /// endpoint of the experiment's target.
     pub url: String,
     /// JSON pointer to the value (`""`: the whole document).
     pub pointer: String,
@@ -690,10 +691,13 @@ impl ProbeSpec {
                         ),
                     ));
                 }
-                if !p.url.starts_with("http://") {
+                if !p.url.starts_with("http://") && !p.url.starts_with('/') {
                     out.push((
                         "url",
-                        format!("probe `{name}`: url `{}` must start with http://", p.url),
+                        format!(
+                            "probe `{name}`: url `{}` must start with http://, or be a path (`/bus/stats`) on the sandbox control endpoint",
+                            p.url
+                        ),
                     ));
                 }
             }

@@ -4,7 +4,9 @@
 //! - `GET /activities?after=N`: the groups' activity log as a JSON array
 //!   ([`super::asg::Activity`]), entries with `seq > N`;
 //! - `GET /targets`: the balancer's targets and their health states;
-//! - `GET /groups`: each group's min, max, desired and members.
+//! - `GET /groups`: each group's min, max, desired and members;
+//! - `GET /bus/stats`: the embedded event bus's counters ([`super::bus::BusStats`]; 404
+//!   without one), so `kind = "http"` probes can read `url = "/bus/stats"`.
 
 use std::sync::Arc;
 
@@ -30,6 +32,8 @@ pub struct Control {
     pub balancer: Arc<Balancer>,
     /// The fleet manager.
     pub manager: Manager,
+    /// The embedded event bus (arch `event-driven`), if the sandbox runs one.
+    pub bus: Option<Arc<super::bus::Bus>>,
 }
 
 impl Control {
@@ -40,6 +44,7 @@ impl Control {
             .route("/activities", get(activities))
             .route("/targets", get(targets))
             .route("/groups", get(groups))
+            .route("/bus/stats", get(bus_stats))
             .with_state(Arc::new(self))
     }
 }
@@ -64,4 +69,15 @@ async fn targets(State(c): State<Arc<Control>>) -> impl IntoResponse {
 
 async fn groups(State(c): State<Arc<Control>>) -> impl IntoResponse {
     axum::Json(c.manager.groups())
+}
+
+async fn bus_stats(State(c): State<Arc<Control>>) -> axum::response::Response {
+    match &c.bus {
+        Some(bus) => axum::Json(bus.stats()).into_response(),
+        None => (
+            axum::http::StatusCode::NOT_FOUND,
+            "this sandbox runs no embedded event bus (arch event-driven without bus.url)",
+        )
+            .into_response(),
+    }
 }

@@ -311,6 +311,7 @@ impl Sandbox {
         };
 
         // Event bus (event-driven): an external one, or our own reporting to the feed.
+        let mut embedded_bus = None;
         let bus_url = match (&config.bus.url, config.arch) {
             (Some(url), _) => Some(url.clone()),
             (None, Arch::EventDriven) => {
@@ -335,6 +336,7 @@ impl Sandbox {
                 })?;
                 let (listener, bus_addr) = bind(0, "event bus").await?;
                 let bus_stop = stop();
+                embedded_bus = Some(bus.clone());
                 servers.spawn(async move { bus.serve(listener, bus_stop).await });
                 Some(format!("http://{bus_addr}/events"))
             }
@@ -439,6 +441,7 @@ impl Sandbox {
             log: log.clone(),
             balancer: balancer.clone(),
             manager: manager.clone(),
+            bus: embedded_bus,
         };
         servers.spawn(
             axum::serve(control_listener, control.router())

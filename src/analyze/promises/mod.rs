@@ -9,6 +9,7 @@ pub mod buffering;
 pub mod cost;
 pub mod drain;
 pub mod failover;
+pub mod function;
 pub mod no_loss;
 pub mod scale_in;
 pub mod scale_out;
@@ -88,6 +89,7 @@ fn evaluate_unguarded(promise: &Promise, view: &RunView) -> Verdict {
         PromiseKind::ScaleIn(p) => p.evaluate(name, view),
         PromiseKind::Threshold(p) => p.evaluate(name, view),
         PromiseKind::Cost(p) => p.evaluate(name, view),
+        PromiseKind::Function(p) => p.evaluate(name, view),
     }
 }
 

@@ -28,7 +28,9 @@ use std::path::Path;
 
 use serde::de::DeserializeOwned;
 
-use super::promises::{buffering, cost, drain, failover, no_loss, scale_in, scale_out, threshold};
+use super::promises::{
+    buffering, cost, drain, failover, function, no_loss, scale_in, scale_out, threshold,
+};
 use crate::config::diag::{Collector, Diagnostics, quoted_list};
 use crate::config::{Document, Table, read_config};
 
@@ -101,6 +103,7 @@ promise_types! {
     "scale-in" => ScaleIn(scale_in::ScaleIn, scale_in::RawScaleIn),
     "threshold" => Threshold(threshold::Threshold, threshold::RawThreshold),
     "cost" => Cost(cost::Cost, cost::RawCost),
+    "function" => Function(function::Function, function::RawFunction),
 }
 
 impl PromiseKind {
