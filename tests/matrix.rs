@@ -24,6 +24,14 @@
 //! | queued, bursty load (control) | | | pass | | pass |
 //! | flapping, bursty load | | | pass | | **fail** |
 //!
+//! The serverless rows (chaos/serverless*.toml: event-driven, a function consumer):
+//!
+//! | config | no-loss | threshold (e2e) | function | idle | cost |
+//! |---|---|---|---|---|---|
+//! | serverless | pass | pass | pass | pass | pass |
+//! | provisioned concurrency (warm slots billing) | pass | pass | pass | **fail** | pass |
+//! | reserved concurrency under the burst | pass | fail (retried throttles are late) | **fail** (throttles) | pass | pass |
+//!
 //! Each run takes 20-110 s of real time, mostly waiting (the sandbox scales on its own
 //! clock), so this is its own test harness (`harness = false`, libtest's command line via
 //! `libtest-mimic`): rows run [`MATRIX_JOBS`] at a time (default 3; about 4.5 minutes on a
@@ -141,6 +149,9 @@ const PROCESSING_STALL: &str = "tests/experiments/processing-stall.toml";
 const KILL_WORKER_MID_JOB: &str = "tests/experiments/kill-worker-mid-job.toml";
 const SUSTAINED: &str = "tests/experiments/sustained-load.toml";
 const BURSTY: &str = "tests/experiments/bursty-load.toml";
+const SERVERLESS: &str = "chaos/serverless.toml";
+const SERVERLESS_PROVISIONED: &str = "chaos/serverless-provisioned.toml";
+const SERVERLESS_UNDER_RESERVED: &str = "chaos/serverless-under-reserved.toml";
 
 const PASS: &[&str] = &["pass"];
 const FAIL: &[&str] = &["fail"];
@@ -305,6 +316,47 @@ const ROWS: &[Row] = &[
         arch: "queued",
         want: &[("no-loss", PASS)],
     },
+    // Serverless: the function fleet scales to zero and stops billing after the load.
+    Row {
+        name: "serverless_keeps_every_promise_and_is_idle_at_zero",
+        experiment: SERVERLESS,
+        arch: "event-driven",
+        want: &[
+            ("no-loss", PASS),
+            ("threshold", PASS),
+            ("function", PASS),
+            ("idle", PASS),
+            ("cost", PASS),
+        ],
+    },
+    // Ten provisioned slots bill every second, events or not: only idle catches it (the
+    // run stays under its budget, and provisioned slots only make cold starts rarer).
+    Row {
+        name: "provisioned_concurrency_keeps_billing_at_idle",
+        experiment: SERVERLESS_PROVISIONED,
+        arch: "event-driven",
+        want: &[
+            ("no-loss", PASS),
+            ("threshold", PASS),
+            ("function", PASS),
+            ("idle", FAIL),
+            ("cost", PASS),
+        ],
+    },
+    // Reserved concurrency under what the burst needs: throttled attempts, retried until
+    // handled; the function promise's throttle check fails (and end-to-end latency with
+    // it, rightly: not checked here), nothing is lost or left billing.
+    Row {
+        name: "reserved_concurrency_under_the_burst_throttles",
+        experiment: SERVERLESS_UNDER_RESERVED,
+        arch: "event-driven",
+        want: &[
+            ("no-loss", PASS),
+            ("function", FAIL),
+            ("idle", PASS),
+            ("cost", PASS),
+        ],
+    },
     Row {
         name: "acknowledging_before_processing_loses_the_jobs_of_a_killed_worker",
         experiment: KILL_WORKER_MID_JOB,
@@ -330,6 +382,9 @@ fn main() {
             KILL_WORKER_MID_JOB,
             SUSTAINED,
             BURSTY,
+            SERVERLESS,
+            SERVERLESS_PROVISIONED,
+            SERVERLESS_UNDER_RESERVED,
         ] {
             if !Path::new(env!("CARGO_MANIFEST_DIR")).join(f).is_file() {
                 return Err(Failed::from(format!("{f} is missing")));

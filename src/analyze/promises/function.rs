@@ -197,9 +197,10 @@ impl crate::analyze::spec::PromiseParams for RawFunction {
                 FunctionMetric::ColdStartRate | FunctionMetric::ColdStarts => {
                     ("cold_starts", p.cold_starts.is_some())
                 }
-                FunctionMetric::ColdTimeShare => {
-                    ("init_ms` and `billed_ms", p.init_ms.is_some() && p.billed_ms.is_some())
-                }
+                FunctionMetric::ColdTimeShare => (
+                    "init_ms` and `billed_ms",
+                    p.init_ms.is_some() && p.billed_ms.is_some(),
+                ),
             };
             if !present {
                 r.error(
@@ -276,7 +277,14 @@ impl Function {
             FunctionMetric::ColdTimeShare,
         ] {
             if let Ok(v) = measure(m) {
-                b.figure(m.name(), if m.is_share() { round3(v * 100.0) / 100.0 } else { v });
+                b.figure(
+                    m.name(),
+                    if m.is_share() {
+                        round3(v * 100.0) / 100.0
+                    } else {
+                        v
+                    },
+                );
             }
         }
         if let (Some(Ok(c)), Some(Ok(i))) = (&cold, &init)
@@ -341,15 +349,21 @@ mod tests {
         v.probes.insert("thr".into(), series(&|s| throttled * s));
         v.probes
             .insert("cold".into(), series(&|s| if s > 0.0 { 2.0 } else { 0.0 }));
-        v.probes
-            .insert("init".into(), series(&|s| if s > 0.0 { 300.0 } else { 0.0 }));
+        v.probes.insert(
+            "init".into(),
+            series(&|s| if s > 0.0 { 300.0 } else { 0.0 }),
+        );
         v.probes.insert("billed".into(), series(&|s| 3000.0 * s));
         v
     }
 
     #[test]
     fn throttles_and_cold_starts_are_judged_from_counter_increases() {
-        let checks = ["throttle_rate < 1%", "cold_start_rate < 10%", "cold_time_share < 5%"];
+        let checks = [
+            "throttle_rate < 1%",
+            "cold_start_rate < 10%",
+            "cold_time_share < 5%",
+        ];
         let ok = spec(&checks).evaluate("f", &view(0.0));
         assert_eq!(ok.status, Status::Pass, "{ok:?}");
         assert_eq!(ok.figures["invocations"], 5900.0.into());
@@ -388,7 +402,10 @@ mod tests {
     #[test]
     fn checks_parse_with_clear_errors() {
         let c: FunctionCheck = "throttle_rate <= 0.5%".parse().unwrap();
-        assert_eq!((c.metric, c.op, c.limit), (FunctionMetric::ThrottleRate, Op::Le, 0.005));
+        assert_eq!(
+            (c.metric, c.op, c.limit),
+            (FunctionMetric::ThrottleRate, Op::Le, 0.005)
+        );
         let c: FunctionCheck = "cold_starts < 3".parse().unwrap();
         assert_eq!(c.limit, 3.0);
         assert!(

@@ -438,8 +438,8 @@ mod tests {
     #[test]
     fn provisioned_slots_are_warm_and_bill_while_idle() {
         let t0 = Instant::now();
-        let mut l = FunctionLedger::new(1024, Some(3), Duration::from_secs(1))
-            .with_provisioned(2, t0);
+        let mut l =
+            FunctionLedger::new(1024, Some(3), Duration::from_secs(1)).with_provisioned(2, t0);
         let s = l.stats(t0);
         assert_eq!((s.provisioned_concurrency, s.concurrent), (2, 0));
         assert_eq!(s.billed_gb_seconds, 0.0);

@@ -255,8 +255,7 @@ impl BusConfig {
             if f.memory_mb == 0 {
                 return Err(bad("memory_mb must be positive"));
             }
-            if f
-                .reserved_concurrency
+            if f.reserved_concurrency
                 .is_some_and(|r| f.provisioned_concurrency > r)
             {
                 return Err(bad(
