@@ -689,10 +689,10 @@ fn every_toml_example_in_the_promise_docs_parses() {
         }
         examples += 1;
     }
-    assert!(examples >= 8, "found {examples} examples");
+    assert!(examples >= 11, "found {examples} examples");
     assert_eq!(
         types.len(),
-        8,
+        11,
         "every promise type has an example: {types:?}"
     );
 }

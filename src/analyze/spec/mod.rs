@@ -28,7 +28,10 @@ use std::path::Path;
 
 use serde::de::DeserializeOwned;
 
-use super::promises::{buffering, cost, drain, failover, no_loss, scale_in, scale_out, threshold};
+use super::promises::{
+    buffering, cost, drain, failover, idle, independent_scaling, isolation, no_loss, scale_in,
+    scale_out, threshold,
+};
 use crate::config::diag::{Collector, Diagnostics, quoted_list};
 use crate::config::{Document, Table, read_config};
 
@@ -101,6 +104,12 @@ promise_types! {
     "scale-in" => ScaleIn(scale_in::ScaleIn, scale_in::RawScaleIn),
     "threshold" => Threshold(threshold::Threshold, threshold::RawThreshold),
     "cost" => Cost(cost::Cost, cost::RawCost),
+    "isolation" => Isolation(isolation::Isolation, isolation::RawIsolation),
+    "independent-scaling" => IndependentScaling(
+        independent_scaling::IndependentScaling,
+        independent_scaling::RawIndependentScaling
+    ),
+    "idle" => Idle(idle::Idle, idle::RawIdle),
 }
 
 impl PromiseKind {
@@ -112,6 +121,7 @@ impl PromiseKind {
     pub fn watch_after_load(&self) -> Option<std::time::Duration> {
         match self {
             PromiseKind::ScaleIn(s) if s.after.is_none() => Some(s.within),
+            PromiseKind::Idle(i) => Some(i.within),
             _ => None,
         }
     }
