@@ -689,7 +689,7 @@ fn every_toml_example_in_the_promise_docs_parses() {
         }
         examples += 1;
     }
-    assert!(examples >= 8, "found {examples} examples");
+    assert!(examples >= 11, "found {examples} examples");
     assert_eq!(
         types.len(),
         shakedown::analyze::spec::TYPES.len(),

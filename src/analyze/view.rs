@@ -209,11 +209,22 @@ pub struct RunView {
 pub enum Streams<'a> {
     All,
     Only(&'a str),
+    /// Several streams, merged (the streams that target one service).
+    Set(&'a [String]),
 }
 
 impl<'a> Streams<'a> {
     pub fn from_option(stream: Option<&'a str>) -> Streams<'a> {
         stream.map_or(Streams::All, Streams::Only)
+    }
+
+    /// Whether the stream `name` is one of these.
+    pub fn includes(self, name: &str) -> bool {
+        match self {
+            Streams::All => true,
+            Streams::Only(only) => only == name,
+            Streams::Set(set) => set.iter().any(|s| s == name),
+        }
     }
 }
 
@@ -255,9 +266,7 @@ impl RunView {
             t.histograms = None;
         }
         for (name, series) in &self.streams {
-            if let Streams::Only(only) = streams
-                && only != name
-            {
+            if !streams.includes(name) {
                 continue;
             }
             for (i, s) in series.iter().enumerate().take(to).skip(from) {
@@ -273,6 +282,7 @@ impl RunView {
         match streams {
             Streams::All => !self.streams.is_empty(),
             Streams::Only(s) => self.streams.contains_key(s),
+            Streams::Set(set) => set.iter().any(|s| self.streams.contains_key(s)),
         }
     }
 

@@ -194,6 +194,14 @@ impl Checker<'_, '_> {
             let Some(need) = p.promise.as_ref().and_then(|p| p.kind.watch_after_load()) else {
                 continue;
             };
+            let idle = matches!(
+                p.promise.as_ref().map(|p| &p.kind),
+                Some(crate::analyze::PromiseKind::Idle(_))
+            );
+            if idle {
+                self.cooldown_watches_idle(cd, raw, p, need);
+                continue;
+            }
             if cd.max >= need {
                 continue;
             }
@@ -219,6 +227,46 @@ impl Checker<'_, '_> {
             let span = written.unwrap_or_else(|| p.span.clone());
             self.c.error_with_hint(span, message, hint);
         }
+    }
+
+    /// An `idle` promise is judged over its whole `within` after the load: a cool-down that
+    /// may end sooner (its `max`, or its `until` conditions before `min`) would make it not
+    /// evaluable, however idle the system.
+    fn cooldown_watches_idle(
+        &mut self,
+        cd: &cooldown::Cooldown,
+        raw: Option<&Spanned<cooldown::RawCooldown>>,
+        p: &ReadPromise,
+        need: std::time::Duration,
+    ) {
+        let ends = if cd.max < need {
+            cd.max
+        } else if !cd.until.is_empty() && cd.min < need {
+            cd.min
+        } else {
+            return;
+        };
+        let message = format!(
+            "promise `{}` watches the system for {} after the load ends, but the cool-down may \
+             end {} after the load{}: the promise would be not evaluable however idle the \
+             system is",
+            p.name,
+            units::format_duration(need),
+            units::format_duration(ends),
+            if raw.is_some() {
+                ""
+            } else {
+                " (the default cool-down)"
+            },
+        );
+        let hint = format!(
+            "set `[cooldown] min` and `max` to at least {}",
+            units::format_duration(need)
+        );
+        let span = raw
+            .and_then(|t| t.get_ref().max_span())
+            .unwrap_or_else(|| p.span.clone());
+        self.c.error_with_hint(span, message, hint);
     }
 
     fn profiles(&mut self, raw: &RawExperiment) -> Option<(Profile, Vec<PathBuf>)> {

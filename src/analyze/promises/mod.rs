@@ -10,6 +10,9 @@ pub mod cost;
 pub mod drain;
 pub mod failover;
 pub mod function;
+pub mod idle;
+pub mod independent_scaling;
+pub mod isolation;
 pub mod no_loss;
 pub mod scale_in;
 pub mod scale_out;
@@ -90,7 +93,58 @@ fn evaluate_unguarded(promise: &Promise, view: &RunView) -> Verdict {
         PromiseKind::Threshold(p) => p.evaluate(name, view),
         PromiseKind::Cost(p) => p.evaluate(name, view),
         PromiseKind::Function(p) => p.evaluate(name, view),
+        PromiseKind::Isolation(p) => p.evaluate(name, view),
+        PromiseKind::IndependentScaling(p) => p.evaluate(name, view),
+        PromiseKind::Idle(p) => p.evaluate(name, view),
     }
+}
+
+/// When the load ran, in seconds from the run's start ([`load_span`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct LoadSpan {
+    /// The start of the first stage with arrivals.
+    pub start: f64,
+    /// The end of the last stage with arrivals: "the load ends".
+    pub end: f64,
+    /// Where the span comes from, for figures.
+    pub source: &'static str,
+}
+
+/// When the load ran. **The load ends** at the end of the profile's schedule: the end of the
+/// last stage, of any stream, whose arrival rate is not zero at both ends (`run.json`; a
+/// trailing `0/s -> 0/s` stage is a pause, not load). Without the schedule (a run written by
+/// another tool), at the end of the last second of `timeline.csv` with intended sends. The
+/// start is the start of the first such stage (the first second with intended sends).
+/// Requests still in flight at the end are the system's to finish, not more load. `None`
+/// when the run shows no load at all.
+pub(crate) fn load_span(view: &RunView) -> Option<LoadSpan> {
+    let active = || {
+        view.phases
+            .iter()
+            .filter(|p| p.end > p.start && (p.from_rate > 0.0 || p.to_rate > 0.0))
+    };
+    let start = active().map(|p| p.start).min_by(f64::total_cmp);
+    let end = active().map(|p| p.end).max_by(f64::total_cmp);
+    if let (Some(start), Some(end)) = (start, end) {
+        return Some(LoadSpan {
+            start,
+            end,
+            source: "the profile's schedule (run.json)",
+        });
+    }
+    let busy = |s: usize| {
+        view.streams
+            .values()
+            .any(|v| v.get(s).is_some_and(|s| s.intended > 0))
+    };
+    let len = view.len();
+    let first = (0..len).find(|&s| busy(s))?;
+    let last = (0..len).rev().find(|&s| busy(s))?;
+    Some(LoadSpan {
+        start: first as f64,
+        end: (last + 1) as f64,
+        source: "the last intended send (timeline.csv)",
+    })
 }
 
 /// The second holding time `t` (floor; negative times are second 0).

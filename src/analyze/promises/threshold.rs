@@ -4,7 +4,7 @@
 use super::{missing, second_from, second_of};
 use crate::analyze::expr::{Expr, Metric, Over};
 use crate::analyze::verdict::{Builder, Status, Verdict};
-use crate::analyze::view::{RunView, Streams};
+use crate::analyze::view::{RunView, Streams, Tally};
 
 /// Parameters of a `threshold` promise.
 #[derive(Debug, Clone, PartialEq)]
@@ -159,26 +159,6 @@ impl Threshold {
         }
         for check in &self.checks {
             let measured: Result<f64, String> = match check.metric {
-                Metric::Latency(q) => tally
-                    .quantile(q.level())
-                    .ok_or_else(|| "no responses in the window".to_string()),
-                Metric::ErrorRate => tally
-                    .error_rate()
-                    .ok_or_else(|| "no request ended in the window".to_string()),
-                Metric::Rate => {
-                    if tally.intended == 0 && tally.ended() == 0 {
-                        Err("no traffic in the window".into())
-                    } else {
-                        Ok(tally.ok as f64 / tally.seconds)
-                    }
-                }
-                Metric::Dropped => {
-                    if view.has_streams(streams) {
-                        Ok(tally.dropped as f64)
-                    } else {
-                        Err(missing(view, "no timeline for the stream(s)", "timeline"))
-                    }
-                }
                 Metric::E2e(q) => match &view.ledger {
                     None => Err(missing(view, "no message ledger", "accepted.jsonl")),
                     Some(_) if !whole || self.stream.is_some() => Err(
@@ -188,6 +168,10 @@ impl Threshold {
                     Some(l) if l.e2e_us.is_empty() => Err("no message completed".into()),
                     Some(l) => Ok(l.e2e_us.value_at_quantile(q.level()) as f64 / 1000.0),
                 },
+                metric => measure_traffic(metric, &tally, view.has_streams(streams))
+                    .unwrap_or_else(|| {
+                        Err(missing(view, "no timeline for the stream(s)", "timeline"))
+                    }),
             };
             match measured {
                 Ok(v) => {
@@ -214,6 +198,36 @@ impl Threshold {
         }
         b.finish()
     }
+}
+
+/// A traffic metric (every one but end-to-end latency) measured over a window's tally:
+/// `Some(Err(why))` when the window lacks the data; `None` for `dropped` when the view has
+/// none of the streams (`has_streams` false: the caller says why) and for end-to-end
+/// latency (not a traffic metric). Shared with the promises that judge their own windows against expressions
+/// (isolation's per-service `checks`).
+pub(crate) fn measure_traffic(
+    metric: Metric,
+    tally: &Tally,
+    has_streams: bool,
+) -> Option<Result<f64, String>> {
+    Some(match metric {
+        Metric::Latency(q) => tally
+            .quantile(q.level())
+            .ok_or_else(|| "no responses in the window".to_string()),
+        Metric::ErrorRate => tally
+            .error_rate()
+            .ok_or_else(|| "no request ended in the window".to_string()),
+        Metric::Rate => {
+            if tally.intended == 0 && tally.ended() == 0 {
+                Err("no traffic in the window".into())
+            } else {
+                Ok(tally.ok as f64 / tally.seconds)
+            }
+        }
+        Metric::Dropped if !has_streams => return None,
+        Metric::Dropped => Ok(tally.dropped as f64),
+        Metric::E2e(_) => return None,
+    })
 }
 
 #[cfg(test)]

@@ -29,7 +29,8 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 
 use super::promises::{
-    buffering, cost, drain, failover, function, no_loss, scale_in, scale_out, threshold,
+    buffering, cost, drain, failover, function, idle, independent_scaling, isolation, no_loss,
+    scale_in, scale_out, threshold,
 };
 use crate::config::diag::{Collector, Diagnostics, quoted_list};
 use crate::config::{Document, Table, read_config};
@@ -104,6 +105,12 @@ promise_types! {
     "threshold" => Threshold(threshold::Threshold, threshold::RawThreshold),
     "cost" => Cost(cost::Cost, cost::RawCost),
     "function" => Function(function::Function, function::RawFunction),
+    "isolation" => Isolation(isolation::Isolation, isolation::RawIsolation),
+    "independent-scaling" => IndependentScaling(
+        independent_scaling::IndependentScaling,
+        independent_scaling::RawIndependentScaling
+    ),
+    "idle" => Idle(idle::Idle, idle::RawIdle),
 }
 
 impl PromiseKind {
@@ -115,6 +122,7 @@ impl PromiseKind {
     pub fn watch_after_load(&self) -> Option<std::time::Duration> {
         match self {
             PromiseKind::ScaleIn(s) if s.after.is_none() => Some(s.within),
+            PromiseKind::Idle(i) => Some(i.within),
             _ => None,
         }
     }
