@@ -153,6 +153,9 @@ pub enum FaultError {
     /// After an undo, the state did not read back as before.
     #[error("undo not verified: {0}")]
     NotVerified(String),
+    /// The sandbox control endpoint refused or could not be reached.
+    #[error("sandbox control endpoint: {0}")]
+    Control(String),
 }
 
 /// Where faults act: the AWS target, running proxies, the docker CLI.
@@ -165,6 +168,8 @@ pub struct Env {
     pub docker: DockerCli,
     /// The run directory (absolute), where faults write their logs; set by the runner.
     pub run_dir: Option<PathBuf>,
+    /// The sandbox control endpoint of the run's sandbox, if it has one.
+    pub control_url: Option<String>,
     clients: Mutex<HashMap<AwsTarget, AwsClients>>,
 }
 
@@ -176,6 +181,7 @@ impl Env {
             proxies: ProxySet::default(),
             docker: DockerCli::default(),
             run_dir: None,
+            control_url: None,
             clients: Mutex::new(HashMap::new()),
         }
     }

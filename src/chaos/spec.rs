@@ -31,6 +31,7 @@ use super::faults::{
     delay::DelayQueue,
     fis::FisExperiment,
     kill::KillProcess,
+    service::ServiceLatency,
     stall::StallConsumers,
     stop::StopInstances,
     terminate::TerminateInstances,
@@ -162,6 +163,8 @@ fault_types! {
     "kill-process" => KillProcess(KillProcess),
     /// Shell commands that apply and undo a change (and verify the undo).
     "command" => Command(CommandFault),
+    /// A sandbox microservice made slow: an added delay on each of its requests.
+    "service-latency" => ServiceLatency(ServiceLatency),
 }
 
 impl FaultKind {

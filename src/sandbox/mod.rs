@@ -8,6 +8,7 @@
 //! | [`sqs`] | SQS-compatible endpoint (jobs queue + dead-letter queue) |
 //! | [`ec2`] | EC2-compatible control plane over the instances (processes) |
 //! | [`lb`] | HTTP load balancer with active health checks over the web tier |
+//! | [`groups`] | which groups an arch runs, how each scales, the balancer's path rules |
 //! | [`asg`] | the Auto Scaling groups: `[workers]` config, scaling policy and group state (pure), the activity log, the manager that keeps each group at desired and scales workers |
 //! | [`process`] | the supervisor's side of instances: launcher, READY protocol, reaping |
 //! | [`instance`] | what runs inside an instance process: child config, web, worker |
@@ -30,6 +31,7 @@ pub mod config;
 pub mod control;
 pub mod ec2;
 pub mod feed;
+pub mod groups;
 pub mod instance;
 pub mod lb;
 pub mod process;
@@ -46,10 +48,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use asg::policy::Controller;
-use asg::{
-    ActivityLog, GroupSetup, GroupState, GroupStatus, Manager, ManagerParts, Role, Scaling, Tier,
-};
+use asg::{ActivityLog, GroupStatus, Manager, ManagerParts, Tier};
 use config::{Arch, Overflow, SandboxConfig};
 use ec2::{Ec2Service, FleetHandle, InstanceState, ProcessDriver};
 use feed::Feed;
@@ -298,6 +297,7 @@ impl Sandbox {
                 healthy_threshold: hc.healthy_threshold,
                 unhealthy_threshold: hc.unhealthy_threshold,
             }),
+            routes: groups::routes(&config),
             ..BalancerConfig::default()
         });
         let (listener, web_addr) = bind(config.web.port, "balancer").await?;
@@ -378,46 +378,16 @@ impl Sandbox {
                 bus_url,
             },
         };
-        let n = config.web.instances;
-        let mut group_setups = vec![(
-            Tier::Web,
-            GroupSetup {
-                state: GroupState::new("web", n, n, n, config.replace_stopped_after),
-                child: base.clone(),
-                role: Role::of_web(config.arch),
+        let (group_setups, scaling) = groups::plan(
+            &config,
+            groups::Wiring {
+                base,
+                lb_url: &endpoints.web_url,
+                control_url: &endpoints.control_url,
+                dir: &dir,
+                sqs: &sqs,
             },
-        )];
-        let mut scaling = None;
-        if config.arch.has_workers() {
-            let w = &config.workers;
-            group_setups.push((
-                Tier::Workers,
-                GroupSetup {
-                    state: GroupState::new(
-                        "workers",
-                        w.min,
-                        w.max,
-                        w.desired,
-                        config.replace_stopped_after,
-                    ),
-                    child: ChildConfig {
-                        role: RoleConfig::Worker {
-                            concurrency: w.concurrency,
-                            wait_time_seconds: w.wait_time.as_secs() as u32,
-                            ack: w.ack,
-                            boot_ms: w.warmup.as_millis() as u64,
-                        },
-                        ..base
-                    },
-                    role: Role::Processor,
-                },
-            ));
-            scaling = Some(Scaling {
-                controller: Controller::new(w.group_spec()),
-                sqs: sqs.clone(),
-                queue: q.name.clone(),
-            });
-        }
+        );
         let log = ActivityLog::default();
         let manager = Manager::start(
             ManagerParts {
@@ -442,6 +412,11 @@ impl Sandbox {
             balancer: balancer.clone(),
             manager: manager.clone(),
             bus: embedded_bus,
+            latencies: control::Latencies::for_services(if config.arch == Arch::Microservices {
+                Tier::SERVICES.iter().map(|t| t.name()).collect()
+            } else {
+                Vec::new()
+            }),
         };
         servers.spawn(
             axum::serve(control_listener, control.router())
@@ -508,14 +483,21 @@ impl Sandbox {
                 ));
             }
         }
+        // Every group but the workers listens behind the balancer.
         let healthy = self
             .balancer
             .targets()
             .iter()
             .filter(|t| t.state == TargetState::Healthy)
             .count();
-        let wanted = self.config.web.instances as usize;
-        (healthy < wanted).then(|| format!("{healthy} of {wanted} web target(s) healthy"))
+        let wanted: usize = self
+            .manager
+            .groups()
+            .iter()
+            .filter(|g| g.name != Tier::Workers.name())
+            .map(|g| g.desired as usize)
+            .sum();
+        (healthy < wanted).then(|| format!("{healthy} of {wanted} balancer target(s) healthy"))
     }
 
     /// Where everything is.

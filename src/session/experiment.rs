@@ -168,7 +168,8 @@ pub async fn prepare<'a>(
     .await?;
     exp.plan.aws = target.aws.clone();
     let exp: &'a Experiment = exp;
-    let env = Env::new(target.aws.clone());
+    let mut env = Env::new(target.aws.clone());
+    env.control_url = target.control_url.clone();
     let probe_ctx = ProbeContext {
         aws: target.clients.clone(),
         control_url: target.control_url.clone(),
@@ -208,7 +209,11 @@ pub async fn prepare<'a>(
     let (snapshots, snap_rx) = watch::channel(Snapshot::default());
     let ephemeral = sandbox.map_or_else(Vec::new, |sb| {
         let e = sb.endpoints();
-        vec![e.ec2_endpoint.clone(), e.sqs_endpoint.clone()]
+        vec![
+            e.ec2_endpoint.clone(),
+            e.sqs_endpoint.clone(),
+            e.control_url.clone(),
+        ]
     });
     let runner = Runner::new(exp.plan.clone(), env, dir.path())
         .watch(snap_rx)

@@ -314,6 +314,7 @@ fn config(health: Option<HealthCheck>) -> BalancerConfig {
         retry_idempotent: false,
         drain_timeout: Duration::from_secs(3),
         request_timeout: Duration::from_secs(5),
+        routes: Vec::new(),
     }
 }
 

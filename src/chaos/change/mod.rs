@@ -8,6 +8,7 @@ pub mod container;
 pub mod ec2;
 pub mod fis;
 pub mod queue;
+pub mod service;
 pub mod signal;
 pub mod toxic;
 
@@ -74,6 +75,8 @@ pub enum Change {
     AsgProcesses(asg::AsgProcessesChange),
     /// An AWS FIS experiment started from a template, stopped by the undo.
     Fis(fis::FisChange),
+    /// A sandbox microservice's added latency (the `service-latency` fault).
+    ServiceLatency(service::ServiceLatencyChange),
 }
 
 impl Change {
@@ -85,9 +88,24 @@ impl Change {
             Change::QueuePolicy(c) => Some(&c.target),
             Change::AsgProcesses(c) => Some(&c.target),
             Change::Fis(c) => Some(&c.target),
-            Change::Signal(_) | Change::Container(_) | Change::Toxic(_) | Change::Command(_) => {
-                None
-            }
+            Change::Signal(_)
+            | Change::Container(_)
+            | Change::Toxic(_)
+            | Change::Command(_)
+            | Change::ServiceLatency(_) => None,
+        }
+    }
+
+    /// The endpoints it acts through: its AWS target's, or the sandbox control endpoint.
+    /// When every one belonged to an embedded sandbox that ended with its run, nothing of
+    /// the change is left to undo.
+    pub fn endpoints(&self) -> Vec<String> {
+        match self {
+            Change::ServiceLatency(c) => vec![c.control_url.clone()],
+            other => other
+                .aws_target()
+                .map(|t| t.endpoint_urls().into_iter().map(str::to_owned).collect())
+                .unwrap_or_default(),
         }
     }
 
@@ -116,6 +134,7 @@ impl Change {
             Change::Command(c) => c,
             Change::AsgProcesses(c) => c,
             Change::Fis(c) => c,
+            Change::ServiceLatency(c) => c,
         }
     }
 }

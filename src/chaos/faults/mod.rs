@@ -7,6 +7,7 @@ pub mod delay;
 pub mod fis;
 pub mod instances;
 pub mod kill;
+pub mod service;
 pub mod stall;
 pub mod stop;
 pub mod terminate;

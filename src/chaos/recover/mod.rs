@@ -183,12 +183,10 @@ pub async fn recover_run(run_dir: &Path, env: &Env) -> Result<RunRecovery, Recov
     let mut journal = Journal::open(run_dir)?;
     for t in outstanding.iter().rev() {
         let summary = format!("{}: {}", t.fault.id, t.change.ops().summary());
-        if let Some(target) = t.change.aws_target()
+        let endpoints = t.change.endpoints();
+        if !endpoints.is_empty()
             && !ephemeral.is_empty()
-            && target
-                .endpoint_urls()
-                .iter()
-                .all(|u| ephemeral.iter().any(|e| e == u))
+            && endpoints.iter().all(|u| ephemeral.iter().any(|e| e == u))
         {
             journal.append(Event::Undone {
                 fault: t.fault.clone(),

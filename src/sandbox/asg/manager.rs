@@ -60,15 +60,43 @@ pub enum Tier {
     Web,
     /// The workers reading the jobs queue.
     Workers,
+    /// Microservices: `upload`, taking uploads.
+    Upload,
+    /// Microservices: `process`, the workers of the jobs queue.
+    Process,
+    /// Microservices: `store`, the object store.
+    Store,
+    /// Microservices: `manage`, listing and deleting objects.
+    Manage,
 }
 
 impl Tier {
-    /// The group's name (and `tier` tag).
+    /// The services of arch `microservices`, in documentation order.
+    pub const SERVICES: [Tier; 4] = [Tier::Upload, Tier::Process, Tier::Store, Tier::Manage];
+
+    /// The group's name (and `tier` tag; a service's `service` tag too).
     pub fn name(self) -> &'static str {
         match self {
             Tier::Web => "web",
             Tier::Workers => "workers",
+            Tier::Upload => "upload",
+            Tier::Process => "process",
+            Tier::Store => "store",
+            Tier::Manage => "manage",
         }
+    }
+
+    /// The service a group is (its `service` tag), for the groups of `microservices`.
+    pub fn service(self) -> Option<&'static str> {
+        Tier::SERVICES.contains(&self).then(|| self.name())
+    }
+
+    /// The group named `name`.
+    pub fn from_name(name: &str) -> Option<Tier> {
+        [Tier::Web, Tier::Workers]
+            .into_iter()
+            .chain(Tier::SERVICES)
+            .find(|t| t.name() == name)
     }
 }
 
@@ -93,6 +121,8 @@ pub enum Role {
     Frontend,
     /// Does the work: processes, stores.
     Processor,
+    /// Serves other services (microservices' `store`).
+    Backend,
 }
 
 impl Role {
@@ -101,7 +131,17 @@ impl Role {
     pub fn of_web(arch: Arch) -> Role {
         match arch {
             Arch::Monolith | Arch::Tiered => Role::Processor,
-            Arch::Queued | Arch::EventDriven => Role::Frontend,
+            Arch::Queued | Arch::EventDriven | Arch::Microservices => Role::Frontend,
+        }
+    }
+
+    /// A microservice's role: `process` processes, `store` serves the others, `upload`
+    /// and `manage` face the clients.
+    pub fn of_service(tier: Tier) -> Role {
+        match tier {
+            Tier::Process | Tier::Workers => Role::Processor,
+            Tier::Store => Role::Backend,
+            Tier::Web | Tier::Upload | Tier::Manage => Role::Frontend,
         }
     }
 
@@ -110,18 +150,36 @@ impl Role {
         match self {
             Role::Frontend => "frontend",
             Role::Processor => "processor",
+            Role::Backend => "backend",
         }
     }
 }
 
-/// The worker group's autoscaling input.
+/// One scaling policy: its signal, and the groups whose desired capacity it sets.
 pub struct Scaling {
     /// The policy and its cooldowns.
     pub controller: Controller,
-    /// The queue whose backlog drives it.
-    pub sqs: SqsService,
-    /// The queue's name.
-    pub queue: String,
+    /// What it tracks.
+    pub signal: ScalingSignal,
+    /// The groups that take its decisions (one, unless they share a fleet decision); the
+    /// first one's desired capacity is what the policy observes.
+    pub groups: Vec<Tier>,
+}
+
+/// What a scaling policy tracks, read every second.
+pub enum ScalingSignal {
+    /// A queue's backlog (visible + in flight).
+    QueueBacklog {
+        /// The sandbox's SQS.
+        sqs: SqsService,
+        /// The queue's name.
+        queue: String,
+    },
+    /// Requests in flight to a balancer target group (as ALB's request count per target).
+    InFlight {
+        /// The target group.
+        group: String,
+    },
 }
 
 /// Everything the manager works with.
@@ -170,12 +228,13 @@ const TICK: Duration = Duration::from_millis(200);
 const SCALING_PERIOD: Duration = Duration::from_secs(1);
 
 impl Manager {
-    /// Starts the manager's loop for `groups` (and `scaling` for the worker group).
+    /// Starts the manager's loop for `groups` (each of `scaling` sets its groups' desired
+    /// capacity).
     pub fn start(
         parts: ManagerParts,
         launcher: Launcher,
         groups: Vec<(Tier, GroupSetup)>,
-        scaling: Option<Scaling>,
+        scaling: Vec<Scaling>,
         cancel: CancellationToken,
     ) -> Manager {
         let manager = Manager {
@@ -202,7 +261,7 @@ impl Manager {
         self.inner.started.elapsed().as_secs_f64()
     }
 
-    async fn run(&self, mut scaling: Option<Scaling>) {
+    async fn run(&self, mut scaling: Vec<Scaling>) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_scaling = Instant::now();
@@ -212,11 +271,11 @@ impl Manager {
                 _ = tick.tick() => {}
                 _ = self.inner.wake.notified() => {}
             }
-            if let Some(s) = scaling.as_mut()
-                && last_scaling.elapsed() >= SCALING_PERIOD
-            {
+            if last_scaling.elapsed() >= SCALING_PERIOD {
                 last_scaling = Instant::now();
-                self.evaluate_scaling(s);
+                for s in scaling.iter_mut() {
+                    self.evaluate_scaling(s);
+                }
             }
             self.reconcile();
             self.clean_balancer();
@@ -224,27 +283,54 @@ impl Manager {
     }
 
     fn evaluate_scaling(&self, scaling: &mut Scaling) {
-        let Some(stats) = scaling.sqs.stats(&scaling.queue) else {
-            return;
+        let backlog = match &scaling.signal {
+            ScalingSignal::QueueBacklog { sqs, queue } => {
+                let Some(stats) = sqs.stats(queue) else {
+                    return;
+                };
+                (stats.visible + stats.in_flight) as u64
+            }
+            ScalingSignal::InFlight { group } => self.inner.parts.balancer.in_flight(group),
         };
-        let backlog = (stats.visible + stats.in_flight) as u64;
         let mut groups = self.inner.groups.lock();
-        let Some(group) = groups.get_mut(&Tier::Workers) else {
+        let Some(first) = scaling.groups.first().and_then(|t| groups.get(t)) else {
             return;
         };
         let observation = Observation {
             now: self.now(),
             backlog,
-            desired: group.state.desired(),
+            desired: first.state.desired(),
         };
-        if let Some(decision) = scaling.controller.evaluate(&observation) {
+        let Some(decision) = scaling.controller.evaluate(&observation) else {
+            return;
+        };
+        let shared = scaling.groups.len() > 1;
+        let owner = scaling.groups[0].name();
+        for tier in &scaling.groups {
+            let Some(group) = groups.get_mut(tier) else {
+                continue;
+            };
+            let from = group.state.desired();
             let to = group.state.set_desired(decision.to);
+            if from == to && *tier != scaling.groups[0] {
+                continue;
+            }
+            let cause = if shared && *tier != scaling.groups[0] {
+                format!("shared decision of {owner}: {}", decision.cause)
+            } else {
+                decision.cause.clone()
+            };
+            let from = if *tier == scaling.groups[0] {
+                decision.from
+            } else {
+                from
+            };
             self.inner.parts.log.record(NewActivity {
-                group: Tier::Workers.name().into(),
+                group: tier.name().into(),
                 kind: ActivityKind::Scaling,
-                change: Some((decision.from, to)),
+                change: Some((from, to)),
                 instance: None,
-                cause: decision.cause,
+                cause,
             });
         }
     }
@@ -364,12 +450,15 @@ impl Manager {
         let Some(role) = self.inner.groups.lock().get(&tier).map(|g| g.role) else {
             return;
         };
-        let spec = LaunchSpec::default()
+        let mut spec = LaunchSpec::default()
             .tag("Name", format!("sandbox-{}", tier.name()))
             .tag("tier", tier.name())
             .tag("role", role.name())
             .tag(GROUP_TAG, tier.name())
             .tag("chaos", "allowed");
+        if let Some(service) = tier.service() {
+            spec = spec.tag("service", service);
+        }
         let id = parts.fleet.register(spec);
         let child = {
             let mut groups = self.inner.groups.lock();
@@ -478,9 +567,11 @@ impl Manager {
         if parts.fleet.mark_running(id).is_err() {
             return; // terminated meanwhile
         }
-        if tier == Tier::Web {
+        // An instance that listens (port 0: a worker, which does not) is a target of its
+        // group's target group.
+        if port != 0 {
             let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-            match parts.balancer.register(id.as_str(), addr) {
+            match parts.balancer.register_in(tier.name(), id.as_str(), addr) {
                 Ok(()) => {
                     self.inner.in_balancer.lock().insert(id.clone());
                 }
@@ -490,7 +581,7 @@ impl Manager {
         self.inner.wake.notify_one();
     }
 
-    /// Deregisters dead web instances once the balancer's health checks marked them unhealthy.
+    /// Deregisters dead instances once the balancer's health checks marked them unhealthy.
     fn clean_balancer(&self) {
         let balancer = &self.inner.parts.balancer;
         let targets: HashMap<String, TargetState> = balancer
@@ -499,10 +590,9 @@ impl Manager {
             .map(|t| (t.id, t.state))
             .collect();
         let groups = self.inner.groups.lock();
-        let web = groups.get(&Tier::Web).map(|g| &g.state);
         let mut in_balancer = self.inner.in_balancer.lock();
         in_balancer.retain(|id| {
-            let member = web.is_some_and(|w| w.contains(id));
+            let member = groups.values().any(|g| g.state.contains(id));
             match targets.get(id.as_str()) {
                 None => false,
                 Some(TargetState::Unhealthy) if !member => {

@@ -17,5 +17,7 @@ pub mod state;
 
 pub use activity::{ACTIVITY_LOG_CAPACITY, Activity, ActivityKind, ActivityLog, NewActivity};
 pub use config::WorkersConfig;
-pub use manager::{GROUP_TAG, GroupSetup, Manager, ManagerParts, Role, Scaling, Tier};
+pub use manager::{
+    GROUP_TAG, GroupSetup, Manager, ManagerParts, Role, Scaling, ScalingSignal, Tier,
+};
 pub use state::{Action, GroupState, GroupStatus, MemberState};

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::services::{ProcessCall, ScalingMode};
 use super::{Ack, Overflow, SandboxConfig};
 use crate::sandbox::asg::policy::Policy;
 
@@ -23,15 +24,19 @@ pub enum Arch {
     Monolith,
     /// Web tier forwards `POST /events` to an event bus (see [`super::BusConfig`]).
     EventDriven,
+    /// Four services, each its own group behind the balancer's path rules: `upload`,
+    /// `process` (the workers), `store` and `manage` (see [`super::ServicesConfig`]).
+    Microservices,
 }
 
 impl Arch {
     /// Every architecture, in documentation order.
-    pub const ALL: [Arch; 4] = [
+    pub const ALL: [Arch; 5] = [
         Arch::Queued,
         Arch::Tiered,
         Arch::Monolith,
         Arch::EventDriven,
+        Arch::Microservices,
     ];
 
     /// The name used in files and on the command line.
@@ -41,12 +46,14 @@ impl Arch {
             Arch::Tiered => "tiered",
             Arch::Monolith => "monolith",
             Arch::EventDriven => "event-driven",
+            Arch::Microservices => "microservices",
         }
     }
 
-    /// Whether this architecture runs a worker fleet reading the jobs queue.
+    /// Whether this architecture runs a worker fleet reading the jobs queue (in
+    /// `microservices`, the `process` service).
     pub fn has_workers(self) -> bool {
-        self == Arch::Queued
+        matches!(self, Arch::Queued | Arch::Microservices)
     }
 }
 
@@ -76,11 +83,20 @@ pub enum Variant {
     /// No cooldowns: the group scales in the moment the backlog dips and out the moment
     /// it rises, so desired capacity changes direction again and again.
     Flapping,
+    /// Microservices whose `upload` calls `process` synchronously (no queue): a slow or
+    /// stalled `process` makes uploads slow or fail.
+    DistributedMonolith,
+    /// Microservices whose groups share one scaling decision (`process`'s backlog): a
+    /// processing backlog scales every service.
+    SharedFleet,
+    /// Microservices whose `manage` waits on `store` without a timeout: a slow `store`
+    /// exhausts `manage`'s request slots.
+    NoTimeouts,
 }
 
 impl Variant {
     /// Every variant, in documentation order.
-    pub const ALL: [Variant; 7] = [
+    pub const ALL: [Variant; 10] = [
         Variant::NoHealthChecks,
         Variant::FixedFleet,
         Variant::AckBeforeProcess,
@@ -88,6 +104,9 @@ impl Variant {
         Variant::CappedFleet,
         Variant::SlowScaler,
         Variant::Flapping,
+        Variant::DistributedMonolith,
+        Variant::SharedFleet,
+        Variant::NoTimeouts,
     ];
 
     /// The name used in files and on the command line.
@@ -100,6 +119,20 @@ impl Variant {
             Variant::CappedFleet => "capped-fleet",
             Variant::SlowScaler => "slow-scaler",
             Variant::Flapping => "flapping",
+            Variant::DistributedMonolith => "distributed-monolith",
+            Variant::SharedFleet => "shared-fleet",
+            Variant::NoTimeouts => "no-timeouts",
+        }
+    }
+
+    /// The architecture a broken name stands for on the command line: `queued` with the
+    /// flaw, or `microservices` for the flaws only services have.
+    pub fn base_arch(self) -> Arch {
+        match self {
+            Variant::DistributedMonolith | Variant::SharedFleet | Variant::NoTimeouts => {
+                Arch::Microservices
+            }
+            _ => Arch::Queued,
         }
     }
 
@@ -132,6 +165,24 @@ impl Variant {
                 config.workers.scale_out_cooldown = Duration::ZERO;
                 config.workers.scale_in_cooldown = Duration::ZERO;
             }
+            Variant::DistributedMonolith => {
+                // process answers calls: at least one instance is always there to answer.
+                config.services.upload.process = ProcessCall::Sync;
+                let w = &mut config.workers;
+                w.min = w.min.max(1);
+                w.max = w.max.max(w.min);
+                w.desired = w.desired.clamp(w.min, w.max);
+            }
+            Variant::SharedFleet => {
+                // One decision for every group, on process's backlog; every group may grow
+                // as far as process may.
+                config.services.scaling = ScalingMode::Shared;
+                let max = config.workers.max;
+                for group_max in config.services.maxes_mut() {
+                    *group_max = (*group_max).max(max);
+                }
+            }
+            Variant::NoTimeouts => config.services.manage.store_timeout = None,
         }
     }
 }
@@ -165,8 +216,8 @@ pub struct ArchChoice {
 impl FromStr for ArchChoice {
     type Err = String;
 
-    /// Accepts the architectures and the broken variants (each broken name is
-    /// `queued` with that flaw).
+    /// Accepts the architectures and the broken variants (each broken name is its
+    /// [`Variant::base_arch`] with that flaw).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if let Some(arch) = Arch::ALL.into_iter().find(|a| a.name() == s) {
             return Ok(ArchChoice {
@@ -176,7 +227,7 @@ impl FromStr for ArchChoice {
         }
         if let Some(variant) = Variant::ALL.into_iter().find(|v| v.name() == s) {
             return Ok(ArchChoice {
-                arch: Arch::Queued,
+                arch: variant.base_arch(),
                 variant: Some(variant),
             });
         }

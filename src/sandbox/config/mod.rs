@@ -21,18 +21,25 @@ pub use arch::{
     Arch, ArchChoice, CAPPED_FLEET_MAX, LOSSY_QUEUE_DEFAULT_CAPACITY, SLOW_SCALER_WARMUP, Variant,
 };
 
+pub use services::{
+    GroupSize, ManageConfig, ProcessCall, ScalingMode, ServicesConfig, StoreConfig, UploadConfig,
+};
+
 mod arch;
+mod services;
 
 /// The whole sandbox. Every field has a default, so an empty file is a valid
 /// `queued` sandbox.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SandboxConfig {
-    /// Which architecture to run: `queued`, `tiered`, `monolith` or `event-driven`.
+    /// Which architecture to run: `queued`, `tiered`, `monolith`, `event-driven` or
+    /// `microservices`.
     pub arch: Arch,
     /// A deliberate flaw: `no-health-checks`, `fixed-fleet`, `ack-before-process`,
-    /// `lossy-queue`, `capped-fleet`, `slow-scaler` or `flapping`. It only sets other
-    /// fields of this file (see the docs).
+    /// `lossy-queue`, `capped-fleet`, `slow-scaler`, `flapping`, or for `microservices`
+    /// `distributed-monolith`, `shared-fleet`, `no-timeouts`. It only sets other fields of
+    /// this file (see the docs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub variant: Option<Variant>,
     /// Processing time of one job (workers, or monolith web instances):
@@ -57,6 +64,8 @@ pub struct SandboxConfig {
     pub feed: FeedConfig,
     /// The event bus the web tier forwards events to (arch `event-driven`).
     pub bus: BusConfig,
+    /// The services of arch `microservices` (`process` is `[workers]`).
+    pub services: ServicesConfig,
 }
 
 impl Default for SandboxConfig {
@@ -76,6 +85,7 @@ impl Default for SandboxConfig {
             queue: QueueConfig::default(),
             feed: FeedConfig::default(),
             bus: BusConfig::default(),
+            services: ServicesConfig::default(),
         }
     }
 }
@@ -543,6 +553,13 @@ impl SandboxConfig {
                 format!("bus.url `{url}` must be an http:// URL"),
             );
         }
+        check(
+            self.arch != Arch::Microservices || !self.web.tls,
+            "web.tls is not supported with arch microservices (the services call each other \
+             through the balancer over plain HTTP); set web.tls = false"
+                .into(),
+        );
+        problems.extend(self.services.problems());
         if let Some(Err(e)) = self.bus.embedded.as_ref().map(|b| b.validate()) {
             problems.push(format!("bus.embedded: {e}"));
         }

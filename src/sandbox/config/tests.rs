@@ -127,3 +127,51 @@ fn unknown_fields_and_bad_values_are_all_reported() {
     let e = SandboxConfig::from_toml("processing = \"5ms/MB\"", "f.toml").unwrap_err();
     assert!(e.to_string().contains("unknown size unit `MB`"), "{e}");
 }
+
+#[test]
+fn the_microservices_flaws_are_microservices_with_one_field_changed() {
+    let good = SandboxConfig::for_arch("microservices".parse().unwrap());
+    assert_eq!(good.arch, Arch::Microservices);
+    let monolith = SandboxConfig::for_arch("distributed-monolith".parse().unwrap());
+    assert_eq!(monolith.arch, Arch::Microservices);
+    assert_eq!(monolith.services.upload.process, ProcessCall::Sync);
+    assert!(monolith.workers.min >= 1, "process always answers calls");
+    let shared = SandboxConfig::for_arch("shared-fleet".parse().unwrap());
+    assert_eq!(shared.services.scaling, ScalingMode::Shared);
+    assert_eq!(shared.services.upload.max, shared.workers.max);
+    let no_timeouts = SandboxConfig::for_arch("no-timeouts".parse().unwrap());
+    assert_eq!(no_timeouts.services.manage.store_timeout, None);
+    assert_eq!(
+        no_timeouts.services.upload.store_timeout, good.services.upload.store_timeout,
+        "upload keeps its timeout"
+    );
+}
+
+#[test]
+fn bad_service_settings_are_all_reported_by_field() {
+    let text = r#"
+arch = "microservices"
+[services.upload]
+min = 3
+desired = 2
+[services.manage]
+store_timeout = "0s"
+slots = 0
+[web]
+tls = true
+"#;
+    let e = SandboxConfig::from_toml(text, "t").unwrap_err().to_string();
+    assert!(e.contains("services.upload: min <= desired <= max"), "{e}");
+    assert!(
+        e.contains("services.manage.store_timeout must be positive"),
+        "{e}"
+    );
+    assert!(
+        e.contains("services.manage.slots must be at least 1"),
+        "{e}"
+    );
+    assert!(
+        e.contains("web.tls is not supported with arch microservices"),
+        "{e}"
+    );
+}

@@ -7,16 +7,24 @@
 //! | this file | [`ChildConfig`] (the JSON on the child's command line), [`child_main`] |
 //! | [`web`] | a web instance: uploads and events, per architecture |
 //! | [`worker`] | a worker: consumes the jobs queue, reports to the completion feed |
+//! | [`service`] | a microservice: `upload`, `process`, `store` or `manage` |
+//! | [`store`] | the `store` service and the client the others call it with |
+//! | [`guard`] | bounded request slots, a circuit breaker, the added latency |
 
+pub mod guard;
+pub mod service;
+pub mod store;
 pub mod web;
 pub mod worker;
+
+use std::path::PathBuf;
 
 use std::io::{self, Write};
 
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use super::config::{Ack, Arch, ProcessingTime};
+use super::config::{Ack, Arch, ProcessingTime, ServicesConfig};
 
 /// Everything a child needs, passed as JSON on its command line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -63,6 +71,21 @@ pub enum RoleConfig {
         /// Boot time before the first receive, milliseconds.
         boot_ms: u64,
     },
+    /// A microservice (see [`service`]).
+    Service {
+        /// `upload`, `process`, `store` or `manage`.
+        service: String,
+        /// The balancer: how the services reach each other.
+        lb_url: String,
+        /// The sandbox control endpoint: where the added latency is read.
+        control_url: String,
+        /// `store`: the directory of the objects (shared by its instances).
+        objects_dir: PathBuf,
+        /// Every service's settings.
+        services: ServicesConfig,
+        /// `process`: its worker's settings (a [`RoleConfig::Worker`]).
+        worker: Option<Box<RoleConfig>>,
+    },
 }
 
 impl RoleConfig {
@@ -71,6 +94,7 @@ impl RoleConfig {
         match self {
             RoleConfig::Web { .. } => "web",
             RoleConfig::Worker { .. } => "worker",
+            RoleConfig::Service { .. } => "service",
         }
     }
 }
@@ -115,6 +139,7 @@ pub fn child_main(role: &str, config_json: &str) -> u8 {
         let result = match config.role.clone() {
             RoleConfig::Web { .. } => web::run(config, ready, shutdown).await,
             RoleConfig::Worker { .. } => worker::run(config, ready, shutdown).await,
+            RoleConfig::Service { .. } => service::run(config, ready, shutdown).await,
         };
         signals.abort();
         result

@@ -194,7 +194,7 @@ async fn accept(state: &WebState, kind: Kind, id: String, body: Body) -> Respons
     };
     match state.arch {
         Arch::Tiered => store(state, job).await,
-        Arch::Queued => enqueue(state, &job).await,
+        Arch::Queued | Arch::Microservices => enqueue(state, &job).await,
         Arch::Monolith => process_inline(state, job).await,
         Arch::EventDriven => forward(state, &job, kind, raw).await,
     }

@@ -11,10 +11,18 @@
 //! A message whose body is not a [`Job`] is left alone; after `max_receive_count`
 //! receives the queue's redrive policy moves it to the dead-letter queue.
 //!
+//! As microservices' `process` ([`run_with`] and [`Hooks`]), a worker also waits the
+//! service's added latency (the `service-latency` fault) on each job, and writes a
+//! *spooled* upload (kind [`SPOOLED_KIND`]: `upload` could not reach `store` in time) to
+//! `store` before reporting it; a job whose write fails is neither reported nor deleted, so
+//! the queue hands it out again.
+//!
 //! SIGTERM (scale-in, shutdown) stops receiving: the long poll in progress is finished (it
 //! ends within `wait_time`) and its jobs processed and deleted, as are the jobs in hand;
 //! only then does the worker exit.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
@@ -54,7 +62,20 @@ pub fn sqs_client(endpoint: &str, region: &str, key: &str) -> aws_sdk_sqs::Clien
     )
 }
 
+/// The `kind` of a job whose object `upload` could not store in time: `process` writes it.
+pub const SPOOLED_KIND: &str = "upload-spooled";
+
+/// What microservices' `process` adds to a worker.
+#[derive(Clone, Default)]
+pub struct Hooks {
+    /// Added to each job's processing time, milliseconds (the service's latency).
+    pub added_delay_ms: Arc<AtomicU64>,
+    /// Where spooled uploads are written.
+    pub store: Option<super::store::StoreClient>,
+}
+
 struct Worker {
+    hooks: Hooks,
     config: ChildConfig,
     sqs: aws_sdk_sqs::Client,
     feed: FeedClient,
@@ -68,6 +89,16 @@ pub async fn run(
     config: ChildConfig,
     ready: impl FnOnce(u16),
     shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    run_with(config, ready, shutdown, Hooks::default()).await
+}
+
+/// [`run`] with microservices' [`Hooks`].
+pub async fn run_with(
+    config: ChildConfig,
+    ready: impl FnOnce(u16),
+    shutdown: CancellationToken,
+    hooks: Hooks,
 ) -> anyhow::Result<()> {
     let RoleConfig::Worker {
         concurrency,
@@ -83,6 +114,7 @@ pub async fn run(
         _ = shutdown.cancelled() => return Ok(()),
     }
     let worker = Worker {
+        hooks,
         sqs: sqs_client(&config.sqs_endpoint, &config.region, WORKERS_KEY),
         feed: FeedClient::new(&config.feed_url),
         concurrency: concurrency.clamp(1, 10) as i32,
@@ -146,7 +178,13 @@ impl Worker {
         if self.ack == Ack::BeforeProcess {
             self.delete(&jobs).await;
         }
-        let completions = join_all(jobs.iter().map(|(m, job)| self.process(m, job))).await;
+        let outcomes = join_all(jobs.iter().map(|(m, job)| self.process(m, job))).await;
+        // Jobs whose spooled object could not be stored: not reported, not deleted.
+        let (jobs, completions): (Vec<_>, Vec<_>) = jobs
+            .into_iter()
+            .zip(outcomes)
+            .filter_map(|(j, c)| Some((j, c?)))
+            .unzip();
         if let Err(e) = self.feed.post(&completions).await {
             // Not deleting: the jobs come back after the visibility timeout.
             tracing::warn!("{e}");
@@ -157,20 +195,28 @@ impl Worker {
         }
     }
 
-    async fn process(&self, message: &Message, job: &Job) -> Completion {
+    async fn process(&self, message: &Message, job: &Job) -> Option<Completion> {
         let started_ms = now_ms();
         let spread = rand::random::<f64>() * 2.0 - 1.0;
         let time = self
             .config
             .processing
-            .for_size(job.size, self.config.jitter, spread);
+            .for_size(job.size, self.config.jitter, spread)
+            + Duration::from_millis(self.hooks.added_delay_ms.load(Ordering::Relaxed));
         tokio::time::sleep(time).await;
+        if job.kind == SPOOLED_KIND
+            && let Some(store) = &self.hooks.store
+            && let Err(e) = store.put(&job.id, job.size, None).await
+        {
+            tracing::warn!(id = job.id, "writing the spooled object failed: {e}");
+            return None;
+        }
         let receive_count = message
             .attributes()
             .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
             .and_then(|c| c.parse().ok())
             .unwrap_or(1);
-        Completion {
+        Some(Completion {
             job_id: job.id.clone(),
             message_id: message.message_id().unwrap_or_default().to_owned(),
             receive_count,
@@ -178,7 +224,7 @@ impl Worker {
             started_ms,
             done_ms: now_ms(),
             worker: self.config.instance_id.clone(),
-        }
+        })
     }
 
     async fn delete(&self, jobs: &[(Message, Job)]) {

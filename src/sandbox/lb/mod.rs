@@ -3,8 +3,11 @@
 //!
 //! # Behaviour
 //!
-//! - **Routing**: round robin over the targets in state `healthy`, in registration order.
-//!   No healthy target: `503 Service Unavailable`.
+//! - **Routing**: the listener rules ([`routes`], `BalancerConfig::routes`) pick a target
+//!   group by path prefix, first match wins, as ALB path rules do (no rule matches: `404`;
+//!   no rules at all: every target is in one pool); then round robin over that group's
+//!   targets in state `healthy`, in registration order. No healthy target: `503 Service
+//!   Unavailable`.
 //! - **Forwarding** (HTTP/1.1): method, path and query, headers (hop-by-hop headers are dropped,
 //!   `host` is kept, the client address is appended to `x-forwarded-for`,
 //!   `x-forwarded-proto: http` is set). Request and response bodies are streamed frame by frame,
@@ -40,6 +43,7 @@
 mod checker;
 pub mod health;
 mod proxy;
+pub mod routes;
 mod serve;
 mod target;
 
@@ -56,10 +60,14 @@ use tokio_util::sync::CancellationToken;
 
 pub use health::TargetState;
 pub use proxy::UPSTREAM_HEADER;
+pub use routes::{Route, Routed};
 pub use target::TargetStatus;
 
 use health::{HealthMachine, Thresholds};
 use target::Target;
+
+/// The target group of [`Balancer::register`].
+pub const DEFAULT_GROUP: &str = "default";
 
 /// Registered targets in registration order; shared with drain tasks (never with the
 /// balancer itself, so tasks do not keep it alive).
@@ -108,6 +116,9 @@ pub struct BalancerConfig {
     /// Time allowed for an upstream's response head (default 30 s); past it: 504. Streaming
     /// the response body afterwards is not limited.
     pub request_timeout: Duration,
+    /// Listener rules: path prefix -> target group, first match wins. Empty (the default):
+    /// every target serves every path.
+    pub routes: Vec<Route>,
 }
 
 impl Default for BalancerConfig {
@@ -117,6 +128,7 @@ impl Default for BalancerConfig {
             retry_idempotent: false,
             drain_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
+            routes: Vec::new(),
         }
     }
 }
@@ -172,6 +184,12 @@ impl Balancer {
     /// `healthy` immediately. Must be called within a Tokio runtime (it spawns the
     /// target's health-check task).
     pub fn register(&self, id: &str, addr: SocketAddr) -> Result<(), LbError> {
+        self.register_in(DEFAULT_GROUP, id, addr)
+    }
+
+    /// [`Balancer::register`] in target group `group`, which the listener rules select by
+    /// path (see [`routes`]).
+    pub fn register_in(&self, group: &str, id: &str, addr: SocketAddr) -> Result<(), LbError> {
         let mut targets = self.targets.write();
         if targets.iter().any(|t| t.id == id) {
             return Err(LbError::DuplicateTarget(id.to_string()));
@@ -191,6 +209,7 @@ impl Balancer {
         };
         let target = Arc::new(Target::new(
             id,
+            group,
             addr,
             machine,
             reason,
@@ -198,7 +217,7 @@ impl Balancer {
         ));
         targets.push(Arc::clone(&target));
         drop(targets);
-        tracing::info!(target_id = id, %addr, "lb target registered");
+        tracing::info!(target_id = id, group, %addr, "lb target registered");
         if let (Some(config), Some(client)) = (&self.config.health, &self.checks) {
             let task = checker::run(target, config.clone(), client.clone(), self.changes.clone());
             self.track(tokio::spawn(task));
@@ -273,12 +292,37 @@ impl Balancer {
         serve::serve(self, listener, Some(acceptor), shutdown).await
     }
 
-    /// The next healthy target in round-robin order, skipping `exclude`.
-    fn pick(&self, exclude: Option<&str>) -> Option<Arc<Target>> {
+    /// Where the listener rules send `path`.
+    fn route(&self, path: &str) -> Routed<'_> {
+        routes::select(&self.config.routes, path)
+    }
+
+    /// Requests in flight to the targets of `group` (draining ones included): the
+    /// per-group load signal a service's scaling policy tracks.
+    pub fn in_flight(&self, group: &str) -> u64 {
+        self.targets
+            .read()
+            .iter()
+            .filter(|t| t.group == group)
+            .map(|t| t.in_flight())
+            .sum()
+    }
+
+    /// The next healthy target of the routed group in round-robin order, skipping `exclude`.
+    fn pick(&self, routed: Routed<'_>, exclude: Option<&str>) -> Option<Arc<Target>> {
+        let group = match routed {
+            Routed::Any => None,
+            Routed::Group(g) => Some(g),
+            Routed::NoRule => return None,
+        };
         let targets = self.targets.read();
         let healthy: Vec<&Arc<Target>> = targets
             .iter()
-            .filter(|t| Some(t.id.as_str()) != exclude && t.state() == TargetState::Healthy)
+            .filter(|t| {
+                Some(t.id.as_str()) != exclude
+                    && group.is_none_or(|g| t.group == g)
+                    && t.state() == TargetState::Healthy
+            })
             .collect();
         if healthy.is_empty() {
             return None;

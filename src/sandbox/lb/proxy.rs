@@ -74,7 +74,15 @@ pub(super) async fn handle(
     let bodiless = body.is_end_stream();
     let replayable = balancer.config.retry_idempotent && bodiless && is_idempotent(&parts.method);
 
-    let Some(first) = balancer.pick(None) else {
+    let routed = balancer.route(parts.uri.path());
+    if routed == super::Routed::NoRule {
+        return Ok(error_response(
+            StatusCode::NOT_FOUND,
+            None,
+            "no listener rule matches the path",
+        ));
+    }
+    let Some(first) = balancer.pick(routed, None) else {
         return Ok(error_response(
             StatusCode::SERVICE_UNAVAILABLE,
             None,
@@ -91,7 +99,7 @@ pub(super) async fn handle(
         Err(error) => error,
     };
     let retry = match &error {
-        UpstreamError::Failed(_) if replayable => balancer.pick(Some(&first.id)),
+        UpstreamError::Failed(_) if replayable => balancer.pick(routed, Some(&first.id)),
         _ => None,
     };
     let Some(second) = retry else {

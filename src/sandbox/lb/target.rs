@@ -22,6 +22,8 @@ use super::health::{HealthMachine, Probe, TargetState, Transition};
 pub struct TargetStatus {
     /// The id given at registration (also sent as `x-shakedown-upstream`).
     pub id: String,
+    /// The target group it was registered in (see [`super::routes`]).
+    pub group: String,
     /// Where the target listens.
     pub addr: SocketAddr,
     /// Current state.
@@ -48,6 +50,7 @@ impl TargetStatus {
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
             "id": self.id,
+            "group": self.group,
             "addr": self.addr.to_string(),
             "state": self.state,
             "in_flight": self.in_flight,
@@ -68,6 +71,7 @@ struct Health {
 /// A registered target, shared by the router, its health-check task and its drain task.
 pub(super) struct Target {
     pub(super) id: String,
+    pub(super) group: String,
     pub(super) addr: SocketAddr,
     health: Mutex<Health>,
     in_flight: AtomicU64,
@@ -81,6 +85,7 @@ pub(super) struct Target {
 impl Target {
     pub(super) fn new(
         id: &str,
+        group: &str,
         addr: SocketAddr,
         machine: HealthMachine,
         reason: &str,
@@ -88,6 +93,7 @@ impl Target {
     ) -> Self {
         Target {
             id: id.to_string(),
+            group: group.to_string(),
             addr,
             health: Mutex::new(Health {
                 machine,
@@ -131,6 +137,7 @@ impl Target {
         let health = self.health.lock();
         TargetStatus {
             id: self.id.clone(),
+            group: self.group.clone(),
             addr: self.addr,
             state: health.machine.state(),
             in_flight: self.in_flight.load(Ordering::Acquire),
@@ -139,6 +146,11 @@ impl Target {
             since: health.since,
             reason: health.reason.clone(),
         }
+    }
+
+    /// Requests being proxied to it now.
+    pub(super) fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Acquire)
     }
 
     /// Counts a request dispatched to this target; it stays in flight while the guard lives.
