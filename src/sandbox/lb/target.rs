@@ -69,6 +69,10 @@ struct Health {
 pub(super) struct Target {
     pub(super) id: String,
     pub(super) addr: SocketAddr,
+    /// `addr` as a URI authority and `id` as a header value, made once: the proxy puts them
+    /// on every request and response.
+    pub(super) authority: http::uri::Authority,
+    pub(super) id_header: http::HeaderValue,
     health: Mutex<Health>,
     in_flight: AtomicU64,
     requests: AtomicU64,
@@ -89,6 +93,12 @@ impl Target {
         Target {
             id: id.to_string(),
             addr,
+            authority: addr
+                .to_string()
+                .parse()
+                .expect("a socket address is a valid authority"),
+            id_header: http::HeaderValue::from_str(id)
+                .unwrap_or_else(|_| http::HeaderValue::from_static("invalid")),
             health: Mutex::new(Health {
                 machine,
                 since: SystemTime::now(),
