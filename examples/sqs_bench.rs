@@ -1,12 +1,16 @@
 //! Throughput of an SQS endpoint through aws-sdk-sqs: SendMessage/s, then
-//! ReceiveMessage(+DeleteMessage per message)/s, each with `concurrency` workers.
+//! ReceiveMessage(+DeleteMessage per message)/s, then GetQueueAttributes/s, each with
+//! `concurrency` workers.
 //!
 //! ```text
-//! cargo run --release --example sqs_bench -- <endpoint-url | --embedded> [messages] [concurrency]
+//! cargo run --release --example sqs_bench -- <endpoint-url | --embedded> [messages] [concurrency] [--backlog N]
 //! ```
 //!
-//! `--embedded` starts shakedown's own endpoint in-process on 127.0.0.1. The last line of
-//! output is machine-readable: `RESULT target=... send_per_s=... receive_delete_per_s=...`.
+//! `--embedded` starts shakedown's own endpoint in-process on 127.0.0.1. `--backlog N`
+//! first loads N extra messages with SendMessageBatch (untimed), so every timed call runs
+//! against a queue N messages deep; the receive phase then drains `messages` of them. The
+//! last line of output is machine-readable:
+//! `RESULT target=... backlog=... send_per_s=... receive_delete_per_s=... attributes_per_s=...`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,19 +25,34 @@ use shakedown::sandbox::sqs::{SqsConfig, SqsService};
 /// A receive phase that has not drained the queue by then gives up.
 const PHASE_DEADLINE: Duration = Duration::from_secs(300);
 
+const USAGE: &str =
+    "usage: sqs_bench <endpoint-url | --embedded> [messages] [concurrency] [--backlog N]";
+
 struct Args {
     endpoint: Option<String>,
     messages: u64,
     concurrency: u64,
+    backlog: u64,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
+    let mut positional = Vec::new();
+    let mut backlog = 0;
     let mut args = std::env::args().skip(1);
-    let target = args
-        .next()
-        .context("usage: sqs_bench <endpoint-url | --embedded> [messages] [concurrency]")?;
-    let messages = args.next().map_or(Ok(500), |n| n.parse())?;
-    let concurrency = args.next().map_or(Ok(8), |n| n.parse())?;
+    while let Some(arg) = args.next() {
+        if arg == "--backlog" {
+            let value = args.next().context(USAGE)?;
+            backlog = value
+                .parse()
+                .with_context(|| format!("--backlog {value}: not a count; {USAGE}"))?;
+        } else {
+            positional.push(arg);
+        }
+    }
+    let mut positional = positional.into_iter();
+    let target = positional.next().context(USAGE)?;
+    let messages = positional.next().map_or(Ok(500), |n| n.parse())?;
+    let concurrency = positional.next().map_or(Ok(8), |n| n.parse())?;
     if messages == 0 || concurrency == 0 {
         bail!("messages and concurrency must be positive");
     }
@@ -42,6 +61,7 @@ fn parse_args() -> anyhow::Result<Args> {
         endpoint,
         messages,
         concurrency,
+        backlog,
     })
 }
 
@@ -61,6 +81,72 @@ async fn embedded() -> anyhow::Result<String> {
     let service = SqsService::new(SqsConfig::default());
     tokio::spawn(service.serve(listener, std::future::pending()));
     Ok(endpoint)
+}
+
+/// Loads `total` messages with SendMessageBatch (10 per call), `concurrency` calls at a time.
+async fn preload(client: &Client, url: &str, total: u64, concurrency: u64) -> anyhow::Result<()> {
+    let next = Arc::new(AtomicU64::new(0));
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (client, url, next) = (client.clone(), url.to_owned(), next.clone());
+            tokio::spawn(async move {
+                loop {
+                    let first = next.fetch_add(10, Ordering::Relaxed);
+                    if first >= total {
+                        return anyhow::Ok(());
+                    }
+                    let mut batch = client.send_message_batch().queue_url(&url);
+                    for n in first..(first + 10).min(total) {
+                        let entry = aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                            .id(format!("m{n}"))
+                            .message_body("{\"job\":\"backlog\",\"size\":1024}")
+                            .build()?;
+                        batch = batch.entries(entry);
+                    }
+                    let output = batch.send().await?;
+                    if !output.failed().is_empty() {
+                        bail!("SendMessageBatch failed: {:?}", output.failed());
+                    }
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await??;
+    }
+    Ok(())
+}
+
+/// Calls GetQueueAttributes (all attributes, which counts every message state) `total`
+/// times with `concurrency` workers; returns the elapsed time.
+async fn attributes_phase(
+    client: &Client,
+    url: &str,
+    total: u64,
+    concurrency: u64,
+) -> anyhow::Result<Duration> {
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (client, url, next) = (client.clone(), url.to_owned(), next.clone());
+            tokio::spawn(async move {
+                while next.fetch_add(1, Ordering::Relaxed) < total {
+                    client
+                        .get_queue_attributes()
+                        .queue_url(&url)
+                        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+                        .send()
+                        .await?;
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await??;
+    }
+    Ok(started.elapsed())
 }
 
 /// Sends `total` messages with `concurrency` workers; returns the elapsed time.
@@ -163,26 +249,43 @@ async fn main() -> anyhow::Result<()> {
         .queue_url
         .context("queue url")?;
 
+    if args.backlog > 0 {
+        let started = Instant::now();
+        preload(&client, &url, args.backlog, args.concurrency).await?;
+        println!(
+            "{label}: backlog of {} messages loaded in {:.2?}",
+            args.backlog,
+            started.elapsed()
+        );
+    }
     let send = send_phase(&client, &url, args.messages, args.concurrency).await?;
     let receive = receive_phase(&client, &url, args.messages, args.concurrency).await?;
+    let attributes = attributes_phase(&client, &url, args.messages, args.concurrency).await?;
     client.delete_queue().queue_url(&url).send().await?;
 
     let per_second = |elapsed: Duration| args.messages as f64 / elapsed.as_secs_f64();
     println!(
-        "{label}: {} messages, concurrency {}: send {:.0}/s ({:.2?}), receive+delete {:.0}/s ({:.2?})",
+        "{label}: {} messages over a backlog of {}, concurrency {}: send {:.0}/s ({:.2?}), \
+         receive+delete {:.0}/s ({:.2?}), get-attributes {:.0}/s ({:.2?})",
         args.messages,
+        args.backlog,
         args.concurrency,
         per_second(send),
         send,
         per_second(receive),
-        receive
+        receive,
+        per_second(attributes),
+        attributes
     );
     println!(
-        "RESULT target={label} messages={} concurrency={} send_per_s={:.1} receive_delete_per_s={:.1}",
+        "RESULT target={label} backlog={} messages={} concurrency={} send_per_s={:.1} \
+         receive_delete_per_s={:.1} attributes_per_s={:.1}",
+        args.backlog,
         args.messages,
         args.concurrency,
         per_second(send),
-        per_second(receive)
+        per_second(receive),
+        per_second(attributes)
     );
     Ok(())
 }

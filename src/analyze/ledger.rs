@@ -44,6 +44,9 @@ pub struct Ledger {
     pub completions_per_s: Vec<u64>,
     /// End-to-end latency (accepted -> first completion), microseconds.
     pub e2e_us: Histogram<u64>,
+    /// The same latencies in milliseconds, one per completed message, grouped by the second
+    /// of the run its first completion fell in (the report's end-to-end chart).
+    pub e2e_ms_by_done_s: Vec<Vec<u32>>,
 }
 
 /// One accepted message (a line of `accepted.jsonl`).
@@ -233,6 +236,19 @@ impl LedgerBuilder {
         }
     }
 
+    /// The join of accepted ids to their first completion: `(accepted_ms, done_ms)` of every
+    /// accepted message with a `completed` record (earliest accept, earliest completion),
+    /// times in ms from the run's start. The one end-to-end join: the verdicts, the report
+    /// and the gate's summary all measure from it.
+    pub fn joined(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.families
+            .iter()
+            .flatten()
+            .chain(self.others.values())
+            .filter(|slot| slot.accepted != Slot::NONE && slot.done != Slot::NONE)
+            .map(|slot| (u64::from(slot.accepted), u64::from(slot.done)))
+    }
+
     /// The balance, with the end-of-run queue census as `ledger.json` recorded it.
     pub fn finish(self, census: Option<QueueCensus>) -> Ledger {
         let listed: Option<HashSet<&str>> = census
@@ -242,6 +258,7 @@ impl LedgerBuilder {
         let mut queued_listed = 0u64;
         let mut lost_sample: BTreeSet<String> = BTreeSet::new();
         let mut e2e_us = crate::metrics::new_histogram();
+        let mut e2e_ms_by_done_s: Vec<Vec<u32>> = Vec::new();
         let (mut completed, mut dead_lettered, mut unaccounted) = (0, 0, 0);
         // The smallest LOST_SAMPLE missing ids (as strings), kept without collecting them all.
         let mut sample: BTreeSet<String> = BTreeSet::new();
@@ -251,8 +268,13 @@ impl LedgerBuilder {
             }
             if slot.done != Slot::NONE {
                 completed += 1;
-                let latency_ms = u64::from(slot.done.saturating_sub(slot.accepted));
-                let _ = e2e_us.record((latency_ms * 1000).max(1));
+                let latency_ms = slot.done.saturating_sub(slot.accepted);
+                let _ = e2e_us.record((u64::from(latency_ms) * 1000).max(1));
+                let second = (slot.done / 1000) as usize;
+                if e2e_ms_by_done_s.len() <= second {
+                    e2e_ms_by_done_s.resize(second + 1, Vec::new());
+                }
+                e2e_ms_by_done_s[second].push(latency_ms);
             } else if slot.dead {
                 dead_lettered += 1;
             } else {
@@ -298,6 +320,7 @@ impl LedgerBuilder {
             unknown: self.unknown,
             completions_per_s: self.completions_per_s,
             e2e_us,
+            e2e_ms_by_done_s,
         }
     }
 }
@@ -400,9 +423,15 @@ mod tests {
             for (id, t, o) in &completions {
                 b.complete(id, *t, *o);
             }
+            let joined: Vec<(u64, u64)> = b.joined().collect();
             let l = b.finish(Some(QueueCensus::single(0)));
             let (acc, completed, dead, missing, dup, unknown, sample, per_s, max_latency) =
                 reference(&accepted, &completions);
+            proptest::prop_assert_eq!(joined.len() as u64, completed);
+            let joined_max = joined.iter().map(|(a, d)| d.saturating_sub(*a)).max();
+            proptest::prop_assert_eq!(joined_max.unwrap_or(0), max_latency);
+            let charted: Vec<u32> = l.e2e_ms_by_done_s.iter().flatten().copied().collect();
+            proptest::prop_assert_eq!(charted.len() as u64, completed);
             proptest::prop_assert_eq!(
                 (l.accepted, l.completed, l.dead_lettered, l.unaccounted, l.duplicates, l.unknown),
                 (acc, completed, dead, missing, dup, unknown)
@@ -463,6 +492,8 @@ mod tests {
         assert_eq!(l.unaccounted_sample, ["c", "d"]);
         assert_eq!(l.completions_per_s, [0, 2]);
         assert_eq!(l.e2e_us.max() / 1000, 1000);
+        let charted: u64 = l.e2e_ms_by_done_s.iter().map(|s| s.len() as u64).sum();
+        assert_eq!(charted, l.completed, "one latency per completed message");
         let unknown_queue = Ledger {
             still_queued: None,
             ..l

@@ -6,6 +6,7 @@
 //! that exists but cannot be read or parsed is an error ([`LoadError`]), except a torn
 //! last line, which a run killed mid-write leaves behind and which is skipped.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::Path;
@@ -24,6 +25,7 @@ use crate::results::dir::{
     ACCEPTED_FILE, ACTIVITIES_FILE, COMPLETIONS_FILE, JOURNAL_FILE, LEDGER_FILE, PROBES_FILE,
     RUN_FILE, TIMELINE_FILE,
 };
+use crate::results::flat::{self, Scalar};
 use crate::results::jsonl::{self, JsonlError};
 use crate::results::timeline::TimelineRow;
 use crate::results::{FileError, RunDir, RunMeta, hlog};
@@ -95,26 +97,15 @@ pub fn load_run(dir: &Path) -> Result<RunView, LoadError> {
     let epoch_ms = meta
         .as_ref()
         .map_or(0, |m| m.started_at.timestamp_millis().max(0) as u64);
-    let rel = |t: u64| t.saturating_sub(epoch_ms);
-    let accepted_path = run.accepted();
-    if !accepted_path.exists() {
-        note(&mut view, ACCEPTED_FILE);
-    } else if meta.is_none() {
+    if meta.is_none() && run.accepted().exists() {
         view.notes.push(format!(
             "{ACCEPTED_FILE} not usable without {RUN_FILE} (its start time)"
         ));
-    } else {
-        // Streamed, never held whole: a run of millions of messages costs a few bytes each.
-        let mut ledger = LedgerBuilder::default();
-        jsonl::for_each(&accepted_path, |a: AcceptedLine| {
-            ledger.accept(&a.id, rel(a.t_ms))
-        })?;
-        let completions_path = run.completions();
-        if completions_path.exists() {
-            jsonl::for_each(&completions_path, |c: CompletionLine| {
-                ledger.complete(&c.id, rel(c.done_ms), c.outcome.into())
-            })?;
-        } else {
+    } else if let Some((ledger, has_completions)) = match meta {
+        Some(_) => read_ledger(&run, epoch_ms)?,
+        None => None,
+    } {
+        if !has_completions {
             note(&mut view, COMPLETIONS_FILE);
         }
         let census = match run.read_ledger::<LedgerFile>()? {
@@ -125,8 +116,43 @@ pub fn load_run(dir: &Path) -> Result<RunView, LoadError> {
             }
         };
         view.ledger = Some(ledger.finish(census));
+    } else {
+        note(&mut view, ACCEPTED_FILE);
     }
     Ok(view)
+}
+
+/// Streams `accepted.jsonl`, then `completions.jsonl`, into a [`LedgerBuilder`], times made
+/// relative to `epoch_ms` (the run's start): the one reading of the two ledger files, shared
+/// by the verdicts, the report and the gate. Never holds a file whole, and each record
+/// borrows its id from the line buffer (no allocation per message). `None` without
+/// `accepted.jsonl`; the flag says whether `completions.jsonl` exists (without it nothing
+/// completed).
+pub fn read_ledger(
+    run: &RunDir,
+    epoch_ms: u64,
+) -> Result<Option<(LedgerBuilder, bool)>, LoadError> {
+    let accepted_path = run.accepted();
+    if !accepted_path.exists() {
+        return Ok(None);
+    }
+    let rel = |t: u64| t.saturating_sub(epoch_ms);
+    let mut ledger = LedgerBuilder::default();
+    jsonl::for_each_line(&accepted_path, |line| {
+        let a = AcceptedLine::parse(line)?;
+        ledger.accept(&a.id, rel(a.t_ms));
+        Ok(())
+    })?;
+    let completions_path = run.completions();
+    let has_completions = completions_path.exists();
+    if has_completions {
+        jsonl::for_each_line(&completions_path, |line| {
+            let c = CompletionLine::parse(line)?;
+            ledger.complete(&c.id, rel(c.done_ms), c.outcome.into());
+            Ok(())
+        })?;
+    }
+    Ok(Some((ledger, has_completions)))
 }
 
 /// Writes `verdict.json` atomically (temp file + rename).
@@ -299,8 +325,9 @@ fn read_activities(path: &Path) -> Result<Vec<Activity>, LoadError> {
 
 /// What the analyzer reads of a line of `accepted.jsonl` (other fields are ignored).
 #[derive(Debug, Deserialize)]
-struct AcceptedLine {
-    id: String,
+struct AcceptedLine<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
     t_ms: u64,
 }
 
@@ -326,11 +353,64 @@ fn completed() -> OutcomeLine {
 
 /// What the analyzer reads of a line of `completions.jsonl` (other fields are ignored).
 #[derive(Debug, Deserialize)]
-struct CompletionLine {
-    id: String,
+struct CompletionLine<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
     done_ms: u64,
     #[serde(default = "completed")]
     outcome: OutcomeLine,
+}
+
+/// Picks the members named `keys` out of a flat line ([`flat::scan`]); `None` when the line
+/// is not flat or names one of them twice (serde then decides).
+fn pick<'a, const N: usize>(line: &'a [u8], keys: [&str; N]) -> Option<[Option<Scalar<'a>>; N]> {
+    let mut found = [None; N];
+    let mut twice = false;
+    flat::scan(line, |key, value| {
+        if let Some(i) = keys.iter().position(|k| *k == key) {
+            twice |= found[i].replace(value).is_some();
+        }
+    })?;
+    (!twice).then_some(found)
+}
+
+impl<'a> AcceptedLine<'a> {
+    /// The fast scan for the usual line, serde for any other.
+    fn parse(line: &'a [u8]) -> Result<Self, serde_json::Error> {
+        if let Some([Some(Scalar::Str(id)), Some(t)]) = pick(line, ["id", "t_ms"])
+            && let Some(t_ms) = t.as_u64()
+        {
+            return Ok(AcceptedLine {
+                id: Cow::Borrowed(id),
+                t_ms,
+            });
+        }
+        serde_json::from_slice(line)
+    }
+}
+
+impl<'a> CompletionLine<'a> {
+    /// The fast scan for the usual line, serde for any other.
+    fn parse(line: &'a [u8]) -> Result<Self, serde_json::Error> {
+        if let Some([Some(Scalar::Str(id)), Some(done), outcome]) =
+            pick(line, ["id", "done_ms", "outcome"])
+            && let Some(done_ms) = done.as_u64()
+        {
+            let outcome = match outcome {
+                None | Some(Scalar::Str("completed")) => Some(OutcomeLine::Completed),
+                Some(Scalar::Str("dead_lettered")) => Some(OutcomeLine::DeadLettered),
+                Some(_) => None,
+            };
+            if let Some(outcome) = outcome {
+                return Ok(CompletionLine {
+                    id: Cow::Borrowed(id),
+                    done_ms,
+                    outcome,
+                });
+            }
+        }
+        serde_json::from_slice(line)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -345,6 +425,35 @@ struct LedgerFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ledger_lines_scan_fast_and_fall_back_to_serde_alike() {
+        let a = AcceptedLine::parse(br#"{"id":"t-0-5","stream":"up","t_ms":17}"#).unwrap();
+        assert_eq!((a.id.as_ref(), a.t_ms), ("t-0-5", 17));
+        assert!(matches!(a.id, Cow::Borrowed(_)));
+        // Escapes and key order: serde's path, same result.
+        let a = AcceptedLine::parse(br#"{"t_ms":17,"id":"t-0-\u0035"}"#).unwrap();
+        assert_eq!((a.id.as_ref(), a.t_ms), ("t-0-5", 17));
+        for bad in [
+            &br#"{"id":"a","t_ms":1.5}"#[..],
+            br#"{"id":"a","t_ms":1,"t_ms":2}"#,
+            br#"{"id":5,"t_ms":1}"#,
+            br#"{"t_ms":1}"#,
+        ] {
+            assert!(
+                AcceptedLine::parse(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let c = CompletionLine::parse(br#"{"id":"x","done_ms":9,"receive_count":1}"#).unwrap();
+        assert!(matches!(c.outcome, OutcomeLine::Completed));
+        let c =
+            CompletionLine::parse(br#"{"id":"x","done_ms":9,"outcome":"dead_lettered"}"#).unwrap();
+        assert!(matches!(c.outcome, OutcomeLine::DeadLettered));
+        assert!(CompletionLine::parse(br#"{"id":"x","done_ms":9,"outcome":"lost"}"#).is_err());
+        assert!(CompletionLine::parse(br#"{"id":"x","done_ms":9,"outcome":null}"#).is_err());
+    }
 
     #[test]
     fn timeline_rows_become_seconds_with_gaps() {

@@ -45,6 +45,11 @@ pub fn evaluate(promises: &[Promise], view: &RunView) -> Vec<Verdict> {
 /// (not written: see [`write_verdict`]).
 pub fn analyze_dir(dir: &Path, promises: &[Promise]) -> Result<VerdictFile, LoadError> {
     let view = load_run(dir)?;
+    Ok(verdict_file(dir, promises, &view))
+}
+
+/// The verdicts of the run in `dir`, already loaded as `view`.
+pub fn verdict_file(dir: &Path, promises: &[Promise], view: &RunView) -> VerdictFile {
     let run_id = dir.file_name().map(|n| n.to_string_lossy().into_owned());
-    Ok(VerdictFile::new(run_id, evaluate(promises, &view)))
+    VerdictFile::new(run_id, evaluate(promises, view))
 }

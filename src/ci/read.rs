@@ -1,7 +1,7 @@
 //! The CI part's IO: a run directory -> [`RunReport`] (for `junit.xml` and `summary.md`)
 //! and -> [`RunSummary`] (for the gate); writing those files and baseline JSON files.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -12,11 +12,9 @@ use super::gate::baseline::{
     FORMAT_VERSION, Identity, KIND, QuantileSeries, RunSummary, StreamSeries, fnv1a, round_ms,
 };
 use super::gate::spec::Quantile;
-use crate::analyze::VerdictFile;
-use crate::ledger::summary::{CompletionRecord, Outcome};
-use crate::ledger::writer::AcceptedLine;
+use crate::analyze::{LoadError, VerdictFile};
 use crate::metrics::{SecondHistograms, decode_histogram, new_histogram};
-use crate::results::jsonl::{self, JsonlError};
+use crate::results::jsonl::JsonlError;
 use crate::results::{FileError, RunDir, RunMeta, hlog};
 
 /// Why a run or a baseline could not be read or a CI file written.
@@ -292,33 +290,34 @@ fn latency_from_timeline(
 }
 
 /// End-to-end latency by the second each message was accepted in: accepted -> its first
-/// `completed` record. Messages never completed (or dead-lettered) are left out: the
-/// no-loss promise counts those.
+/// `completed` record, from the analyzer's join ([`crate::analyze::load::read_ledger`]).
+/// Messages never completed (or dead-lettered) are left out: the no-loss promise counts
+/// those.
 fn e2e(run: &RunDir, meta: &RunMeta) -> Result<Option<QuantileSeries>, CiError> {
-    let (accepted, completions) = (run.accepted(), run.completions());
-    if !accepted.exists() || !completions.exists() {
+    if !run.completions().exists() {
         return Ok(None);
     }
     let start_ms = meta.started_at.timestamp_millis().max(0) as u64;
-    let mut sent: HashMap<String, u64> = HashMap::new();
-    jsonl::for_each(&accepted, |a: AcceptedLine| {
-        sent.insert(a.id, a.t_ms);
-    })?;
+    let Some((ledger, _)) =
+        crate::analyze::load::read_ledger(run, start_ms).map_err(|e| match e {
+            LoadError::File(e) => CiError::File(e),
+            other => CiError::Format {
+                path: run.accepted(),
+                message: other.to_string(),
+            },
+        })?
+    else {
+        return Ok(None);
+    };
     let mut hists: Vec<Option<Histogram<u64>>> = Vec::new();
-    jsonl::for_each(&completions, |c: CompletionRecord| {
-        if c.outcome != Outcome::Completed {
-            return;
+    for (accepted_ms, done_ms) in ledger.joined() {
+        let second = (accepted_ms / 1000) as usize;
+        if hists.len() <= second {
+            hists.resize(second + 1, None);
         }
-        // The first completion of an id removes it: duplicates are not measured twice.
-        if let Some(t_ms) = sent.remove(&c.id) {
-            let second = (t_ms.saturating_sub(start_ms) / 1000) as usize;
-            if hists.len() <= second {
-                hists.resize(second + 1, None);
-            }
-            let h = hists[second].get_or_insert_with(new_histogram);
-            let _ = h.record(c.done_ms.saturating_sub(t_ms).max(1) * 1000);
-        }
-    })?;
+        let h = hists[second].get_or_insert_with(new_histogram);
+        let _ = h.record(done_ms.saturating_sub(accepted_ms).max(1) * 1000);
+    }
     if hists.iter().all(Option::is_none) {
         return Ok(None);
     }

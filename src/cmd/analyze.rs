@@ -44,13 +44,13 @@ pub fn analyze(args: &AnalyzeArgs) -> anyhow::Result<Outcome> {
             return Ok(Outcome::Error);
         }
     };
-    let verdicts = analyze_and_report(&args.run_dir, &promises)?;
+    let (verdicts, view) = analyze_and_report(&args.run_dir, &promises)?;
     crate::outln!(
         "verdicts written to {}",
         crate::results::RunDir::at(&args.run_dir)
             .verdict()
             .display()
     );
-    crate::session::report::write_documents(&args.run_dir);
+    crate::session::report::write_documents(&args.run_dir, Some(view));
     Ok(verdict_outcome(&verdicts, args.allow_not_evaluable))
 }

@@ -15,18 +15,16 @@ pub mod html;
 pub mod model;
 pub mod svg;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
-use serde::Deserialize;
 
 pub use model::{ProbeRole, Report, RunData};
 
 use crate::analyze::view::Latency;
-use crate::analyze::{LoadError, PromiseKind, VerdictFile, load_run};
+use crate::analyze::{LoadError, PromiseKind, RunView, VerdictFile, load_run};
 use crate::results::dir::{EXPERIMENT_FILE, RUN_FILE, TIMELINE_FILE};
 use crate::results::file::write_atomic;
-use crate::results::{FileError, RunDir, jsonl};
+use crate::results::{FileError, RunDir};
 
 /// Why a report could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -45,11 +43,20 @@ pub enum ReportError {
 /// Reads everything the report shows from a run directory. Missing files are missing
 /// data (the report says so); a file that exists must parse.
 pub fn read_run(dir: &Path) -> Result<RunData, ReportError> {
+    read_run_with(dir, None)
+}
+
+/// [`read_run`], reusing the analyzer's view of the run when the caller has just loaded it
+/// (`analyze`, `run`, `demo`): the ledger files of millions of messages are read once.
+pub fn read_run_with(dir: &Path, view: Option<RunView>) -> Result<RunData, ReportError> {
     let run = RunDir::at(dir);
     if !dir.is_dir() || !(run.run_json().exists() || run.timeline().exists()) {
         return Err(ReportError::NotARunDir(dir.to_owned()));
     }
-    let view = load_run(dir)?;
+    let mut view = match view {
+        Some(view) => view,
+        None => load_run(dir)?,
+    };
     let meta = run.read_meta()?;
     let verdicts: Option<VerdictFile> = run.read_verdict()?;
     let uncorrected = run
@@ -75,23 +82,24 @@ pub fn read_run(dir: &Path) -> Result<RunData, ReportError> {
         .unwrap_or_default();
     let latency_log = run.read_latency()?;
     let mut notes = Vec::new();
-    let e2e_ms = match &meta {
-        Some(m) => {
+    // The analyzer's join (accepted -> first completion), grouped by completion second; it
+    // exists when run.json and accepted.jsonl do.
+    let e2e_ms = match (&meta, view.ledger.as_mut()) {
+        (Some(m), Some(ledger)) => {
             // Completions stamped past the run's end (plus a minute; a week for a run that
             // never ended) are left out: a bad clock must not stretch the time axis.
             let last_s = m.ended_at.map_or(LATEST_COMPLETION_S, |end| {
                 ((end - m.started_at).num_seconds().max(0) as usize + 60).min(LATEST_COMPLETION_S)
             });
-            let (e2e, late) =
-                end_to_end(&run, m.started_at.timestamp_millis().max(0) as u64, last_s)?;
+            let (e2e, late) = end_to_end(std::mem::take(&mut ledger.e2e_ms_by_done_s), last_s);
             if late > 0 {
                 notes.push(format!(
                     "{late} completion(s) stamped more than a minute after the run ended: left out of the end-to-end chart"
                 ));
             }
-            e2e
+            Some(e2e)
         }
-        None => None,
+        _ => None,
     };
     let experiment_text = run.read_experiment()?;
     let probe_roles = experiment_text
@@ -139,63 +147,17 @@ pub fn read_run(dir: &Path) -> Result<RunData, ReportError> {
     })
 }
 
-/// What the report reads of `accepted.jsonl` and `completions.jsonl`.
-#[derive(Deserialize)]
-struct Accepted {
-    id: String,
-    t_ms: u64,
-}
-
-#[derive(Deserialize)]
-struct Completion {
-    id: String,
-    done_ms: u64,
-    #[serde(default)]
-    outcome: Option<String>,
-}
-
 /// The latest second a completion is charted at when the run's end is unknown: a week.
 const LATEST_COMPLETION_S: usize = 7 * 24 * 3600;
 
-/// Latencies (ms) by completion second (`None` without `accepted.jsonl`), and how many
-/// completions came after the last second charted.
-type EndToEnd = (Option<Vec<Vec<u32>>>, u64);
-
-/// End-to-end latency of every completed message (accepted -> first completion), grouped by
-/// the second it completed in, up to second `last_s`.
-fn end_to_end(run: &RunDir, epoch_ms: u64, last_s: usize) -> Result<EndToEnd, ReportError> {
-    if !run.accepted().exists() {
-        return Ok((None, 0));
-    }
-    let mut late = 0u64;
-    let mut accepted: HashMap<String, u64> = HashMap::new();
-    jsonl::for_each(&run.accepted(), |a: Accepted| {
-        let t = accepted.entry(a.id).or_insert(a.t_ms);
-        *t = (*t).min(a.t_ms);
-    })
-    .map_err(FileError::from)?;
-    let mut out: Vec<Vec<u32>> = Vec::new();
-    if run.completions().exists() {
-        jsonl::for_each(&run.completions(), |c: Completion| {
-            if c.outcome.as_deref().is_some_and(|o| o != "completed") {
-                return;
-            }
-            // The first completion of an accepted id; duplicates and unknown ids are left out.
-            if let Some(t) = accepted.remove(&c.id) {
-                let second = (c.done_ms.saturating_sub(epoch_ms) / 1000) as usize;
-                if second > last_s {
-                    late += 1;
-                    return;
-                }
-                if out.len() <= second {
-                    out.resize(second + 1, Vec::new());
-                }
-                out[second].push(c.done_ms.saturating_sub(t).min(u64::from(u32::MAX)) as u32);
-            }
-        })
-        .map_err(FileError::from)?;
-    }
-    Ok((Some(out), late))
+/// End-to-end latencies (ms) grouped by completion second, cut after second `last_s`; and
+/// how many completions were cut.
+fn end_to_end(mut by_second: Vec<Vec<u32>>, last_s: usize) -> (Vec<Vec<u32>>, u64) {
+    let late = by_second
+        .get(last_s + 1..)
+        .map_or(0, |rest| rest.iter().map(|s| s.len() as u64).sum());
+    by_second.truncate(last_s + 1);
+    (by_second, late)
 }
 
 /// The role of each `[[probe]]` of an experiment's text, by name (what does not parse is
@@ -231,8 +193,17 @@ pub fn render_dir(dir: &Path) -> Result<String, ReportError> {
 /// Renders the report of `dir` and writes it atomically to `out` (default:
 /// `<dir>/report.html`); returns the path written.
 pub fn write_report(dir: &Path, out: Option<&Path>) -> Result<PathBuf, ReportError> {
+    write_report_with(dir, out, None)
+}
+
+/// [`write_report`], reusing an already loaded view of the run (see [`read_run_with`]).
+pub fn write_report_with(
+    dir: &Path,
+    out: Option<&Path>,
+    view: Option<RunView>,
+) -> Result<PathBuf, ReportError> {
     let progress = crate::term::spinner("rendering report.html");
-    let page = render_dir(dir);
+    let page = read_run_with(dir, view).map(|data| html::render(&Report::build(data)));
     drop(progress);
     let page = page?;
     let path = out.map_or_else(|| RunDir::at(dir).report(), Path::to_path_buf);
@@ -243,7 +214,12 @@ pub fn write_report(dir: &Path, out: Option<&Path>) -> Result<PathBuf, ReportErr
 /// The end-of-run hook of `run`, `demo`, `load` and `analyze`: writes the report and prints
 /// `report: <path>`, or `report: <error>` on stderr. Never fails the run.
 pub fn write_and_announce(dir: &Path) {
-    match write_report(dir, None) {
+    write_and_announce_with(dir, None);
+}
+
+/// [`write_and_announce`], reusing an already loaded view of the run.
+pub fn write_and_announce_with(dir: &Path, view: Option<RunView>) {
+    match write_report_with(dir, None, view) {
         Ok(path) => crate::outln!("report: {}", path.display()),
         Err(e) => eprintln!("report: {e}"),
     }
@@ -252,6 +228,13 @@ pub fn write_and_announce(dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn completions_after_the_last_second_are_cut_and_counted() {
+        let by_second = vec![vec![5], vec![], vec![7, 8], vec![9]];
+        assert_eq!(end_to_end(by_second.clone(), 9), (by_second.clone(), 0));
+        assert_eq!(end_to_end(by_second, 1), (vec![vec![5], vec![]], 3));
+    }
 
     #[test]
     fn probe_roles_come_from_the_experiment() {

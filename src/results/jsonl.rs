@@ -108,10 +108,52 @@ impl<T: DeserializeOwned> Iterator for JsonLines<T> {
 }
 
 /// Streams a JSON-lines file through `f` without keeping it in memory.
-pub fn for_each<T: DeserializeOwned>(path: &Path, f: impl FnMut(T)) -> Result<(), JsonlError> {
-    let mut lines = JsonLines::open(path)?;
-    lines.by_ref().for_each(f);
-    lines.finish()
+pub fn for_each<T: DeserializeOwned>(path: &Path, mut f: impl FnMut(T)) -> Result<(), JsonlError> {
+    for_each_line(path, |line| {
+        f(serde_json::from_slice(line)?);
+        Ok(())
+    })
+}
+
+/// Hands every non-blank line of a JSON-lines file to `parse` as bytes, from one reused
+/// buffer: no allocation per line, and `parse` may deserialize records that borrow from the
+/// line (`&str` or `Cow<str>` fields marked `#[serde(borrow)]`), which is how the analyzer
+/// reads ledgers of millions of messages. `parse` must have no effect when it returns an
+/// error: the error is reported only if another non-blank line follows (the torn-last-line
+/// rule), naming the bad line.
+pub fn for_each_line(
+    path: &Path,
+    mut parse: impl FnMut(&[u8]) -> Result<(), serde_json::Error>,
+) -> Result<(), JsonlError> {
+    let file = File::open(path).map_err(io_error(path))?;
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut line = Vec::with_capacity(256);
+    let mut pending: Option<(usize, serde_json::Error)> = None;
+    let mut number = 0;
+    loop {
+        line.clear();
+        if reader
+            .read_until(b'\n', &mut line)
+            .map_err(io_error(path))?
+            == 0
+        {
+            return Ok(());
+        }
+        number += 1;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        if let Some((line, source)) = pending.take() {
+            return Err(JsonlError::Parse {
+                path: path.to_path_buf(),
+                line,
+                source,
+            });
+        }
+        if let Err(e) = parse(&line) {
+            pending = Some((number, e));
+        }
+    }
 }
 
 /// Reads a whole JSON-lines file.
@@ -207,6 +249,39 @@ mod tests {
         std::fs::write(&path, "nonsense\n{\"id\":1}\n").unwrap();
         let err = read_all::<Rec>(&path).unwrap_err();
         assert!(matches!(err, JsonlError::Parse { line: 1, .. }), "{err}");
+    }
+
+    #[test]
+    fn lines_reach_the_parser_as_bytes_that_records_can_borrow() {
+        #[derive(serde::Deserialize)]
+        struct Borrowed<'a> {
+            #[serde(borrow)]
+            id: std::borrow::Cow<'a, str>,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.jsonl");
+        std::fs::write(
+            &path,
+            "{\"id\":\"a\"}\r\n\n{\"id\":\"b\\u00e9\"}\n{\"id\":\"c",
+        )
+        .unwrap();
+        let mut ids = Vec::new();
+        for_each_line(&path, |line| {
+            let record: Borrowed = serde_json::from_slice(line)?;
+            ids.push((
+                record.id.to_string(),
+                matches!(record.id, std::borrow::Cow::Borrowed(_)),
+            ));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(ids, [("a".to_owned(), true), ("bé".to_owned(), false)]);
+        std::fs::write(&path, "{\"id\":\"a\"}\n{\"i\n{\"id\":\"c\"}\n").unwrap();
+        let err = for_each_line(&path, |line| {
+            serde_json::from_slice::<Borrowed>(line).map(drop)
+        })
+        .unwrap_err();
+        assert!(matches!(err, JsonlError::Parse { line: 2, .. }), "{err}");
     }
 
     #[test]

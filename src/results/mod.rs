@@ -8,6 +8,7 @@
 //! | [`dir`] | [`RunDir`]: typed paths of every file of a run directory, its typed readers |
 //! | [`mod@file`] | optional reads, JSON documents written atomically, [`FileError`] |
 //! | [`jsonl`] | the one JSON-lines reader and writer (torn-last-line rule) |
+//! | [`flat`] | a fast scanner for flat one-line JSON objects (the ledger files), serde as fallback |
 //! | [`table`] | CSV rows through the `csv` crate and serde (torn-last-row rule) |
 //! | [`timeline`] | `timeline.csv` rows |
 //! | [`probes`] | `probes.csv` (and `harness.csv`) rows |
@@ -17,6 +18,7 @@
 
 pub mod dir;
 pub mod file;
+pub mod flat;
 pub mod harness;
 pub mod hlog;
 pub mod jsonl;

@@ -604,8 +604,8 @@ impl Ran<'_> {
         }
         let chaos_code = chaos_outcome(&chaos, dir);
 
-        let verdicts = analyze_and_report(dir, &exp.promises)?;
-        super::report::write_documents(dir);
+        let (verdicts, view) = analyze_and_report(dir, &exp.promises)?;
+        super::report::write_documents(dir, Some(view));
         crate::outln!("results: {}", dir.display());
         if let Some(sb) = sandbox {
             print_sandbox_activity(sb);

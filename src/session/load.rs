@@ -186,7 +186,7 @@ async fn steps(
             String::new()
         }
     );
-    super::report::write_documents(session.path());
+    super::report::write_documents(session.path(), None);
     crate::outln!("results: {}", session.path().display());
     Ok(if report.stopped_early {
         Outcome::Error

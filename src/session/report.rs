@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::Context as _;
 
-use crate::analyze::{self, Status, VerdictFile};
+use crate::analyze::{self, RunView, Status, VerdictFile};
 use crate::aws::AwsClients;
 use crate::chaos::Env;
 use crate::chaos::plan::{deferrable, dry_run, render_dry_run};
@@ -29,14 +29,15 @@ pub fn verdict_outcome(v: &VerdictFile, allow_not_evaluable: bool) -> Outcome {
     }
 }
 
-/// Loads the run, evaluates, writes `verdict.json`, prints the table.
+/// Loads the run, evaluates, writes `verdict.json`, prints the table. The loaded view is
+/// returned too, for [`write_documents`] to render from without reading the run again.
 pub fn analyze_and_report(
     dir: &Path,
     promises: &[analyze::Promise],
-) -> anyhow::Result<VerdictFile> {
+) -> anyhow::Result<(VerdictFile, RunView)> {
     let progress = crate::term::spinner("analyzing the run");
-    let file = analyze::analyze_dir(dir, promises)
-        .with_context(|| format!("analyzing {}", dir.display()))?;
+    let view = analyze::load_run(dir).with_context(|| format!("analyzing {}", dir.display()))?;
+    let file = analyze::verdict_file(dir, promises, &view);
     drop(progress);
     analyze::write_verdict(dir, &file).context("writing verdict.json")?;
     crate::term::document(|d| {
@@ -54,14 +55,15 @@ pub fn analyze_and_report(
         Status::NotEvaluable => "not evaluable",
     };
     crate::outln!("overall: {}", crate::term::paint(file.overall, overall));
-    Ok(file)
+    Ok((file, view))
 }
 
 /// The documents a finished run leaves for people and CI, written (again) from its files:
 /// `report.html`, `junit.xml` and `summary.md`. A document that cannot be written is said on
 /// stderr and never changes the run's exit code: the run's data is already on disk.
-pub fn write_documents(dir: &Path) {
-    crate::report::write_and_announce(dir);
+/// `view`, when given, is the run as [`analyze_and_report`] just loaded it.
+pub fn write_documents(dir: &Path, view: Option<RunView>) {
+    crate::report::write_and_announce_with(dir, view);
     crate::ci::write_reports_or_warn(dir);
 }
 

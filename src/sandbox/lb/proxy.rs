@@ -119,7 +119,7 @@ async fn forward(
     body: ProxyBody,
 ) -> Result<Response<ProxyBody>, UpstreamError> {
     let guard = target.dispatch();
-    let request = upstream_request(parts, target.addr, body)?;
+    let request = upstream_request(parts, &target.authority, body)?;
     let timeout = balancer.config.request_timeout;
     let result = tokio::time::timeout(timeout, balancer.client.request(request)).await;
     let response = match result {
@@ -134,22 +134,29 @@ async fn forward(
     let (mut head, upstream_body) = response.into_parts();
     strip_hop_by_hop(&mut head.headers);
     head.headers
-        .insert(UPSTREAM_HEADER, header_value(&target.id));
+        .insert(UPSTREAM_HEADER, target.id_header.clone());
     let body = TrackedBody::new(upstream_body, guard).boxed_unsync();
     Ok(Response::from_parts(head, body))
 }
 
+/// The request to send upstream: the client's method, path, query and (rewritten) headers,
+/// addressed to `authority`. Built from parts, without formatting and re-parsing a URI.
 fn upstream_request(
     parts: &request::Parts,
-    addr: SocketAddr,
+    authority: &http::uri::Authority,
     body: ProxyBody,
 ) -> Result<Request<ProxyBody>, UpstreamError> {
-    let path = parts
-        .uri
-        .path_and_query()
-        .map_or("/", http::uri::PathAndQuery::as_str);
-    let uri: http::Uri = format!("http://{addr}{path}")
-        .parse()
+    let mut uri = http::uri::Parts::default();
+    uri.scheme = Some(http::uri::Scheme::HTTP);
+    uri.authority = Some(authority.clone());
+    uri.path_and_query = Some(
+        parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+    );
+    let uri = http::Uri::from_parts(uri)
         .map_err(|e| UpstreamError::Failed(format!("bad upstream uri: {e}")))?;
     let mut request = Request::new(body);
     *request.method_mut() = parts.method.clone();
@@ -259,6 +266,26 @@ mod tests {
         h.insert("x-forwarded-for", HeaderValue::from_static("192.0.2.7"));
         rewrite_request_headers(&mut h, peer());
         assert_eq!(h.get("x-forwarded-for").unwrap(), "192.0.2.7, 10.1.2.3");
+    }
+
+    #[test]
+    fn the_upstream_request_keeps_method_path_query_and_headers() {
+        let (mut parts, ()) = Request::builder()
+            .method(Method::PUT)
+            .uri("/upload/7?size=3")
+            .header("x-app", "kept")
+            .body(())
+            .unwrap()
+            .into_parts();
+        parts
+            .headers
+            .insert(header::HOST, HeaderValue::from_static("shop"));
+        let authority: http::uri::Authority = "127.0.0.1:8080".parse().unwrap();
+        let request = upstream_request(&parts, &authority, empty()).unwrap();
+        assert_eq!(request.method(), Method::PUT);
+        assert_eq!(request.uri(), "http://127.0.0.1:8080/upload/7?size=3");
+        assert_eq!(request.headers().get("x-app").unwrap(), "kept");
+        assert_eq!(request.headers().get(header::HOST).unwrap(), "shop");
     }
 
     #[test]

@@ -73,6 +73,10 @@ pub(super) struct Target {
     pub(super) id: String,
     pub(super) group: String,
     pub(super) addr: SocketAddr,
+    /// `addr` as a URI authority and `id` as a header value, made once: the proxy puts them
+    /// on every request and response.
+    pub(super) authority: http::uri::Authority,
+    pub(super) id_header: http::HeaderValue,
     health: Mutex<Health>,
     in_flight: AtomicU64,
     requests: AtomicU64,
@@ -95,6 +99,12 @@ impl Target {
             id: id.to_string(),
             group: group.to_string(),
             addr,
+            authority: addr
+                .to_string()
+                .parse()
+                .expect("a socket address is a valid authority"),
+            id_header: http::HeaderValue::from_str(id)
+                .unwrap_or_else(|_| http::HeaderValue::from_static("invalid")),
             health: Mutex::new(Health {
                 machine,
                 since: SystemTime::now(),

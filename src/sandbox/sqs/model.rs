@@ -45,6 +45,8 @@ pub struct Queue {
     by_id: HashMap<String, Key>,
     /// Every slot once, ordered by when it becomes visible.
     schedule: BTreeSet<(Millis, Key)>,
+    /// Slots still hidden as of the last [`Queue::advance`], so stats need no scan.
+    hidden: Hidden,
     counters: Counters,
     tags: BTreeMap<String, String>,
 }
@@ -62,6 +64,7 @@ impl Queue {
             slots: BTreeMap::new(),
             by_id: HashMap::new(),
             schedule: BTreeSet::new(),
+            hidden: Hidden::default(),
             counters: Counters::default(),
             tags: BTreeMap::new(),
         }
@@ -117,6 +120,7 @@ impl Queue {
         self.next_seq += 1;
         self.by_id.insert(message.id.clone(), key);
         self.schedule.insert((visible_at, key));
+        self.hidden.add(visible_at, receipt.is_some(), 1);
         let slot = Slot {
             message,
             visible_at,
@@ -129,15 +133,40 @@ impl Queue {
         let slot = self.slots.remove(&key)?;
         self.by_id.remove(&slot.message.id);
         self.schedule.remove(&(slot.visible_at, key));
+        self.hidden.add(slot.visible_at, slot.receipt.is_some(), -1);
         Some(slot)
     }
 
-    fn set_visible_at(&mut self, key: Key, visible_at: Millis) {
+    /// Moves a slot to a new visibility instant and receipt (`None` keeps the current one).
+    fn set_visible_at(&mut self, key: Key, visible_at: Millis, receipt: Option<u64>) {
         if let Some(slot) = self.slots.get_mut(&key) {
             self.schedule.remove(&(slot.visible_at, key));
+            self.hidden.add(slot.visible_at, slot.receipt.is_some(), -1);
             slot.visible_at = visible_at;
+            slot.receipt = receipt.or(slot.receipt);
             self.schedule.insert((visible_at, key));
+            self.hidden.add(visible_at, slot.receipt.is_some(), 1);
         }
+    }
+
+    /// Moves the hidden-slot horizon to `now`: slots that became visible since the last
+    /// call leave the hidden counts. Each slot crosses the horizon once per visibility
+    /// change, so this is amortised O(log n) per message, however deep the queue.
+    fn advance(&mut self, now: Millis) {
+        if now <= self.hidden.horizon {
+            return;
+        }
+        let newly_visible = self.schedule.range(
+            (self.hidden.horizon.saturating_add(1), (0, 0))..(now.saturating_add(1), (0, 0)),
+        );
+        for &(_, key) in newly_visible {
+            if self.slots[&key].receipt.is_some() {
+                self.hidden.in_flight -= 1;
+            } else {
+                self.hidden.delayed -= 1;
+            }
+        }
+        self.hidden.horizon = now;
     }
 
     /// Drops messages whose retention period has ended.
@@ -152,27 +181,20 @@ impl Queue {
         }
     }
 
-    fn stats(&self, now: Millis) -> QueueStats {
-        let mut stats = QueueStats {
-            visible: 0,
-            in_flight: 0,
-            delayed: 0,
+    /// Counts as of `now`, which must not be earlier than any `now` seen before.
+    fn stats(&mut self, now: Millis) -> QueueStats {
+        self.advance(now);
+        let hidden = self.hidden.in_flight + self.hidden.delayed;
+        QueueStats {
+            visible: self.slots.len() - hidden,
+            in_flight: self.hidden.in_flight,
+            delayed: self.hidden.delayed,
             oldest_age: self
                 .slots
                 .first_key_value()
                 .map(|(key, _)| Duration::from_millis(now.saturating_sub(key.0))),
             counters: self.counters,
-        };
-        for slot in self.slots.values() {
-            if slot.visible_at <= now {
-                stats.visible += 1;
-            } else if slot.receipt.is_some() {
-                stats.in_flight += 1;
-            } else {
-                stats.delayed += 1;
-            }
         }
-        stats
     }
 
     fn next_due(&self, now: Millis) -> Option<Millis> {
@@ -236,7 +258,7 @@ impl Queue {
         check_visibility(timeout)?;
         match self.lookup(handle)? {
             Some((key, true)) if self.slots[&key].visible_at > now => {
-                self.set_visible_at(key, now + u64::from(timeout) * 1_000);
+                self.set_visible_at(key, now + u64::from(timeout) * 1_000, None);
                 Ok(())
             }
             Some((_, true)) => Err(QueueError::MessageNotInFlight),
@@ -248,9 +270,8 @@ impl Queue {
     fn deliver(&mut self, key: Key, visibility: u32, now: Millis) -> Delivery {
         let nonce = self.next_receipt;
         self.next_receipt += 1;
-        self.set_visible_at(key, now + u64::from(visibility) * 1_000);
+        self.set_visible_at(key, now + u64::from(visibility) * 1_000, Some(nonce));
         let slot = self.slots.get_mut(&key).expect("delivered slot exists");
-        slot.receipt = Some(nonce);
         slot.message.receive_count += 1;
         slot.message.first_received_at.get_or_insert(now);
         let message = slot.message.clone();
@@ -279,6 +300,32 @@ impl Queue {
             }
         }
         (deliver, dead)
+    }
+}
+
+/// Slots whose `visible_at` lies after `horizon`, by whether they have been received.
+/// Every slot visible at `horizon` or earlier counts as visible.
+#[derive(Debug, Clone, Copy, Default)]
+struct Hidden {
+    horizon: Millis,
+    in_flight: usize,
+    delayed: usize,
+}
+
+impl Hidden {
+    /// Counts (`delta` = 1) or uncounts (-1) a slot that is hidden at the horizon.
+    fn add(&mut self, visible_at: Millis, received: bool, delta: isize) {
+        if visible_at <= self.horizon {
+            return;
+        }
+        let count = if received {
+            &mut self.in_flight
+        } else {
+            &mut self.delayed
+        };
+        *count = count
+            .checked_add_signed(delta)
+            .expect("hidden count in range");
     }
 }
 
@@ -574,6 +621,10 @@ impl Registry {
         queue.slots.clear();
         queue.by_id.clear();
         queue.schedule.clear();
+        queue.hidden = Hidden {
+            horizon: queue.hidden.horizon,
+            ..Hidden::default()
+        };
         queue.counters.purged += count as u64;
         Ok(count)
     }

@@ -1,0 +1,272 @@
+//! A fast scanner for the flat JSON objects of the ledger files (`accepted.jsonl`,
+//! `completions.jsonl`: one object per line, scalar values only), used before serde.
+//!
+//! [`scan`] accepts only a strict subset of JSON: one object of scalar members, keys and
+//! string values without escapes and in ASCII, numbers in JSON's grammar, `true`, `false`,
+//! `null`, and whitespace around tokens. For anything else it returns `None` and the caller
+//! parses the line with `serde_json`, which then decides (and words any error). So the fast
+//! path never accepts a line serde would refuse; `tests` check it against serde.
+
+/// A member's value as the scanner saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scalar<'a> {
+    /// A string without escapes (ASCII).
+    Str(&'a str),
+    /// A number, as written (valid JSON number syntax).
+    Num(&'a [u8]),
+    /// `true`, `false` or `null`.
+    Literal,
+}
+
+impl Scalar<'_> {
+    /// The value as a `u64`, when it is a plain non-negative integer that fits (what serde
+    /// would deserialize into a `u64` field; `1e3` and `1.0` are not).
+    pub fn as_u64(&self) -> Option<u64> {
+        let Scalar::Num(digits) = self else {
+            return None;
+        };
+        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(digits).ok()?.parse().ok()
+    }
+}
+
+/// Calls `member(key, value)` for each member of the flat object `line`, in order; `None`
+/// (possibly after some calls) when the line is not in the subset described above.
+pub fn scan<'a>(line: &'a [u8], mut member: impl FnMut(&'a str, Scalar<'a>)) -> Option<()> {
+    let mut at = skip_ws(line, 0);
+    if line.get(at) != Some(&b'{') {
+        return None;
+    }
+    at = skip_ws(line, at + 1);
+    if line.get(at) == Some(&b'}') {
+        return end(line, at + 1);
+    }
+    loop {
+        let (key, next) = string(line, at)?;
+        at = skip_ws(line, next);
+        if line.get(at) != Some(&b':') {
+            return None;
+        }
+        at = skip_ws(line, at + 1);
+        let (value, next) = scalar(line, at)?;
+        member(key, value);
+        at = skip_ws(line, next);
+        match line.get(at)? {
+            b',' => at = skip_ws(line, at + 1),
+            b'}' => return end(line, at + 1),
+            _ => return None,
+        }
+    }
+}
+
+fn skip_ws(line: &[u8], mut at: usize) -> usize {
+    while matches!(line.get(at), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        at += 1;
+    }
+    at
+}
+
+/// Only whitespace may follow the object.
+fn end(line: &[u8], at: usize) -> Option<()> {
+    (skip_ws(line, at) == line.len()).then_some(())
+}
+
+/// A string starting at `at` (its opening quote): printable ASCII, no escapes.
+fn string(line: &[u8], at: usize) -> Option<(&str, usize)> {
+    if line.get(at) != Some(&b'"') {
+        return None;
+    }
+    let start = at + 1;
+    let len = line[start..].iter().position(|&b| b == b'"')?;
+    let text = &line[start..start + len];
+    if !text
+        .iter()
+        .all(|&b| (0x20..0x7f).contains(&b) && b != b'\\')
+    {
+        return None;
+    }
+    // Printable ASCII is UTF-8.
+    Some((std::str::from_utf8(text).ok()?, start + len + 1))
+}
+
+fn scalar(line: &[u8], at: usize) -> Option<(Scalar<'_>, usize)> {
+    match line.get(at)? {
+        b'"' => string(line, at).map(|(s, next)| (Scalar::Str(s), next)),
+        b't' | b'f' | b'n' => ["true", "false", "null"].into_iter().find_map(|word| {
+            line[at..]
+                .starts_with(word.as_bytes())
+                .then_some((Scalar::Literal, at + word.len()))
+        }),
+        _ => {
+            let end = number_end(line, at)?;
+            Some((Scalar::Num(&line[at..end]), end))
+        }
+    }
+}
+
+/// The end of the JSON number starting at `at`: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
+fn number_end(line: &[u8], mut at: usize) -> Option<usize> {
+    let digits = |line: &[u8], from: usize| {
+        let n = line[from..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        (n > 0).then_some(from + n)
+    };
+    if line.get(at) == Some(&b'-') {
+        at += 1;
+    }
+    at = match line.get(at)? {
+        b'0' => at + 1,
+        b'1'..=b'9' => digits(line, at)?,
+        _ => return None,
+    };
+    if line.get(at) == Some(&b'.') {
+        at = digits(line, at + 1)?;
+    }
+    if matches!(line.get(at), Some(b'e' | b'E')) {
+        at += 1;
+        if matches!(line.get(at), Some(b'+' | b'-')) {
+            at += 1;
+        }
+        at = digits(line, at)?;
+    }
+    Some(at)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn members(line: &str) -> Option<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        scan(line.as_bytes(), |k, v| {
+            let v = match v {
+                Scalar::Str(s) => format!("s:{s}"),
+                Scalar::Num(n) => format!("n:{}", String::from_utf8_lossy(n)),
+                Scalar::Literal => "lit".into(),
+            };
+            out.push((k.to_owned(), v));
+        })
+        .map(|()| out)
+    }
+
+    #[test]
+    fn flat_objects_scan_and_everything_else_falls_back() {
+        let got = members(r#" {"id":"r-0-5", "t_ms" : 17, "x":-1.5e3,"y":null} "#).unwrap();
+        assert_eq!(
+            got,
+            [
+                ("id".into(), "s:r-0-5".into()),
+                ("t_ms".into(), "n:17".into()),
+                ("x".into(), "n:-1.5e3".into()),
+                ("y".into(), "lit".into()),
+            ]
+        );
+        assert_eq!(members("{}\r\n"), Some(vec![]));
+        for fallback in [
+            r#"{"id":"a\"b"}"#,
+            r#"{"id":"é"}"#,
+            r#"{"id":{"nested":1}}"#,
+            r#"{"id":[1]}"#,
+            r#"{"id":01}"#,
+            r#"{"id":1.}"#,
+            r#"{"id":tru}"#,
+            r#"{"id":1,}"#,
+            r#"{"id":1} x"#,
+            r#"{"id":1"#,
+            r#"["id"]"#,
+            "",
+        ] {
+            assert_eq!(members(fallback), None, "{fallback}");
+        }
+    }
+
+    #[test]
+    fn only_plain_integers_are_u64() {
+        assert_eq!(
+            Scalar::Num(b"1796227220720").as_u64(),
+            Some(1_796_227_220_720)
+        );
+        for not in [&b"1e3"[..], b"1.0", b"-1", b"18446744073709551616"] {
+            assert_eq!(Scalar::Num(not).as_u64(), None);
+        }
+        assert_eq!(Scalar::Str("1").as_u64(), None);
+    }
+
+    /// Pieces of lines, valid and not, glued at random.
+    fn piece() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec![
+            "{", "}", "\"id\"", "\"t_ms\"", ":", ",", " ", "\"a-1\"", "\"\\n\"", "0", "12", "-3",
+            "1.5", "2e9", "1e", "-", "true", "nul", "null", "[", "]", "\"é\"", "\t",
+        ])
+    }
+
+    /// Objects of members built from the same pieces: mostly valid, sometimes not.
+    fn object() -> impl Strategy<Value = String> {
+        let value = prop::sample::select(vec![
+            "\"a-1\"",
+            "\"\"",
+            "0",
+            "12",
+            "-3",
+            "1.5",
+            "2e9",
+            "1E+2",
+            "true",
+            "false",
+            "null",
+            "1e",
+            "01",
+            "\"\\u0041\"",
+            "{}",
+            "[1]",
+        ]);
+        let key = prop::sample::select(vec!["\"id\"", "\"t_ms\"", "\"x y\"", "\"\""]);
+        let ws = prop::sample::select(vec!["", " ", "\t", "\r\n"]);
+        proptest::collection::vec((key, ws.clone(), value, ws), 0..5).prop_map(|members| {
+            let members: Vec<String> = members
+                .into_iter()
+                .map(|(k, w1, v, w2)| format!("{w1}{k}{w2}:{w1}{v}{w2}"))
+                .collect();
+            format!("{{{}}}", members.join(","))
+        })
+    }
+
+    fn line() -> impl Strategy<Value = String> {
+        prop_oneof![
+            proptest::collection::vec(piece(), 0..14).prop_map(|p| p.concat()),
+            object(),
+        ]
+    }
+
+    proptest! {
+        /// Whatever the scanner accepts, serde accepts too, with the same members.
+        #[test]
+        fn the_scanner_never_accepts_what_serde_refuses(line in line()) {
+            if let Some(scanned) = members(&line) {
+                let parsed: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_str(&line).expect("serde accepts what the scanner did");
+                let last: std::collections::HashMap<_, _> = scanned.iter().cloned().collect();
+                prop_assert_eq!(parsed.len(), last.len());
+                for (key, value) in &parsed {
+                    let expect = match value {
+                        serde_json::Value::String(s) => format!("s:{s}"),
+                        serde_json::Value::Null | serde_json::Value::Bool(_) => "lit".into(),
+                        serde_json::Value::Number(_) => {
+                            let raw = &last[key];
+                            prop_assert!(raw.starts_with("n:"));
+                            raw.clone()
+                        }
+                        other => panic!("scanner accepted a nested value {other}"),
+                    };
+                    prop_assert_eq!(&last[key], &expect);
+                }
+            }
+        }
+    }
+}
