@@ -32,9 +32,10 @@ done
 # 10 000 connections need 10 000 descriptors on each side.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 [ "$(ulimit -n)" -gt $((CONNS + 100)) ] || { echo "bench: ulimit -n is $(ulimit -n), below CONNS=$CONNS"; exit 2; }
-cargo build --release --quiet --bin shakedown --example sink
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
-SD=$TARGET_DIR/release/shakedown
+# SD=path/to/shakedown uses that binary as built (and its sink example) instead of building.
+[ -z "${SD:-}" ] && cargo build --release --quiet --bin shakedown --example sink
+SD=${SD:-$TARGET_DIR/release/shakedown}
 
 cat > "$work/nginx.conf" <<NGINX
 worker_processes 1;
@@ -50,7 +51,7 @@ http {
 }
 NGINX
 nginx -c "$work/nginx.conf"
-"$TARGET_DIR/release/examples/sink" "127.0.0.1:$SINK_PORT" >/dev/null & echo $! >"$work/sink.pid"
+"$(dirname "$SD")/examples/sink" "127.0.0.1:$SINK_PORT" >/dev/null & echo $! >"$work/sink.pid"
 sleep 0.5
 URL="http://127.0.0.1:$PORT/"
 

@@ -22,8 +22,9 @@ trap 'kill $(cat "$work/nginx.pid" 2>/dev/null) 2>/dev/null || true; rm -rf "$wo
 for tool in nginx python3; do
   command -v "$tool" >/dev/null || { echo "bench: $tool not found (see the header of $0)"; exit 2; }
 done
-cargo build --release --quiet --bin shakedown
-SD=${CARGO_TARGET_DIR:-target}/release/shakedown
+# SD=path/to/shakedown uses that binary as built instead of building.
+[ -z "${SD:-}" ] && cargo build --release --quiet --bin shakedown
+SD=${SD:-${CARGO_TARGET_DIR:-target}/release/shakedown}
 threads=()
 [ -n "$THREADS" ] && threads=(--threads "$THREADS")
 
