@@ -5,9 +5,10 @@
 //! connection that takes jobs one at a time; lanes differ only in where jobs
 //! come from:
 //!
-//! - **open model** (default): one dispatcher per stream walks the stream's
-//!   [`Schedule`] and queues each arrival at its intended time whether or not
-//!   the target keeps up; idle lanes take them, and a new lane opens when all
+//! - **open model** (default): the [`pace`]r, on its own thread, walks the HTTP
+//!   streams' [`Schedule`]s and queues every arrival at its intended time
+//!   (all those due at a wake-up in one batch) whether or not the target
+//!   keeps up; busy lanes take the next job as they finish, idle lanes are woken, and a new lane opens when all
 //!   are busy, up to `max_in_flight`. Latency is measured from the intended
 //!   time, so waiting for a connection shows up in it (no coordinated
 //!   omission). A job picked up more than `late_after` behind schedule counts
@@ -24,6 +25,7 @@ pub mod connect;
 pub mod eventbridge;
 mod http;
 pub mod http2;
+mod pace;
 mod request;
 pub mod sqs;
 
@@ -215,23 +217,27 @@ pub async fn run(
 async fn run_open(ctx: &Arc<Ctx>) -> Option<flume::Receiver<Job>> {
     let (tx, rx) = flume::unbounded::<Job>();
     let dispatchers = TaskTracker::new();
+    let mut http = Vec::new();
     for (index, stream) in ctx.plan.profile.streams.iter().enumerate() {
         let seed = derive_seed(ctx.plan.seed, &[index as u64]);
         let schedule = Schedule::new(&stream.stages, stream.arrival, seed, ctx.plan.segment);
         match stream.transport {
-            Transport::Http => dispatchers.spawn(dispatch(
-                ctx.clone(),
-                index,
-                schedule,
-                tx.clone(),
-                rx.clone(),
-            )),
+            Transport::Http => http.push((index, schedule)),
             Transport::Sqs { .. } | Transport::EventBridge { .. } => {
-                dispatchers.spawn(batch::dispatch(ctx.clone(), index, schedule))
+                dispatchers.spawn(batch::dispatch(ctx.clone(), index, schedule));
             }
         };
     }
-    drop(tx);
+    if !http.is_empty() {
+        dispatchers.spawn(pace::run(
+            ctx.clone(),
+            pace::Arrivals::new(http),
+            tx,
+            rx.clone(),
+        ));
+    } else {
+        drop(tx);
+    }
     dispatchers.close();
     dispatchers.wait().await;
     Some(rx)
@@ -253,51 +259,6 @@ async fn abort_lanes(ctx: &Ctx) {
                     w.record_failure(ErrorClass::Aborted);
                 }
             });
-        }
-    }
-}
-
-/// Queues one stream's arrivals at their intended times.
-async fn dispatch(
-    ctx: Arc<Ctx>,
-    stream: usize,
-    schedule: Schedule,
-    tx: flume::Sender<Job>,
-    rx: flume::Receiver<Job>,
-) {
-    let start = ctx.recorder.start();
-    for arrival in schedule {
-        let intended = start + arrival.at;
-        if intended > Instant::now() {
-            tokio::select! {
-                biased;
-                _ = ctx.stop.cancelled() => return,
-                _ = tokio::time::sleep_until(intended.into()) => {}
-            }
-        } else if ctx.stopping.load(Ordering::Relaxed) {
-            return;
-        }
-        ctx.recorder
-            .record(stream, stream, |w| w.counters.intended += 1);
-        if tx
-            .send(Job {
-                stream,
-                seq: arrival.seq,
-                intended,
-            })
-            .is_err()
-        {
-            return;
-        }
-        // Open a lane when queued jobs outnumber idle lanes, up to the cap,
-        // but never while many lanes are still connecting: when the target is
-        // slow to accept, more connections only make it slower (a connect
-        // storm); the queued jobs wait instead, and their latency says so.
-        if rx.len() > ctx.idle.load(Ordering::Relaxed)
-            && ctx.connecting.load(Ordering::Relaxed) < MAX_CONNECTING
-            && ctx.lane_count.load(Ordering::Relaxed) < ctx.plan.settings.max_in_flight
-        {
-            spawn_lane(&ctx, Source::Open(rx.clone()));
         }
     }
 }
@@ -397,12 +358,8 @@ impl Source {
                 }
                 Some(job)
             }
-            Source::Closed(feed) => {
-                let job = feed.next(ctx)?;
-                ctx.recorder
-                    .record(job.seq as usize, job.stream, |w| w.counters.intended += 1);
-                Some(job)
-            }
+            // Counted as intended by `serve`, in the same record as the send.
+            Source::Closed(feed) => feed.next(ctx),
         }
     }
 }
@@ -442,12 +399,17 @@ async fn serve(ctx: &Ctx, id: usize, open: bool, conn: &mut Option<HttpConn>, jo
             .record(id, job.stream, |w| w.counters.dropped += 1);
         return;
     }
+    // The open model counts arrivals as intended when the pacer releases them; the closed
+    // model's jobs are intended when taken, counted here with the send (one record, not two).
+    let intended = u64::from(!open);
     let request = match ctx.plan.factory.build(job.stream, job.seq, now_ms()) {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!("{e}");
-            ctx.recorder
-                .record(id, job.stream, |w| w.record_failure(ErrorClass::Other));
+            ctx.recorder.record(id, job.stream, |w| {
+                w.counters.intended += intended;
+                w.record_failure(ErrorClass::Other)
+            });
             return;
         }
     };
@@ -461,6 +423,7 @@ async fn serve(ctx: &Ctx, id: usize, open: bool, conn: &mut Option<HttpConn>, jo
     let body_len = request.body().len();
     let late = lateness > settings.late_after;
     ctx.recorder.record(id, job.stream, |w| {
+        w.counters.intended += intended;
         w.record_send(body_len, micros(lateness), late)
     });
     ctx.recorder.in_flight_add(job.stream, 1);
