@@ -38,7 +38,7 @@
 //! |---|---|---|---|---|
 //! | microservices | pass | pass | pass | pass |
 //! | distributed-monolith | **fail** (uploads wait on process) | **fail** (spooled uploads wait on process writing to the slow store) | fail or pass (upload's in-flight requests grow with process's latency: the same coupling) | pass |
-//! | shared-fleet | pass | pass | **fail** (every group follows process's backlog) | pass |
+//! | shared-fleet | pass (or not judged: ~18 processes saturate 2 cores) | pass (or not judged) | **fail** (every group follows process's backlog) | pass |
 //! | no-timeouts | pass | **fail** (manage waits on store) | pass | pass |
 //!
 //! Each run takes 20-110 s of real time, mostly waiting (the sandbox scales on its own
@@ -176,6 +176,9 @@ const SERVERLESS_UNDER_RESERVED: &str = "chaos/serverless-under-reserved.toml";
 const MICROSERVICES: &str = "chaos/microservices.toml";
 
 const PASS: &[&str] = &["pass"];
+/// A pass, or a fail the analyzer turned into not evaluable because the machine was
+/// saturated (a plain not-evaluable, e.g. missing data, is still rejected).
+const PASS_OR_STARVED: &[&str] = &["pass", STARVED];
 const FAIL: &[&str] = &["fail"];
 
 /// One row of the matrix: an experiment on an architecture, and what each promise must say.
@@ -218,9 +221,12 @@ const ROWS: &[Row] = &[
         name: "a_shared_fleet_does_not_scale_independently",
         experiment: MICROSERVICES,
         arch: "shared-fleet",
+        // Every group scaled out at once is ~18 processes on the test machine's 2 cores:
+        // the machine saturates, and an isolation breach there is the machine's, which
+        // the analyzer reports as not evaluable (harness starved), never as a pass.
         want: &[
-            ("isolation", PASS),
-            ("isolation#2", PASS),
+            ("isolation", PASS_OR_STARVED),
+            ("isolation#2", PASS_OR_STARVED),
             ("independent-scaling", FAIL),
             ("no-loss", PASS),
         ],

@@ -391,7 +391,7 @@ mod tests {
     #[test]
     fn gaps_hide_nothing_and_too_many_are_not_evaluable() {
         // Samples every 3rd second only: 47 of 70 seconds missing.
-        let sparse = |s: usize| (s % 3 == 0 || s < 30).then_some(2.0);
+        let sparse = |s: usize| (s.is_multiple_of(3) || s < 30).then_some(2.0);
         let v = spec().evaluate("i", &view(sparse));
         assert_eq!(v.status, Status::NotEvaluable, "{v:?}");
         assert_eq!(
@@ -404,7 +404,7 @@ mod tests {
         // A rise seen between the gaps still fails.
         let v = spec().evaluate(
             "i",
-            &view(|s| (s % 3 == 0 || s < 30).then_some(if s == 60 { 3.0 } else { 2.0 })),
+            &view(|s| (s.is_multiple_of(3) || s < 30).then_some(if s == 60 { 3.0 } else { 2.0 })),
         );
         assert_eq!(v.status, Status::Fail, "{v:?}");
         // A few gaps are fine.

@@ -577,9 +577,11 @@ mod tests {
 
     #[test]
     fn a_service_whose_requests_all_time_out_fails_on_errors() {
-        let mut timeouts = Second::default();
-        timeouts.intended = 100;
-        timeouts.sent = 100;
+        let mut timeouts = Second {
+            intended: 100,
+            sent: 100,
+            ..Second::default()
+        };
         timeouts.errors[crate::metrics::ErrorClass::Timeout as usize] = 100;
         let v = spec().evaluate(
             "i",

@@ -47,7 +47,10 @@ pub struct ChildConfig {
     pub role: RoleConfig,
 }
 
-/// A web instance or a worker.
+/// A web instance, a worker or a microservice.
+// One value per instance process, read once at its start: the size of the largest
+// variant costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "role", rename_all = "kebab-case")]
 pub enum RoleConfig {
