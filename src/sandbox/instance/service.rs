@@ -40,6 +40,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::guard::{Breaker, Latency, Slots};
 use super::store::{Listing, StoreClient, StoreError};
+use super::web::{failure, forwarded, json};
 use super::worker::{Hooks, Job, SPOOLED_KIND, WEB_KEY, sqs_client};
 use super::{ChildConfig, RoleConfig};
 use crate::clock::now_ms;
@@ -123,20 +124,6 @@ pub async fn run(
         task.await??;
     }
     Ok(())
-}
-
-fn json(status: StatusCode, value: serde_json::Value) -> Response {
-    (
-        status,
-        [("content-type", "application/json")],
-        format!("{value}\n"),
-    )
-        .into_response()
-}
-
-fn failure(status: StatusCode, id: &str, message: String) -> Response {
-    tracing::warn!(id, "{message}");
-    json(status, serde_json::json!({ "id": id, "error": message }))
 }
 
 fn busy() -> Response {
@@ -281,21 +268,7 @@ async fn call_process(s: &Upload, job: &Job) -> Response {
         .json(job)
         .send()
         .await;
-    match sent {
-        Ok(r) if r.status().is_success() => {
-            json(StatusCode::OK, serde_json::json!({ "id": job.id }))
-        }
-        Ok(r) => failure(
-            StatusCode::BAD_GATEWAY,
-            &job.id,
-            format!("process answered {}", r.status()),
-        ),
-        Err(e) => failure(
-            StatusCode::BAD_GATEWAY,
-            &job.id,
-            format!("process is unreachable: {e}"),
-        ),
-    }
+    forwarded(sent, StatusCode::OK, &job.id, "process")
 }
 
 // --- process (its HTTP side) -------------------------------------------------------------

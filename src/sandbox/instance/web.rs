@@ -161,7 +161,8 @@ async fn read_body(body: Body, keep: usize) -> Result<(u64, Vec<u8>), axum::Erro
     Ok((size, kept))
 }
 
-fn json(status: StatusCode, value: serde_json::Value) -> Response {
+/// A JSON answer (the body ends with a newline). Shared by every instance role.
+pub(super) fn json(status: StatusCode, value: serde_json::Value) -> Response {
     (
         status,
         [("content-type", "application/json")],
@@ -170,9 +171,33 @@ fn json(status: StatusCode, value: serde_json::Value) -> Response {
         .into_response()
 }
 
-fn failure(status: StatusCode, id: &str, message: String) -> Response {
+/// An error answer for message `id`, logged.
+pub(super) fn failure(status: StatusCode, id: &str, message: String) -> Response {
     tracing::warn!(id, "{message}");
     json(status, serde_json::json!({ "id": id, "error": message }))
+}
+
+/// The answer to a call forwarded to `what` for message `id`: `ok` with the id when it
+/// answered 2xx, else 502 saying what it answered or why it could not be reached.
+pub(super) fn forwarded(
+    sent: reqwest::Result<reqwest::Response>,
+    ok: StatusCode,
+    id: &str,
+    what: &str,
+) -> Response {
+    match sent {
+        Ok(r) if r.status().is_success() => json(ok, serde_json::json!({ "id": id })),
+        Ok(r) => failure(
+            StatusCode::BAD_GATEWAY,
+            id,
+            format!("{what} answered {}", r.status()),
+        ),
+        Err(e) => failure(
+            StatusCode::BAD_GATEWAY,
+            id,
+            format!("{what} is unreachable: {e}"),
+        ),
+    }
 }
 
 async fn accept(state: &WebState, kind: Kind, id: String, body: Body) -> Response {
@@ -300,19 +325,5 @@ async fn forward(state: &WebState, job: &Job, kind: Kind, raw: Vec<u8>) -> Respo
         .body(body)
         .send()
         .await;
-    match sent {
-        Ok(r) if r.status().is_success() => {
-            json(StatusCode::ACCEPTED, serde_json::json!({ "id": job.id }))
-        }
-        Ok(r) => failure(
-            StatusCode::BAD_GATEWAY,
-            &job.id,
-            format!("the bus answered {}", r.status()),
-        ),
-        Err(e) => failure(
-            StatusCode::BAD_GATEWAY,
-            &job.id,
-            format!("the bus is unreachable: {e}"),
-        ),
-    }
+    forwarded(sent, StatusCode::ACCEPTED, &job.id, "the bus")
 }
