@@ -5,11 +5,11 @@
 //! connection that takes jobs one at a time; lanes differ only in where jobs
 //! come from:
 //!
-//! - **open model** (default): the [`pace`]r, on its own thread, walks the HTTP
-//!   streams' [`Schedule`]s and queues every arrival at its intended time
-//!   (all those due at a wake-up in one batch) whether or not the target
-//!   keeps up; busy lanes take the next job as they finish, idle lanes are woken, and a new lane opens when all
-//!   are busy, up to `max_in_flight`. Latency is measured from the intended
+//! - **open model** (default): the pacer (`pace.rs`), on its own thread, walks
+//!   the HTTP streams' [`Schedule`]s and queues every arrival at its intended
+//!   time (all those due at a wake-up in one batch) whether or not the target
+//!   keeps up; busy lanes take the next job as they finish, idle lanes are
+//!   woken, and a new lane opens when all are busy, up to `max_in_flight`. Latency is measured from the intended
 //!   time, so waiting for a connection shows up in it (no coordinated
 //!   omission). A job picked up more than `late_after` behind schedule counts
 //!   as late, one more than `max_lateness` behind is dropped (counted, never sent);
