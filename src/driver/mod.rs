@@ -9,7 +9,7 @@
 //!   the HTTP streams' [`Schedule`]s and queues every arrival at its intended
 //!   time (all those due at a wake-up in one batch) whether or not the target
 //!   keeps up; busy lanes take the next job as they finish, idle lanes are
-//!   woken, and a new lane opens when all are busy, up to `max_in_flight`. Latency is measured from the intended
+//!   woken, and new lanes open when a job has waited half a millisecond for one, up to `max_in_flight`. Latency is measured from the intended
 //!   time, so waiting for a connection shows up in it (no coordinated
 //!   omission). A job picked up more than `late_after` behind schedule counts
 //!   as late, one more than `max_lateness` behind is dropped (counted, never sent);
@@ -25,6 +25,7 @@ pub mod connect;
 pub mod eventbridge;
 mod http;
 pub mod http2;
+mod jobs;
 mod pace;
 mod request;
 pub mod sqs;
@@ -33,12 +34,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use self::body::Body;
 pub use self::connect::Connector;
 pub use self::http::{HttpConn, Response, classify_io};
+use self::jobs::JobQueue;
 pub use self::request::{BuildError, ID_HEADER, RequestFactory, Target, request_id};
 use crate::clock::now_ms;
 use crate::config::profile::{Profile, Settings, Transport};
@@ -121,6 +124,9 @@ struct Ctx {
     idle: AtomicUsize,
     /// Lanes in the middle of opening their connection.
     connecting: AtomicUsize,
+    /// Open-model jobs taken from the pacer's queue so far (the pacer knows how many it
+    /// released, so the difference is the queue and its head the oldest job waiting).
+    taken: AtomicU64,
     aborted: AtomicU64,
 }
 
@@ -156,6 +162,7 @@ pub async fn run(
         lane_count: AtomicUsize::new(0),
         idle: AtomicUsize::new(0),
         connecting: AtomicUsize::new(0),
+        taken: AtomicU64::new(0),
         aborted: AtomicU64::new(0),
     });
     let flag = {
@@ -201,8 +208,8 @@ pub async fn run(
     }
     flag.abort();
     // Arrivals queued but never picked up: they were due, so they count as dropped.
-    if let Some(rx) = leftover {
-        for job in rx.drain() {
+    if let Some(queue) = leftover {
+        for job in queue.drain() {
             ctx.recorder
                 .record(0, job.stream, |w| w.counters.dropped += 1);
         }
@@ -214,8 +221,8 @@ pub async fn run(
     }
 }
 
-async fn run_open(ctx: &Arc<Ctx>) -> Option<flume::Receiver<Job>> {
-    let (tx, rx) = flume::unbounded::<Job>();
+async fn run_open(ctx: &Arc<Ctx>) -> Option<Arc<JobQueue>> {
+    let queue = Arc::new(JobQueue::default());
     let dispatchers = TaskTracker::new();
     let mut http = Vec::new();
     for (index, stream) in ctx.plan.profile.streams.iter().enumerate() {
@@ -232,15 +239,14 @@ async fn run_open(ctx: &Arc<Ctx>) -> Option<flume::Receiver<Job>> {
         dispatchers.spawn(pace::run(
             ctx.clone(),
             pace::Arrivals::new(http),
-            tx,
-            rx.clone(),
+            queue.clone(),
         ));
     } else {
-        drop(tx);
+        queue.close();
     }
     dispatchers.close();
     dispatchers.wait().await;
-    Some(rx)
+    Some(queue)
 }
 
 /// Cuts off every lane still running; what was in flight counts as aborted.
@@ -341,15 +347,22 @@ fn weighted_wheel(weights: &[f64], slots: usize) -> Vec<usize> {
 }
 
 enum Source {
-    Open(flume::Receiver<Job>),
+    /// The pacer's queue, and this lane's wake-up while it waits on it.
+    Open(Arc<JobQueue>, Arc<Notify>),
     Closed(Arc<ClosedFeed>),
 }
 
 impl Source {
+    /// A new lane's source on the open model's queue.
+    fn open(queue: &Arc<JobQueue>) -> Source {
+        Source::Open(queue.clone(), Arc::new(Notify::new()))
+    }
+
     async fn next(&self, ctx: &Ctx) -> Option<Job> {
         match self {
-            Source::Open(rx) => {
-                let job = rx.recv_async().await.ok()?;
+            Source::Open(queue, me) => {
+                let job = queue.next(me).await?;
+                ctx.taken.fetch_add(1, Ordering::Relaxed);
                 if ctx.stopping.load(Ordering::Relaxed) {
                     // Due but not started when the run was stopped.
                     ctx.recorder
@@ -378,7 +391,7 @@ fn spawn_lane(ctx: &Arc<Ctx>, source: Source) {
 /// The lane counts as idle while it waits for a job (and from its birth: see
 /// [`spawn_lane`]).
 async fn lane(ctx: Arc<Ctx>, id: usize, source: Source) {
-    let open = matches!(source, Source::Open(_));
+    let open = matches!(source, Source::Open(..));
     let mut conn: Option<HttpConn> = None;
     loop {
         let job = source.next(&ctx).await;
