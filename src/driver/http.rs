@@ -75,6 +75,12 @@ impl AsyncWrite for Stream {
 const COALESCE: u64 = 64 * 1024;
 /// Longest response head or chunk-size line accepted.
 const MAX_HEAD: usize = 64 * 1024;
+/// Room made in the read buffer for a response head (most fit; a longer one grows it).
+/// Small on purpose: every open connection keeps its buffer, and 10,000 connections with
+/// 16 KiB each cost 160 MiB.
+const READ_HEAD: usize = 2 * 1024;
+/// Most room made at once for a body being skipped (fewer reads for a large download).
+const READ_BODY: usize = 64 * 1024;
 /// A connection idle for longer is checked for a close by the peer before reuse.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 
@@ -121,8 +127,9 @@ impl HttpConn {
     pub fn new(stream: Stream) -> HttpConn {
         HttpConn {
             stream,
-            read: BytesMut::with_capacity(16 * 1024),
-            write: Vec::with_capacity(1024),
+            // Allocated by the first request, sized by what it needs.
+            read: BytesMut::new(),
+            write: Vec::new(),
             open: true,
             last_used: Instant::now(),
         }
@@ -226,7 +233,12 @@ impl HttpConn {
 
     /// Reads more bytes into the read buffer; the peer closing is a reset.
     async fn fill(&mut self) -> Result<(), ErrorClass> {
-        self.read.reserve(16 * 1024);
+        self.fill_with(READ_HEAD).await
+    }
+
+    /// [`Self::fill`], with room for at least `room` bytes.
+    async fn fill_with(&mut self, room: usize) -> Result<(), ErrorClass> {
+        self.read.reserve(room);
         match self.stream.read_buf(&mut self.read).await {
             Ok(0) => Err(ErrorClass::Reset),
             Ok(_) => Ok(()),
@@ -276,7 +288,8 @@ impl HttpConn {
         let mut left = n;
         while left > 0 {
             if self.read.is_empty() {
-                self.fill().await?;
+                let room = usize::try_from(left).unwrap_or(usize::MAX);
+                self.fill_with(room.clamp(READ_HEAD, READ_BODY)).await?;
             }
             let take = left.min(self.read.len() as u64) as usize;
             self.read.advance(take);
@@ -289,7 +302,7 @@ impl HttpConn {
         let mut total = self.read.len() as u64;
         self.read.clear();
         loop {
-            match self.fill().await {
+            match self.fill_with(READ_BODY).await {
                 Ok(()) => {
                     total += self.read.len() as u64;
                     self.read.clear();

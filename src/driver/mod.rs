@@ -9,9 +9,9 @@
 //!   the HTTP streams' [`Schedule`]s and queues every arrival at its intended
 //!   time (all those due at a wake-up in one batch) whether or not the target
 //!   keeps up; busy lanes take the next job as they finish, idle lanes are
-//!   woken, and new lanes open when a job has waited half a millisecond for one, up to `max_in_flight`. Latency is measured from the intended
-//!   time, so waiting for a connection shows up in it (no coordinated
-//!   omission). A job picked up more than `late_after` behind schedule counts
+//!   woken, and new lanes open when a job has waited half a millisecond for
+//!   one, up to `max_in_flight`. Latency is measured from the intended time,
+//!   so waiting for a connection shows up in it (no coordinated omission). A job picked up more than `late_after` behind schedule counts
 //!   as late, one more than `max_lateness` behind is dropped (counted, never sent);
 //! - **closed model** (`concurrency`): a fixed number of lanes send back to back.
 //!
