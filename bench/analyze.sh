@@ -41,6 +41,8 @@ else
     rm -rf "$RUN"
     cp -r "$ROOT/results/examples/demo-quick" "$RUN"
     rm -f "$RUN/verdict.json" "$RUN/report.html" "$RUN/junit.xml" "$RUN/summary.md"
+    # The experiment names its profile relative to the repository's chaos/ directory.
+    sed -i "s|^profile = \"\.\./profiles/|profile = \"$ROOT/profiles/|" "$RUN/experiment.toml"
     python3 - "$RUN" "$MESSAGES" <<'PY'
 import csv, datetime, io, json, sys
 run, n = sys.argv[1], int(sys.argv[2])
@@ -130,6 +132,7 @@ metric = "delayed"
 name = "dlq_visible"
 kind = "sqs"
 queue = "jobs"
+dlq = "jobs-dlq"
 metric = "dlq_visible"
 
 [[probe]]

@@ -120,6 +120,9 @@ impl Ledger {
 #[derive(Debug, Default)]
 pub struct LedgerBuilder {
     prefixes: HashMap<String, usize>,
+    /// The family of the last prefix looked up: consecutive lines nearly always share it,
+    /// and comparing it saves hashing the prefix for every line.
+    last: Option<(String, usize)>,
     families: Vec<Vec<Slot>>,
     others: HashMap<String, Slot>,
     accepted: u64,
@@ -161,13 +164,10 @@ impl LedgerBuilder {
     /// zero, which would not round-trip).
     fn split(id: &str) -> Option<(&str, u64)> {
         let (prefix, number) = id.rsplit_once('-')?;
-        if number.is_empty()
-            || (number.len() > 1 && number.starts_with('0'))
-            || !number.bytes().all(|b| b.is_ascii_digit())
-        {
+        if number.is_empty() || (number.len() > 1 && number.starts_with('0')) {
             return None;
         }
-        Some((prefix, number.parse().ok()?))
+        Some((prefix, crate::results::flat::decimal(number.as_bytes())?))
     }
 
     /// The slot of an id; `create` makes it when absent (accepted ids), otherwise `None`.
@@ -177,8 +177,17 @@ impl LedgerBuilder {
             return self.others.get_mut(id);
         }
         if let Some((prefix, n)) = Self::split(id) {
-            let family = match self.prefixes.get(prefix) {
-                Some(&f) => Some(f),
+            let cached = match &self.last {
+                Some((p, f)) if p == prefix => Some(*f),
+                _ => None,
+            };
+            let family = match cached.or_else(|| self.prefixes.get(prefix).copied()) {
+                Some(f) => {
+                    if cached.is_none() {
+                        self.last = Some((prefix.to_owned(), f));
+                    }
+                    Some(f)
+                }
                 None if create => {
                     self.families.push(Vec::new());
                     self.prefixes

@@ -25,11 +25,22 @@ impl Scalar<'_> {
         let Scalar::Num(digits) = self else {
             return None;
         };
-        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        decimal(digits)
+    }
+}
+
+/// `digits` (ASCII decimal digits only, at least one) as a `u64`; `None` for anything else
+/// or on overflow. Leading zeros are accepted (the JSON grammar is checked elsewhere).
+pub fn decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &b| {
+        if !b.is_ascii_digit() {
             return None;
         }
-        std::str::from_utf8(digits).ok()?.parse().ok()
-    }
+        n.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+    })
 }
 
 /// Calls `member(key, value)` for each member of the flat object `line`, in order; `None`
@@ -79,16 +90,20 @@ fn string(line: &[u8], at: usize) -> Option<(&str, usize)> {
         return None;
     }
     let start = at + 1;
-    let len = line[start..].iter().position(|&b| b == b'"')?;
-    let text = &line[start..start + len];
-    if !text
-        .iter()
-        .all(|&b| (0x20..0x7f).contains(&b) && b != b'\\')
-    {
-        return None;
+    // One pass: up to the closing quote, every byte printable ASCII and not an escape.
+    let mut len = 0;
+    loop {
+        match *line.get(start + len)? {
+            b'"' => break,
+            b'\\' => return None,
+            0x20..0x7f => len += 1,
+            _ => return None,
+        }
     }
-    // Printable ASCII is UTF-8.
-    Some((std::str::from_utf8(text).ok()?, start + len + 1))
+    let text = &line[start..start + len];
+    // SAFETY: every byte of `text` was checked above to be printable ASCII, which is UTF-8.
+    let text = unsafe { std::str::from_utf8_unchecked(text) };
+    Some((text, start + len + 1))
 }
 
 fn scalar(line: &[u8], at: usize) -> Option<(Scalar<'_>, usize)> {
@@ -192,7 +207,12 @@ mod tests {
             Scalar::Num(b"1796227220720").as_u64(),
             Some(1_796_227_220_720)
         );
-        for not in [&b"1e3"[..], b"1.0", b"-1", b"18446744073709551616"] {
+        assert_eq!(
+            Scalar::Num(b"18446744073709551615").as_u64(),
+            Some(u64::MAX)
+        );
+        assert_eq!(decimal(b"007"), Some(7));
+        for not in [&b"1e3"[..], b"1.0", b"-1", b"18446744073709551616", b""] {
             assert_eq!(Scalar::Num(not).as_u64(), None);
         }
         assert_eq!(Scalar::Str("1").as_u64(), None);
