@@ -543,4 +543,17 @@ fn the_sweep_example_parses_in_an_event_driven_experiment() {
         .unwrap_err()
         .to_string();
     assert!(d.contains("[sweep] needs a `[target.sandbox]`"), "{d}");
+    // The documented sweep.json is one: it reads as the type that writes it.
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/experiments.md"))
+            .unwrap();
+    let json = doc
+        .split("```json\n")
+        .filter_map(|b| b.split("```").next())
+        .find(|b| b.contains("\"planned_mb\""))
+        .expect("the sweep.json example");
+    let file: shakedown::sweep::SweepFile =
+        serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}\n{json}"));
+    assert_eq!(file.cheapest_mb, Some(512));
+    assert!(file.rows.iter().filter(|r| r.cheapest).all(|r| r.meets));
 }
