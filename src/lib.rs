@@ -33,6 +33,7 @@
 //! | [`analyze`] | recorded run -> verdicts per promise (pass / fail / not evaluable); `load` is its only IO | yes |
 //! | [`ci`] | `junit.xml` and `summary.md` of a run; `shakedown gate`: two runs compared by a stated statistical rule; `read` is its only IO | yes (but `read`) |
 //! | [`report`] | a run directory -> `report.html`: one self-contained page (inline SVG charts on one time axis, verdicts, latency spectrum, inputs); `read_run` / `write_report` are its only IO | yes (but `read_run`, `write_report`) |
+//! | [`sweep`] | a memory sweep (`[sweep]`): per size the latency promise's verdict, billed GB-seconds, invocations and cost; the cheapest size that meets the promise; the table and `sweep.json` (the sub-runs: [`session::sweep`]) | yes |
 
 pub mod analyze;
 pub mod aws;
@@ -56,6 +57,7 @@ pub mod sandbox;
 pub mod schedule;
 pub mod session;
 pub mod shutdown;
+pub mod sweep;
 pub mod template;
 pub mod term;
 pub mod tls;

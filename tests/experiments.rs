@@ -513,3 +513,47 @@ fn the_iam_policies_of_the_docs_are_what_the_aws_examples_call() {
         "every chaos/aws-*.toml has its policy in docs/aws.md"
     );
 }
+
+#[test]
+fn the_sweep_example_parses_in_an_event_driven_experiment() {
+    let block = toml_blocks("docs/experiments.md")
+        .into_iter()
+        .find(|b| b.contains("[sweep]"))
+        .expect("the [sweep] example");
+    let text = format!(
+        "name = \"s\"\nprofile = \"../profiles/serverless-sweep.toml\"\n[target.sandbox]\narch = \"event-driven\"\n\
+         [[target.sandbox.bus.embedded.rules]]\nname = \"r\"\ntargets = [{{ type = \"function\", name = \"resize\" }}]\n\
+         [[target.sandbox.bus.embedded.functions]]\nname = \"resize\"\nbase = \"20ms\"\ncpu = \"200ms\"\n{block}"
+    );
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("chaos/example.toml");
+    let e = experiment::parse(&text, &path, &experiment::Disk).unwrap_or_else(|d| panic!("{d}"));
+    let s = e.sweep.expect("a sweep");
+    assert_eq!(s.function, "resize");
+    assert_eq!(s.memory_mb, [128, 512, 1024, 1769, 3008]);
+    assert_eq!(
+        (s.promise.as_str(), s.figure.as_str()),
+        ("latency", "e2e_p99_ms")
+    );
+    // The same table on an existing system is refused, naming the fix.
+    let system = format!(
+        "name = \"s\"\nprofile = \"../profiles/serverless-sweep.toml\"\n[target]\nhttp = \"http://127.0.0.1:9\"\n\
+         [[target.completions]]\nkind = \"http\"\nurl = \"http://127.0.0.1:9/done\"\n{block}"
+    );
+    let d = experiment::parse(&system, &path, &experiment::Disk)
+        .unwrap_err()
+        .to_string();
+    assert!(d.contains("[sweep] needs a `[target.sandbox]`"), "{d}");
+    // The documented sweep.json is one: it reads as the type that writes it.
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/experiments.md"))
+            .unwrap();
+    let json = doc
+        .split("```json\n")
+        .filter_map(|b| b.split("```").next())
+        .find(|b| b.contains("\"planned_mb\""))
+        .expect("the sweep.json example");
+    let file: shakedown::sweep::SweepFile =
+        serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}\n{json}"));
+    assert_eq!(file.cheapest_mb, Some(512));
+    assert!(file.rows.iter().filter(|r| r.cheapest).all(|r| r.meets));
+}

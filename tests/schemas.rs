@@ -63,3 +63,8 @@ fn output_json_schema_is_published() {
         shakedown::term::output_schema(),
     );
 }
+
+#[test]
+fn sweep_json_schema_is_published() {
+    check("docs/schema/sweep.schema.json", shakedown::sweep::schema());
+}

@@ -1,11 +1,13 @@
 //! `shakedown run EXPERIMENT`: the main job. The arguments become [`RunOptions`]; the run
-//! itself (prepare, run, cool down, finish) is [`crate::session::experiment`].
+//! itself (prepare, run, cool down, finish) is [`crate::session::experiment`]; an
+//! experiment with a `[sweep]` is one run per memory size ([`crate::session::sweep`]).
 
 use std::path::PathBuf;
 
 use crate::cmd::Outcome;
 use crate::sandbox::config::ArchChoice;
 use crate::session::experiment::{RunOptions, run_experiment};
+use crate::session::sweep::run_sweep;
 
 /// `shakedown run`.
 #[derive(Debug, Clone, clap::Args)]
@@ -75,5 +77,8 @@ pub async fn run(args: RunArgs, command: Vec<String>) -> anyhow::Result<Outcome>
             return Ok(Outcome::Error);
         }
     };
+    if experiment.sweep.is_some() {
+        return run_sweep(experiment, &args.options(), command).await;
+    }
     run_experiment(experiment, &args.options(), command).await
 }

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::cooldown;
+use super::sweep;
 use super::tables::{Tables, check_references};
 use super::{Experiment, Files, SandboxTarget, SystemTarget, TargetSpec, normalize, phase_start};
 use crate::analyze::spec::ReadPromise;
@@ -38,6 +39,7 @@ pub(super) struct RawExperiment {
     #[serde(default)]
     guardrails: Guardrails,
     cooldown: Option<Spanned<cooldown::RawCooldown>>,
+    sweep: Option<Spanned<sweep::RawSweep>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -165,6 +167,10 @@ impl Checker<'_, '_> {
         if let Some(cd) = &cooldown {
             self.cooldown_covers_promises(cd, raw.cooldown.as_ref(), &promises);
         }
+        let sweep = match &raw.sweep {
+            None => Some(None),
+            Some(s) => sweep::build(s, target.as_ref(), &promises, self.c).map(Some),
+        };
         Some(Experiment {
             name: name?,
             description: raw.description,
@@ -178,6 +184,7 @@ impl Checker<'_, '_> {
             probes,
             promises: promises.into_iter().filter_map(|p| p.promise).collect(),
             cooldown: cooldown?,
+            sweep: sweep?,
         })
     }
 

@@ -14,6 +14,7 @@
 mod check;
 mod cooldown;
 pub mod iam;
+pub mod sweep;
 mod tables;
 
 use std::path::{Path, PathBuf};
@@ -108,6 +109,8 @@ pub struct Experiment {
     pub promises: Vec<Promise>,
     /// The cool-down after the load.
     pub cooldown: Cooldown,
+    /// `[sweep]`: run once per memory size of a sandbox function (docs/experiments.md).
+    pub sweep: Option<sweep::Sweep>,
 }
 
 /// The `[target]` table.

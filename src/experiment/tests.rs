@@ -276,3 +276,125 @@ fn a_promise_cannot_read_a_cloudwatch_probe_of_minute_periods() {
         "{d}"
     );
 }
+
+const SWEEP_BASE: &str = r#"
+name = "x"
+profile = "../profiles/p.toml"
+[target.sandbox]
+arch = "event-driven"
+[[target.sandbox.bus.embedded.rules]]
+name = "r"
+targets = [{ type = "function", name = "resize" }]
+[[target.sandbox.bus.embedded.functions]]
+name = "resize"
+base = "20ms"
+cpu = "100ms"
+[[promise]]
+name = "latency"
+type = "threshold"
+checks = ["error_rate < 1%", "e2e_p99 < 1s"]
+[[promise]]
+type = "no-loss"
+"#;
+
+#[test]
+fn a_sweep_is_read_with_its_defaults_and_sets_the_memory_of_its_function() {
+    let e = parse_str(&format!(
+        "{SWEEP_BASE}[sweep]\nfunction = \"resize\"\nmemory_mb = [128, 1769, 10240]\npromise = \"latency\"\n"
+    ))
+    .unwrap();
+    let s = e.sweep.clone().unwrap();
+    assert_eq!(s.function, "resize");
+    assert_eq!(s.memory_mb, [128, 1769, 10240]);
+    assert_eq!(s.figure, "e2e_p99_ms", "the first latency check's figure");
+    assert_eq!(s.price_per_gb_second, sweep::DEFAULT_PRICE_PER_GB_SECOND);
+    assert_eq!(s.price_per_request, sweep::DEFAULT_PRICE_PER_REQUEST);
+    let TargetSpec::Sandbox(mut sb) = e.target else {
+        panic!("a sandbox target")
+    };
+    assert!(sweep::set_memory(&mut sb.config, "resize", 512));
+    assert_eq!(sb.config.embedded_bus().functions[0].memory_mb, 512);
+    assert!(!sweep::set_memory(&mut sb.config, "nope", 512));
+}
+
+#[test]
+fn a_sweep_without_a_bus_section_sweeps_the_default_handler() {
+    let e = parse_str(
+        "name = \"x\"\nprofile = \"../profiles/p.toml\"\n[target.sandbox]\narch = \"event-driven\"\n[[promise]]\nname = \"l\"\ntype = \"threshold\"\nchecks = [\"p99 < 1s\"]\n[sweep]\nfunction = \"handler\"\nmemory_mb = [128, 256]\npromise = \"l\"\nprice_per_gb_second = 0.00001\nprice_per_request = 0\n",
+    )
+    .unwrap();
+    let s = e.sweep.unwrap();
+    assert_eq!((s.figure.as_str(), s.price_per_request), ("p99_ms", 0.0));
+    let TargetSpec::Sandbox(mut sb) = e.target else {
+        panic!("a sandbox target")
+    };
+    assert!(sweep::set_memory(&mut sb.config, "handler", 256));
+    assert_eq!(sb.config.bus.embedded.unwrap().functions[0].memory_mb, 256);
+}
+
+#[test]
+fn a_bad_sweep_is_refused_at_each_value_with_a_fix() {
+    let text = format!(
+        "{SWEEP_BASE}[sweep]\nfunction = \"resise\"\nmemory_mb = [128, 64, 128, 20000]\npromise = \"no-loss\"\nprice_per_request = -1.0\n"
+    );
+    let d = parse_str(&text).unwrap_err().to_string();
+    let line = |needle: &str| text.lines().position(|l| l.starts_with(needle)).unwrap() + 1;
+    for (want, at) in [
+        (
+            "function `resise`, which is not a function of the sandbox's bus",
+            line("function"),
+        ),
+        ("memory size 64 MB is out of range", line("memory_mb")),
+        ("lists 128 twice", line("memory_mb")),
+        ("memory size 20000 MB is out of range", line("memory_mb")),
+        (
+            "`no-loss`, which is not a latency promise",
+            line("promise ="),
+        ),
+        (
+            "`price_per_request` must be a price",
+            line("price_per_request"),
+        ),
+    ] {
+        assert!(d.contains(want), "{want}: {d}");
+        assert!(
+            d.contains(&format!("x.toml:{at}:")),
+            "{want} at line {at}: {d}"
+        );
+    }
+    assert!(d.contains("did you mean `resize`?"), "{d}");
+    assert!(d.contains("128 to 10240 MB"), "{d}");
+
+    let d = parse_str(&format!(
+        "{SWEEP_BASE}[sweep]\nfunction = \"resize\"\nmemory_mb = []\npromise = \"latncy\"\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(d.contains("`memory_mb` is empty"), "{d}");
+    assert!(d.contains("`latncy`, which is not a `[[promise]]`"), "{d}");
+    assert!(d.contains("did you mean `latency`?"), "{d}");
+
+    let d = parse_str(&format!("{SWEEP_BASE}[sweep]\nfunction = \"resize\"\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(d.contains("[sweep] has no `memory_mb`"), "{d}");
+    assert!(d.contains("[sweep] has no `promise`"), "{d}");
+}
+
+#[test]
+fn a_sweep_needs_the_sandboxs_own_functions() {
+    let sweep = "[sweep]\nfunction = \"f\"\nmemory_mb = [128]\npromise = \"l\"\n[[promise]]\nname = \"l\"\ntype = \"threshold\"\nchecks = [\"p99 < 1s\"]\n";
+    let d = parse_str(&format!(
+        "name = \"x\"\nprofile = \"../profiles/p.toml\"\n[target]\nhttp = \"http://127.0.0.1:9\"\n{sweep}"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(d.contains("[sweep] needs a `[target.sandbox]`"), "{d}");
+    let d = parse_str(&format!("{MINIMAL}arch = \"queued\"\n{sweep}"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        d.contains("this sandbox (arch `queued`) runs no functions"),
+        "{d}"
+    );
+}

@@ -40,6 +40,12 @@ pub const ACCEPTED_FILE: &str = "accepted.jsonl";
 pub const COMPLETIONS_FILE: &str = "completions.jsonl";
 /// `ledger.json`: the end-of-run balance of the message ledger.
 pub const LEDGER_FILE: &str = "ledger.json";
+/// `bus.json`: the sandbox event bus's counters at the end of the run (`GET /bus/stats`:
+/// invocations and billed GB-seconds per function), in sandbox runs with an embedded bus.
+pub const BUS_FILE: &str = "bus.json";
+/// `sweep.json`: a memory sweep's table (`crate::sweep`), in the directory holding the
+/// sweep's runs under `sweep/<size>mb/`.
+pub const SWEEP_FILE: &str = "sweep.json";
 /// `verdict.json`: one verdict per promise.
 pub const VERDICT_FILE: &str = "verdict.json";
 /// `junit.xml`: the run's promises (or a `load` run's streams) as JUnit test cases (`crate::ci`).
@@ -163,6 +169,10 @@ impl RunDir {
 
     pub fn ledger(&self) -> PathBuf {
         self.file(LEDGER_FILE)
+    }
+
+    pub fn bus(&self) -> PathBuf {
+        self.file(BUS_FILE)
     }
 
     pub fn verdict(&self) -> PathBuf {

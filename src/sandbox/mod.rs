@@ -209,6 +209,7 @@ pub struct Sandbox {
     fleet: FleetHandle,
     balancer: Arc<Balancer>,
     sqs: SqsService,
+    bus: Option<Arc<bus::Bus>>,
     grace: Duration,
     stopped: bool,
 }
@@ -411,7 +412,7 @@ impl Sandbox {
             log: log.clone(),
             balancer: balancer.clone(),
             manager: manager.clone(),
-            bus: embedded_bus,
+            bus: embedded_bus.clone(),
             latencies: control::Latencies::for_services(if config.arch == Arch::Microservices {
                 Tier::SERVICES.iter().map(|t| t.name()).collect()
             } else {
@@ -436,6 +437,7 @@ impl Sandbox {
             fleet,
             balancer,
             sqs,
+            bus: embedded_bus,
             grace: options.shutdown_grace,
             stopped: false,
         };
@@ -503,6 +505,12 @@ impl Sandbox {
     /// Where everything is.
     pub fn endpoints(&self) -> &Endpoints {
         &self.endpoints
+    }
+
+    /// The embedded event bus (arch `event-driven` without `bus.url`): its counters are
+    /// `bus().stats()`.
+    pub fn bus(&self) -> Option<&Arc<bus::Bus>> {
+        self.bus.as_ref()
     }
 
     /// The effective configuration.

@@ -541,6 +541,18 @@ impl Ran<'_> {
         )
         .await;
 
+        // The bus's counters at the end (what a memory sweep prices): after the cool-down,
+        // so the invocations the load started have finished and are billed.
+        if let Some(bus) = sandbox.and_then(Sandbox::bus) {
+            let path = session.dir().bus();
+            let written = serde_json::to_vec_pretty(&bus.stats())
+                .map_err(std::io::Error::other)
+                .and_then(|json| std::fs::write(&path, json));
+            if let Err(e) = written {
+                eprintln!("writing {}: {e}", path.display());
+            }
+        }
+
         // CloudWatch's reporting delay: its probes' columns are rewritten from the settled
         // series before anything reads them (while Ctrl-C still reaches the run).
         let settle = exp

@@ -12,6 +12,7 @@
 //! | [`experiment`] | `run`/`demo`: prepare, run (load + faults), cool down, finish |
 //! | [`load`] | `load`: prepare, run, finish |
 //! | [`report`] | what the terminal shows at the end; verdicts -> exit outcome |
+//! | [`sweep`] | `run` of an experiment with `[sweep]`: one run per memory size, then `sweep.json` and the table |
 //!
 //! Lines for people are written with [`crate::outln!`] (stdout, or stderr under `--output json`:
 //! [`crate::term`]), never `println!`.
@@ -24,6 +25,7 @@ pub mod ledger;
 pub mod load;
 pub mod meta;
 pub mod report;
+pub mod sweep;
 pub mod target;
 pub mod watch;
 
