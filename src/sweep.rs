@@ -251,7 +251,8 @@ fn row(plan: &Plan, run: &SizeRun) -> Row {
     }
 }
 
-fn join(sizes: &[u32]) -> String {
+/// Memory sizes as a comma-separated list (`128, 512, 3008`).
+pub fn join(sizes: &[u32]) -> String {
     sizes
         .iter()
         .map(u32::to_string)

@@ -18,7 +18,7 @@ use crate::experiment::sweep::{Sweep, set_memory};
 use crate::experiment::{Experiment, TargetSpec};
 use crate::results::file::{read_json, write_json_atomic};
 use crate::results::{RunDir, RunMeta, RunStatus};
-use crate::sweep::{Accounting, Plan, PromiseOutcome, SizeRun, judge, render_table};
+use crate::sweep::{Accounting, Plan, PromiseOutcome, SizeRun, join, judge, render_table};
 
 use super::experiment::{RunOptions, run_experiment};
 
@@ -259,12 +259,4 @@ fn file_name(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
-}
-
-fn join(sizes: &[u32]) -> String {
-    sizes
-        .iter()
-        .map(u32::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
 }
