@@ -12,6 +12,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Instant;
 
 use parking_lot::Mutex;
 use tokio::sync::Notify;
@@ -83,6 +84,12 @@ impl JobQueue {
         }
     }
 
+    /// How many jobs wait for a lane, and the intended time of the oldest.
+    pub fn waiting(&self) -> (usize, Option<Instant>) {
+        let state = self.state.lock();
+        (state.jobs.len(), state.jobs.front().map(|j| j.intended))
+    }
+
     /// Takes every job still queued (arrivals due but never picked up).
     pub fn drain(&self) -> Vec<Job> {
         self.state.lock().jobs.drain(..).collect()
@@ -92,7 +99,7 @@ impl JobQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     fn job(seq: u64) -> Job {
         Job {
@@ -106,7 +113,10 @@ mod tests {
     async fn jobs_leave_in_order_and_a_closed_queue_drains_then_ends() {
         let q = JobQueue::default();
         let me = Arc::new(Notify::new());
-        q.push((0..3).map(job));
+        assert_eq!(q.waiting(), (0, None));
+        let jobs: Vec<Job> = (0..3).map(job).collect();
+        q.push(jobs.clone());
+        assert_eq!(q.waiting(), (3, Some(jobs[0].intended)));
         q.close();
         let mut seqs = Vec::new();
         while let Some(j) = q.next(&me).await {

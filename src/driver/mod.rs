@@ -124,9 +124,6 @@ struct Ctx {
     idle: AtomicUsize,
     /// Lanes in the middle of opening their connection.
     connecting: AtomicUsize,
-    /// Open-model jobs taken from the pacer's queue so far (the pacer knows how many it
-    /// released, so the difference is the queue and its head the oldest job waiting).
-    taken: AtomicU64,
     aborted: AtomicU64,
 }
 
@@ -162,7 +159,6 @@ pub async fn run(
         lane_count: AtomicUsize::new(0),
         idle: AtomicUsize::new(0),
         connecting: AtomicUsize::new(0),
-        taken: AtomicU64::new(0),
         aborted: AtomicU64::new(0),
     });
     let flag = {
@@ -362,7 +358,6 @@ impl Source {
         match self {
             Source::Open(queue, me) => {
                 let job = queue.next(me).await?;
-                ctx.taken.fetch_add(1, Ordering::Relaxed);
                 if ctx.stopping.load(Ordering::Relaxed) {
                     // Due but not started when the run was stopped.
                     ctx.recorder

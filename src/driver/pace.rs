@@ -148,7 +148,6 @@ fn pace(ctx: &Arc<Ctx>, mut arrivals: Arrivals, jobs: &Arc<JobQueue>) {
     let streams = ctx.plan.profile.streams.len();
     let mut batch: Vec<Due> = Vec::new();
     let mut intended = vec![0u64; streams];
-    let mut queue = Queue::default();
     let mut next_growth = start;
     let mut woke = Instant::now();
     loop {
@@ -170,26 +169,21 @@ fn pace(ctx: &Arc<Ctx>, mut arrivals: Arrivals, jobs: &Arc<JobQueue>) {
                         .record(stream, stream, |w| w.counters.intended += n);
                 }
             }
-            for d in &batch {
-                queue.released(start + d.at);
-            }
             jobs.push(batch.iter().map(|d| Job {
                 stream: d.stream,
                 seq: d.seq,
                 intended: start + d.at,
             }));
         }
-        queue.taken(ctx.taken.load(Ordering::Relaxed));
+        let (queued, head) = jobs.waiting();
         let now = Instant::now();
         let growth = Growth {
-            queued: queue.len(),
+            queued,
             idle: ctx.idle.load(Ordering::Relaxed),
             lanes: ctx.lane_count.load(Ordering::Relaxed),
             connecting: ctx.connecting.load(Ordering::Relaxed),
             max_lanes: ctx.plan.settings.max_in_flight,
-            head_wait: queue
-                .head()
-                .map_or(Duration::ZERO, |h| now.saturating_duration_since(h)),
+            head_wait: head.map_or(Duration::ZERO, |h| now.saturating_duration_since(h)),
         };
         let mut check_growth_at = None;
         if growth.wanted() {
@@ -204,7 +198,7 @@ fn pace(ctx: &Arc<Ctx>, mut arrivals: Arrivals, jobs: &Arc<JobQueue>) {
             }
             // Look again when the oldest job will have waited long enough (at the soonest
             // a step after the last growth, so a capped queue does not spin the pacer).
-            let head = queue.head().unwrap_or(now);
+            let head = head.unwrap_or(now);
             check_growth_at = Some((head + GROW_AFTER).max(next_growth).max(now + MIN_NAP));
         }
         let wake = match (next, check_growth_at) {
@@ -236,37 +230,6 @@ const QUANTUM: Duration = Duration::from_micros(200);
 
 /// Shortest sleep between two growth checks when nothing else is due.
 const MIN_NAP: Duration = Duration::from_micros(100);
-
-/// The intended times of the jobs released and not yet taken by a lane, oldest first.
-#[derive(Debug, Default)]
-struct Queue {
-    waiting: std::collections::VecDeque<Instant>,
-    /// Jobs released in all.
-    released: u64,
-}
-
-impl Queue {
-    fn released(&mut self, intended: Instant) {
-        self.waiting.push_back(intended);
-        self.released += 1;
-    }
-
-    /// Forgets the jobs the lanes took: the queue is first in, first out, so the first
-    /// `taken` released are gone.
-    fn taken(&mut self, taken: u64) {
-        let gone = taken.saturating_sub(self.released - self.waiting.len() as u64);
-        let gone = (gone as usize).min(self.waiting.len());
-        self.waiting.drain(..gone);
-    }
-
-    fn len(&self) -> usize {
-        self.waiting.len()
-    }
-
-    fn head(&self) -> Option<Instant> {
-        self.waiting.front().copied()
-    }
-}
 
 /// What the pacer knows when deciding whether to open lanes.
 #[derive(Debug, Clone, Copy)]
@@ -430,30 +393,6 @@ mod tests {
             ..growth(200, 0, 80, 900)
         };
         assert_eq!(some_connecting.lanes_to_open(), 4);
-    }
-
-    #[test]
-    fn the_queue_head_is_the_oldest_job_not_yet_taken() {
-        let t0 = Instant::now();
-        let at = |ms| t0 + Duration::from_millis(ms);
-        let mut q = Queue::default();
-        assert_eq!(q.head(), None);
-        for ms in 1..=5 {
-            q.released(at(ms));
-        }
-        q.taken(2);
-        assert_eq!((q.len(), q.head()), (3, Some(at(3))));
-        // A stale count (read before the last release) forgets nothing more.
-        q.taken(1);
-        assert_eq!(q.len(), 3);
-        q.released(at(6));
-        q.taken(6);
-        assert_eq!((q.len(), q.head()), (0, None));
-        // Lanes may count a job a moment before the pacer has noted its release.
-        q.taken(9);
-        assert_eq!(q.len(), 0);
-        q.released(at(7));
-        assert_eq!(q.len(), 1);
     }
 
     #[test]
