@@ -36,7 +36,7 @@
 //!
 //! | sandbox variant | isolation (slow process) | isolation#2 (slow store) | independent-scaling | no-loss |
 //! |---|---|---|---|---|
-//! | microservices | pass | pass | pass | pass |
+//! | microservices | pass (or not evaluable: machine saturated, or a few slow requests within chance) | pass (same) | pass | pass |
 //! | distributed-monolith | **fail** (uploads wait on process) | **fail** (spooled uploads wait on process writing to the slow store) | fail or pass (upload's in-flight requests grow with process's latency: the same coupling) | pass |
 //! | shared-fleet | pass or fail (~18 processes on 2 cores slow each other; or not judged) | pass or fail (same) | **fail** (every group follows process's backlog) | pass |
 //! | no-timeouts | pass | **fail** (manage waits on store) | pass | pass |
@@ -104,18 +104,13 @@ fn run(experiment: &str, arch: &str) -> (BTreeMap<String, String>, String) {
             .find(|k| !statuses.contains_key(k))
             .unwrap();
         let status = p["status"].as_str().unwrap();
-        let starved = status == "not-evaluable"
-            && p["summary"]
-                .as_str()
-                .is_some_and(|s| s.starts_with("harness starved"));
-        statuses.insert(
-            key,
-            if starved {
-                STARVED.to_owned()
-            } else {
-                status.to_owned()
-            },
-        );
+        let summary = p["summary"].as_str().unwrap_or_default();
+        let status = match status {
+            "not-evaluable" if summary.starts_with("harness starved") => STARVED,
+            "not-evaluable" if summary.contains("but not significantly more than") => UNDECIDED,
+            other => other,
+        };
+        statuses.insert(key, status.to_owned());
     }
     // The exit code agrees with the verdicts.
     let expected = if statuses.values().all(|s| s == "pass") {
@@ -164,6 +159,9 @@ fn expect(statuses: &BTreeMap<String, String>, text: &str, wanted: &[(&str, &[&s
 
 /// The status kept for a verdict that is not evaluable because the harness was starved.
 const STARVED: &str = "not-evaluable (harness starved)";
+/// The status kept for a verdict that is not evaluable because a share (slow responses,
+/// errors) was over its limit by less than the window's chance (`analyze::stats`).
+const UNDECIDED: &str = "not-evaluable (within chance)";
 
 const QUICK: &str = "chaos/demo-quick.toml";
 const PROCESSING_STALL: &str = "tests/experiments/processing-stall.toml";
@@ -179,11 +177,15 @@ const PASS: &[&str] = &["pass"];
 /// A pass, or a fail the analyzer turned into not evaluable because the machine was
 /// saturated (a plain not-evaluable, e.g. missing data, is still rejected).
 const PASS_OR_STARVED: &[&str] = &["pass", STARVED];
+/// A pass, or not evaluable because the machine was saturated or because a few slow
+/// requests put the p99 over its limit by less than chance allows (a healthy service's
+/// timeouts firing as a fault starts, on a busy machine).
+const PASS_OR_UNDECIDED: &[&str] = &["pass", STARVED, UNDECIDED];
 const FAIL: &[&str] = &["fail"];
-/// Any judged verdict, or one not judged because the machine was saturated (a plain
-/// not-evaluable, e.g. missing data, is still rejected): for a promise a variant may
-/// breach as a knock-on of its flaw on a small machine.
-const PASS_FAIL_OR_STARVED: &[&str] = &["pass", "fail", STARVED];
+/// Any judged verdict, or one not judged because the machine was saturated or the breach
+/// was within chance (a plain not-evaluable, e.g. missing data, is still rejected): for a
+/// promise a variant may breach as a knock-on of its flaw on a small machine.
+const ANY_JUDGED_OR_UNDECIDED: &[&str] = &["pass", "fail", STARVED, UNDECIDED];
 
 /// One row of the matrix: an experiment on an architecture, and what each promise must say.
 struct Row {
@@ -203,10 +205,13 @@ const ROWS: &[Row] = &[
         arch: "microservices",
         // Next to two other rows on 2 cores, this row's 4+ groups can saturate the machine
         // (seen in a full matrix run): the analyzer then refuses to judge, which is not a
-        // pass but not a false fail either. Alone, it passes (see the closing note).
+        // pass but not a false fail either. And manage's 100 ms timeout on store fires for
+        // the few listings in flight as slow-store starts: on a busy machine 5-10 of ~500
+        // listings, a p99 over its limit by chance (CI, 2026-12-03, failed before
+        // `analyze::stats`). Alone, it passes.
         want: &[
-            ("isolation", PASS_OR_STARVED),
-            ("isolation#2", PASS_OR_STARVED),
+            ("isolation", PASS_OR_UNDECIDED),
+            ("isolation#2", PASS_OR_UNDECIDED),
             ("independent-scaling", PASS),
             ("no-loss", PASS),
         ],
@@ -236,8 +241,8 @@ const ROWS: &[Row] = &[
         // shared fleet causes on shared hardware, so a fail is a true verdict here too.
         // This row's discriminating promise is independent-scaling.
         want: &[
-            ("isolation", PASS_FAIL_OR_STARVED),
-            ("isolation#2", PASS_FAIL_OR_STARVED),
+            ("isolation", ANY_JUDGED_OR_UNDECIDED),
+            ("isolation#2", ANY_JUDGED_OR_UNDECIDED),
             ("independent-scaling", FAIL),
             ("no-loss", PASS),
         ],

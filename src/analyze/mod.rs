@@ -10,6 +10,7 @@
 //! | [`spec`] | the `[[promise]]` tables -> validated [`Promise`]s, errors with file:line:col | yes |
 //! | [`expr`] | threshold expressions (`p99 < 300ms`) and windows (`during:<fault>`) | yes |
 //! | [`promises`] | one module per promise type: parameters + `evaluate` | yes |
+//! | [`stats`] | is a share (slow responses, errors) beyond its limit, or within the chance of a small window? binomial test at 95% | yes |
 //! | [`verdict`] | [`Verdict`], the terminal table, `verdict.json` and its schema | yes |
 //!
 //! Two rules hold everywhere: data that is missing makes a promise *not evaluable*, never a
@@ -22,6 +23,7 @@ pub mod ledger;
 pub mod load;
 pub mod promises;
 pub mod spec;
+pub mod stats;
 pub mod tally;
 pub mod verdict;
 pub mod view;

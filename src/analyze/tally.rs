@@ -99,6 +99,15 @@ impl Tally {
         }
     }
 
+    /// `(responses slower than ms, responses)` from the merged histograms; `None` without
+    /// them. Slower means beyond the histogram bucket of `ms` (3 significant digits).
+    pub fn slower_than(&self, ms: f64) -> Option<(u64, u64)> {
+        let h = self.merged()?;
+        let us = (ms * 1000.0).max(0.0) as u64;
+        let at_most = h.count_between(0, us);
+        Some((h.len().saturating_sub(at_most), h.len()))
+    }
+
     /// Requests that ended: ok + failed + dropped.
     pub fn ended(&self) -> u64 {
         self.ok + self.failed + self.dropped

@@ -15,6 +15,7 @@ use super::threshold::measure_traffic;
 use super::{missing, round3, second_from, second_of, secs};
 use crate::analyze::expr::{Expr, Metric};
 use crate::analyze::spec::{PromiseKind, PromiseParams, Ratio, Reader, RefKind};
+use crate::analyze::stats::{self, Share};
 use crate::analyze::verdict::{Builder, Status, Verdict};
 use crate::analyze::view::{RunView, Streams};
 
@@ -379,13 +380,14 @@ impl Isolation {
             Some(base) => {
                 let limit = base.error_rate + self.error_rate_tolerance;
                 let e = error_rate.unwrap_or(0.0);
-                let status = if e <= limit + 1e-12 {
-                    Status::Pass
+                let errors = tally.failed + tally.dropped;
+                let (status, how) = if e <= limit + 1e-12 {
+                    (Status::Pass, String::new())
                 } else {
-                    Status::Fail
+                    share_status(errors, tally.ended(), limit, "failed")
                 };
                 let text = format!(
-                    "{n}: error rate {} during the fault (baseline {}, limit {})",
+                    "{n}: error rate {} during the fault (baseline {}, limit {}){how}",
                     pct(e),
                     pct(base.error_rate),
                     pct(limit)
@@ -400,13 +402,19 @@ impl Isolation {
                     ),
                     Some(p) => {
                         let limit = base.p99_ms * (1.0 + self.p99_tolerance) + lag;
-                        let status = if p <= limit {
-                            Status::Pass
+                        let (status, how) = if p <= limit {
+                            (Status::Pass, String::new())
                         } else {
-                            Status::Fail
+                            match tally.slower_than(limit) {
+                                Some((slow, all)) => {
+                                    share_status(slow, all, 0.01, "slower than the limit")
+                                }
+                                // Without histograms the count is unknown: the p99 decides.
+                                None => (Status::Fail, String::new()),
+                            }
                         };
                         let text = format!(
-                            "{n}: p99 {p:.0}ms during the fault (baseline {:.0}ms, limit {limit:.0}ms)",
+                            "{n}: p99 {p:.0}ms during the fault (baseline {:.0}ms, limit {limit:.0}ms){how}",
                             base.p99_ms
                         );
                         leg(b, None, status, text);
@@ -444,6 +452,34 @@ impl Isolation {
 /// A rate as a percentage, `0.1%`.
 fn pct(v: f64) -> String {
     format!("{}%", (v * 100_000.0).round() / 1000.0)
+}
+
+/// A share over its limit, judged by [`stats::judge_share`]: a fail when `k` of `n` is
+/// beyond `limit` with 95% confidence, else not evaluable (a small window's chance). The
+/// text says which, for the leg's summary.
+fn share_status(k: u64, n: u64, limit: f64, what: &str) -> (Status, String) {
+    match stats::judge_share(k, n, limit) {
+        Share::Within => (Status::Pass, String::new()),
+        Share::Beyond { p_value } => (
+            Status::Fail,
+            format!(
+                ": {k} of {n} {what}, beyond {} with 95% confidence (p {})",
+                pct(limit),
+                stats::show_p(p_value)
+            ),
+        ),
+        Share::Undecided { p_value } => (
+            Status::NotEvaluable,
+            format!(
+                ": {k} of {n} {what}, {} but not significantly more than {} (p {}): \
+                 too few requests in the window to tell, a longer fault or more traffic \
+                 would decide",
+                pct(k as f64 / n as f64),
+                pct(limit),
+                stats::show_p(p_value)
+            ),
+        ),
+    }
 }
 
 /// Rounds a fraction to 6 decimals (a thousandth of a percent).
@@ -552,6 +588,102 @@ mod tests {
                 .iter()
                 .filter(|l| l.text.starts_with("upload"))
                 .all(|l| l.status == Status::Pass)
+        );
+    }
+
+    /// `view(store_only)` with histograms for `listing`: 20 responses a second at 20 ms,
+    /// and during the fault `slow(second)` of each second's 20 at 200 ms instead.
+    fn listing_with_slow(slow: impl Fn(usize) -> u64) -> RunView {
+        use crate::metrics::{SecondHistograms, new_histogram};
+        let mut v = view(store_only, false);
+        let mut log = SecondHistograms::default();
+        let mut seconds = Vec::new();
+        for s in 0..LEN {
+            let n = if (60..90).contains(&s) { slow(s) } else { 0 };
+            let mut h = new_histogram();
+            h.record_n(20_000, 20 - n).unwrap();
+            h.record_n(200_000, n).unwrap();
+            log.insert_histogram("listing", s, &h);
+            let p99 = if n > 0 { 200.0 } else { 20.0 };
+            seconds.push(Second::simple(20, 0, p99));
+        }
+        for stream in ["uploads", "blobs"] {
+            for s in 0..LEN {
+                let mut h = new_histogram();
+                h.record_n(20_000, 100).unwrap();
+                log.insert_histogram(stream, s, &h);
+            }
+        }
+        v.streams.insert("listing".into(), seconds);
+        v.histograms = Some(log);
+        v
+    }
+
+    #[test]
+    fn a_few_slow_requests_in_a_small_window_are_not_evaluable_and_many_fail() {
+        // 600 listings in the fault; 8 at 200 ms (1.3%): the p99 is over the limit, but 8
+        // is well within the chance of 600 draws at 1% (p ~0.3).
+        let v = spec().evaluate("i", &listing_with_slow(|s| u64::from(s % 4 == 0)));
+        assert_eq!(v.status, Status::NotEvaluable, "{v:?}");
+        let leg = v.legs.iter().find(|l| l.text.contains("p99")).unwrap();
+        assert!(leg.text.starts_with("manage: p99 200ms"), "{}", leg.text);
+        assert!(
+            leg.text.contains(
+                "8 of 600 slower than the limit, 1.333% but not significantly more than 1%"
+            ),
+            "{}",
+            leg.text
+        );
+        // 30 of 600 (5%): a breach, whatever the chance.
+        let v = spec().evaluate("i", &listing_with_slow(|_| 1));
+        assert_eq!(v.status, Status::Fail, "{v:?}");
+        assert!(
+            v.reason
+                .as_deref()
+                .unwrap()
+                .contains("30 of 600 slower than the limit, beyond 1% with 95% confidence"),
+            "{v:?}"
+        );
+        // 5 of 600: the p99 holds.
+        let v = spec().evaluate("i", &listing_with_slow(|s| u64::from(s % 6 == 0)));
+        assert_eq!(v.status, Status::Pass, "{v:?}");
+    }
+
+    #[test]
+    fn a_few_errors_in_a_small_window_are_not_evaluable() {
+        // listing: 100 a second; during the fault 1 failure in every 5th second, then 5 a
+        // second in another run. 6 of 3000 (0.2%) against a 0.1-point tolerance: not
+        // significant; 150 of 3000 (5%): a breach.
+        let mut spec = spec();
+        spec.error_rate_tolerance = 0.001;
+        let few = view(
+            |s| match s {
+                "listing" => Some(Second::simple(99, 1, 20.0)),
+                other => store_only(other),
+            },
+            false,
+        );
+        let v = spec.evaluate("i", &few);
+        assert_eq!(
+            v.status,
+            Status::Fail,
+            "30 of 3000 is 1%, ten times the limit: {v:?}"
+        );
+        let mut few = view(store_only, false);
+        let listing = few.streams.get_mut("listing").unwrap();
+        for (s, second) in listing.iter_mut().enumerate().take(90).skip(60) {
+            if s % 5 == 0 {
+                *second = Second::simple(99, 1, 20.0);
+            }
+        }
+        let v = spec.evaluate("i", &few);
+        assert_eq!(v.status, Status::NotEvaluable, "{v:?}");
+        assert!(
+            v.legs[0]
+                .text
+                .contains("6 of 3000 failed, 0.2% but not significantly more than 0.1%"),
+            "{}",
+            v.legs[0].text
         );
     }
 

@@ -416,30 +416,33 @@ impl Manage {
     }
 }
 
-/// Reports a 2xx answer to request `id` (if it has one) to the completion feed, in the
-/// background: the answer does not wait for the report.
-fn answered(s: &Arc<Manage>, id: Option<&str>, received_ms: u64, response: Response) -> Response {
-    if let Some(id) = id
-        && response.status().is_success()
-    {
-        let done_ms = now_ms();
-        let completion = Completion {
-            job_id: id.to_owned(),
-            message_id: String::new(),
-            receive_count: 1,
-            received_ms,
-            started_ms: received_ms,
-            done_ms,
-            worker: format!("manage:{}", s.instance_id),
-        };
-        let s = Arc::clone(s);
-        tokio::spawn(async move {
-            if let Err(e) = s.feed.post(std::slice::from_ref(&completion)).await {
-                tracing::warn!("{e}");
-            }
-        });
+/// Reports a 2xx answer to request `id` (if it has one) to the completion feed before it
+/// is sent: a client only sees a 2xx once the feed has it, so an instance terminated
+/// between answering and reporting (a scale-in) cannot leave an accepted request with no
+/// completion. A report that fails turns the answer into a 503: the client sees a failed
+/// request, never an accepted one nobody accounts for.
+async fn answered(s: &Manage, id: Option<&str>, received_ms: u64, response: Response) -> Response {
+    let Some(id) = id.filter(|_| response.status().is_success()) else {
+        return response;
+    };
+    let done_ms = now_ms();
+    let completion = Completion {
+        job_id: id.to_owned(),
+        message_id: String::new(),
+        receive_count: 1,
+        received_ms,
+        started_ms: received_ms,
+        done_ms,
+        worker: format!("manage:{}", s.instance_id),
+    };
+    match s.feed.post(std::slice::from_ref(&completion)).await {
+        Ok(()) => response,
+        Err(e) => failure(
+            StatusCode::SERVICE_UNAVAILABLE,
+            id,
+            format!("answered, but the completion report failed: {e}"),
+        ),
     }
-    response
 }
 
 fn request_id(headers: &HeaderMap) -> Option<&str> {
@@ -453,7 +456,7 @@ async fn list_objects(
 ) -> Response {
     let received_ms = now_ms();
     let response = list(&s, q).await;
-    answered(&s, request_id(&headers), received_ms, response)
+    answered(&s, request_id(&headers), received_ms, response).await
 }
 
 async fn list(s: &Manage, q: Limit) -> Response {
@@ -495,7 +498,7 @@ async fn delete_object(
 ) -> Response {
     let received_ms = now_ms();
     let response = delete(&s, id).await;
-    answered(&s, request_id(&headers), received_ms, response)
+    answered(&s, request_id(&headers), received_ms, response).await
 }
 
 async fn delete(s: &Manage, id: String) -> Response {

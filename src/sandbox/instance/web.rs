@@ -262,10 +262,23 @@ async fn store(state: &WebState, job: Job) -> Response {
         done_ms: now,
         worker: state.config.instance_id.clone(),
     };
-    if let Err(e) = state.feed.post(std::slice::from_ref(&completion)).await {
-        tracing::warn!("{e}");
+    reported(state, &completion).await
+}
+
+/// Answers 200 once `completion` is on the completion feed; a 503 if it could not be put
+/// there (a 2xx is only ever sent for a request the ledger can account for).
+async fn reported(state: &WebState, completion: &Completion) -> Response {
+    match state.feed.post(std::slice::from_ref(completion)).await {
+        Ok(()) => json(
+            StatusCode::OK,
+            serde_json::json!({ "id": completion.job_id }),
+        ),
+        Err(e) => failure(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &completion.job_id,
+            format!("done, but the completion report failed: {e}"),
+        ),
     }
-    json(StatusCode::OK, serde_json::json!({ "id": job.id }))
 }
 
 async fn process_inline(state: &WebState, job: Job) -> Response {
@@ -292,10 +305,7 @@ async fn process_inline(state: &WebState, job: Job) -> Response {
         done_ms: now_ms(),
         worker: state.config.instance_id.clone(),
     };
-    if let Err(e) = state.feed.post(std::slice::from_ref(&completion)).await {
-        tracing::warn!("{e}");
-    }
-    json(StatusCode::OK, serde_json::json!({ "id": job.id }))
+    reported(state, &completion).await
 }
 
 async fn forward(state: &WebState, job: &Job, kind: Kind, raw: Vec<u8>) -> Response {
