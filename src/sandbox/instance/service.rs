@@ -421,7 +421,13 @@ impl Manage {
 /// between answering and reporting (a scale-in) cannot leave an accepted request with no
 /// completion. A report that fails turns the answer into a 503: the client sees a failed
 /// request, never an accepted one nobody accounts for.
-async fn answered(s: &Manage, id: Option<&str>, received_ms: u64, response: Response) -> Response {
+async fn answered(
+    feed: &FeedClient,
+    worker: String,
+    id: Option<&str>,
+    received_ms: u64,
+    response: Response,
+) -> Response {
     let Some(id) = id.filter(|_| response.status().is_success()) else {
         return response;
     };
@@ -433,9 +439,9 @@ async fn answered(s: &Manage, id: Option<&str>, received_ms: u64, response: Resp
         received_ms,
         started_ms: received_ms,
         done_ms,
-        worker: format!("manage:{}", s.instance_id),
+        worker,
     };
-    match s.feed.post(std::slice::from_ref(&completion)).await {
+    match feed.post(std::slice::from_ref(&completion)).await {
         Ok(()) => response,
         Err(e) => failure(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -456,7 +462,14 @@ async fn list_objects(
 ) -> Response {
     let received_ms = now_ms();
     let response = list(&s, q).await;
-    answered(&s, request_id(&headers), received_ms, response).await
+    answered(
+        &s.feed,
+        format!("manage:{}", s.instance_id),
+        request_id(&headers),
+        received_ms,
+        response,
+    )
+    .await
 }
 
 async fn list(s: &Manage, q: Limit) -> Response {
@@ -498,7 +511,14 @@ async fn delete_object(
 ) -> Response {
     let received_ms = now_ms();
     let response = delete(&s, id).await;
-    answered(&s, request_id(&headers), received_ms, response).await
+    answered(
+        &s.feed,
+        format!("manage:{}", s.instance_id),
+        request_id(&headers),
+        received_ms,
+        response,
+    )
+    .await
 }
 
 async fn delete(s: &Manage, id: String) -> Response {
@@ -520,5 +540,49 @@ async fn delete(s: &Manage, id: String) -> Response {
             s.failed(&e);
             failure(StatusCode::SERVICE_UNAVAILABLE, &id, e.to_string())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::feed::Feed;
+
+    async fn serve(router: Router) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn a_read_is_answered_2xx_only_once_the_feed_has_it() {
+        let feed = Feed::new(10);
+        let client = FeedClient::new(&serve(feed.router()).await);
+        let ok = || json(StatusCode::OK, serde_json::json!({ "objects": [] }));
+        let r = answered(&client, "manage:i-1".into(), Some("run-1-7"), 5, ok()).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(feed.completions_since(0).len(), 1);
+        // No id, or a failed answer: nothing to report.
+        let r = answered(&client, "manage:i-1".into(), None, 5, ok()).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let bad = json(StatusCode::BAD_GATEWAY, serde_json::json!({}));
+        let r = answered(&client, "manage:i-1".into(), Some("run-1-8"), 5, bad).await;
+        assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(feed.completions_since(0).len(), 1);
+        // The feed unreachable: the client sees a failure, not an unaccounted 2xx.
+        let gone = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            format!("http://{}", l.local_addr().unwrap())
+        };
+        let r = answered(
+            &FeedClient::new(&gone),
+            "manage:i-1".into(),
+            Some("run-1-9"),
+            5,
+            ok(),
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     }
 }
