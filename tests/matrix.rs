@@ -174,9 +174,6 @@ const SERVERLESS_UNDER_RESERVED: &str = "chaos/serverless-under-reserved.toml";
 const MICROSERVICES: &str = "chaos/microservices.toml";
 
 const PASS: &[&str] = &["pass"];
-/// A pass, or a fail the analyzer turned into not evaluable because the machine was
-/// saturated (a plain not-evaluable, e.g. missing data, is still rejected).
-const PASS_OR_STARVED: &[&str] = &["pass", STARVED];
 /// A pass, or not evaluable because the machine was saturated or because a few slow
 /// requests put the p99 over its limit by less than chance allows (a healthy service's
 /// timeouts firing as a fault starts, on a busy machine).
