@@ -402,6 +402,19 @@ impl Manage {
         });
     }
 
+    /// Sends `response` to the request with `headers` through [`answered`].
+    async fn answer(&self, headers: &HeaderMap, received_ms: u64, response: Response) -> Response {
+        let worker = format!("manage:{}", self.instance_id);
+        answered(
+            &self.feed,
+            worker,
+            request_id(headers),
+            received_ms,
+            response,
+        )
+        .await
+    }
+
     fn cached(&self, why: &str) -> Response {
         match self.cache.lock().clone() {
             Some(l) => json(
@@ -462,14 +475,7 @@ async fn list_objects(
 ) -> Response {
     let received_ms = now_ms();
     let response = list(&s, q).await;
-    answered(
-        &s.feed,
-        format!("manage:{}", s.instance_id),
-        request_id(&headers),
-        received_ms,
-        response,
-    )
-    .await
+    s.answer(&headers, received_ms, response).await
 }
 
 async fn list(s: &Manage, q: Limit) -> Response {
@@ -511,14 +517,7 @@ async fn delete_object(
 ) -> Response {
     let received_ms = now_ms();
     let response = delete(&s, id).await;
-    answered(
-        &s.feed,
-        format!("manage:{}", s.instance_id),
-        request_id(&headers),
-        received_ms,
-        response,
-    )
-    .await
+    s.answer(&headers, received_ms, response).await
 }
 
 async fn delete(s: &Manage, id: String) -> Response {
