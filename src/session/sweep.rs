@@ -143,6 +143,13 @@ pub async fn run_sweep(
     crate::outln!();
     crate::out!("{}", render_table(&file));
     crate::outln!("results: {}", path.display());
+    // `--output json`: the sweep, not the last size's run, which each run put there.
+    crate::term::document(|d| {
+        d.run_dir = Some(dir.path().to_path_buf());
+        d.verdict = None;
+        d.streams = None;
+        d.sweep = Some(file.clone());
+    });
     if interrupted {
         return Ok(Outcome::Error);
     }

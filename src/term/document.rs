@@ -35,6 +35,11 @@ pub struct OutputDocument {
     /// `load`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub streams: Option<Vec<StreamSummary>>,
+    /// A `run` of an experiment with a `[sweep]`: the sweep, exactly as written to
+    /// `sweep.json` (each size's verdicts are in its own run directory, `sweep[].run_dir`);
+    /// `verdict` and `streams` are then absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep: Option<crate::sweep::SweepFile>,
     /// The error that ended the command, with its causes, if one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

@@ -28,7 +28,15 @@ fn a_memory_sweep_marks_the_cheapest_size_that_meets_the_latency_promise() {
     let exp = Path::new(env!("CARGO_MANIFEST_DIR")).join("chaos/serverless-sweep.toml");
     let started = std::time::Instant::now();
     let out = cli(
-        &["run", "-q", "--run-id", "sw", "--results"],
+        &[
+            "run",
+            "-q",
+            "--output",
+            "json",
+            "--run-id",
+            "sw",
+            "--results",
+        ],
         &[&results, &exp],
     );
     let took = started.elapsed();
@@ -134,6 +142,17 @@ fn a_memory_sweep_marks_the_cheapest_size_that_meets_the_latency_promise() {
     );
     assert_eq!(file["cheapest_mb"], 512);
     assert_eq!(file["status"], "pass");
+    // `--output json`: stdout is one document, the sweep's (not its last size's run).
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("one JSON document on stdout: {e}\n{all}"));
+    assert_eq!(doc["command"], "run");
+    assert_eq!(doc["exit_code"], 0);
+    assert_eq!(doc["sweep"], file, "{doc:#}");
+    assert!(doc["run_dir"].as_str().unwrap().ends_with("sw"), "{doc:#}");
+    assert!(
+        doc.get("verdict").is_none() && doc.get("streams").is_none(),
+        "{doc:#}"
+    );
     // The table says so.
     assert!(all.contains("memory sweep of function `resize`"), "{all}");
     let marked: Vec<&str> = all
