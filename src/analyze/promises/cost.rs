@@ -134,9 +134,14 @@ impl Cost {
         }
         if let Some(probe) = &self.gb_seconds {
             let points = view.probe_points(probe, 0, len);
+            let fell = super::not_a_counter(probe, &points);
             match (points.first(), points.last()) {
+                _ if fell.is_some() => {
+                    known = false;
+                    b.leg(Status::NotEvaluable, fell.unwrap_or_default());
+                }
                 (Some(first), Some(last)) if points.len() >= 2 => {
-                    let gb_s = (last.1 - first.1).max(0.0);
+                    let gb_s = last.1 - first.1;
                     let cost = gb_s * self.gb_second;
                     total += cost;
                     b.figure("gb_seconds", round3(gb_s))
@@ -218,6 +223,25 @@ mod tests {
             (0..3600).map(|s| Some(s as f64 / 360.0)).collect(),
         );
         v
+    }
+
+    #[test]
+    fn a_gb_seconds_probe_that_goes_down_is_not_priced() {
+        let mut v = view();
+        v.probes.insert(
+            "gbs".into(),
+            (0..3600)
+                .map(|s| Some(((s / 60) % 2) as f64 * 10.0))
+                .collect(),
+        );
+        let r = spec(Some(1000.0)).evaluate("c", &v);
+        assert_eq!(r.status, Status::NotEvaluable, "{r:?}");
+        assert!(
+            r.legs
+                .iter()
+                .any(|l| l.text.contains("probe `gbs` went down")),
+            "{r:?}"
+        );
     }
 
     #[test]

@@ -214,12 +214,16 @@ impl crate::analyze::spec::PromiseParams for RawFunction {
     }
 }
 
-/// Increase of a cumulative probe over the run: last - first sample (counters never go
-/// down; a restart that reset one is read as no increase, never as negative).
+/// Increase of a cumulative probe over the run: last - first sample. A counter never goes
+/// down: a series that does is not one (a per-period figure such as a CloudWatch `Sum`, or
+/// a counter reset by a restart), and its last - first would be a guess, so it is refused.
 fn increase(view: &RunView, probe: &str) -> Result<f64, String> {
     let points = view.probe_points(probe, 0, view.len());
+    if let Some(why) = super::not_a_counter(probe, &points) {
+        return Err(why);
+    }
     match (points.first(), points.last()) {
-        (Some(first), Some(last)) if points.len() >= 2 => Ok((last.1 - first.1).max(0.0)),
+        (Some(first), Some(last)) if points.len() >= 2 => Ok(last.1 - first.1),
         _ if !view.probes.contains_key(probe) => {
             Err(missing(view, &format!("no probe `{probe}`"), "probes"))
         }
@@ -397,6 +401,23 @@ mod tests {
         );
         // No checks: figures only.
         assert_eq!(spec(&[]).evaluate("f", &v).status, Status::NotEvaluable);
+    }
+
+    #[test]
+    fn a_series_that_goes_down_is_not_a_counter() {
+        // Per-period sums (CloudWatch `Sum` each minute): 300, 0, 250 throttles.
+        let mut v = view(0.0);
+        let per_period = (0..60).map(|s| Some([300.0, 0.0, 250.0][s / 20])).collect();
+        v.probes.insert("thr".into(), per_period);
+        let r = spec(&["throttle_rate < 1%", "cold_starts < 10"]).evaluate("f", &v);
+        assert_eq!(r.status, Status::NotEvaluable, "{r:?}");
+        let leg = &r.legs[0].text;
+        assert!(
+            leg.contains("probe `thr` went down (from 300 at 19s to 0 at 20s)"),
+            "{leg}"
+        );
+        // The other checks, on real counters, are still judged.
+        assert_eq!(r.legs[1].status, Status::Pass, "{r:?}");
     }
 
     #[test]

@@ -217,7 +217,10 @@ impl Idle {
         }
         if let Some(probe) = &self.gb_seconds {
             b.figure("gb_seconds_rate_floor", self.max_gb_seconds_rate);
-            if view.probes.contains_key(probe) {
+            let fell = super::not_a_counter(probe, &view.probe_points(probe, 0, len));
+            if let Some(why) = fell {
+                b.leg(Status::NotEvaluable, why);
+            } else if view.probes.contains_key(probe) {
                 series.push(Series {
                     label: format!("GB-seconds per second (slope of `{probe}`)"),
                     key: "gb_seconds_rate".into(),
@@ -354,8 +357,8 @@ impl Idle {
 }
 
 /// The slope of a cumulative probe between consecutive samples, at the later one: the
-/// billed rate. The first point is the last sample at or before `from`. A counter going
-/// back (a restart) bills nothing.
+/// billed rate. The first point is the last sample at or before `from`. (A probe that went
+/// down is refused before: [`super::not_a_counter`].)
 fn gb_rate(view: &RunView, probe: &str, from: usize, len: usize) -> Vec<(usize, f64)> {
     let mut points = view.probe_points(probe, 0, from + 1);
     let mut all: Vec<(usize, f64)> = points.pop().into_iter().collect();
@@ -423,6 +426,27 @@ mod tests {
             max_gb_seconds_rate: 0.0,
             max_instance_rate: None,
         }
+    }
+
+    #[test]
+    fn per_period_billing_is_not_read_as_idle() {
+        // GB-seconds as a per-minute sum (CloudWatch): flat within each minute, so its
+        // slope is 0 while it bills 60 GB-s a minute. Refused, never idle.
+        let mut v = view(200, 130, 0.0);
+        v.probes.insert(
+            "fn_gb".into(),
+            (0..200)
+                .map(|s| Some(if s % 60 < 30 { 60.0 } else { 30.0 }))
+                .collect(),
+        );
+        let r = spec().evaluate("idle", &v);
+        assert_eq!(r.status, Status::NotEvaluable, "{r:?}");
+        assert!(
+            r.legs
+                .iter()
+                .any(|l| l.text.contains("probe `fn_gb` went down")),
+            "{r:?}"
+        );
     }
 
     #[test]

@@ -34,6 +34,21 @@ pub const STARVED_LAG_MS: f64 = 100.0;
 /// the load generator is the bottleneck and its figures are not the system's.
 pub const SATURATED_CPU: f64 = 0.98;
 
+/// Where a probe that should be a cumulative counter (invocations, throttles, billed
+/// GB-seconds) went down, as the reason its figures cannot be trusted: a series that falls
+/// is a per-period figure (a CloudWatch `Sum`) or a counter reset mid-run, and a total or a
+/// slope read from it would be a guess (a per-period sum is flat within its period: a zero
+/// slope that looks idle while it bills). `points` are `(second, value)` in order.
+pub fn not_a_counter(probe: &str, points: &[(usize, f64)]) -> Option<String> {
+    let w = points.windows(2).find(|w| w[1].1 < w[0].1)?;
+    Some(format!(
+        "probe `{probe}` went down (from {} at {}s to {} at {}s): this needs a cumulative \
+         counter, like the sandbox bus's; a per-period figure (a CloudWatch `Sum`) or a \
+         counter reset mid-run is not one",
+        w[0].1, w[0].0, w[1].1, w[1].0
+    ))
+}
+
 /// Evaluates one promise against a run. A timing promise that failed while the harness was
 /// starved within its evidence window (its heartbeat late, or the machine saturated) is
 /// reported not evaluable, with the figures: a healthy system must never fail for the
