@@ -36,7 +36,7 @@ pub struct OutputDocument {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub streams: Option<Vec<StreamSummary>>,
     /// A `run` of an experiment with a `[sweep]`: the sweep, exactly as written to
-    /// `sweep.json` (each size's verdicts are in its own run directory, `sweep[].run_dir`);
+    /// `sweep.json` (each size's verdicts are in its own run directory, `rows[].run_dir`);
     /// `verdict` and `streams` are then absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sweep: Option<crate::sweep::SweepFile>,

@@ -134,13 +134,16 @@ impl Cost {
         }
         if let Some(probe) = &self.gb_seconds {
             let points = view.probe_points(probe, 0, len);
-            let fell = super::not_a_counter(probe, &points);
-            match (points.first(), points.last()) {
-                _ if fell.is_some() => {
+            match (
+                super::not_a_counter(probe, &points),
+                points.first(),
+                points.last(),
+            ) {
+                (Some(why), _, _) => {
                     known = false;
-                    b.leg(Status::NotEvaluable, fell.unwrap_or_default());
+                    b.leg(Status::NotEvaluable, why);
                 }
-                (Some(first), Some(last)) if points.len() >= 2 => {
+                (None, Some(first), Some(last)) if points.len() >= 2 => {
                     let gb_s = last.1 - first.1;
                     let cost = gb_s * self.gb_second;
                     total += cost;

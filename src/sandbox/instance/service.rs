@@ -40,7 +40,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::guard::{Breaker, Latency, Slots};
 use super::store::{Listing, StoreClient, StoreError};
-use super::web::{failure, forwarded, json};
+use super::web::{failure, forwarded, json, once_reported};
 use super::worker::{Hooks, Job, SPOOLED_KIND, WEB_KEY, sqs_client};
 use super::{ChildConfig, RoleConfig};
 use crate::clock::now_ms;
@@ -430,10 +430,7 @@ impl Manage {
 }
 
 /// Reports a 2xx answer to request `id` (if it has one) to the completion feed before it
-/// is sent: a client only sees a 2xx once the feed has it, so an instance terminated
-/// between answering and reporting (a scale-in) cannot leave an accepted request with no
-/// completion. A report that fails turns the answer into a 503: the client sees a failed
-/// request, never an accepted one nobody accounts for.
+/// is sent ([`once_reported`]): a read has no job behind it, its answer is its completion.
 async fn answered(
     feed: &FeedClient,
     worker: String,
@@ -454,14 +451,7 @@ async fn answered(
         done_ms,
         worker,
     };
-    match feed.post(std::slice::from_ref(&completion)).await {
-        Ok(()) => response,
-        Err(e) => failure(
-            StatusCode::SERVICE_UNAVAILABLE,
-            id,
-            format!("answered, but the completion report failed: {e}"),
-        ),
-    }
+    once_reported(feed, &completion, response).await
 }
 
 fn request_id(headers: &HeaderMap) -> Option<&str> {

@@ -262,17 +262,20 @@ async fn store(state: &WebState, job: Job) -> Response {
         done_ms: now,
         worker: state.config.instance_id.clone(),
     };
-    reported(state, &completion).await
+    let ok = json(StatusCode::OK, serde_json::json!({ "id": job.id }));
+    once_reported(&state.feed, &completion, ok).await
 }
 
-/// Answers 200 once `completion` is on the completion feed; a 503 if it could not be put
-/// there (a 2xx is only ever sent for a request the ledger can account for).
-async fn reported(state: &WebState, completion: &Completion) -> Response {
-    match state.feed.post(std::slice::from_ref(completion)).await {
-        Ok(()) => json(
-            StatusCode::OK,
-            serde_json::json!({ "id": completion.job_id }),
-        ),
+/// `response` once `completion` is on the completion feed; a 503 if it could not be put
+/// there: a 2xx is only ever sent for a request the ledger can account for, even when the
+/// instance is ended right after answering (a scale-in).
+pub(super) async fn once_reported(
+    feed: &FeedClient,
+    completion: &Completion,
+    response: Response,
+) -> Response {
+    match feed.post(std::slice::from_ref(completion)).await {
+        Ok(()) => response,
         Err(e) => failure(
             StatusCode::SERVICE_UNAVAILABLE,
             &completion.job_id,
@@ -305,7 +308,8 @@ async fn process_inline(state: &WebState, job: Job) -> Response {
         done_ms: now_ms(),
         worker: state.config.instance_id.clone(),
     };
-    reported(state, &completion).await
+    let ok = json(StatusCode::OK, serde_json::json!({ "id": job.id }));
+    once_reported(&state.feed, &completion, ok).await
 }
 
 async fn forward(state: &WebState, job: &Job, kind: Kind, raw: Vec<u8>) -> Response {
