@@ -284,6 +284,8 @@ fn age_probe(queue: &str, missing: Missing) -> CloudWatchProbe {
         period: std::time::Duration::from_secs(60),
         missing,
         settle: std::time::Duration::ZERO,
+        scale: 1.0,
+        cumulative: false,
     }
 }
 
@@ -529,4 +531,141 @@ max = "1s"
         "{datapoints}"
     );
     assert_eq!(datapoints.lines().count(), rows.len() + 1, "{datapoints}");
+}
+
+/// Lambda's billed duration on AWS is a per-minute `Sum`; a `cumulative` probe makes it the
+/// counter `idle` wants. Through the CLI with CloudWatch at moto and 5 s periods: one
+/// function stops billing before the load ends and is idle, one keeps billing and fails; the
+/// columns hold the running totals at period boundaries only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_moto,
+    ignore = "moto_server is not on PATH (pip install 'moto[server]')"
+)]
+async fn a_cumulative_cloudwatch_sum_feeds_the_idle_promise() {
+    let moto = moto::Moto::start().await;
+    let c = aws_clients(&fixtures::target(&moto.endpoint, "eu-west-1"))
+        .await
+        .unwrap();
+    let cw = c.cloudwatch.clone().unwrap();
+    // 1000 ms of duration every second from a 5 s boundary in the past; `resize` stops 2 s
+    // from now (before the run's 3 s of load end), `thumb` bills to the end.
+    let now = epoch_now();
+    let from = now - now.rem_euclid(5) - 10;
+    let stops = now + 2;
+    let series = |stop: i64| -> Vec<(i64, f64)> {
+        (from..now + 60)
+            .map(|t| (t, if t < stop { 1000.0 } else { 0.0 }))
+            .collect()
+    };
+    for (function, stop) in [("resize", stops), ("thumb", i64::MAX)] {
+        put_metric(
+            &cw,
+            "AWS/Lambda",
+            "Duration",
+            &[("FunctionName", function)],
+            &series(stop),
+        )
+        .await;
+    }
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let web = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        axum::serve(listener, axum::Router::new().fallback(|| async { "ok" })).await
+    });
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("p.toml"),
+        "name = \"p\"\nseed = 1\n[[stream]]\nname = \"get\"\nkind = \"upload\"\nrequest = { method = \"PUT\", path = \"/u/{id}\" }\nsize = { dist = \"fixed\", size = \"1KiB\" }\nstages = [ { for = \"3s\", rate = \"20/s\" } ]\n",
+    )
+    .unwrap();
+    let probe = |name: &str, function: &str| {
+        format!(
+            "[[probe]]\nname = \"{name}\"\nkind = \"cloudwatch\"\nnamespace = \"AWS/Lambda\"\nmetric = \"Duration\"\ndimensions = {{ FunctionName = \"{function}\" }}\nstat = \"Sum\"\nperiod = \"5s\"\nmissing = \"zero\"\nscale = 0.001\ncumulative = true\nsettle = \"40s\"\n"
+        )
+    };
+    let exp = dir.path().join("idle.toml");
+    std::fs::write(
+        &exp,
+        format!(
+            "name = \"idle\"\nprofile = \"p.toml\"\n[target]\nhttp = \"{web}\"\n[target.aws]\nregion = \"eu-west-1\"\nendpoint_url = \"{moto}\"\n{}{}\
+             [cooldown]\nmin = \"16s\"\nmax = \"16s\"\n\
+             [[promise]]\nname = \"resize-idle\"\ntype = \"idle\"\nwithin = \"5s\"\ngb_seconds = \"resize_gb\"\n\
+             [[promise]]\nname = \"thumb-idle\"\ntype = \"idle\"\nwithin = \"5s\"\ngb_seconds = \"thumb_gb\"\n",
+            probe("resize_gb", "resize"),
+            probe("thumb_gb", "thumb"),
+            moto = moto.endpoint
+        ),
+    )
+    .unwrap();
+    let results = dir.path().join("results");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_shakedown"))
+            .args(["run", "-q", "--run-id", "r", "--results"])
+            .arg(&results)
+            .arg(&exp)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("cloudwatch `resize_gb`: settled after")
+            && text.contains("the column is their running total"),
+        "{text}"
+    );
+    let run = dir.path().join("results/r");
+    let verdict: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("verdict.json")).unwrap()).unwrap();
+    let status = |name: &str| {
+        verdict["verdicts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["promise"] == name)
+            .unwrap_or_else(|| panic!("{name} in {verdict:#}"))["status"]
+            .clone()
+    };
+    assert_eq!(status("resize-idle"), "pass", "{verdict:#}\n{text}");
+    assert_eq!(status("thumb-idle"), "fail", "{verdict:#}\n{text}");
+    assert_eq!(out.status.code(), Some(1), "{text}");
+
+    // The running totals: 0 at the first second, then at each 5 s boundary the seconds
+    // billed before it (1 GB-s each); nothing between.
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("run.json")).unwrap()).unwrap();
+    let start_ms = chrono::DateTime::parse_from_rfc3339(meta["started_at"].as_str().unwrap())
+        .unwrap()
+        .timestamp_millis() as u64;
+    let first = (start_ms / 1000) as i64;
+    let counting_from = first - first.rem_euclid(5);
+    let probes = std::fs::read_to_string(run.join("probes.csv")).unwrap();
+    let mut lines = probes.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let (resize, thumb) = (col("resize_gb"), col("thumb_gb"));
+    let mut boundaries = 0;
+    for line in lines {
+        let cells: Vec<&str> = line.split(',').collect();
+        let second: i64 = cells[0].parse().unwrap();
+        let at = first + second;
+        if second == 0 {
+            assert_eq!((cells[resize], cells[thumb]), ("0", "0"), "{probes}");
+        } else if at.rem_euclid(5) == 0 {
+            boundaries += 1;
+            let billed = |stop: i64| (at.min(stop) - counting_from).max(0).to_string();
+            assert_eq!(cells[thumb], billed(i64::MAX), "second {second}\n{probes}");
+            assert_eq!(cells[resize], billed(stops), "second {second}\n{probes}");
+        } else {
+            assert_eq!((cells[resize], cells[thumb]), ("", ""), "{probes}");
+        }
+    }
+    assert!(boundaries >= 3, "{probes}");
 }

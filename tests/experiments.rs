@@ -250,15 +250,27 @@ fn the_probe_and_completion_examples_of_the_docs_parse_in_an_experiment() {
         .filter_map(|b| b.split("```").next())
         .filter(|b| b.starts_with("[[probe]]") || b.starts_with("[[target.completions]]"))
         .collect();
-    assert_eq!(blocks.len(), 3, "{blocks:#?}");
+    assert_eq!(blocks.len(), 4, "{blocks:#?}");
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("chaos/example.toml");
     // The completions block needs an existing-system target; probes go after it.
+    let (completions, probes): (Vec<&str>, Vec<&str>) = blocks
+        .iter()
+        .partition(|b| b.starts_with("[[target.completions]]"));
     let text = format!(
-        "name = \"docs\"\nprofile = \"../profiles/demo.toml\"\n[target]\nhttp = \"http://127.0.0.1:1\"\n{}\n{}\n{}",
-        blocks[2], blocks[0], blocks[1]
+        "name = \"docs\"\nprofile = \"../profiles/demo.toml\"\n[target]\nhttp = \"http://127.0.0.1:1\"\n{}\n{}",
+        completions.concat(),
+        probes.join("\n")
     );
     let e = experiment::parse(&text, &path, &experiment::Disk).unwrap_or_else(|d| panic!("{d}"));
-    assert_eq!(e.probes.len(), 10);
+    assert_eq!(e.probes.len(), 11);
+    let gb = e.probes.iter().find(|p| p.name == "fn_gb_seconds").unwrap();
+    match &gb.kind {
+        shakedown::probe::spec::ProbeKind::CloudWatch(c) => {
+            assert!(c.cumulative);
+            assert_eq!(c.scale, 0.0005);
+        }
+        other => panic!("{other:?}"),
+    }
     match e.target {
         TargetSpec::System(t) => assert_eq!(t.completions.len(), 3),
         TargetSpec::Sandbox(_) => panic!("a system target"),

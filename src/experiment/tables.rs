@@ -135,8 +135,9 @@ pub(super) fn check_references(
                         crate::units::format_duration(period)
                     ),
                     "give the promise a probe sampled every second (sqs, asg, target-health, ec2), \
-                     or a CloudWatch metric with `period = \"1s\"` (high resolution); a coarse \
-                     CloudWatch probe is evidence in probes.csv and can stop the run",
+                     or a CloudWatch metric with `period = \"1s\"` (high resolution), or for a \
+                     count or total (`stat = \"Sum\"`) `cumulative = true`; a coarse CloudWatch \
+                     probe is evidence in probes.csv and can stop the run",
                 );
             }
         }

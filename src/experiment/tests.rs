@@ -277,6 +277,44 @@ fn a_promise_cannot_read_a_cloudwatch_probe_of_minute_periods() {
     );
 }
 
+#[test]
+fn a_cumulative_cloudwatch_probe_of_minute_periods_can_feed_a_counter() {
+    let gb = |extra: &str| {
+        format!(
+            "[[probe]]\nname = \"gb\"\nkind = \"cloudwatch\"\nnamespace = \"AWS/Lambda\"\nmetric = \"Duration\"\ndimensions = {{ FunctionName = \"f\" }}\n{extra}\n\
+             [cooldown]\nmin = \"2m\"\nmax = \"2m\"\n\
+             [[promise]]\ntype = \"idle\"\nwithin = \"2m\"\ngb_seconds = \"gb\"\n"
+        )
+    };
+    let e = parse_str(&format!(
+        "{MINIMAL}{}",
+        gb("stat = \"Sum\"\nmissing = \"zero\"\nscale = 0.000125\ncumulative = true")
+    ))
+    .unwrap_or_else(|d| panic!("{d}"));
+    match &e.probes[0].kind {
+        crate::probe::spec::ProbeKind::CloudWatch(c) => {
+            assert!(c.cumulative);
+            assert_eq!(c.scaled(8000.0), 1.0);
+        }
+        other => panic!("{other:?}"),
+    }
+    // The same per-minute sums without `cumulative` are refused, with the way out.
+    let d = parse_str(&format!("{MINIMAL}{}", gb("stat = \"Sum\"")))
+        .unwrap_err()
+        .to_string();
+    assert!(d.contains("second by second"), "{d}");
+    assert!(d.contains("`cumulative = true`"), "{d}");
+    // A running total of maxima or averages means nothing; a scale must be positive.
+    let d = parse_str(&format!(
+        "{MINIMAL}{}",
+        gb("stat = \"Maximum\"\ncumulative = true\nscale = 0")
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(d.contains("`Maximum` does not add up"), "{d}");
+    assert!(d.contains("`scale` must be a number > 0, found 0"), "{d}");
+}
+
 const SWEEP_BASE: &str = r#"
 name = "x"
 profile = "../profiles/p.toml"

@@ -12,6 +12,14 @@
 //!   `missing = "zero"`). The datapoints themselves go to `cloudwatch.csv`. A run that ended
 //!   early is not waited for: the column is blanked, so late values never stand as the
 //!   run's own.
+//!
+//! A `cumulative` probe is a counter built from per-period sums (Lambda `Duration`,
+//! `Invocations`, `Throttles`): live, each sample is the total of the complete periods since
+//! the probe started; settled, its column holds the running total only where it is known
+//! exactly, at the run's first second (0) and at each period boundary within the run, and
+//! gaps between ([`column`]). Counting starts at the period holding the run's first second,
+//! so up to one period before the run is counted with it; a period still open when the run
+//! ends is left out (it is in `cloudwatch.csv`).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -33,32 +41,49 @@ fn grace(period: u32) -> i64 {
 /// How often settling asks again.
 const POLL: Duration = Duration::from_secs(20);
 
-/// Samples the newest complete period (see the module docs).
+/// Samples the newest complete period, or the total since the probe began (see the module
+/// docs).
 #[derive(Debug)]
 pub struct CloudWatchSampler {
     client: CloudWatch,
     spec: CloudWatchProbe,
+    /// The start of the period the sampler was made in (epoch seconds).
+    since: i64,
 }
 
 impl CloudWatchSampler {
     /// A sampler for `spec`.
     pub fn new(client: CloudWatch, spec: CloudWatchProbe) -> Self {
-        CloudWatchSampler { client, spec }
+        let now = epoch_now();
+        let since = now - now.rem_euclid(i64::from(spec.period_secs()));
+        CloudWatchSampler {
+            client,
+            spec,
+            since,
+        }
     }
 
     /// The statistic of the newest complete period CloudWatch has (zero when it has none
-    /// and `missing = "zero"`).
+    /// and `missing = "zero"`); for a `cumulative` probe, the sum of the complete periods
+    /// since the sampler was made.
     pub async fn sample(&mut self) -> Result<f64, ProbeError> {
         let period = i64::from(self.spec.period_secs());
         let now = epoch_now();
         let end = now - now.rem_euclid(period);
-        let start = end - LOOKBACK.max(3 * period);
+        let start = if self.spec.cumulative {
+            self.since.min(end)
+        } else {
+            end - LOOKBACK.max(3 * period)
+        };
         let points = self
             .client
             .get_metric_data(&self.spec.query(), start, end)
             .await?;
+        if self.spec.cumulative && (!points.is_empty() || start == end) {
+            return Ok(self.spec.scaled(points.iter().map(|p| p.value).sum()));
+        }
         match (points.last(), self.spec.missing) {
-            (Some(p), _) => Ok(p.value),
+            (Some(p), _) => Ok(self.spec.scaled(p.value)),
             (None, Missing::Zero) => Ok(0.0),
             (None, Missing::Gap) => Err(ProbeError::NoData(format!(
                 "CloudWatch has no datapoint of {} {} in the last {} min (it publishes minutes late; are the namespace, metric and every dimension right?)",
@@ -98,10 +123,58 @@ pub fn value_at(
 ) -> Option<f64> {
     let at = (start_ms / 1000) as i64 + second as i64;
     let start = at - at.rem_euclid(i64::from(period.max(1)));
+    period_value(points, start, missing)
+}
+
+/// The datapoint of the period starting at `start`, or what a missing one is.
+fn period_value(points: &[Datapoint], start: i64, missing: Missing) -> Option<f64> {
     match points.binary_search_by_key(&start, |p| p.start) {
         Ok(i) => Some(points[i].value),
         Err(_) => (missing == Missing::Zero).then_some(0.0),
     }
+}
+
+/// A probe's settled column, `rows` seconds from `start_ms`. Each second holds its period's
+/// value ([`value_at`]); with `cumulative`, the running total of the periods from the one
+/// holding the first second: 0 at second 0, then the total at each second that begins a
+/// period (the periods before it added up), and gaps between, where the total is not known.
+/// With `missing = "gap"` a period without a datapoint leaves the total unknown from there on.
+pub fn column(
+    points: &[Datapoint],
+    start_ms: u64,
+    rows: u64,
+    period: u32,
+    missing: Missing,
+    cumulative: bool,
+) -> Vec<Option<f64>> {
+    if !cumulative {
+        return (0..rows)
+            .map(|s| value_at(points, start_ms, s, period, missing))
+            .collect();
+    }
+    let period = i64::from(period.max(1));
+    let first_second = (start_ms / 1000) as i64;
+    let mut open = first_second - first_second.rem_euclid(period);
+    let mut total = Some(0.0);
+    (0..rows)
+        .map(|s| {
+            let at = first_second + s as i64;
+            if s == 0 {
+                return Some(0.0);
+            }
+            if at.rem_euclid(period) != 0 {
+                return None;
+            }
+            // Close every period that ended by `at`.
+            while open < at {
+                total = total
+                    .zip(period_value(points, open, missing))
+                    .map(|(t, v)| t + v);
+                open += period;
+            }
+            total
+        })
+        .collect()
 }
 
 /// One probe's settled series.
@@ -129,7 +202,10 @@ pub async fn settle_one(
     let (first, end) = periods(start_ms, rows, spec.period_secs());
     let query = spec.query();
     loop {
-        let points = client.get_metric_data(&query, first, end).await?;
+        let mut points = client.get_metric_data(&query, first, end).await?;
+        for p in &mut points {
+            p.value = spec.scaled(p.value);
+        }
         let complete = caught_up(&points, end, spec.period_secs(), epoch_now());
         let left = spec.settle.saturating_sub(began.elapsed());
         if complete || left.is_zero() || cancel.is_cancelled() {
@@ -187,10 +263,23 @@ pub async fn settle(
     .await;
     // Every CloudWatch column at once: the settled series, or blank.
     let names: Vec<&str> = specs.iter().map(|(name, _)| *name).collect();
+    let columns: Vec<Vec<Option<f64>>> = specs
+        .iter()
+        .zip(&outcomes)
+        .map(|((_, spec), outcome)| match outcome {
+            Ok(s) => column(
+                &s.points,
+                start_ms,
+                rows,
+                spec.period_secs(),
+                spec.missing,
+                spec.cumulative,
+            ),
+            Err(_) => Vec::new(),
+        })
+        .collect();
     let written = crate::results::probes::rewrite_columns(&path, &names, |k, second| {
-        let spec = specs[k].1;
-        let points = &outcomes[k].as_ref().ok()?.points;
-        value_at(points, start_ms, second, spec.period_secs(), spec.missing)
+        columns[k].get(second as usize).copied().flatten()
     });
     if let Err(e) = written {
         return vec![format!("cloudwatch: not settled: {e}")];
@@ -203,7 +292,7 @@ pub async fn settle(
             Err(why) => format!("cloudwatch `{name}`: not settled: {why}"),
             Ok(s) => {
                 let line = format!(
-                    "cloudwatch `{name}`: {} after {}: {} datapoint(s) of {} ({} {}){}{}",
+                    "cloudwatch `{name}`: {} after {}: {} datapoint(s) of {} ({} {}){}{}{}",
                     if s.complete {
                         "settled"
                     } else {
@@ -216,6 +305,11 @@ pub async fn settle(
                     spec.metric,
                     if spec.missing == Missing::Zero {
                         "; periods without one count as 0"
+                    } else {
+                        ""
+                    },
+                    if spec.cumulative {
+                        "; the column is their running total"
                     } else {
                         ""
                     },
@@ -238,7 +332,8 @@ pub async fn settle(
 }
 
 /// `cloudwatch.csv`: `probe,period_start,second,period_s,value`, where `second` is the
-/// period's start on the run's clock (negative when it began before the run).
+/// period's start on the run's clock (negative when it began before the run) and `value`
+/// the datapoint with the probe's `scale` applied.
 fn write_datapoints(
     dir: &Path,
     start_ms: u64,
@@ -288,6 +383,40 @@ mod tests {
         assert_eq!(at(90), Some(9.0));
         let zero = value_at(&points, 36_030_500, 30, 60, Missing::Zero);
         assert_eq!(zero, Some(0.0));
+    }
+
+    #[test]
+    fn a_cumulative_column_holds_the_total_at_each_period_boundary() {
+        // 10:00:30.5 for 100 s, minute periods: the total is known at 10:00:30 (0, counting
+        // from 10:00), 10:01:00 (the 10:00 minute) and 10:02:00 (both minutes); 10:02 is
+        // still open at the end and left out.
+        let points = [point(36_000, 4.0), point(36_060, 2.5), point(36_120, 9.0)];
+        let col = column(&points, 36_030_500, 100, 60, Missing::Gap, true);
+        assert_eq!(col.len(), 100);
+        let known: Vec<(usize, f64)> = col
+            .iter()
+            .enumerate()
+            .filter_map(|(s, v)| v.map(|v| (s, v)))
+            .collect();
+        assert_eq!(known, [(0, 0.0), (30, 4.0), (90, 6.5)]);
+
+        // A missing minute: with `gap` the total is unknown from it on, with `zero` it adds 0.
+        let holed = [point(36_000, 4.0), point(36_120, 9.0)];
+        let gap = column(&holed, 36_030_500, 160, 60, Missing::Gap, true);
+        assert_eq!((gap[30], gap[90], gap[150]), (Some(4.0), None, None));
+        let zero = column(&holed, 36_030_500, 160, 60, Missing::Zero, true);
+        assert_eq!(
+            (zero[30], zero[90], zero[150]),
+            (Some(4.0), Some(4.0), Some(13.0))
+        );
+
+        // One-second periods: a dense counter, each second the total of those before it.
+        let dense = [point(36_030, 1.0), point(36_031, 2.0), point(36_032, 3.0)];
+        let col = column(&dense, 36_030_000, 4, 1, Missing::Zero, true);
+        assert_eq!(col, [Some(0.0), Some(1.0), Some(3.0), Some(6.0)]);
+        // Not cumulative: each second its period's value, as `value_at` gives.
+        let col = column(&dense, 36_030_000, 4, 1, Missing::Gap, false);
+        assert_eq!(col, [Some(1.0), Some(2.0), Some(3.0), None]);
     }
 
     #[test]

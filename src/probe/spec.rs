@@ -214,13 +214,17 @@ pub enum AsgMetric {
 /// period = "60s"            # 1s, 5s, 10s, 30s (high-resolution metrics) or whole minutes (default 60s)
 /// missing = "gap"           # a period without a datapoint: gap (default), or zero (count metrics)
 /// settle = "5m"             # after the run, how long to wait for the run's last datapoints (default 5m)
+/// scale = 1.0               # each datapoint times this (e.g. Lambda Duration ms -> GB-seconds)
+/// cumulative = false        # true: a running total of the periods (Sum or SampleCount only)
 /// ```
 ///
 /// CloudWatch publishes minutes late, so the samples taken during the run (every `period`,
 /// at least a minute apart unless `every` says otherwise) are the latest complete period
 /// CloudWatch had, for stop conditions only. After the run its column of `probes.csv` is
 /// rewritten from the settled series: each second holds the statistic of the period it
-/// falls in. A probe with periods longer than a second cannot feed a promise.
+/// falls in. A probe with periods longer than a second cannot feed a promise, except a
+/// `cumulative` one: its column holds the running total only at the instants it is known
+/// (the run's start and each period boundary), a counter sampled once a period.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CloudWatchProbe {
@@ -243,6 +247,18 @@ pub struct CloudWatchProbe {
     /// Longest wait after the run for CloudWatch's reporting delay.
     #[serde(default = "five_minutes", with = "crate::units::serde_duration")]
     pub settle: Duration,
+    /// Each datapoint is multiplied by this (a unit change: Lambda `Duration` in ms times
+    /// memory in GB / 1000 is GB-seconds).
+    #[serde(default = "one")]
+    pub scale: f64,
+    /// A running total of the periods' values instead of each period's value: a counter,
+    /// usable wherever a promise wants one (`function`, `cost`, `idle`'s `gb_seconds`).
+    #[serde(default)]
+    pub cumulative: bool,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 fn average() -> String {
@@ -269,6 +285,11 @@ pub enum Missing {
 }
 
 impl CloudWatchProbe {
+    /// Reads `value` as this probe's figure (its `scale` applied).
+    pub fn scaled(&self, value: f64) -> f64 {
+        value * self.scale
+    }
+
     /// The period in whole seconds.
     pub fn period_secs(&self) -> u32 {
         self.period.as_secs().clamp(1, u64::from(u32::MAX)) as u32
@@ -293,6 +314,9 @@ impl CloudWatchProbe {
 /// Statistics CloudWatch names in full; percentiles and trimmed statistics (`p99`, `tm90`,
 /// `TM(10%:90%)`...) are recognised by their prefix.
 const CLOUDWATCH_STATS: [&str; 6] = ["Average", "Sum", "Minimum", "Maximum", "SampleCount", "IQM"];
+
+/// Statistics whose periods add up to the total of a longer span.
+const ADDITIVE_STATS: [&str; 2] = ["Sum", "SampleCount"];
 
 fn is_cloudwatch_stat(stat: &str) -> bool {
     if CLOUDWATCH_STATS.contains(&stat) {
@@ -479,10 +503,11 @@ impl ProbeKind {
 
     /// Seconds one value of this probe stands for, when a sample is not one instant of the
     /// run: a CloudWatch period. A promise reads probes second by second, so such a probe
-    /// cannot feed one.
+    /// cannot feed one. A `cumulative` one is not coarse: its column holds the exact running
+    /// total at each instant it is known, a sparse counter.
     pub fn coarse_period(&self) -> Option<Duration> {
         match self {
-            ProbeKind::CloudWatch(p) if p.period > one_second() => Some(p.period),
+            ProbeKind::CloudWatch(p) if p.period > one_second() && !p.cumulative => Some(p.period),
             _ => None,
         }
     }
@@ -678,6 +703,24 @@ impl ProbeSpec {
                 }
                 if p.settle > Duration::from_secs(3600) {
                     out.push(("settle", format!("probe `{name}`: `settle` is at most 1h")));
+                }
+                if !(p.scale.is_finite() && p.scale > 0.0) {
+                    out.push((
+                        "scale",
+                        format!(
+                            "probe `{name}`: `scale` must be a number > 0, found {}",
+                            p.scale
+                        ),
+                    ));
+                }
+                if p.cumulative && !ADDITIVE_STATS.contains(&p.stat.as_str()) {
+                    out.push((
+                        "cumulative",
+                        format!(
+                            "probe `{name}`: a running total adds periods up, and `{}` does not add up; use `stat = \"Sum\"` (or `SampleCount`), or drop `cumulative`",
+                            p.stat
+                        ),
+                    ));
                 }
             }
             ProbeKind::SandboxActivities(_) => {}

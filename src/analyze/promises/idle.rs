@@ -283,13 +283,42 @@ impl Idle {
             return None;
         };
         let over = |v: f64| v > s.floor + EPS;
-        // The final stretch at or under the floor starts after the last sample over it.
-        let start = match s.points.iter().rposition(|p| over(p.1)) {
+        let floor = fmt(s.floor);
+        b.figure(&format!("{}_at_end", s.key), round3(last));
+        // The final stretch at or under the floor starts at the first sample after the last
+        // one over it. Each sample stands for one second (a rate's, for the interval from its
+        // point to the next): it is over the floor for sure after the deadline only when it
+        // reaches past it. Between a sample over the floor before the deadline and the next
+        // one, at it, after the deadline, the series was not watched: too sparse to tell.
+        let last_over = s.points.iter().rposition(|p| over(p.1));
+        let start = match last_over {
             Some(i) => s.points.get(i + 1).map(|p| p.0),
             None => Some(s.points[0].0),
         };
-        b.figure(&format!("{}_at_end", s.key), round3(last));
-        let floor = fmt(s.floor);
+        if let Some(i) = last_over
+            && start.is_none_or(|at| at as f64 > deadline)
+            && (s.points[i].0 as f64) + 1.0 <= deadline
+        {
+            let (t, v) = s.points[i];
+            b.leg(
+                Status::NotEvaluable,
+                format!(
+                    "{}: {} {} (floor {floor}) at {}, {}: whether it was down by {} \
+                     after the load is unknown (sampled too sparsely: a CloudWatch period, \
+                     a probe's `every`)",
+                    s.label,
+                    fmt(v),
+                    s.unit,
+                    secs(t as f64),
+                    match start {
+                        Some(at) => format!("next sample {} (at the floor)", secs(at as f64)),
+                        None => "no sample after it".to_string(),
+                    },
+                    secs(within)
+                ),
+            );
+            return None;
+        }
         match start {
             None => {
                 b.figure(&format!("{}_idle_s", s.key), "never");
@@ -447,6 +476,88 @@ mod tests {
                 .any(|l| l.text.contains("probe `fn_gb` went down")),
             "{r:?}"
         );
+    }
+
+    /// `fn_gb` as a counter known only at minute boundaries (a `cumulative` CloudWatch
+    /// probe): 0 at second 0, then the total at 60, 120, 180; 60 GB-s a minute until the
+    /// minute starting at `last_billed`, nothing after.
+    fn sparse_billing(v: &mut RunView, len: usize, last_billed: usize) {
+        let col = (0..len)
+            .map(|s| (s % 60 == 0).then(|| 60.0 * (s.min(last_billed + 60) / 60) as f64))
+            .collect();
+        v.probes.insert("fn_gb".into(), col);
+    }
+
+    fn billing_only() -> Idle {
+        Idle {
+            instances: Vec::new(),
+            concurrency: Vec::new(),
+            ..spec()
+        }
+    }
+
+    #[test]
+    fn a_counter_known_once_a_minute_is_judged_at_its_resolution() {
+        // Billing stops with the minute starting at 60 s; the load ends at 100 s: idle from
+        // 120 s, well within 60 s.
+        let mut v = view(240, 130, 0.0);
+        sparse_billing(&mut v, 240, 60);
+        let r = billing_only().evaluate("idle", &v);
+        assert_eq!(r.status, Status::Pass, "{r:?}");
+        assert_eq!(r.figures["gb_seconds_rate_idle_s"], 20.0.into());
+
+        // Billed through the minute from 120 s, 20 s after the load: that minute may have
+        // billed before the deadline (160 s) or after; with 30 s allowed, it is unknown.
+        sparse_billing(&mut v, 240, 120);
+        let tight = Idle {
+            within: Duration::from_secs(30),
+            ..billing_only()
+        };
+        let r = tight.evaluate("idle", &v);
+        assert_eq!(r.status, Status::NotEvaluable, "{r:?}");
+        assert!(
+            r.legs
+                .iter()
+                .any(|l| l.text.contains("sampled too sparsely")),
+            "{r:?}"
+        );
+        // Billed in the minute from 180 s, which starts after the 160 s deadline: a fail.
+        let mut v = view(301, 130, 0.0);
+        sparse_billing(&mut v, 301, 180);
+        let r = billing_only().evaluate("idle", &v);
+        assert_eq!(r.status, Status::Fail, "{r:?}");
+        assert!(
+            r.reason
+                .as_deref()
+                .unwrap_or_default()
+                .contains("only 140s after"),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn a_gauge_sampled_sparsely_is_not_failed_between_its_samples() {
+        // Workers seen at 4 at 110 s and next at 0 at 170 s (a probe every 60 s): the
+        // 160 s deadline lies between; they may have left at 111 s.
+        let mut v = view(240, 170, 0.0);
+        let workers: Vec<Option<f64>> = (0..240)
+            .map(|s| (s % 60 == 50).then_some(if s < 170 { 4.0 } else { 0.0 }))
+            .collect();
+        v.probes.insert("workers".into(), workers);
+        let only_workers = Idle {
+            instances: vec![("workers".into(), 0.0)],
+            concurrency: Vec::new(),
+            gb_seconds: None,
+            ..spec()
+        };
+        let r = only_workers.evaluate("idle", &v);
+        assert_eq!(r.status, Status::NotEvaluable, "{r:?}");
+        // Seen at 4 at 170 s, after the deadline: a fail.
+        let late: Vec<Option<f64>> = (0..240)
+            .map(|s| (s % 60 == 50).then_some(if s < 230 { 4.0 } else { 0.0 }))
+            .collect();
+        v.probes.insert("workers".into(), late);
+        assert_eq!(only_workers.evaluate("idle", &v).status, Status::Fail);
     }
 
     #[test]

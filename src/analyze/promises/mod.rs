@@ -43,8 +43,8 @@ pub fn not_a_counter(probe: &str, points: &[(usize, f64)]) -> Option<String> {
     let w = points.windows(2).find(|w| w[1].1 < w[0].1)?;
     Some(format!(
         "probe `{probe}` went down (from {} at {}s to {} at {}s): this needs a cumulative \
-         counter, like the sandbox bus's; a per-period figure (a CloudWatch `Sum`) or a \
-         counter reset mid-run is not one",
+         counter, like the sandbox bus's; a per-period figure (a CloudWatch `Sum`: give its \
+         probe `cumulative = true`) or a counter reset mid-run is not one",
         w[0].1, w[0].0, w[1].1, w[1].0
     ))
 }
