@@ -123,7 +123,7 @@ pub struct LedgerBuilder {
     /// The family of the last prefix looked up: consecutive lines nearly always share it,
     /// and comparing it saves hashing the prefix for every line.
     last: Option<(String, usize)>,
-    families: Vec<Vec<Slot>>,
+    families: Vec<Slots>,
     others: HashMap<String, Slot>,
     accepted: u64,
     duplicates: u64,
@@ -152,6 +152,37 @@ impl Slot {
         u32::try_from(t)
             .unwrap_or(Slot::NONE - 1)
             .min(Slot::NONE - 1)
+    }
+}
+
+/// One prefix's slots, by number, in chunks of [`Slots::CHUNK`]: growing never moves the ones
+/// there (a vector of ten million slots, doubled, would be copied and faulted in again).
+#[derive(Debug, Default)]
+struct Slots {
+    chunks: Vec<Box<[Slot]>>,
+    /// One past the highest number given.
+    len: usize,
+}
+
+impl Slots {
+    const CHUNK: usize = 1 << 16;
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The slot of number `i`, made (empty, with those below it) when past the end.
+    fn at(&mut self, i: usize) -> &mut Slot {
+        while self.chunks.len() * Self::CHUNK <= i {
+            self.chunks
+                .push(vec![Slot::EMPTY; Self::CHUNK].into_boxed_slice());
+        }
+        self.len = self.len.max(i + 1);
+        &mut self.chunks[i / Self::CHUNK][i % Self::CHUNK]
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Slot> {
+        self.chunks.iter().flat_map(|c| c.iter()).take(self.len)
     }
 }
 
@@ -189,7 +220,7 @@ impl LedgerBuilder {
                     Some(f)
                 }
                 None if create => {
-                    self.families.push(Vec::new());
+                    self.families.push(Slots::default());
                     self.prefixes
                         .insert(prefix.to_owned(), self.families.len() - 1);
                     Some(self.families.len() - 1)
@@ -201,10 +232,7 @@ impl LedgerBuilder {
                 if let Ok(i) = usize::try_from(n)
                     && (i < slots.len() || (create && n < slots.len() as u64 + SLOT_SLACK))
                 {
-                    if i >= slots.len() {
-                        slots.resize(i + 1, Slot::EMPTY);
-                    }
-                    let slot = &mut self.families[f][i];
+                    let slot = slots.at(i);
                     return (create || slot.accepted != Slot::NONE).then_some(slot);
                 }
             }
@@ -252,7 +280,7 @@ impl LedgerBuilder {
     pub fn joined(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
         self.families
             .iter()
-            .flatten()
+            .flat_map(Slots::iter)
             .chain(self.others.values())
             .filter(|slot| slot.accepted != Slot::NONE && slot.done != Slot::NONE)
             .map(|slot| (u64::from(slot.accepted), u64::from(slot.done)))

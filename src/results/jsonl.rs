@@ -125,23 +125,12 @@ pub fn for_each_line(
     path: &Path,
     mut parse: impl FnMut(&[u8]) -> Result<(), serde_json::Error>,
 ) -> Result<(), JsonlError> {
-    let file = File::open(path).map_err(io_error(path))?;
-    let mut reader = BufReader::with_capacity(1 << 20, file);
-    let mut line = Vec::with_capacity(256);
     let mut pending: Option<(usize, serde_json::Error)> = None;
     let mut number = 0;
-    loop {
-        line.clear();
-        if reader
-            .read_until(b'\n', &mut line)
-            .map_err(io_error(path))?
-            == 0
-        {
-            return Ok(());
-        }
+    for_each_raw_line(path, |line| {
         number += 1;
         if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
+            return Ok(());
         }
         if let Some((line, source)) = pending.take() {
             return Err(JsonlError::Parse {
@@ -150,10 +139,137 @@ pub fn for_each_line(
                 source,
             });
         }
-        if let Err(e) = parse(&line) {
+        if let Err(e) = parse(line) {
             pending = Some((number, e));
         }
+        Ok(())
+    })
+}
+
+/// Calls `line` with each line of the file (its `\n` included, the last one's maybe not),
+/// read in blocks of 1 MiB and handed out where they lie in the block: no copy per line.
+/// A line longer than the block grows it.
+fn for_each_raw_line(
+    path: &Path,
+    mut line: impl FnMut(&[u8]) -> Result<(), JsonlError>,
+) -> Result<(), JsonlError> {
+    let mut file = File::open(path).map_err(io_error(path))?;
+    let mut block = vec![0u8; 1 << 20];
+    let mut filled = 0;
+    loop {
+        if filled == block.len() {
+            block.resize(block.len() * 2, 0);
+        }
+        let read = loop {
+            match io::Read::read(&mut file, &mut block[filled..]) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other.map_err(io_error(path))?,
+            }
+        };
+        filled += read;
+        let mut start = 0;
+        while let Some(n) = memchr::memchr(b'\n', &block[start..filled]) {
+            line(&block[start..=start + n])?;
+            start += n + 1;
+        }
+        if read == 0 {
+            if start < filled {
+                line(&block[start..filled])?;
+            }
+            return Ok(());
+        }
+        block.copy_within(start..filled, 0);
+        filled -= start;
     }
+}
+
+/// Hands a file to `parse` in blocks of whole lines (about 4 MiB each) on `workers` threads;
+/// `parse` fills `out` and says whether every line parsed; `apply` then gets each block, that
+/// answer and `out`, on the calling thread, in no set order. For readers whose records can be
+/// applied in any order (the analyzer's ledger). A block's lines each end with their `\n`
+/// (the file's last maybe without). At most two parsed blocks per worker wait for `apply`.
+///
+/// The file is mapped, not read: the workers parse the page cache in place, which saves
+/// copying it (a quarter of the time on a 2 GB ledger). An error mapping it (a file system
+/// that cannot) is returned, and the caller reads it another way.
+pub fn for_each_block<R: Send>(
+    path: &Path,
+    workers: usize,
+    parse: impl Fn(&[u8], &mut Vec<R>) -> bool + Sync,
+    apply: impl FnMut(&[u8], bool, &mut Vec<R>),
+) -> Result<(), JsonlError> {
+    for_each_block_of(path, 4 << 20, workers, parse, apply)
+}
+
+/// [`for_each_block`] with blocks of about `size` bytes.
+fn for_each_block_of<R: Send>(
+    path: &Path,
+    size: usize,
+    workers: usize,
+    parse: impl Fn(&[u8], &mut Vec<R>) -> bool + Sync,
+    mut apply: impl FnMut(&[u8], bool, &mut Vec<R>),
+) -> Result<(), JsonlError> {
+    let size = size.max(1);
+    let file = File::open(path).map_err(io_error(path))?;
+    if file.metadata().map_err(io_error(path))?.len() == 0 {
+        return Ok(());
+    }
+    // SAFETY: a mapped file changed by another process while mapped changes the bytes under
+    // the slice (or, truncated, faults). Run files are only ever appended to, by the run that
+    // writes them; bytes appended after the mapping are not in it. `parse` must not assume
+    // two reads of a byte agree (it reads each once, and a line that does not parse is read
+    // again by the line-by-line reader).
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io_error(path))?;
+    let _ = map.advise(memmap2::Advice::Sequential);
+    let bytes: &[u8] = &map;
+    // Cut after the first newline past each `size` bytes: every block is whole lines.
+    let mut cuts = vec![0];
+    let mut at = size;
+    while at < bytes.len() {
+        let Some(n) = memchr::memchr(b'\n', &bytes[at..]) else {
+            break;
+        };
+        cuts.push(at + n + 1);
+        at += n + 1 + size;
+    }
+    if cuts.last() != Some(&bytes.len()) {
+        cuts.push(bytes.len());
+    }
+    let blocks: Vec<&[u8]> = cuts.windows(2).map(|w| &bytes[w[0]..w[1]]).collect();
+    let workers = workers.max(1);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let pool: std::sync::Mutex<Vec<Vec<R>>> = std::sync::Mutex::new(Vec::new());
+    let (to_main, done) = std::sync::mpsc::sync_channel(2 * workers);
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            let (blocks, next, pool, parse) = (&blocks, &next, &pool, &parse);
+            let to_main = to_main.clone();
+            scope.spawn(move || {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(block) = blocks.get(i) else { return };
+                    let mut out = pool
+                        .lock()
+                        .ok()
+                        .and_then(|mut p| p.pop())
+                        .unwrap_or_default();
+                    let ok = parse(block, &mut out);
+                    if to_main.send((i, ok, out)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(to_main);
+        for (i, ok, mut out) in done.iter() {
+            apply(blocks[i], ok, &mut out);
+            out.clear();
+            if let Ok(mut p) = pool.lock() {
+                p.push(out);
+            }
+        }
+    });
+    Ok(())
 }
 
 /// Reads a whole JSON-lines file.
@@ -282,6 +398,81 @@ mod tests {
         })
         .unwrap_err();
         assert!(matches!(err, JsonlError::Parse { line: 2, .. }), "{err}");
+    }
+
+    /// Lines of every length, some longer than the reader's block, some blank.
+    fn ragged_lines() -> Vec<String> {
+        (0..400)
+            .map(|i| match i % 7 {
+                0 => String::new(),
+                3 if i % 100 == 3 => format!("{{\"id\":\"{}\"}}", "x".repeat((3 << 20) / 2)),
+                k => format!("{{\"id\":{i},\"pad\":\"{}\"}}", "p".repeat(k * 13)),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_line_reaches_the_parser_once_across_block_boundaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.jsonl");
+        let lines = ragged_lines();
+        // With and without a final newline.
+        for tail in ["\n", ""] {
+            std::fs::write(&path, format!("{}{tail}", lines.join("\n"))).unwrap();
+            let mut seen = Vec::new();
+            for_each_line(&path, |line| {
+                seen.push(
+                    String::from_utf8(line.to_vec())
+                        .unwrap()
+                        .trim_end()
+                        .to_owned(),
+                );
+                Ok(())
+            })
+            .unwrap();
+            let expected: Vec<&String> = lines.iter().filter(|l| !l.is_empty()).collect();
+            assert_eq!(seen.len(), expected.len());
+            assert!(seen.iter().zip(&expected).all(|(a, b)| a == *b));
+
+            // Blocks of every size, on 1 and 3 workers: each holds whole lines, and together
+            // they hold each line once.
+            for (size, workers) in [(1, 1), (7, 3), (100, 2), (4096, 3), (1 << 20, 2)] {
+                let mut got: Vec<String> = Vec::new();
+                for_each_block_of(
+                    &path,
+                    size,
+                    workers,
+                    |block, out: &mut Vec<String>| {
+                        assert!(block.ends_with(b"\n") || tail.is_empty());
+                        out.extend(
+                            block
+                                .split(|b| *b == b'\n')
+                                .filter(|l| !l.is_empty())
+                                .map(|l| String::from_utf8(l.to_vec()).unwrap()),
+                        );
+                        true
+                    },
+                    |_, ok, out| {
+                        assert!(ok);
+                        got.append(out);
+                    },
+                )
+                .unwrap();
+                let mut want: Vec<String> = expected.iter().map(|l| (*l).clone()).collect();
+                got.sort();
+                want.sort();
+                assert!(got == want, "size {size}, {workers} workers, tail {tail:?}");
+            }
+        }
+        // An empty file has no block.
+        std::fs::write(&path, "").unwrap();
+        for_each_block(
+            &path,
+            2,
+            |_, _: &mut Vec<()>| true,
+            |_, _, _| panic!("a block"),
+        )
+        .unwrap();
     }
 
     #[test]
