@@ -929,15 +929,43 @@ fn spectrum(view: &RunView, log: Option<SecondHistograms>) -> (Vec<Curve>, Vec<S
     };
     let mut curves = Vec::new();
     let mut rows = Vec::new();
+    // Each stream's two whole-run merges (an hour is 3,600 histograms to decode each), on
+    // every core.
+    let series: Vec<[Option<Vec<Option<crate::metrics::Encoded>>>; 2]> = view
+        .streams
+        .keys()
+        .map(|stream| {
+            let tag = hlog::tag(stream);
+            [log.take(&tag), log.take(&format!("{tag}.service"))]
+        })
+        .collect();
+    type Merged = Option<hdrhistogram::Histogram<u64>>;
+    let series: Vec<&Option<Vec<Option<crate::metrics::Encoded>>>> =
+        series.iter().flatten().collect();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut merged: Vec<Merged> = vec![None; series.len()];
+    std::thread::scope(|scope| {
+        // Thread k merges series k, k + threads, ...
+        let mut shares: Vec<Vec<(usize, &mut Merged)>> = (0..threads).map(|_| Vec::new()).collect();
+        for (i, slot) in merged.iter_mut().enumerate() {
+            shares[i % threads].push((i, slot));
+        }
+        for share in shares {
+            let series = &series;
+            scope.spawn(move || {
+                for (i, slot) in share {
+                    *slot = series[i]
+                        .as_ref()
+                        .and_then(|s| crate::metrics::merge_histograms(s.iter().flatten()).ok())
+                        .filter(|h| !h.is_empty());
+                }
+            });
+        }
+    });
+    let mut merged = merged.into_iter();
     for (i, stream) in view.streams.keys().enumerate() {
-        let tag = hlog::tag(stream);
-        let mut merged = |tag: &str| {
-            let series = log.take(tag)?;
-            let h = crate::metrics::merge_histograms(series.iter().flatten()).ok()?;
-            (!h.is_empty()).then_some(h)
-        };
-        let corrected = merged(&tag);
-        let uncorrected = merged(&format!("{tag}.service"));
+        let corrected = merged.next().flatten();
+        let uncorrected = merged.next().flatten();
         let at = |h: &Option<hdrhistogram::Histogram<u64>>, q: f64| {
             h.as_ref().map(|h| {
                 let us = if q >= 1.0 {

@@ -263,6 +263,7 @@ fn for_each_block_of<R: Send>(
         drop(to_main);
         for (i, ok, mut out) in done.iter() {
             apply(blocks[i], ok, &mut out);
+            release(&map, cuts[i], cuts[i + 1]);
             out.clear();
             if let Ok(mut p) = pool.lock() {
                 p.push(out);
@@ -270,6 +271,23 @@ fn for_each_block_of<R: Send>(
         }
     });
     Ok(())
+}
+
+/// Drops the whole pages of `[from, to)` from the process's mapping once that block is done,
+/// so the mapped file does not count in its resident memory (the page cache keeps them):
+/// the analyzer of a 2 GB ledger stays within its few hundred MB.
+fn release(map: &memmap2::Mmap, from: usize, to: usize) {
+    const PAGE: usize = 4096;
+    let first = from.div_ceil(PAGE) * PAGE;
+    let end = to / PAGE * PAGE;
+    if end > first {
+        // SAFETY: the mapping is a read-only, shared mapping of a file: a page dropped here
+        // reads back from the file, unchanged, if anything touches it again (a worker reading
+        // a neighbouring block); nothing in the process writes to it.
+        let _ = unsafe {
+            map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, first, end - first)
+        };
+    }
 }
 
 /// Reads a whole JSON-lines file.
