@@ -435,17 +435,9 @@ async fn a_run_rewrites_the_cloudwatch_column_from_the_settled_series() {
         .collect();
     put_metric(&cw, "Shop", "Throttles", &[("Function", "resize")], &points).await;
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let web = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        axum::serve(listener, axum::Router::new().fallback(|| async { "ok" })).await
-    });
+    let web = serve_ok().await;
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("p.toml"),
-        "name = \"p\"\nseed = 1\n[[stream]]\nname = \"get\"\nkind = \"upload\"\nrequest = { method = \"PUT\", path = \"/u/{id}\" }\nsize = { dist = \"fixed\", size = \"1KiB\" }\nstages = [ { for = \"3s\", rate = \"20/s\" } ]\n",
-    )
-    .unwrap();
+    write_profile(dir.path());
     let exp = dir.path().join("cw.toml");
     std::fs::write(
         &exp,
@@ -477,23 +469,7 @@ max = "1s"
         ),
     )
     .unwrap();
-    let results = dir.path().join("results");
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_shakedown"))
-            .args(["run", "-q", "--run-id", "r", "--results"])
-            .arg(&results)
-            .arg(&exp)
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (out, text) = run_experiment(exp, dir.path().join("results")).await;
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(
         text.contains("cloudwatch `throttles`: settled after"),
@@ -501,12 +477,7 @@ max = "1s"
     );
 
     let run = dir.path().join("results/r");
-    let meta: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(run.join("run.json")).unwrap()).unwrap();
-    let started = meta["started_at"].as_str().expect("run.json started_at");
-    let start_ms = chrono::DateTime::parse_from_rfc3339(started)
-        .unwrap()
-        .timestamp_millis() as u64;
+    let start_ms = started_ms(&run);
     let probes = std::fs::read_to_string(run.join("probes.csv")).unwrap();
     let rows: Vec<(u64, String)> = probes
         .lines()
@@ -569,17 +540,9 @@ async fn a_cumulative_cloudwatch_sum_feeds_the_idle_promise() {
         .await;
     }
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let web = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        axum::serve(listener, axum::Router::new().fallback(|| async { "ok" })).await
-    });
+    let web = serve_ok().await;
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("p.toml"),
-        "name = \"p\"\nseed = 1\n[[stream]]\nname = \"get\"\nkind = \"upload\"\nrequest = { method = \"PUT\", path = \"/u/{id}\" }\nsize = { dist = \"fixed\", size = \"1KiB\" }\nstages = [ { for = \"3s\", rate = \"20/s\" } ]\n",
-    )
-    .unwrap();
+    write_profile(dir.path());
     let probe = |name: &str, function: &str| {
         format!(
             "[[probe]]\nname = \"{name}\"\nkind = \"cloudwatch\"\nnamespace = \"AWS/Lambda\"\nmetric = \"Duration\"\ndimensions = {{ FunctionName = \"{function}\" }}\nstat = \"Sum\"\nperiod = \"5s\"\nmissing = \"zero\"\nscale = 0.001\ncumulative = true\nsettle = \"40s\"\n"
@@ -599,23 +562,7 @@ async fn a_cumulative_cloudwatch_sum_feeds_the_idle_promise() {
         ),
     )
     .unwrap();
-    let results = dir.path().join("results");
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_shakedown"))
-            .args(["run", "-q", "--run-id", "r", "--results"])
-            .arg(&results)
-            .arg(&exp)
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (out, text) = run_experiment(exp, dir.path().join("results")).await;
     assert!(
         text.contains("cloudwatch `resize_gb`: settled after")
             && text.contains("the column is their running total"),
@@ -639,11 +586,7 @@ async fn a_cumulative_cloudwatch_sum_feeds_the_idle_promise() {
 
     // The running totals: 0 at the first second, then at each 5 s boundary the seconds
     // billed before it (1 GB-s each); nothing between.
-    let meta: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(run.join("run.json")).unwrap()).unwrap();
-    let start_ms = chrono::DateTime::parse_from_rfc3339(meta["started_at"].as_str().unwrap())
-        .unwrap()
-        .timestamp_millis() as u64;
+    let start_ms = started_ms(&run);
     let first = (start_ms / 1000) as i64;
     let counting_from = first - first.rem_euclid(5);
     let probes = std::fs::read_to_string(run.join("probes.csv")).unwrap();
@@ -668,4 +611,57 @@ async fn a_cumulative_cloudwatch_sum_feeds_the_idle_promise() {
         }
     }
     assert!(boundaries >= 3, "{probes}");
+}
+
+/// A local HTTP target answering "ok" to everything; its base URL.
+async fn serve_ok() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let web = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        axum::serve(listener, axum::Router::new().fallback(|| async { "ok" })).await
+    });
+    web
+}
+
+/// `p.toml` in `dir`: 3 s of 20 uploads/s.
+fn write_profile(dir: &std::path::Path) {
+    std::fs::write(
+        dir.join("p.toml"),
+        "name = \"p\"\nseed = 1\n[[stream]]\nname = \"get\"\nkind = \"upload\"\nrequest = { method = \"PUT\", path = \"/u/{id}\" }\nsize = { dist = \"fixed\", size = \"1KiB\" }\nstages = [ { for = \"3s\", rate = \"20/s\" } ]\n",
+    )
+    .unwrap();
+}
+
+/// `shakedown run -q --run-id r --results RESULTS EXP`: its output and its text.
+async fn run_experiment(
+    exp: std::path::PathBuf,
+    results: std::path::PathBuf,
+) -> (std::process::Output, String) {
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_shakedown"))
+            .args(["run", "-q", "--run-id", "r", "--results"])
+            .arg(&results)
+            .arg(&exp)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out, text)
+}
+
+/// The run's start (`run.json`'s `started_at`) in ms since the epoch.
+fn started_ms(run: &std::path::Path) -> u64 {
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("run.json")).unwrap()).unwrap();
+    let started = meta["started_at"].as_str().expect("run.json started_at");
+    chrono::DateTime::parse_from_rfc3339(started)
+        .unwrap()
+        .timestamp_millis() as u64
 }

@@ -6,10 +6,14 @@
 //! share. Above the limit but not significantly so is neither a pass nor a fail: the run
 //! could not tell (`docs/promises.md#how-sure-a-fail-is`).
 //!
-//! The test treats requests as independent draws. Slow requests that come in a burst (one
-//! stall) are not, and make the test readier to fail than its confidence says; what
-//! stalls the harness itself is caught by the starved-harness guard
-//! (`analyze::promises::evaluate`).
+//! The test treats requests as independent draws. Slow or failed requests that come in a
+//! burst (one stall of a shared machine, one hiccup) are not: ten slow requests in one
+//! second are closer to one event than to ten. So the counts are first spread by their
+//! [`dispersion`] over the window's seconds (the quasi-binomial correction): bunched events
+//! count as fewer independent ones, and only a share beyond the limit *throughout* the
+//! window, or far beyond it, is called broken. The correction never makes the test readier
+//! to fail (the dispersion is at least 1). What stalls the harness itself is caught by the
+//! starved-harness guard (`analyze::promises::evaluate`).
 
 /// How sure a share must be beyond its limit to be called broken.
 pub const CONFIDENCE: f64 = 0.95;
@@ -60,15 +64,55 @@ pub enum Share {
 
 /// Judges `k` events out of `n` against a share capped at `limit` (a fraction).
 pub fn judge_share(k: u64, n: u64, limit: f64) -> Share {
+    judge_dispersed(k, n, limit, 1.0)
+}
+
+/// [`judge_share`] for events whose per-second counts have `dispersion` (>= 1): the test
+/// runs on `k / dispersion` events out of `n / dispersion`, the effective number of
+/// independent draws (rounded towards not failing). Whether the share is over the limit at
+/// all is read from the counts themselves: a correction never turns an excess into a pass.
+pub fn judge_dispersed(k: u64, n: u64, limit: f64, dispersion: f64) -> Share {
     if n == 0 || k as f64 <= limit * n as f64 {
         return Share::Within;
     }
+    let d = if dispersion.is_finite() {
+        dispersion.max(1.0)
+    } else {
+        1.0
+    };
+    let k = ((k as f64 / d).floor() as u64).max(1);
+    let n = ((n as f64 / d).round() as u64).max(k);
     let p_value = binomial_tail(n, limit, k);
     if p_value <= 1.0 - CONFIDENCE {
         Share::Beyond { p_value }
     } else {
         Share::Undecided { p_value }
     }
+}
+
+/// How much more events bunch in time than independent draws would: per second `(k, n)`
+/// (events, draws), Pearson's chi-square of the counts against their pooled share, over its
+/// degrees of freedom; at least 1 (never less bunched than independent draws), and 1 when
+/// there is too little to tell (fewer than two seconds with draws, or no event or only
+/// events).
+pub fn dispersion(seconds: &[(u64, u64)]) -> f64 {
+    let (k, n) = seconds
+        .iter()
+        .fold((0u64, 0u64), |(k, n), s| (k + s.0, n + s.1));
+    let busy = seconds.iter().filter(|s| s.1 > 0).count();
+    if busy < 2 || k == 0 || k >= n {
+        return 1.0;
+    }
+    let p = k as f64 / n as f64;
+    let chi2: f64 = seconds
+        .iter()
+        .filter(|s| s.1 > 0)
+        .map(|&(k, n)| {
+            let expected = n as f64 * p;
+            (k as f64 - expected).powi(2) / (expected * (1.0 - p))
+        })
+        .sum();
+    (chi2 / (busy - 1) as f64).max(1.0)
 }
 
 /// `p_value` for people: `0.13`, `0.0021`, `< 0.0001`.
@@ -103,6 +147,45 @@ mod tests {
         let t = binomial_tail(10_000_000, 0.01, 100_000);
         assert!((0.45..0.55).contains(&t), "{t}");
         assert!(binomial_tail(10_000_000, 0.01, 102_000) < 1e-9);
+    }
+
+    #[test]
+    fn bunched_events_count_as_fewer_independent_ones() {
+        // 25 seconds of 20 requests. 12 slow ones spread one per second: as independent as
+        // draws get (dispersion 1), and 2% against 1% is a breach (p ~0.02).
+        let spread: Vec<(u64, u64)> = (0..25).map(|s| (u64::from(s < 12), 20)).collect();
+        assert_eq!(dispersion(&spread), 1.0);
+        let d = dispersion(&spread);
+        assert!(matches!(
+            judge_dispersed(12, 500, 0.01, d),
+            Share::Beyond { .. }
+        ));
+        // The same 12 in two seconds (a stall): dispersion ~6, about 2 events in 85.
+        let bunched: Vec<(u64, u64)> = (0..25).map(|s| (if s < 2 { 6 } else { 0 }, 20)).collect();
+        let d = dispersion(&bunched);
+        assert!((5.0..7.0).contains(&d), "{d}");
+        match judge_dispersed(12, 500, 0.01, d) {
+            Share::Undecided { p_value } => assert!(p_value > 0.1, "{p_value}"),
+            other => panic!("{other:?}"),
+        }
+        // A share far beyond its limit stays a breach however it bunches: 200 of 500 failed
+        // in 10 whole seconds.
+        let outage: Vec<(u64, u64)> = (0..25).map(|s| (if s < 10 { 20 } else { 0 }, 20)).collect();
+        let d = dispersion(&outage);
+        assert!(matches!(
+            judge_dispersed(200, 500, 0.01, d),
+            Share::Beyond { .. }
+        ));
+        // Within the limit is within, whatever the dispersion; over it never becomes within.
+        assert_eq!(judge_dispersed(5, 500, 0.01, 50.0), Share::Within);
+        assert!(matches!(
+            judge_dispersed(6, 500, 0.01, 50.0),
+            Share::Undecided { .. }
+        ));
+        // Too little to tell: 1.
+        assert_eq!(dispersion(&[(3, 20)]), 1.0);
+        assert_eq!(dispersion(&[(0, 20), (0, 20)]), 1.0);
+        assert_eq!(dispersion(&[]), 1.0);
     }
 
     #[test]

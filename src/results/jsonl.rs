@@ -261,6 +261,9 @@ fn for_each_block_of<R: Send>(
             });
         }
         drop(to_main);
+        // Owned here: should `apply` panic, the receiver goes with the unwinding and the
+        // workers' sends fail, instead of blocking the scope's join forever.
+        let done = done;
         for (i, ok, mut out) in done.iter() {
             apply(blocks[i], ok, &mut out);
             release(&map, cuts[i], cuts[i + 1]);

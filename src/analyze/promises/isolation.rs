@@ -384,7 +384,13 @@ impl Isolation {
                 let (status, how) = if e <= limit + 1e-12 {
                     (Status::Pass, String::new())
                 } else {
-                    share_status(errors, tally.ended(), limit, "failed")
+                    let seconds: Vec<(u64, u64)> = (from..to)
+                        .map(|s| {
+                            let t = view.tally(streams, s, s + 1);
+                            (t.failed + t.dropped, t.ended())
+                        })
+                        .collect();
+                    share_status(errors, tally.ended(), limit, "failed", &seconds)
                 };
                 let text = format!(
                     "{n}: error rate {} during the fault (baseline {}, limit {}){how}",
@@ -407,7 +413,13 @@ impl Isolation {
                         } else {
                             match tally.slower_than(limit) {
                                 Some((slow, all)) => {
-                                    share_status(slow, all, 0.01, "slower than the limit")
+                                    let seconds: Vec<(u64, u64)> = (from..to)
+                                        .filter_map(|s| {
+                                            view.tally(streams, s, s + 1).slower_than(limit)
+                                        })
+                                        .collect();
+                                    let what = "slower than the limit";
+                                    share_status(slow, all, 0.01, what, &seconds)
                                 }
                                 // Without histograms the count is unknown: the p99 decides.
                                 None => (Status::Fail, String::new()),
@@ -454,16 +466,36 @@ fn pct(v: f64) -> String {
     format!("{}%", (v * 100_000.0).round() / 1000.0)
 }
 
-/// A share over its limit, judged by [`stats::judge_share`]: a fail when `k` of `n` is
-/// beyond `limit` with 95% confidence, else not evaluable (a small window's chance). The
-/// text says which, for the leg's summary.
-fn share_status(k: u64, n: u64, limit: f64, what: &str) -> (Status, String) {
-    match stats::judge_share(k, n, limit) {
+/// A share over its limit, judged by [`stats::judge_dispersed`] with the dispersion of its
+/// per-second counts `seconds` (`(events, draws)`): a fail when `k` of `n` is beyond `limit`
+/// with 95% confidence, else not evaluable (a small window's chance, or a burst). The text
+/// says which, for the leg's summary.
+fn share_status(
+    k: u64,
+    n: u64,
+    limit: f64,
+    what: &str,
+    seconds: &[(u64, u64)],
+) -> (Status, String) {
+    let dispersion = stats::dispersion(seconds);
+    // Bunched in time: say how, and how many independent draws the test counted.
+    let bunched = if dispersion > 1.05 {
+        let with = seconds.iter().filter(|s| s.0 > 0).count();
+        format!(
+            ", bunched in {with} of {} seconds (dispersion {dispersion:.1}: counted as {} \
+             independent requests)",
+            seconds.iter().filter(|s| s.1 > 0).count(),
+            (n as f64 / dispersion).round()
+        )
+    } else {
+        String::new()
+    };
+    match stats::judge_dispersed(k, n, limit, dispersion) {
         Share::Within => (Status::Pass, String::new()),
         Share::Beyond { p_value } => (
             Status::Fail,
             format!(
-                ": {k} of {n} {what}, beyond {} with 95% confidence (p {})",
+                ": {k} of {n} {what}{bunched}, beyond {} with 95% confidence (p {})",
                 pct(limit),
                 stats::show_p(p_value)
             ),
@@ -471,7 +503,7 @@ fn share_status(k: u64, n: u64, limit: f64, what: &str) -> (Status, String) {
         Share::Undecided { p_value } => (
             Status::NotEvaluable,
             format!(
-                ": {k} of {n} {what}, {} but not significantly more than {} (p {}): \
+                ": {k} of {n} {what}{bunched}, {} but not significantly more than {} (p {}): \
                  too few requests in the window to tell, a longer fault or more traffic \
                  would decide",
                 pct(k as f64 / n as f64),
@@ -647,6 +679,27 @@ mod tests {
         // 5 of 600: the p99 holds.
         let v = spec().evaluate("i", &listing_with_slow(|s| u64::from(s % 6 == 0)));
         assert_eq!(v.status, Status::Pass, "{v:?}");
+    }
+
+    #[test]
+    fn slow_requests_bunched_in_a_stall_are_not_a_breach_but_steady_ones_are() {
+        // 12 of 600 at 200 ms (2%). Spread one a second over 12 seconds: a breach (p ~0.02).
+        let v = spec().evaluate("i", &listing_with_slow(|s| u64::from(s < 72)));
+        assert_eq!(v.status, Status::Fail, "{v:?}");
+        // The same 12 in two seconds, as a stall of the machine makes them: not evaluable,
+        // and the leg says they bunched.
+        let v = spec().evaluate("i", &listing_with_slow(|s| if s < 62 { 6 } else { 0 }));
+        assert_eq!(v.status, Status::NotEvaluable, "{v:?}");
+        let leg = v.legs.iter().find(|l| l.text.contains("p99")).unwrap();
+        assert!(
+            leg.text
+                .contains("12 of 600 slower than the limit, bunched in 2 of 30 seconds"),
+            "{}",
+            leg.text
+        );
+        // Half of every second slow: far beyond, however it is counted.
+        let v = spec().evaluate("i", &listing_with_slow(|_| 10));
+        assert_eq!(v.status, Status::Fail, "{v:?}");
     }
 
     #[test]
