@@ -17,7 +17,7 @@
 //! `Invocations`, `Throttles`): live, each sample is the total of the complete periods since
 //! the probe started; settled, its column holds the running total only where it is known
 //! exactly, at the run's first second (0) and at each period boundary within the run, and
-//! gaps between ([`column`]). Counting starts at the period holding the run's first second,
+//! gaps between ([`column()`]). Counting starts at the period holding the run's first second,
 //! so up to one period before the run is counted with it; a period still open when the run
 //! ends is left out (it is in `cloudwatch.csv`).
 

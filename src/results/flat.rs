@@ -9,7 +9,7 @@
 //! line serde would refuse; `tests` check it against serde.
 //!
 //! Speed: the line is checked once, in a branch-free pass the compiler vectorizes
-//! ([`plain`]); after it a string ends at the next quote, with no check of each byte.
+//! (`plain`); after it a string ends at the next quote, with no check of each byte.
 
 /// A member's value as the scanner saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
