@@ -478,12 +478,12 @@ fn share_status(
     seconds: &[(u64, u64)],
 ) -> (Status, String) {
     let dispersion = stats::dispersion(seconds);
-    // Bunched in time: say how, and how many independent draws the test counted.
+    // Uneven in time: say how, and how many independent draws the test counted.
     let bunched = if dispersion > 1.05 {
         let with = seconds.iter().filter(|s| s.0 > 0).count();
         format!(
-            ", bunched in {with} of {} seconds (dispersion {dispersion:.1}: counted as {} \
-             independent requests)",
+            ", uneven in time (in {with} of {} seconds; dispersion {dispersion:.1}: counted as \
+             {} independent requests)",
             seconds.iter().filter(|s| s.1 > 0).count(),
             (n as f64 / dispersion).round()
         )
@@ -687,13 +687,13 @@ mod tests {
         let v = spec().evaluate("i", &listing_with_slow(|s| u64::from(s < 72)));
         assert_eq!(v.status, Status::Fail, "{v:?}");
         // The same 12 in two seconds, as a stall of the machine makes them: not evaluable,
-        // and the leg says they bunched.
+        // and the leg says they came unevenly.
         let v = spec().evaluate("i", &listing_with_slow(|s| if s < 62 { 6 } else { 0 }));
         assert_eq!(v.status, Status::NotEvaluable, "{v:?}");
         let leg = v.legs.iter().find(|l| l.text.contains("p99")).unwrap();
         assert!(
             leg.text
-                .contains("12 of 600 slower than the limit, bunched in 2 of 30 seconds"),
+                .contains("12 of 600 slower than the limit, uneven in time (in 2 of 30 seconds;"),
             "{}",
             leg.text
         );
