@@ -100,7 +100,7 @@ TOML
     open)
       run_sd open load --target "$URL" --rate "${RATE}/s" --duration "$DURATION"
       report open "open model ${RATE}/s for $DURATION" "1h within 10% of 1m" \
-        "$(summary open "f'{sent} sent of {intended}, {dropped} dropped, lag p99 {send_lag_ms[\"p99\"]} ms'")"
+        "$(summary open "f'{sent} sent of {intended}, {dropped} dropped, lag p99 {send_lag_ms[\"p99\"]} ms, {connections[\"opened\"]} connections opened'")"
       ;;
     *) echo "bench: unknown case $c (conns, uploads, open)"; exit 2 ;;
   esac

@@ -41,6 +41,11 @@
 //! | shared-fleet | pass or fail (~18 processes on 2 cores slow each other; or not judged) | pass or fail (same) | **fail** (every group follows process's backlog) | pass |
 //! | no-timeouts | pass | **fail** (manage waits on store) | pass | pass |
 //!
+//! Two more rows (module [`foreign`]) run experiments against a sandbox started as a system
+//! of its own (`shakedown sandbox`), reached only through `[target]`: the queue-worker
+//! promises without the sandbox's hooks, and `chaos/microservices.toml` with its faults as
+//! `command` faults and its services found by their tags.
+//!
 //! Each run takes 20-110 s of real time, mostly waiting (the sandbox scales on its own
 //! clock), so this is its own test harness (`harness = false`, libtest's command line via
 //! `libtest-mimic`): rows run [`MATRIX_JOBS`] at a time (default 3; about 4.5 minutes on a
@@ -54,6 +59,10 @@
 //! so a pass on a broken variant is still caught.
 
 mod support;
+
+/// Runs against a sandbox started as a system of its own, reached only through `[target]`.
+#[path = "matrix/foreign.rs"]
+mod foreign;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -482,6 +491,14 @@ fn main() {
         }
         Ok(())
     })];
+    // The longest run first, the short foreign one last.
+    trials.push(Trial::test(
+        "foreign::the_microservices_experiment_judges_a_foreign_system_found_by_its_tags",
+        || {
+            foreign::the_microservices_experiment_judges_a_foreign_system_found_by_its_tags();
+            Ok(())
+        },
+    ));
     trials.extend(ROWS.iter().map(|row| {
         Trial::test(row.name, move || {
             let (s, text) = run(row.experiment, row.arch);
@@ -489,5 +506,12 @@ fn main() {
             Ok(())
         })
     }));
+    trials.push(Trial::test(
+        "foreign::a_foreign_queue_worker_system_is_judged_without_the_sandbox_hooks",
+        || {
+            foreign::a_foreign_queue_worker_system_is_judged_without_the_sandbox_hooks();
+            Ok(())
+        },
+    ));
     libtest_mimic::run(&args, trials).exit();
 }

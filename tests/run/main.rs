@@ -1,14 +1,13 @@
 //! `shakedown run` from the CLI against the real sandbox: what the run writes, how it ends
 //! (SIGTERM, a stop condition, a refused fault) and `analyze` with other thresholds; and
-//! (module [`foreign`]) a run against a sandbox started as a separate system; (module
-//! [`sweep`]) a memory sweep, one run per size.
+//! (module [`sweep`]) a memory sweep, one run per size. Runs against a sandbox started as a
+//! separate system are rows of the matrix (`tests/matrix/foreign.rs`).
 //! Each run has its own results directory and its sandbox on free ports, so runs overlap as
 //! far as libtest's threads go (one per core).
 
 #[path = "../support/mod.rs"]
 mod support;
 
-mod foreign;
 mod sweep;
 
 use std::path::{Path, PathBuf};

@@ -3,6 +3,10 @@
 //! sandbox's in-process hooks: no activity log (scale-in judges flapping from the instance
 //! probe), no id listing (no-loss balances by counts), completions from an HTTP feed.
 //! Everything on 127.0.0.1.
+//!
+//! Rows of the matrix's harness (`tests/matrix.rs`): whole runs that mostly wait on the
+//! sandbox's clock, so they share its few-at-a-time scheduling instead of running one
+//! after another in a binary of their own.
 
 use std::path::Path;
 
@@ -70,9 +74,7 @@ fn verdicts(run: &Path, text: &str) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("{e}: {text}"))
 }
 
-#[test]
-fn a_foreign_queue_worker_system_is_judged_without_the_sandbox_hooks() {
-    let _serial = crate::serial();
+pub fn a_foreign_queue_worker_system_is_judged_without_the_sandbox_hooks() {
     let dir = tempfile::tempdir().unwrap();
     let sandbox = SandboxProcess::start(
         dir.path(),
@@ -170,9 +172,7 @@ hold = "1s"
 /// need shakedown's own sandbox, become `command` faults (on AWS: `fis` templates) that set
 /// the same delays through the system's control endpoint. Services are found by their
 /// `service=<name>` tags through DescribeInstances, as on AWS.
-#[test]
-fn the_microservices_experiment_judges_a_foreign_system_found_by_its_tags() {
-    let _serial = crate::serial();
+pub fn the_microservices_experiment_judges_a_foreign_system_found_by_its_tags() {
     let dir = tempfile::tempdir().unwrap();
     let sandbox = SandboxProcess::start(
         dir.path(),
