@@ -194,7 +194,10 @@ impl LedgerBuilder {
     /// Splits `<prefix>-<number>`; `None` for any other shape (or a number with a leading
     /// zero, which would not round-trip).
     fn split(id: &str) -> Option<(&str, u64)> {
-        let (prefix, number) = id.rsplit_once('-')?;
+        // The number is a few bytes at the end: a plain backwards loop finds its dash before
+        // a vectorized search (`rsplit_once`) has set up.
+        let dash = id.bytes().rposition(|b| b == b'-')?;
+        let (prefix, number) = (&id[..dash], &id[dash + 1..]);
         if number.is_empty() || (number.len() > 1 && number.starts_with('0')) {
             return None;
         }
