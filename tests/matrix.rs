@@ -39,7 +39,7 @@
 //! | microservices | pass (or not evaluable: machine saturated, or a few slow requests within chance) | pass (same) | pass | pass |
 //! | distributed-monolith | **fail** (uploads wait on process) | **fail** (spooled uploads wait on process writing to the slow store) | fail or pass (upload's in-flight requests grow with process's latency: the same coupling) | pass |
 //! | shared-fleet | pass or fail (~18 processes on 2 cores slow each other; or not judged) | pass or fail (same) | **fail** (every group follows process's backlog) | pass |
-//! | no-timeouts | pass | **fail** (manage waits on store) | pass | pass |
+//! | no-timeouts | pass (or not evaluable, as the reference row) | **fail** (manage waits on store) | pass | pass |
 //!
 //! Two more rows (module [`foreign`]) run experiments against a sandbox started as a system
 //! of its own (`shakedown sandbox`), reached only through `[target]`: the queue-worker
@@ -257,8 +257,11 @@ const ROWS: &[Row] = &[
         name: "manage_without_timeouts_is_not_isolated_from_a_slow_store",
         experiment: MICROSERVICES,
         arch: "no-timeouts",
+        // Its first fault finds it as healthy as the reference row, and as busy: the same
+        // few slow listings within chance can leave that promise not evaluable (CI,
+        // 2026-12-04: 5 of 464 slow, all in one second).
         want: &[
-            ("isolation", PASS),
+            ("isolation", PASS_OR_UNDECIDED),
             ("isolation#2", FAIL),
             ("independent-scaling", PASS),
             ("no-loss", PASS),
@@ -491,7 +494,17 @@ fn main() {
         }
         Ok(())
     })];
-    // The longest run first, the short foreign one last.
+    let rows = ROWS.iter().map(|row| {
+        Trial::test(row.name, move || {
+            let (s, text) = run(row.experiment, row.arch);
+            expect(&s, &text, row.want);
+            Ok(())
+        })
+    });
+    // Longest first, but the foreign microservices run (as long) after the first three
+    // microservices rows: three of those heavy runs at once is all the machine takes.
+    let (first, rest): (Vec<_>, Vec<_>) = rows.enumerate().partition(|(i, _)| *i < 3);
+    trials.extend(first.into_iter().map(|(_, t)| t));
     trials.push(Trial::test(
         "foreign::the_microservices_experiment_judges_a_foreign_system_found_by_its_tags",
         || {
@@ -499,13 +512,7 @@ fn main() {
             Ok(())
         },
     ));
-    trials.extend(ROWS.iter().map(|row| {
-        Trial::test(row.name, move || {
-            let (s, text) = run(row.experiment, row.arch);
-            expect(&s, &text, row.want);
-            Ok(())
-        })
-    }));
+    trials.extend(rest.into_iter().map(|(_, t)| t));
     trials.push(Trial::test(
         "foreign::a_foreign_queue_worker_system_is_judged_without_the_sandbox_hooks",
         || {
