@@ -494,31 +494,35 @@ fn main() {
         }
         Ok(())
     })];
-    let rows = ROWS.iter().map(|row| {
-        Trial::test(row.name, move || {
-            let (s, text) = run(row.experiment, row.arch);
-            expect(&s, &text, row.want);
+    let mut rows: Vec<Trial> = ROWS
+        .iter()
+        .map(|row| {
+            Trial::test(row.name, move || {
+                let (s, text) = run(row.experiment, row.arch);
+                expect(&s, &text, row.want);
+                Ok(())
+            })
+        })
+        .collect();
+    // A foreign run, a test that panics on what is wrong.
+    let foreign = |name: &'static str, test: fn()| {
+        Trial::test(format!("foreign::{name}"), move || {
+            test();
             Ok(())
         })
-    });
+    };
     // Longest first, but the foreign microservices run (as long) after the first three
     // microservices rows: three of those heavy runs at once is all the machine takes.
-    let (first, rest): (Vec<_>, Vec<_>) = rows.enumerate().partition(|(i, _)| *i < 3);
-    trials.extend(first.into_iter().map(|(_, t)| t));
-    trials.push(Trial::test(
-        "foreign::the_microservices_experiment_judges_a_foreign_system_found_by_its_tags",
-        || {
-            foreign::the_microservices_experiment_judges_a_foreign_system_found_by_its_tags();
-            Ok(())
-        },
+    let rest = rows.split_off(3);
+    trials.extend(rows);
+    trials.push(foreign(
+        "the_microservices_experiment_judges_a_foreign_system_found_by_its_tags",
+        foreign::the_microservices_experiment_judges_a_foreign_system_found_by_its_tags,
     ));
-    trials.extend(rest.into_iter().map(|(_, t)| t));
-    trials.push(Trial::test(
-        "foreign::a_foreign_queue_worker_system_is_judged_without_the_sandbox_hooks",
-        || {
-            foreign::a_foreign_queue_worker_system_is_judged_without_the_sandbox_hooks();
-            Ok(())
-        },
+    trials.extend(rest);
+    trials.push(foreign(
+        "a_foreign_queue_worker_system_is_judged_without_the_sandbox_hooks",
+        foreign::a_foreign_queue_worker_system_is_judged_without_the_sandbox_hooks,
     ));
     libtest_mimic::run(&args, trials).exit();
 }

@@ -2,8 +2,8 @@
 //! (SIGTERM, a stop condition, a refused fault) and `analyze` with other thresholds; and
 //! (module [`sweep`]) a memory sweep, one run per size. Runs against a sandbox started as a
 //! separate system are rows of the matrix (`tests/matrix/foreign.rs`).
-//! Each run has its own results directory and its sandbox on free ports, so runs overlap as
-//! far as libtest's threads go (one per core).
+//! Each run has its own results directory and its sandbox on free ports; runs still go one at
+//! a time ([`serial`]), as two sandboxes at once starve each other on 2 cores.
 
 #[path = "../support/mod.rs"]
 mod support;
