@@ -165,7 +165,7 @@ fn run_experiment(exp: &Path, results: &Path, id: &str) -> PathBuf {
     dir
 }
 
-/// Three real sandbox runs (about 20 s each): two of the same build, one with the
+/// Three real sandbox runs at once (about 20 s): two of the same build, one with the
 /// sandbox's processing time doubled (the monolith processes uploads inline, so upload
 /// latency doubles). The gate passes the first pair and fails the slow run with exit 1,
 /// naming p99; it refuses runs with another seed unless forced; a saved baseline file
@@ -176,9 +176,19 @@ fn the_gate_passes_two_runs_of_one_build_and_fails_a_slower_one() {
     let results = tmp.path().join("results");
     let same = gate_experiment(tmp.path(), "gate.toml", "20ms");
     let slower = gate_experiment(tmp.path(), "gate-slow.toml", "40ms");
-    let a = run_experiment(&same, &results, "a");
-    let b = run_experiment(&same, &results, "b");
-    let slow = run_experiment(&slower, &results, "slow");
+    // The three runs at once (each its own sandbox, and its own results directory: one run
+    // at a time holds a directory's chaos lock): whatever else the machine does then slows
+    // them alike.
+    let run = |exp: &Path, id: &str| run_experiment(exp, &results.join(id), id);
+    let (a, b, slow) = std::thread::scope(|s| {
+        let a = s.spawn(|| run(&same, "a"));
+        let b = s.spawn(|| run(&same, "b"));
+        let slow = s.spawn(|| run(&slower, "slow"));
+        let join = |h: std::thread::ScopedJoinHandle<'_, PathBuf>| {
+            h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))
+        };
+        (join(a), join(b), join(slow))
+    });
     let s = |p: &Path| p.to_str().unwrap().to_owned();
 
     // The same build: no regression. Tolerances wider than the default 10%: on a shared

@@ -46,12 +46,14 @@
 //! promises without the sandbox's hooks, and `chaos/microservices.toml` with its faults as
 //! `command` faults and its services found by their tags.
 //!
-//! Each run takes 20-110 s of real time, mostly waiting (the sandbox scales on its own
+//! Each run takes 20-120 s of real time, mostly waiting (the sandbox scales on its own
 //! clock), so this is its own test harness (`harness = false`, libtest's command line via
-//! `libtest-mimic`): rows run [`MATRIX_JOBS`] at a time (default 3; about 4.5 minutes on a
-//! 2-core machine), longest first. Three fit on 2 cores because the test build optimises the
-//! dependencies (`[profile.dev.package."*"]` in Cargo.toml); with them unoptimised, even two
-//! at once saturated the machine at times. Should the machine saturate anyway, the instances
+//! `libtest-mimic`): rows run by weight within [`MATRIX_JOBS`] slots (default 6: six
+//! queue-worker runs at once, or three microservices runs, each ~18 processes, which weigh
+//! two), longest first. That many fit on 2 cores (a third of the machine's CPU on average)
+//! because the test build optimises the dependencies (`[profile.dev.package."*"]` in
+//! Cargo.toml); with them unoptimised, even two at once saturated the machine at times.
+//! Should the machine saturate anyway, the instances
 //! (niced) starve, a healthy row's failover can fail for the machine's sake, and the analyzer
 //! reports those timing verdicts not evaluable ("harness starved": the machine's CPU was
 //! saturated), which a row expecting a pass rejects. A row expecting a fail accepts that not
@@ -69,16 +71,31 @@ use std::path::Path;
 use std::time::Instant;
 
 use libtest_mimic::{Arguments, Failed, Trial};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use support::cli::{shakedown, text};
+use support::slots::{self, Slots};
 
-/// Environment variable: how many matrix runs may go at once (default 3), unless
-/// `--test-threads` is given.
+/// Environment variable: how many slots the matrix runs share (default 6; a queue-worker
+/// or serverless run takes one, a microservices run two), unless `--test-threads` is given.
 const MATRIX_JOBS: &str = "SHAKEDOWN_MATRIX_JOBS";
+
+/// The number of slots, set once by `main`.
+static JOBS: AtomicUsize = AtomicUsize::new(6);
+
+/// The slots every run of this binary takes before it starts.
+static SLOTS: Slots = Slots::new(|| JOBS.load(Ordering::Relaxed));
+
+/// The slots a run of `experiment` takes: two for the microservices sandbox (five services,
+/// ~18 processes), one for the others.
+fn weight(experiment: &str) -> usize {
+    if experiment == MICROSERVICES { 2 } else { 1 }
+}
 
 /// Runs `experiment` with `--arch arch`; returns the status of each promise by type
 /// (`pass`, `fail`, `not-evaluable`) and the whole output for messages.
 fn run(experiment: &str, arch: &str) -> (BTreeMap<String, String>, String) {
     let results = tempfile::tempdir().unwrap();
+    let slot = SLOTS.take(weight(experiment));
     let started = Instant::now();
     let out = shakedown()
         .args([
@@ -88,6 +105,7 @@ fn run(experiment: &str, arch: &str) -> (BTreeMap<String, String>, String) {
         .arg(results.path())
         .output()
         .unwrap();
+    drop(slot);
     eprintln!(
         "matrix: {experiment} --arch {arch}: {:.0} s",
         started.elapsed().as_secs_f64()
@@ -201,7 +219,9 @@ struct Row {
     want: &'static [(&'static str, &'static [&'static str])],
 }
 
-/// The rows, longest first (so the last to start are the short ones).
+/// The rows, longest first (so the last to start are the short ones); the two bursty rows
+/// (one slot each) among the microservices rows (two each), so that the first six slots
+/// are all taken.
 const ROWS: &[Row] = &[
     // Microservices: each service keeps its SLO while another is slow, and only process
     // scales on its backlog.
@@ -235,6 +255,22 @@ const ROWS: &[Row] = &[
             ("no-loss", PASS),
         ],
     },
+    // The control for the next row: the same bursts on the queued fleet, whose cooldowns
+    // ride through the gaps.
+    Row {
+        name: "queued_rides_through_bursts_without_flapping",
+        experiment: BURSTY,
+        arch: "queued",
+        want: &[("no-loss", PASS), ("scale-in", PASS)],
+    },
+    // No cooldowns: the fleet follows every burst and gap of the load (about 15 direction
+    // changes a minute, where the queued control makes 3).
+    Row {
+        name: "a_fleet_without_cooldowns_flaps_under_bursts",
+        experiment: BURSTY,
+        arch: "flapping",
+        want: &[("no-loss", PASS), ("scale-in", FAIL)],
+    },
     Row {
         name: "a_shared_fleet_does_not_scale_independently",
         experiment: MICROSERVICES,
@@ -266,22 +302,6 @@ const ROWS: &[Row] = &[
             ("independent-scaling", PASS),
             ("no-loss", PASS),
         ],
-    },
-    // The control for the next row: the same bursts on the queued fleet, whose cooldowns
-    // ride through the gaps.
-    Row {
-        name: "queued_rides_through_bursts_without_flapping",
-        experiment: BURSTY,
-        arch: "queued",
-        want: &[("no-loss", PASS), ("scale-in", PASS)],
-    },
-    // No cooldowns: the fleet follows every burst and gap of the load (about 15 direction
-    // changes a minute, where the queued control makes 3).
-    Row {
-        name: "a_fleet_without_cooldowns_flaps_under_bursts",
-        experiment: BURSTY,
-        arch: "flapping",
-        want: &[("no-loss", PASS), ("scale-in", FAIL)],
     },
     // The quick demo's burst is short enough for one worker to drain in about the time its
     // scale-out promise allows, so scale-out is judged on the sustained load.
@@ -335,6 +355,47 @@ const ROWS: &[Row] = &[
         experiment: SUSTAINED,
         arch: "capped-fleet",
         want: &[("no-loss", PASS), ("scale-out", FAIL)],
+    },
+    // Serverless: the function fleet scales to zero and stops billing after the load.
+    Row {
+        name: "serverless_keeps_every_promise_and_is_idle_at_zero",
+        experiment: SERVERLESS,
+        arch: "event-driven",
+        want: &[
+            ("no-loss", PASS),
+            ("threshold", PASS),
+            ("function", PASS),
+            ("idle", PASS),
+            ("cost", PASS),
+        ],
+    },
+    // Ten provisioned slots bill every second, events or not: only idle catches it (the
+    // run stays under its budget, and provisioned slots only make cold starts rarer).
+    Row {
+        name: "provisioned_concurrency_keeps_billing_at_idle",
+        experiment: SERVERLESS_PROVISIONED,
+        arch: "event-driven",
+        want: &[
+            ("no-loss", PASS),
+            ("threshold", PASS),
+            ("function", PASS),
+            ("idle", FAIL),
+            ("cost", PASS),
+        ],
+    },
+    // Reserved concurrency under what the burst needs: throttled attempts, retried until
+    // handled; the function promise's throttle check fails (and end-to-end latency with
+    // it, rightly: not checked here), nothing is lost or left billing.
+    Row {
+        name: "reserved_concurrency_under_the_burst_throttles",
+        experiment: SERVERLESS_UNDER_RESERVED,
+        arch: "event-driven",
+        want: &[
+            ("no-loss", PASS),
+            ("function", FAIL),
+            ("idle", PASS),
+            ("cost", PASS),
+        ],
     },
     Row {
         name: "queued_keeps_every_promise",
@@ -417,47 +478,6 @@ const ROWS: &[Row] = &[
         arch: "queued",
         want: &[("no-loss", PASS)],
     },
-    // Serverless: the function fleet scales to zero and stops billing after the load.
-    Row {
-        name: "serverless_keeps_every_promise_and_is_idle_at_zero",
-        experiment: SERVERLESS,
-        arch: "event-driven",
-        want: &[
-            ("no-loss", PASS),
-            ("threshold", PASS),
-            ("function", PASS),
-            ("idle", PASS),
-            ("cost", PASS),
-        ],
-    },
-    // Ten provisioned slots bill every second, events or not: only idle catches it (the
-    // run stays under its budget, and provisioned slots only make cold starts rarer).
-    Row {
-        name: "provisioned_concurrency_keeps_billing_at_idle",
-        experiment: SERVERLESS_PROVISIONED,
-        arch: "event-driven",
-        want: &[
-            ("no-loss", PASS),
-            ("threshold", PASS),
-            ("function", PASS),
-            ("idle", FAIL),
-            ("cost", PASS),
-        ],
-    },
-    // Reserved concurrency under what the burst needs: throttled attempts, retried until
-    // handled; the function promise's throttle check fails (and end-to-end latency with
-    // it, rightly: not checked here), nothing is lost or left billing.
-    Row {
-        name: "reserved_concurrency_under_the_burst_throttles",
-        experiment: SERVERLESS_UNDER_RESERVED,
-        arch: "event-driven",
-        want: &[
-            ("no-loss", PASS),
-            ("function", FAIL),
-            ("idle", PASS),
-            ("cost", PASS),
-        ],
-    },
     Row {
         name: "acknowledging_before_processing_loses_the_jobs_of_a_killed_worker",
         experiment: KILL_WORKER_MID_JOB,
@@ -468,14 +488,13 @@ const ROWS: &[Row] = &[
 
 fn main() {
     let mut args = Arguments::from_args();
-    if args.test_threads.is_none() {
-        let jobs = std::env::var(MATRIX_JOBS)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .filter(|&n: &usize| n >= 1)
-            .unwrap_or(3);
-        args.test_threads = Some(jobs);
-    }
+    // A thread per slot: a run waits in `SLOTS.take` for its weight, so a thread may wait
+    // with its row while lighter rows behind it go.
+    let jobs = args
+        .test_threads
+        .unwrap_or_else(|| slots::from_env(MATRIX_JOBS, 6));
+    JOBS.store(jobs, Ordering::Relaxed);
+    args.test_threads = Some(SLOTS.capacity());
     let mut trials = vec![Trial::test("the_matrix_experiments_exist", || {
         for f in [
             QUICK,
@@ -511,9 +530,12 @@ fn main() {
             Ok(())
         })
     };
-    // Longest first, but the foreign microservices run (as long) after the first three
-    // microservices rows: three of those heavy runs at once is all the machine takes.
-    let rest = rows.split_off(3);
+    // Longest first: the foreign microservices run (as long) after the microservices rows.
+    let after = ROWS
+        .iter()
+        .rposition(|row| row.experiment == MICROSERVICES)
+        .map_or(0, |i| i + 1);
+    let rest = rows.split_off(after);
     trials.extend(rows);
     trials.push(foreign(
         "the_microservices_experiment_judges_a_foreign_system_found_by_its_tags",

@@ -75,6 +75,7 @@ fn verdicts(run: &Path, text: &str) -> serde_json::Value {
 }
 
 pub fn a_foreign_queue_worker_system_is_judged_without_the_sandbox_hooks() {
+    let _slot = crate::SLOTS.take(1);
     let dir = tempfile::tempdir().unwrap();
     let sandbox = SandboxProcess::start(
         dir.path(),
@@ -173,6 +174,7 @@ hold = "1s"
 /// the same delays through the system's control endpoint. Services are found by their
 /// `service=<name>` tags through DescribeInstances, as on AWS.
 pub fn the_microservices_experiment_judges_a_foreign_system_found_by_its_tags() {
+    let _slot = crate::SLOTS.take(crate::weight(crate::MICROSERVICES));
     let dir = tempfile::tempdir().unwrap();
     let sandbox = SandboxProcess::start(
         dir.path(),

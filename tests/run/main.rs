@@ -2,8 +2,8 @@
 //! (SIGTERM, a stop condition, a refused fault) and `analyze` with other thresholds; and
 //! (module [`sweep`]) a memory sweep, one run per size. Runs against a sandbox started as a
 //! separate system are rows of the matrix (`tests/matrix/foreign.rs`).
-//! Each run has its own results directory and its sandbox on free ports; runs still go one at
-//! a time ([`serial`]), as two sandboxes at once starve each other on 2 cores.
+//! Each run has its own results directory and its sandbox on free ports; [`RUN_JOBS`] tests
+//! run at once (default 3: a sandboxed run mostly waits on the sandbox's clock).
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -15,14 +15,18 @@ use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use support::cli::{shakedown, text};
+use support::slots::{self, Slot, Slots};
 use support::wait::eventually_blocking;
 
-/// Runs are serialized: each starts a sandbox of several processes, and two at once on a
-/// 2-core machine starve each other's harness (timing verdicts then turn not evaluable).
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// Environment variable: how many of these tests run a sandbox at once (default 3).
+const RUN_JOBS: &str = "SHAKEDOWN_RUN_JOBS";
 
-pub(crate) fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+static SLOTS: Slots = Slots::new(|| slots::from_env(RUN_JOBS, 3));
+
+/// A slot for one test's runs: more at once would starve the sandboxes' instances on 2
+/// cores (timing verdicts then turn not evaluable).
+pub(crate) fn slot() -> Slot<'static> {
+    SLOTS.take(1)
 }
 
 /// Runs the CLI to the end: `words`, then `paths`.
@@ -109,7 +113,7 @@ fn journal_events(run: &Path) -> Vec<String> {
 
 #[test]
 fn a_run_writes_every_file_and_analyze_recomputes_with_other_thresholds() {
-    let _serial = serial();
+    let _slot = slot();
     let dir = tempfile::tempdir().unwrap();
     let exp = experiment(
         dir.path(),
@@ -179,7 +183,7 @@ fn a_run_writes_every_file_and_analyze_recomputes_with_other_thresholds() {
 
 #[test]
 fn sigterm_mid_fault_undoes_flushes_and_analyzes() {
-    let _serial = serial();
+    let _slot = slot();
     let dir = tempfile::tempdir().unwrap();
     let exp = experiment(
         dir.path(),
@@ -208,7 +212,7 @@ fn sigterm_mid_fault_undoes_flushes_and_analyzes() {
 
 #[test]
 fn a_stop_condition_aborts_the_load_and_undoes() {
-    let _serial = serial();
+    let _slot = slot();
     let dir = tempfile::tempdir().unwrap();
     // Every web instance stalled: the balancer answers 5xx, the error rate crosses 50%.
     let exp = experiment(
@@ -238,7 +242,7 @@ fn a_stop_condition_aborts_the_load_and_undoes() {
 
 #[test]
 fn a_fault_over_its_cap_is_refused_before_anything_runs() {
-    let _serial = serial();
+    let _slot = slot();
     let dir = tempfile::tempdir().unwrap();
     let exp = experiment(
         dir.path(),
@@ -263,7 +267,7 @@ fn a_fault_over_its_cap_is_refused_before_anything_runs() {
 
 #[test]
 fn after_kill_9_on_the_sandbox_the_next_run_refuses_until_recover() {
-    let _serial = serial();
+    let _slot = slot();
     let dir = tempfile::tempdir().unwrap();
     let exp = experiment(
         dir.path(),
@@ -295,7 +299,7 @@ fn after_kill_9_on_the_sandbox_the_next_run_refuses_until_recover() {
 
 #[test]
 fn events_sent_straight_into_the_queue_are_accounted_end_to_end() {
-    let _serial = serial();
+    let _slot = slot();
     let dir = tempfile::tempdir().unwrap();
     let profile = dir.path().join("jobs.toml");
     std::fs::write(

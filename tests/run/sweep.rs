@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::support::cli::text;
-use super::{cli, serial};
+use super::{cli, slot};
 
 fn json(path: &Path) -> serde_json::Value {
     let t = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -22,7 +22,7 @@ fn starved(row: &serde_json::Value) -> bool {
 
 #[test]
 fn a_memory_sweep_marks_the_cheapest_size_that_meets_the_latency_promise() {
-    let _serial = serial();
+    let _slot = slot();
     let dir = tempfile::tempdir().unwrap();
     let results = dir.path().join("results");
     let exp = Path::new(env!("CARGO_MANIFEST_DIR")).join("chaos/serverless-sweep.toml");
