@@ -44,29 +44,35 @@
 //! Two more rows (module [`foreign`]) run experiments against a sandbox started as a system
 //! of its own (`shakedown sandbox`), reached only through `[target]`: the queue-worker
 //! promises without the sandbox's hooks, and `chaos/microservices.toml` with its faults as
-//! `command` faults and its services found by their tags.
+//! `command` faults and its services found by their tags. One more (module [`sweep`]) runs
+//! `chaos/serverless-sweep.toml`: a run per memory size, 128 MB too slow, 512 MB the cheapest
+//! that meets the latency promise.
 //!
 //! Each run takes 20-120 s of real time, mostly waiting (the sandbox scales on its own
 //! clock), so this is its own test harness (`harness = false`, libtest's command line via
 //! `libtest-mimic`): rows run by weight within [`MATRIX_JOBS`] slots (default 5: five
-//! queue-worker or serverless runs at once; a microservices run, ~18 processes, weighs two),
-//! longest first, started at least 2 s apart ([`support::slots`]). That many fit on 2 cores
-//! (a quarter to a half of the machine's CPU) because the test build optimises the
-//! dependencies (`[profile.dev.package."*"]` in Cargo.toml); with them unoptimised, even two
-//! at once saturated the machine at times. Should the machine saturate anyway (six at once,
-//! not staggered, did for a few seconds in one of two runs), the instances (niced) starve, a healthy row's
-//! failover can fail for the machine's sake, and the analyzer reports those timing verdicts
-//! not evaluable ("harness starved": the machine's CPU was saturated). A row expecting a
-//! pass then runs once more with every slot to itself, as the analyzer advises (a quieter
-//! machine); its second verdicts stand. A row expecting a fail accepts that not evaluable
-//! (it says so on stderr): starvation only ever turns a fail into not evaluable, so a pass
-//! on a broken variant is still caught.
+//! queue-worker or serverless runs at once; a microservices run, ~18 processes, weighs
+//! two), longest first, started at least 2 s apart ([`support::slots`]). That many fit on 2
+//! cores (a quarter to a half of the machine's CPU) because the test build optimises the
+//! dependencies (`[profile.dev.package."*"]` in Cargo.toml); with them unoptimised, even
+//! two at once saturated the machine at times. Should the machine saturate anyway (six at
+//! once, not staggered, did for a few seconds in one of two runs), the instances (niced)
+//! starve, a healthy row's failover can fail for the machine's sake, and the analyzer
+//! reports those timing verdicts not evaluable ("harness starved": the machine's CPU was
+//! saturated). A row expecting a pass then runs once more with every slot to itself, as the
+//! analyzer advises (a quieter machine); its second verdicts stand. A row expecting a fail
+//! accepts that not evaluable (it says so on stderr): starvation only ever turns a fail
+//! into not evaluable, so a pass on a broken variant is still caught.
 
 mod support;
 
 /// Runs against a sandbox started as a system of its own, reached only through `[target]`.
 #[path = "matrix/foreign.rs"]
 mod foreign;
+
+/// A memory sweep from the CLI: one run per size, the cheapest size meeting the promise.
+#[path = "matrix/sweep.rs"]
+mod sweep;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -556,9 +562,9 @@ fn main() {
             })
         })
         .collect();
-    // A foreign run, a test that panics on what is wrong.
-    let foreign = |name: &'static str, test: fn()| {
-        Trial::test(format!("foreign::{name}"), move || {
+    // A run of a module of its own, a test that panics on what is wrong.
+    let whole = |name: String, test: fn()| {
+        Trial::test(name, move || {
             test();
             Ok(())
         })
@@ -570,13 +576,17 @@ fn main() {
         .map_or(0, |i| i + 1);
     let rest = rows.split_off(after);
     trials.extend(rows);
-    trials.push(foreign(
-        "the_microservices_experiment_judges_a_foreign_system_found_by_its_tags",
+    trials.push(whole(
+        "foreign::the_microservices_experiment_judges_a_foreign_system_found_by_its_tags".into(),
         foreign::the_microservices_experiment_judges_a_foreign_system_found_by_its_tags,
     ));
+    trials.push(whole(
+        "sweep::a_memory_sweep_marks_the_cheapest_size_that_meets_the_latency_promise".into(),
+        sweep::a_memory_sweep_marks_the_cheapest_size_that_meets_the_latency_promise,
+    ));
     trials.extend(rest);
-    trials.push(foreign(
-        "a_foreign_queue_worker_system_is_judged_without_the_sandbox_hooks",
+    trials.push(whole(
+        "foreign::a_foreign_queue_worker_system_is_judged_without_the_sandbox_hooks".into(),
         foreign::a_foreign_queue_worker_system_is_judged_without_the_sandbox_hooks,
     ));
     libtest_mimic::run(&args, trials).exit();

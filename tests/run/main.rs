@@ -1,14 +1,14 @@
 //! `shakedown run` from the CLI against the real sandbox: what the run writes, how it ends
-//! (SIGTERM, a stop condition, a refused fault) and `analyze` with other thresholds; and
-//! (module [`sweep`]) a memory sweep, one run per size. Runs against a sandbox started as a
-//! separate system are rows of the matrix (`tests/matrix/foreign.rs`).
-//! Each run has its own results directory and its sandbox on free ports; [`RUN_JOBS`] tests
-//! run at once (default 3: a sandboxed run mostly waits on the sandbox's clock).
+//! (SIGTERM, a stop condition, a refused fault) and `analyze` with other thresholds. Runs
+//! against a sandbox started as a separate system and the memory sweep are trials of the
+//! matrix's harness (`tests/matrix/foreign.rs`, `tests/matrix/sweep.rs`), which runs them
+//! among its rows.
+//! Each run has its own results directory and its sandbox on free ports; up to [`RUN_JOBS`]
+//! tests run at once (default 3: a sandboxed run mostly waits on the sandbox's clock; libtest's
+//! threads, one per core, bound it too).
 
 #[path = "../support/mod.rs"]
 mod support;
-
-mod sweep;
 
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};

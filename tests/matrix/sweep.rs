@@ -3,8 +3,7 @@
 
 use std::path::Path;
 
-use super::support::cli::text;
-use super::{cli, slot};
+use crate::support::cli::{shakedown, text};
 
 fn json(path: &Path) -> serde_json::Value {
     let t = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -20,15 +19,15 @@ fn starved(row: &serde_json::Value) -> bool {
             .is_some_and(|r| r.contains("rerun on a quieter machine"))
 }
 
-#[test]
-fn a_memory_sweep_marks_the_cheapest_size_that_meets_the_latency_promise() {
-    let _slot = slot();
+/// The sweep from the CLI with `weight` slots: its output, its temporary directory (the
+/// results are in `results/sw`) and how long it took.
+fn sweep(weight: usize) -> (std::process::Output, tempfile::TempDir, std::time::Duration) {
+    let _slot = crate::SLOTS.take(weight);
     let dir = tempfile::tempdir().unwrap();
-    let results = dir.path().join("results");
     let exp = Path::new(env!("CARGO_MANIFEST_DIR")).join("chaos/serverless-sweep.toml");
     let started = std::time::Instant::now();
-    let out = cli(
-        &[
+    let out = shakedown()
+        .args([
             "run",
             "-q",
             "--output",
@@ -36,10 +35,32 @@ fn a_memory_sweep_marks_the_cheapest_size_that_meets_the_latency_promise() {
             "--run-id",
             "sw",
             "--results",
-        ],
-        &[&results, &exp],
-    );
-    let took = started.elapsed();
+        ])
+        .arg(dir.path().join("results"))
+        .arg(&exp)
+        .output()
+        .unwrap();
+    (out, dir, started.elapsed())
+}
+
+pub fn a_memory_sweep_marks_the_cheapest_size_that_meets_the_latency_promise() {
+    let (mut out, mut dir, mut took) = sweep(1);
+    // The sizes that must pass, not judged on a starved machine: once more alone, as the
+    // matrix's rows do.
+    let rows_of = |dir: &tempfile::TempDir| {
+        std::fs::read_to_string(dir.path().join("results/sw/sweep.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|f| f["rows"].as_array().cloned())
+            .unwrap_or_default()
+    };
+    if rows_of(&dir).iter().skip(1).any(starved) {
+        eprintln!(
+            "matrix: the sweep's 512 or 3008 MB run not judged (harness starved): again alone"
+        );
+        (out, dir, took) = sweep(crate::SLOTS.capacity());
+    }
+    let results = dir.path().join("results");
     let all = text(&out);
     assert_eq!(out.status.code(), Some(0), "{all}");
     let sweep_dir = results.join("sw");
