@@ -5,6 +5,7 @@
 //! 3 significant digits; "corrected" latency is measured from the intended send
 //! time (open model), "uncorrected" from the actual send (service time).
 
+mod fold;
 mod recorder;
 mod seconds;
 mod summary;

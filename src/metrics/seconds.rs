@@ -8,6 +8,7 @@ use std::sync::Arc;
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 
+use super::fold::Folder;
 use super::new_histogram;
 
 /// One second's encoded histogram (cheap to clone).
@@ -75,11 +76,16 @@ pub fn decode(encoded: &[u8]) -> Result<Histogram<u64>, String> {
         .map_err(|e| format!("{e:?}"))
 }
 
-/// Decodes and adds up histograms: the exact distribution of their union.
+/// Adds up encoded histograms: the exact distribution of their union. Each is folded into
+/// the total as encoded ([`Folder`]); one of another shape is decoded and added.
 pub fn merge<'a>(encoded: impl IntoIterator<Item = &'a Encoded>) -> Result<Histogram<u64>, String> {
+    let mut folder = Folder::default();
     let mut d = Deserializer::new();
     let mut total = new_histogram();
     for e in encoded {
+        if folder.fold(&mut total, e) {
+            continue;
+        }
         let h: Histogram<u64> = d.deserialize(&mut &e[..]).map_err(|e| format!("{e:?}"))?;
         total.add(&h).map_err(|e| format!("{e:?}"))?;
     }
