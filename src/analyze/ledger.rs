@@ -298,7 +298,17 @@ impl LedgerBuilder {
         let mut queued_listed = 0u64;
         let mut lost_sample: BTreeSet<String> = BTreeSet::new();
         let mut e2e_us = crate::metrics::new_histogram();
-        let mut e2e_ms_by_done_s: Vec<Vec<u32>> = Vec::new();
+        // Latencies are whole milliseconds: counted per millisecond first (below DENSE_MS),
+        // recorded into the histogram once per distinct value at the end.
+        const DENSE_MS: usize = 1 << 20;
+        let mut per_ms: Vec<u64> = Vec::new();
+        // Each second's list sized at once: a second has at most as many first completions
+        // as completion records.
+        let mut e2e_ms_by_done_s: Vec<Vec<u32>> = self
+            .completions_per_s
+            .iter()
+            .map(|&n| Vec::with_capacity(n as usize))
+            .collect();
         let (mut completed, mut dead_lettered, mut unaccounted) = (0, 0, 0);
         // The smallest LOST_SAMPLE missing ids (as strings), kept without collecting them all.
         let mut sample: BTreeSet<String> = BTreeSet::new();
@@ -309,7 +319,16 @@ impl LedgerBuilder {
             if slot.done != Slot::NONE {
                 completed += 1;
                 let latency_ms = slot.done.saturating_sub(slot.accepted);
-                let _ = e2e_us.record((u64::from(latency_ms) * 1000).max(1));
+                match per_ms.get_mut(latency_ms as usize) {
+                    Some(n) => *n += 1,
+                    None if (latency_ms as usize) < DENSE_MS => {
+                        per_ms.resize(latency_ms as usize + 1, 0);
+                        per_ms[latency_ms as usize] = 1;
+                    }
+                    None => {
+                        let _ = e2e_us.record(u64::from(latency_ms) * 1000);
+                    }
+                }
                 let second = (slot.done / 1000) as usize;
                 if e2e_ms_by_done_s.len() <= second {
                     e2e_ms_by_done_s.resize(second + 1, Vec::new());
@@ -345,6 +364,15 @@ impl LedgerBuilder {
         }
         for (id, slot) in &self.others {
             tally(slot, &|| id.clone());
+        }
+        // Seconds with completion records but no first completion stay empty; none trail.
+        while e2e_ms_by_done_s.last().is_some_and(Vec::is_empty) {
+            e2e_ms_by_done_s.pop();
+        }
+        for (ms, &n) in per_ms.iter().enumerate() {
+            if n > 0 {
+                let _ = e2e_us.record_n((ms as u64 * 1000).max(1), n);
+            }
         }
         Ledger {
             accepted: self.accepted,
@@ -472,6 +500,21 @@ mod tests {
             proptest::prop_assert_eq!(joined_max.unwrap_or(0), max_latency);
             let charted: Vec<u32> = l.e2e_ms_by_done_s.iter().flatten().copied().collect();
             proptest::prop_assert_eq!(charted.len() as u64, completed);
+            // The histogram and the per-second lists hold exactly the joined latencies.
+            let mut e2e_us = crate::metrics::new_histogram();
+            let mut by_second: Vec<Vec<u32>> = Vec::new();
+            for (a, d) in &joined {
+                e2e_us.record((d.saturating_sub(*a) * 1000).max(1)).unwrap();
+                let s = (d / 1000) as usize;
+                by_second.resize(by_second.len().max(s + 1), Vec::new());
+                by_second[s].push(d.saturating_sub(*a) as u32);
+            }
+            proptest::prop_assert_eq!(&l.e2e_us, &e2e_us);
+            let mut charted_by_second = l.e2e_ms_by_done_s.clone();
+            for v in charted_by_second.iter_mut().chain(by_second.iter_mut()) {
+                v.sort_unstable();
+            }
+            proptest::prop_assert_eq!(charted_by_second, by_second);
             proptest::prop_assert_eq!(
                 (l.accepted, l.completed, l.dead_lettered, l.unaccounted, l.duplicates, l.unknown),
                 (acc, completed, dead, missing, dup, unknown)
@@ -485,6 +528,21 @@ mod tests {
                 proptest::prop_assert!(max_ms.abs_diff(max_latency) <= max_latency / 500 + 1);
             }
         }
+    }
+
+    #[test]
+    fn latencies_past_the_dense_count_are_recorded_alike() {
+        let mut b = LedgerBuilder::default();
+        for (n, done) in [(0, 1_000), (1, 1_000), (2, 2_000_000), (3, 5_000_000_000)] {
+            b.accept(&format!("run-0-{n}"), 0);
+            b.complete(&format!("run-0-{n}"), done, Outcome::Completed);
+        }
+        let l = b.finish(None);
+        let mut expected = crate::metrics::new_histogram();
+        for ms in [1_000u64, 1_000, 2_000_000, u64::from(Slot::NONE - 1)] {
+            expected.record(ms * 1000).unwrap();
+        }
+        assert_eq!(l.e2e_us, expected);
     }
 
     #[test]

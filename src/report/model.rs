@@ -755,13 +755,23 @@ fn probe_charts(
     (charts, omitted)
 }
 
-/// The exact quantile of some values (nearest rank).
-fn quantile(sorted: &[u32], q: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    Some(f64::from(sorted[rank - 1]))
+/// The exact quantiles (nearest rank) of `values` at each of `qs`, which ascend. Reorders
+/// `values`: each quantile is selected among the values above the one before, not sorted.
+fn quantiles(values: &mut [u32], qs: &[f64]) -> Vec<Option<f64>> {
+    let n = values.len();
+    let mut from = 0;
+    qs.iter()
+        .map(|q| {
+            if n == 0 {
+                return None;
+            }
+            let at = (((q * n as f64).ceil() as usize).clamp(1, n) - 1).max(from);
+            let (_, v, _) = values[from..].select_nth_unstable(at - from);
+            let v = f64::from(*v);
+            from = at;
+            Some(v)
+        })
+        .collect()
 }
 
 /// End-to-end latency of the messages completed in each second: p50, p99, max.
@@ -770,22 +780,25 @@ fn e2e_chart(e2e: Option<&[Vec<u32>]>, len: usize) -> Option<Chart> {
     if e2e.iter().all(Vec::is_empty) {
         return None;
     }
-    let sorted: Vec<Vec<u32>> = e2e
+    const QUANTILES: [(&str, f64); 3] = [("p50", 0.5), ("p99", 0.99), ("max", 1.0)];
+    let qs = QUANTILES.map(|(_, q)| q);
+    let mut scratch = Vec::new();
+    let by_second: Vec<Vec<Option<f64>>> = e2e
         .iter()
         .map(|v| {
-            let mut v = v.clone();
-            v.sort_unstable();
-            v
+            scratch.clear();
+            scratch.extend_from_slice(v);
+            quantiles(&mut scratch, &qs)
         })
         .collect();
-    let series = [("p50", 0.5), ("p99", 0.99), ("max", 1.0)]
+    let series = QUANTILES
         .iter()
         .enumerate()
-        .map(|(i, (name, q))| Series {
+        .map(|(i, (name, _))| Series {
             name: name.to_string(),
             colour: i,
             dashed: false,
-            values: padded(sorted.iter().map(|v| quantile(v, *q)).collect(), len),
+            values: padded(by_second.iter().map(|s| s[i]).collect(), len),
         })
         .collect();
     let mut c = Chart {
@@ -1089,6 +1102,30 @@ fn inputs(meta: Option<&RunMeta>, run_id: &str) -> (Vec<Pair>, Vec<Pair>) {
 mod tests {
     use super::*;
     use crate::analyze::view::{Activity, FaultWindow, Second};
+
+    proptest::proptest! {
+        /// Selected quantiles are the nearest-rank quantiles of the sorted values.
+        #[test]
+        fn selected_quantiles_are_those_of_the_sorted_values(
+            values in proptest::collection::vec(0u32..50, 0..300),
+            mut qs in proptest::collection::vec(0.0f64..=1.0, 1..6),
+        ) {
+            qs.sort_by(f64::total_cmp);
+            let mut sorted = values.clone();
+            sorted.sort_unstable();
+            let expected: Vec<Option<f64>> = qs
+                .iter()
+                .map(|q| {
+                    let n = sorted.len();
+                    (n > 0).then(|| {
+                        f64::from(sorted[((q * n as f64).ceil() as usize).clamp(1, n) - 1])
+                    })
+                })
+                .collect();
+            let mut scratch = values;
+            proptest::prop_assert_eq!(quantiles(&mut scratch, &qs), expected);
+        }
+    }
 
     fn view(seconds: usize) -> RunView {
         let mut v = RunView::default();
