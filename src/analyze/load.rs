@@ -155,14 +155,16 @@ fn read_ledger_line_by_line(
 ) -> Result<LedgerBuilder, LoadError> {
     let rel = |t: u64| t.saturating_sub(epoch_ms);
     let mut ledger = LedgerBuilder::default();
+    let mut picker = flat::Picker::new(ACCEPTED_KEYS);
     jsonl::for_each_line(&run.accepted(), |line| {
-        let a = AcceptedLine::parse(line)?;
+        let a = AcceptedLine::parse(line, &mut picker)?;
         ledger.accept(&a.id, rel(a.t_ms));
         Ok(())
     })?;
     if has_completions {
+        let mut picker = flat::Picker::new(COMPLETION_KEYS);
         jsonl::for_each_line(&run.completions(), |line| {
-            let c = CompletionLine::parse(line)?;
+            let c = CompletionLine::parse(line, &mut picker)?;
             ledger.complete(&c.id, rel(c.done_ms), c.outcome.into());
             Ok(())
         })?;
@@ -206,7 +208,7 @@ impl BlockId {
 fn parse_block<R>(
     block: &[u8],
     out: &mut Vec<R>,
-    parse: impl Fn(&[u8], &[u8]) -> Result<R, serde_json::Error>,
+    mut parse: impl FnMut(&[u8], &[u8]) -> Result<R, serde_json::Error>,
 ) -> bool {
     if u32::try_from(block.len()).is_err() {
         return false;
@@ -244,8 +246,9 @@ fn read_ledger_in_blocks(
         &run.accepted(),
         workers,
         |block, out| {
+            let mut picker = flat::Picker::new(ACCEPTED_KEYS);
             parse_block(block, out, |block, line| {
-                AcceptedLine::parse(line).map(|a| (BlockId::of(a.id, block), a.t_ms))
+                AcceptedLine::parse(line, &mut picker).map(|a| (BlockId::of(a.id, block), a.t_ms))
             })
         },
         |block, ok, lines| {
@@ -263,8 +266,9 @@ fn read_ledger_in_blocks(
             &run.completions(),
             workers,
             |block, out| {
+                let mut picker = flat::Picker::new(COMPLETION_KEYS);
                 parse_block(block, out, |block, line| {
-                    CompletionLine::parse(line).map(|c| {
+                    CompletionLine::parse(line, &mut picker).map(|c| {
                         (
                             BlockId::of(c.id, block),
                             c.done_ms,
@@ -493,32 +497,16 @@ struct CompletionLine<'a> {
     outcome: OutcomeLine,
 }
 
-/// Picks members out of a flat line ([`flat::scan`]): `index` says which place a key has in
-/// the result, if any. `None` when the line is not flat or names a picked key twice (serde
-/// then decides).
-fn pick<'a, const N: usize>(
-    line: &'a [u8],
-    index: impl Fn(&[u8]) -> Option<usize>,
-) -> Option<[Option<Scalar<'a>>; N]> {
-    let mut found = [None; N];
-    let mut twice = false;
-    flat::scan(line, |key, value| {
-        if let Some(i) = index(key.as_bytes()) {
-            twice |= found[i].replace(value).is_some();
-        }
-    })?;
-    (!twice).then_some(found)
-}
+/// The keys the analyzer picks from a line of `accepted.jsonl` ([`AcceptedLine::parse`]).
+const ACCEPTED_KEYS: [&str; 2] = ["id", "t_ms"];
+/// The keys the analyzer picks from a line of `completions.jsonl`.
+const COMPLETION_KEYS: [&str; 3] = ["id", "done_ms", "outcome"];
 
 impl<'a> AcceptedLine<'a> {
-    /// The fast scan for the usual line, serde for any other.
-    fn parse(line: &'a [u8]) -> Result<Self, serde_json::Error> {
-        let index = |key: &[u8]| match key {
-            b"id" => Some(0),
-            b"t_ms" => Some(1),
-            _ => None,
-        };
-        if let Some([Some(Scalar::Str(id)), Some(t)]) = pick(line, index)
+    /// The fast scan for the usual line ([`flat::Picker`] of [`ACCEPTED_KEYS`]), serde for
+    /// any other.
+    fn parse(line: &'a [u8], picker: &mut flat::Picker<2>) -> Result<Self, serde_json::Error> {
+        if let Some([Some(Scalar::Str(id)), Some(t)]) = picker.pick(line)
             && let Some(t_ms) = t.as_u64()
         {
             return Ok(AcceptedLine {
@@ -531,15 +519,10 @@ impl<'a> AcceptedLine<'a> {
 }
 
 impl<'a> CompletionLine<'a> {
-    /// The fast scan for the usual line, serde for any other.
-    fn parse(line: &'a [u8]) -> Result<Self, serde_json::Error> {
-        let index = |key: &[u8]| match key {
-            b"id" => Some(0),
-            b"done_ms" => Some(1),
-            b"outcome" => Some(2),
-            _ => None,
-        };
-        if let Some([Some(Scalar::Str(id)), Some(done), outcome]) = pick(line, index)
+    /// The fast scan for the usual line ([`flat::Picker`] of [`COMPLETION_KEYS`]), serde for
+    /// any other.
+    fn parse(line: &'a [u8], picker: &mut flat::Picker<3>) -> Result<Self, serde_json::Error> {
+        if let Some([Some(Scalar::Str(id)), Some(done), outcome]) = picker.pick(line)
             && let Some(done_ms) = done.as_u64()
         {
             let outcome = match outcome {
@@ -574,31 +557,52 @@ mod tests {
 
     #[test]
     fn ledger_lines_scan_fast_and_fall_back_to_serde_alike() {
-        let a = AcceptedLine::parse(br#"{"id":"t-0-5","stream":"up","t_ms":17}"#).unwrap();
+        let mut p = flat::Picker::new(ACCEPTED_KEYS);
+        let a = AcceptedLine::parse(br#"{"id":"t-0-5","stream":"up","t_ms":17}"#, &mut p).unwrap();
         assert_eq!((a.id.as_ref(), a.t_ms), ("t-0-5", 17));
         assert!(matches!(a.id, Cow::Borrowed(_)));
+        // The same layout again: read in place.
+        let a = AcceptedLine::parse(br#"{"id":"t-0-60","stream":"up","t_ms":9}"#, &mut p).unwrap();
+        assert_eq!((a.id.as_ref(), a.t_ms), ("t-0-60", 9));
         // Escapes and key order: serde's path, same result.
-        let a = AcceptedLine::parse(br#"{"t_ms":17,"id":"t-0-\u0035"}"#).unwrap();
+        let a = AcceptedLine::parse(br#"{"t_ms":17,"id":"t-0-\u0035"}"#, &mut p).unwrap();
         assert_eq!((a.id.as_ref(), a.t_ms), ("t-0-5", 17));
         for bad in [
-            &br#"{"id":"a","t_ms":1.5}"#[..],
+            &br#"{"id":"a","stream":"up","t_ms":1.5}"#[..],
+            br#"{"id":"a","stream":"up","t_ms":1}x"#,
+            br#"{"id":"a","stream":"up","t_ms":1,"t_ms":2}"#,
+            br#"{"id":"a","t_ms":1.5}"#,
             br#"{"id":"a","t_ms":1,"t_ms":2}"#,
             br#"{"id":5,"t_ms":1}"#,
             br#"{"t_ms":1}"#,
         ] {
+            let mut warm = flat::Picker::new(ACCEPTED_KEYS);
+            AcceptedLine::parse(br#"{"id":"t-0-5","stream":"up","t_ms":17}"#, &mut warm).unwrap();
             assert!(
-                AcceptedLine::parse(bad).is_err(),
+                AcceptedLine::parse(bad, &mut warm).is_err(),
                 "{}",
                 String::from_utf8_lossy(bad)
             );
         }
-        let c = CompletionLine::parse(br#"{"id":"x","done_ms":9,"receive_count":1}"#).unwrap();
-        assert!(matches!(c.outcome, OutcomeLine::Completed));
+        let mut p = flat::Picker::new(COMPLETION_KEYS);
         let c =
-            CompletionLine::parse(br#"{"id":"x","done_ms":9,"outcome":"dead_lettered"}"#).unwrap();
+            CompletionLine::parse(br#"{"id":"x","done_ms":9,"receive_count":1}"#, &mut p).unwrap();
+        assert!(matches!(c.outcome, OutcomeLine::Completed));
+        let c = CompletionLine::parse(
+            br#"{"id":"x","done_ms":9,"outcome":"dead_lettered"}"#,
+            &mut p,
+        )
+        .unwrap();
         assert!(matches!(c.outcome, OutcomeLine::DeadLettered));
-        assert!(CompletionLine::parse(br#"{"id":"x","done_ms":9,"outcome":"lost"}"#).is_err());
-        assert!(CompletionLine::parse(br#"{"id":"x","done_ms":9,"outcome":null}"#).is_err());
+        let c = CompletionLine::parse(br#"{"id":"x","done_ms":9,"outcome":"completed"}"#, &mut p)
+            .unwrap();
+        assert!(matches!(c.outcome, OutcomeLine::Completed));
+        for bad in [
+            &br#"{"id":"x","done_ms":9,"outcome":"lost"}"#[..],
+            br#"{"id":"x","done_ms":9,"outcome":null}"#,
+        ] {
+            assert!(CompletionLine::parse(bad, &mut p).is_err());
+        }
     }
 
     /// The balance of a ledger read both ways, for comparison.

@@ -10,6 +10,9 @@
 //!
 //! Speed: the line is checked once, in a branch-free pass the compiler vectorizes
 //! (`plain`); after it a string ends at the next quote, with no check of each byte.
+//! [`Picker`] remembers the layout of the last line it read (its keys, in order) and reads a
+//! line of the same layout by comparing each `"key":` in place instead of scanning for it:
+//! a ledger's lines all share one layout.
 
 /// A member's value as the scanner saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +81,95 @@ pub fn scan<'a>(line: &'a [u8], mut member: impl FnMut(&'a str, Scalar<'a>)) -> 
             b'}' => return end(line, at + 1),
             _ => return None,
         }
+    }
+}
+
+/// Picks the members named by `keys` out of flat lines ([`scan`]'s subset), reading a line
+/// of the last accepted line's layout without scanning for its keys.
+///
+/// The layout fast path accepts a line only if it is [`plain`], has no whitespace, and is
+/// `{`, then for each remembered member its exact `"key":`, a scalar as [`scan`] reads it,
+/// and `,` (`}` at the end of the line after the last): a subset of what [`scan`] accepts,
+/// with the same members in the same order. Any other line goes through [`scan`], whose
+/// layout (when it is accepted) is remembered instead.
+#[derive(Debug)]
+pub struct Picker<const N: usize> {
+    keys: [&'static str; N],
+    /// The remembered members' `"key":` bytes, one after the other.
+    opens: Vec<u8>,
+    /// Per remembered member: the length of its `"key":` and which of `keys` it is.
+    members: Vec<(usize, Option<usize>)>,
+}
+
+impl<const N: usize> Picker<N> {
+    pub fn new(keys: [&'static str; N]) -> Self {
+        Picker {
+            keys,
+            opens: Vec::new(),
+            members: Vec::new(),
+        }
+    }
+
+    /// The values of `keys` in `line`, in the order of `keys` (`None` for an absent one).
+    /// `None` when the line is not in [`scan`]'s subset or names one of `keys` twice.
+    pub fn pick<'a>(&mut self, line: &'a [u8]) -> Option<[Option<Scalar<'a>>; N]> {
+        if !self.members.is_empty()
+            && let Some(found) = self.pick_in_layout(line)
+        {
+            return Some(found);
+        }
+        let mut found = [None; N];
+        let mut twice = false;
+        self.opens.clear();
+        self.members.clear();
+        let (keys, opens, members) = (&self.keys, &mut self.opens, &mut self.members);
+        let scanned = scan(line, |key, value| {
+            let index = keys.iter().position(|k| *k == key);
+            if let Some(i) = index {
+                twice |= found[i].replace(value).is_some();
+            }
+            let start = opens.len();
+            opens.push(b'"');
+            opens.extend_from_slice(key.as_bytes());
+            opens.extend_from_slice(b"\":");
+            members.push((opens.len() - start, index));
+        });
+        if scanned.is_none() || twice {
+            self.members.clear();
+            return None;
+        }
+        Some(found)
+    }
+
+    /// [`Picker::pick`] for a line of the remembered layout; `None` for any other line.
+    #[inline(always)]
+    fn pick_in_layout<'a>(&self, line: &'a [u8]) -> Option<[Option<Scalar<'a>>; N]> {
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        if !plain(line) || line.first() != Some(&b'{') {
+            return None;
+        }
+        let mut found = [None; N];
+        let (mut at, mut open) = (1, 0);
+        for (k, &(len, index)) in self.members.iter().enumerate() {
+            if line.get(at..at + len)? != &self.opens[open..open + len] {
+                return None;
+            }
+            open += len;
+            let (value, next) = scalar(line, at + len)?;
+            if let Some(i) = index {
+                found[i] = Some(value);
+            }
+            let close = if k + 1 == self.members.len() {
+                b'}'
+            } else {
+                b','
+            };
+            if *line.get(next)? != close {
+                return None;
+            }
+            at = next + 1;
+        }
+        (at == line.len()).then_some(found)
     }
 }
 
@@ -357,7 +449,50 @@ mod tests {
         ]
     }
 
+    /// Objects without whitespace, of few keys: two of them often share a layout.
+    fn compact() -> impl Strategy<Value = String> {
+        let value = prop::sample::select(vec![
+            "\"a-1\"", "\"\"", "7", "-3", "1.5", "null", "01", "{}",
+        ]);
+        let key = prop::sample::select(vec!["\"id\"", "\"t_ms\"", "\"x\""]);
+        proptest::collection::vec((key, value), 0..4).prop_map(|members| {
+            let members: Vec<String> = members.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+            format!("{{{}}}\n", members.join(","))
+        })
+    }
+
+    fn picked(picker: &mut Picker<2>, line: &str) -> Option<Vec<Option<String>>> {
+        let found = picker.pick(line.as_bytes())?;
+        Some(found.iter().map(|v| v.map(|v| format!("{v:?}"))).collect())
+    }
+
     proptest! {
+        /// A picker that remembers the layout of one line picks from the next exactly what a
+        /// fresh one (the scanner alone) picks: for lines of the same layout, of another, and
+        /// for the first line cut short, grown, or with a byte changed.
+        #[test]
+        fn a_remembered_layout_picks_what_a_fresh_scan_picks(
+            first in compact(),
+            other in prop_oneof![compact(), line()],
+            edit in 0u8..4,
+            at in any::<prop::sample::Index>(),
+            piece in piece(),
+        ) {
+            let second = match edit {
+                0 => other,
+                1 => first[..at.index(first.len())].to_string(),
+                2 => format!("{}{piece}", first.trim_end()),
+                _ => {
+                    let i = at.index(first.len());
+                    format!("{}{piece}{}", &first[..i], &first[i + 1..])
+                }
+            };
+            let mut warm = Picker::new(["id", "t_ms"]);
+            let _ = picked(&mut warm, &first);
+            let fresh = picked(&mut Picker::new(["id", "t_ms"]), &second);
+            prop_assert_eq!(picked(&mut warm, &second), fresh);
+        }
+
         /// Whatever the scanner accepts, serde accepts too, with the same members.
         #[test]
         fn the_scanner_never_accepts_what_serde_refuses(line in line()) {
