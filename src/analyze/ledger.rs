@@ -212,7 +212,9 @@ impl LedgerBuilder {
         }
         if let Some((prefix, n)) = Self::split(id) {
             let cached = match &self.last {
-                Some((p, f)) if p == prefix => Some(*f),
+                Some((p, f)) if crate::results::flat::same(p.as_bytes(), prefix.as_bytes()) => {
+                    Some(*f)
+                }
                 _ => None,
             };
             let family = match cached.or_else(|| self.prefixes.get(prefix).copied()) {

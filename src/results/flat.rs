@@ -151,7 +151,7 @@ impl<const N: usize> Picker<N> {
         let mut found = [None; N];
         let (mut at, mut open) = (1, 0);
         for (k, &(len, index)) in self.members.iter().enumerate() {
-            if line.get(at..at + len)? != &self.opens[open..open + len] {
+            if !same(line.get(at..at + len)?, &self.opens[open..open + len]) {
                 return None;
             }
             open += len;
@@ -227,6 +227,32 @@ fn scalar(line: &[u8], at: usize) -> Option<(Scalar<'_>, usize)> {
             Some((Scalar::Num(&line[at..end]), end))
         }
     }
+}
+
+/// Whether `a` and `b` are the same bytes, compared a word at a time in line: keys and id
+/// prefixes are a few bytes long, shorter than a call to `memcmp` takes to set up.
+#[inline(always)]
+pub fn same(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if n >= 8 {
+        let mut at = 0;
+        while at + 8 < n {
+            if word(a, at) != word(b, at) {
+                return false;
+            }
+            at += 8;
+        }
+        return word(a, n - 8) == word(b, n - 8); // the last word, overlapping
+    }
+    if n >= 4 {
+        let half =
+            |x: &[u8], at: usize| u32::from_le_bytes(x[at..at + 4].try_into().expect("four"));
+        return half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4);
+    }
+    a.iter().zip(b).all(|(x, y)| x == y)
 }
 
 /// Eight bytes of `bytes` from `at`, little-endian (the first byte lowest).
@@ -315,8 +341,8 @@ mod tests {
     use super::*;
 
     proptest! {
-        /// The word-at-a-time searches agree with a byte at a time, at every length and
-        /// alignment, whatever the bytes.
+        /// The word-at-a-time searches and comparison agree with a byte at a time, at every
+        /// length and alignment, whatever the bytes.
         #[test]
         fn word_searches_agree_with_bytes(
             bytes in proptest::collection::vec(
@@ -326,6 +352,17 @@ mod tests {
             digits in 0usize..24,
         ) {
             prop_assert_eq!(first_quote(&bytes), bytes.iter().position(|&b| b == b'"'));
+            // Equal at every length; unequal wherever one byte differs, and in length.
+            for n in 0..=bytes.len() {
+                let copy = bytes[..n].to_vec(); // the same bytes elsewhere in memory
+                prop_assert!(same(&bytes[..n], &copy));
+                prop_assert_eq!(same(&bytes[..n], &bytes[..bytes.len().min(n + 1)]), n == bytes.len());
+                for k in 0..n {
+                    let mut other = bytes[..n].to_vec();
+                    other[k] ^= 1 << (digits % 8);
+                    prop_assert!(!same(&bytes[..n], &other));
+                }
+            }
             let mut number: Vec<u8> = (0..digits).map(|i| b'0' + (i % 10) as u8).collect();
             number.extend(&bytes);
             prop_assert_eq!(
