@@ -268,7 +268,9 @@ impl LedgerBuilder {
                 if duplicate {
                     self.duplicates += 1;
                 }
-                let second = (done_ms / 1000) as usize;
+                // The second as the slots keep it (saturated 49 days after the start): a wild
+                // timestamp must not size this list.
+                let second = (Slot::ms(done_ms) / 1000) as usize;
                 if self.completions_per_s.len() <= second {
                     self.completions_per_s.resize(second + 1, 0);
                 }
@@ -304,13 +306,7 @@ impl LedgerBuilder {
         // recorded into the histogram once per distinct value at the end.
         const DENSE_MS: usize = 1 << 20;
         let mut per_ms: Vec<u64> = Vec::new();
-        // Each second's list sized at once: a second has at most as many first completions
-        // as completion records.
-        let mut e2e_ms_by_done_s: Vec<Vec<u32>> = self
-            .completions_per_s
-            .iter()
-            .map(|&n| Vec::with_capacity(n as usize))
-            .collect();
+        let mut e2e_ms_by_done_s: Vec<Vec<u32>> = Vec::new();
         let (mut completed, mut dead_lettered, mut unaccounted) = (0, 0, 0);
         // The smallest LOST_SAMPLE missing ids (as strings), kept without collecting them all.
         let mut sample: BTreeSet<String> = BTreeSet::new();
@@ -335,7 +331,14 @@ impl LedgerBuilder {
                 if e2e_ms_by_done_s.len() <= second {
                     e2e_ms_by_done_s.resize(second + 1, Vec::new());
                 }
-                e2e_ms_by_done_s[second].push(latency_ms);
+                let list = &mut e2e_ms_by_done_s[second];
+                if list.capacity() == 0 {
+                    // Sized at once: a second has at most as many first completions as
+                    // completion records.
+                    let records = self.completions_per_s.get(second).copied().unwrap_or(0);
+                    list.reserve_exact(records as usize);
+                }
+                list.push(latency_ms);
             } else if slot.dead {
                 dead_lettered += 1;
             } else {
@@ -366,10 +369,6 @@ impl LedgerBuilder {
         }
         for (id, slot) in &self.others {
             tally(slot, &|| id.clone());
-        }
-        // Seconds with completion records but no first completion stay empty; none trail.
-        while e2e_ms_by_done_s.last().is_some_and(Vec::is_empty) {
-            e2e_ms_by_done_s.pop();
         }
         for (ms, &n) in per_ms.iter().enumerate() {
             if n > 0 {
@@ -545,6 +544,11 @@ mod tests {
             expected.record(ms * 1000).unwrap();
         }
         assert_eq!(l.e2e_us, expected);
+        // A wild completion time is kept at the slots' last millisecond: the per-second lists
+        // end there instead of growing with the timestamp.
+        let last_second = (Slot::NONE - 1) as usize / 1000;
+        assert_eq!(l.completions_per_s.len(), last_second + 1);
+        assert_eq!(l.e2e_ms_by_done_s.len(), last_second + 1);
     }
 
     #[test]

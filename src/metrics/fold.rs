@@ -7,7 +7,9 @@
 //! `Histogram::add` then walks every counter; a second has a few hundred non-zero ones. Here
 //! the run-length encoded counts are walked and only the non-zero ones recorded, at the value
 //! of their bucket (`record_n` of the bucket's lowest value: what `add` does between
-//! histograms of different layouts, and the same counter when the layouts agree).
+//! histograms of different layouts, and the same counter when the layouts agree). The counts,
+//! and so every quantile, min, max and mean, come out as `add` makes them; an auto-resizing
+//! total grows to the values recorded, where `add` grows it to each part's declared top.
 //!
 //! Only the usual shape takes this path: a V2 or V2-deflate cookie, no normalizing offset, an
 //! integer-to-double ratio of 1, bounds `Histogram::new_with_bounds` accepts, and counts that
@@ -180,6 +182,9 @@ fn decode_counts(mut payload: &[u8], len: usize, out: &mut Vec<(usize, u64)>) ->
         };
         payload = &payload[used..];
         let n = ((n >> 1) as i64) ^ -((n & 1) as i64);
+        if n == i64::MIN {
+            return false; // hdrhistogram refuses a run it cannot negate
+        }
         if n < 0 {
             let Some(next) = usize::try_from(n.unsigned_abs())
                 .ok()
@@ -195,7 +200,10 @@ fn decode_counts(mut payload: &[u8], len: usize, out: &mut Vec<(usize, u64)>) ->
                 }
                 out.push((at, n as u64));
             }
-            at += 1;
+            let Some(next) = at.checked_add(1) else {
+                return false;
+            };
+            at = next;
         }
     }
     true
@@ -361,6 +369,35 @@ mod tests {
         }
         past.extend([zz as u8, 0x02]);
         cases.push(past);
+        // Runs of zeros hdrhistogram refuses: -i64::MIN (nine 0xff bytes), and runs that take
+        // the counter past usize::MAX.
+        let zigzag = |n: i64| ((n << 1) ^ (n >> 63)) as u64;
+        let leb = |mut v: u64, out: &mut Vec<u8>| {
+            for _ in 0..8 {
+                if v < 0x80 {
+                    out.push(v as u8);
+                    return;
+                }
+                out.push((v as u8) | 0x80);
+                v >>= 7;
+            }
+            out.push(v as u8);
+        };
+        let with_payload = |extra: &[u8]| {
+            let mut e = plain.clone();
+            let len = u32::from_be_bytes(e[4..8].try_into().unwrap()) + extra.len() as u32;
+            e[4..8].copy_from_slice(&len.to_be_bytes());
+            e.extend_from_slice(extra);
+            e
+        };
+        cases.push(with_payload(&[0xff; 9]));
+        let mut runs = Vec::new();
+        leb(zigzag(-i64::MAX), &mut runs);
+        leb(zigzag(-i64::MAX), &mut runs);
+        leb(zigzag(-1), &mut runs);
+        leb(zigzag(0), &mut runs);
+        leb(zigzag(5), &mut runs);
+        cases.push(with_payload(&runs));
         for (i, case) in cases.iter().enumerate() {
             assert!(!folder.fold(&mut total, case), "case {i} folded");
             assert_same(&total, &before);
