@@ -77,7 +77,7 @@ pub fn decode(encoded: &[u8]) -> Result<Histogram<u64>, String> {
 }
 
 /// Adds up encoded histograms: the exact distribution of their union. Each is folded into
-/// the total as encoded ([`Folder`]); one of another shape is decoded and added.
+/// the total as encoded (`fold::Folder`); one of another shape is decoded and added.
 pub fn merge<'a>(encoded: impl IntoIterator<Item = &'a Encoded>) -> Result<Histogram<u64>, String> {
     let mut folder = Folder::default();
     let mut d = Deserializer::new();

@@ -87,10 +87,10 @@ pub fn scan<'a>(line: &'a [u8], mut member: impl FnMut(&'a str, Scalar<'a>)) -> 
 /// Picks the members named by `keys` out of flat lines ([`scan`]'s subset), reading a line
 /// of the last accepted line's layout without scanning for its keys.
 ///
-/// The layout fast path accepts a line only if it is [`plain`], has no whitespace, and is
-/// `{`, then for each remembered member its exact `"key":`, a scalar as [`scan`] reads it,
-/// and `,` (`}` at the end of the line after the last): a subset of what [`scan`] accepts,
-/// with the same members in the same order. Any other line goes through [`scan`], whose
+/// The layout fast path accepts a line only if it is printable ASCII without a backslash or
+/// any whitespace, and is `{`, then for each remembered member its exact `"key":`, a scalar
+/// as [`scan`] reads it, and `,` (`}` at the end of the line after the last): a subset of
+/// what [`scan`] accepts, with the same members in the same order. Any other line goes through [`scan`], whose
 /// layout (when it is accepted) is remembered instead.
 #[derive(Debug)]
 pub struct Picker<const N: usize> {
