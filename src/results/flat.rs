@@ -90,8 +90,8 @@ pub fn scan<'a>(line: &'a [u8], mut member: impl FnMut(&'a str, Scalar<'a>)) -> 
 /// The layout fast path accepts a line only if it is printable ASCII without a backslash or
 /// any whitespace, and is `{`, then for each remembered member its exact `"key":`, a scalar
 /// as [`scan`] reads it, and `,` (`}` at the end of the line after the last): a subset of
-/// what [`scan`] accepts, with the same members in the same order. Any other line goes through [`scan`], whose
-/// layout (when it is accepted) is remembered instead.
+/// what [`scan`] accepts, with the same members in the same order. Any other line goes
+/// through [`scan`], whose layout (when it is accepted) is remembered instead.
 #[derive(Debug)]
 pub struct Picker<const N: usize> {
     keys: [&'static str; N],
@@ -356,7 +356,8 @@ mod tests {
             for n in 0..=bytes.len() {
                 let copy = bytes[..n].to_vec(); // the same bytes elsewhere in memory
                 prop_assert!(same(&bytes[..n], &copy));
-                prop_assert_eq!(same(&bytes[..n], &bytes[..bytes.len().min(n + 1)]), n == bytes.len());
+                let longer = &bytes[..bytes.len().min(n + 1)];
+                prop_assert_eq!(same(&bytes[..n], longer), n == bytes.len());
                 for k in 0..n {
                     let mut other = bytes[..n].to_vec();
                     other[k] ^= 1 << (digits % 8);
