@@ -211,7 +211,9 @@ impl RequestFactory {
         if let Some(ct) = content_type {
             headers.append(CONTENT_TYPE, ct);
         }
-        headers.append(CONTENT_LENGTH, content_length(body.len()));
+        if body.len() > 0 || expects_content(&spec.method) {
+            headers.append(CONTENT_LENGTH, content_length(body.len()));
+        }
         let mut request = Request::new(body);
         *request.method_mut() = spec.method.clone();
         *request.uri_mut() = http::Uri::from(path);
@@ -301,6 +303,22 @@ impl RequestFactory {
             }
         }
     }
+}
+
+/// Whether an empty request of `method` still says `content-length: 0`. RFC 9110 (8.6): a
+/// client should not send it when the method does not anticipate content (GET, HEAD,
+/// DELETE, OPTIONS, TRACE, CONNECT), and should send it for one that does (POST, PUT,
+/// PATCH, and unknown methods), so that the server knows the body is empty.
+fn expects_content(method: &Method) -> bool {
+    ![
+        Method::GET,
+        Method::HEAD,
+        Method::DELETE,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::CONNECT,
+    ]
+    .contains(method)
 }
 
 /// A `content-length` value; the usual empty body's without an allocation.
@@ -414,6 +432,37 @@ mod tests {
         assert!(body.starts_with(head.as_bytes()));
         assert!(body.ends_with(format!("\r\n--{boundary}--\r\n").as_bytes()));
         assert_eq!(body.len(), head.len() + 100_000 + boundary.len() + 8);
+    }
+
+    #[test]
+    fn an_empty_body_says_content_length_only_where_the_method_expects_content() {
+        let mut profile = upload_profile(UploadEncoding::Raw);
+        let stream = &mut profile.streams[0];
+        stream.kind = StreamKind::Event;
+        stream.body = BodySpec::None;
+        for (method, declared) in [
+            (Method::GET, None),
+            (Method::HEAD, None),
+            (Method::DELETE, None),
+            (Method::OPTIONS, None),
+            (Method::POST, Some("0")),
+            (Method::PUT, Some("0")),
+            (Method::PATCH, Some("0")),
+        ] {
+            profile.streams[0].request.method = method.clone();
+            let f = RequestFactory::new(&profile, "http://127.0.0.1:1".parse().unwrap(), 1, "r".into());
+            let req = f.build(0, 1, 0).unwrap();
+            assert_eq!(
+                req.headers().get(CONTENT_LENGTH).map(|v| v.to_str().unwrap()),
+                declared,
+                "{method}"
+            );
+        }
+        // A body is always declared, whatever the method.
+        profile.streams[0].request.method = Method::GET;
+        profile.streams[0].body = upload_profile(UploadEncoding::Raw).streams[0].body.clone();
+        let f = RequestFactory::new(&profile, "http://127.0.0.1:1".parse().unwrap(), 1, "r".into());
+        assert_eq!(f.build(0, 1, 0).unwrap().headers()[CONTENT_LENGTH], "100000");
     }
 
     #[test]
