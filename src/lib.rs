@@ -110,7 +110,11 @@ pub fn run(cli: Cli) -> u8 {
 /// Prints a command's error with its cause chain (and keeps it for `--output json`);
 /// the exit code of an error.
 fn report_error(e: &anyhow::Error) -> u8 {
-    eprintln!("error: {e:#}");
+    // A config file's diagnostics start each of their problems with `error:` already.
+    match e.downcast_ref::<config::diag::Diagnostics>() {
+        Some(diagnostics) if e.chain().count() == 1 => eprintln!("{diagnostics}"),
+        _ => eprintln!("error: {e:#}"),
+    }
     term::document(|d| d.error = Some(format!("{e:#}")));
     Outcome::Error.code()
 }

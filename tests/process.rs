@@ -178,6 +178,18 @@ fn validate_reports_every_error_with_location_and_exits_2() {
         );
     }
 
+    // Commands that read a profile print the same diagnostics, each `error:` once.
+    let out = shakedown()
+        .args(["load", "--target", "http://127.0.0.1:9"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bad.toml:4:8"), "{stderr}");
+    assert!(!stderr.contains("error: error"), "{stderr}");
+    assert_eq!(stderr.matches("error: ").count(), 3, "{stderr}");
+
     let out = shakedown()
         .args(["validate", "profiles/uploads.toml", "profiles/events.toml"])
         .output()

@@ -177,7 +177,7 @@ fn profile_for(args: &LoadArgs) -> anyhow::Result<Profile> {
         if args.rate.is_some() {
             bail!("--rate applies only without a profile (the profile's stages set the rates)");
         }
-        return crate::config::profile::load(path).map_err(|d| anyhow::anyhow!("{d}"));
+        return Ok(crate::config::profile::load(path)?);
     }
     let duration = args.duration;
     let stages = match (args.rate, args.concurrency) {
