@@ -137,7 +137,13 @@ pub fn request_id(run_tag: &str, stream: usize, seq: u64) -> String {
 
 impl RequestFactory {
     pub fn new(profile: &Profile, target: Target, seed: u64, run_tag: String) -> RequestFactory {
-        let mut shared = vec![0u8; SHARED_BUFFER];
+        // Only uploads are cut from it: filling 4 MiB takes milliseconds, which a run
+        // without uploads should not spend.
+        let uploads = profile
+            .streams
+            .iter()
+            .any(|s| matches!(s.body, BodySpec::Upload { .. }));
+        let mut shared = vec![0u8; if uploads { SHARED_BUFFER } else { 0 }];
         ChaCha8Rng::seed_from_u64(seed).fill_bytes(&mut shared);
         let streams = profile
             .streams
@@ -211,7 +217,7 @@ impl RequestFactory {
         if let Some(ct) = content_type {
             headers.append(CONTENT_TYPE, ct);
         }
-        if body.len() > 0 || expects_content(&spec.method) {
+        if !body.is_empty() || expects_content(&spec.method) {
             headers.append(CONTENT_LENGTH, content_length(body.len()));
         }
         let mut request = Request::new(body);
@@ -450,10 +456,17 @@ mod tests {
             (Method::PATCH, Some("0")),
         ] {
             profile.streams[0].request.method = method.clone();
-            let f = RequestFactory::new(&profile, "http://127.0.0.1:1".parse().unwrap(), 1, "r".into());
+            let f = RequestFactory::new(
+                &profile,
+                "http://127.0.0.1:1".parse().unwrap(),
+                1,
+                "r".into(),
+            );
             let req = f.build(0, 1, 0).unwrap();
             assert_eq!(
-                req.headers().get(CONTENT_LENGTH).map(|v| v.to_str().unwrap()),
+                req.headers()
+                    .get(CONTENT_LENGTH)
+                    .map(|v| v.to_str().unwrap()),
                 declared,
                 "{method}"
             );
@@ -461,8 +474,16 @@ mod tests {
         // A body is always declared, whatever the method.
         profile.streams[0].request.method = Method::GET;
         profile.streams[0].body = upload_profile(UploadEncoding::Raw).streams[0].body.clone();
-        let f = RequestFactory::new(&profile, "http://127.0.0.1:1".parse().unwrap(), 1, "r".into());
-        assert_eq!(f.build(0, 1, 0).unwrap().headers()[CONTENT_LENGTH], "100000");
+        let f = RequestFactory::new(
+            &profile,
+            "http://127.0.0.1:1".parse().unwrap(),
+            1,
+            "r".into(),
+        );
+        assert_eq!(
+            f.build(0, 1, 0).unwrap().headers()[CONTENT_LENGTH],
+            "100000"
+        );
     }
 
     #[test]

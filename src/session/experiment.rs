@@ -344,6 +344,22 @@ impl<'a> Prepared<'a> {
             session.path().display()
         );
 
+        // The request factory is made before the clock starts: the first arrivals are due
+        // at once.
+        let (http_target, connector) = match &target.http {
+            Some((t, c)) => (t.clone(), c.clone()),
+            None => (
+                placeholder_target(),
+                crate::driver::Connector::plain(([127, 0, 0, 1], 9).into()),
+            ),
+        };
+        let factory = Arc::new(RequestFactory::new(
+            &profile,
+            http_target,
+            seed,
+            run_tag.clone(),
+        ));
+
         // One clock for everything from here.
         let snap_probe = probe_values.clone();
         let recording = session.start_recording(
@@ -386,20 +402,8 @@ impl<'a> Prepared<'a> {
             tokio::spawn(faults.start_open(tokio::time::Instant::from_std(start), signal.clone()));
         let mut run_end = None;
 
-        let (http_target, connector) = match &target.http {
-            Some((t, c)) => (t.clone(), c.clone()),
-            None => (
-                placeholder_target(),
-                crate::driver::Connector::plain(([127, 0, 0, 1], 9).into()),
-            ),
-        };
         let plan = DriverPlan {
-            factory: Arc::new(RequestFactory::new(
-                &profile,
-                http_target,
-                seed,
-                run_tag.clone(),
-            )),
+            factory,
             profile: profile.clone(),
             connector,
             http2: target.http2,

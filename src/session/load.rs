@@ -127,8 +127,6 @@ async fn steps(
     let names: Vec<String> = profile.streams.iter().map(|s| s.name.clone()).collect();
     let planned = planned_duration(plan.mode, profile);
 
-    // Run.
-    let recording = session.start_recording(meta, names, planned, plan.quiet, live, |_| {})?;
     crate::outln!(
         "shakedown load: profile \"{}\" -> {} ({}, {}), results in {}",
         profile.name,
@@ -137,6 +135,8 @@ async fn steps(
         crate::units::format_duration(Duration::from_secs(planned.as_secs())),
         session.path().display()
     );
+    // Everything the driver needs is made before the run's clock starts: its first
+    // arrivals are due at once.
     let driver_plan = DriverPlan {
         factory: Arc::new(RequestFactory::new(profile, target, seed, run_tag)),
         profile: profile.clone(),
@@ -150,6 +150,7 @@ async fn steps(
         accepted: None,
         sinks,
     };
+    let recording = session.start_recording(meta, names, planned, plan.quiet, live, |_| {})?;
     let report = driver::run(
         driver_plan,
         recording.recorder.clone(),
