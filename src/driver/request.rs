@@ -487,6 +487,26 @@ mod tests {
     }
 
     #[test]
+    fn only_a_profile_with_uploads_pays_for_the_upload_buffer() {
+        let target = || "http://127.0.0.1:1".parse().unwrap();
+        let uploads = upload_profile(UploadEncoding::Raw);
+        assert_eq!(
+            RequestFactory::new(&uploads, target(), 1, "r".into())
+                .shared
+                .len(),
+            SHARED_BUFFER
+        );
+        let mut events = uploads.clone();
+        events.streams[0].kind = StreamKind::Event;
+        events.streams[0].body = BodySpec::None;
+        assert!(
+            RequestFactory::new(&events, target(), 1, "r".into())
+                .shared
+                .is_empty()
+        );
+    }
+
+    #[test]
     fn target_parsing() {
         let t: Target = "http://127.0.0.1:8080/api/".parse().unwrap();
         assert_eq!(
