@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Benchmark: shakedown vs wrk vs oha against one local nginx (1 worker), in one run.
-#   closed loop: max requests/s at the same connection count, and peak RSS;
+#   closed loop: max requests/s at the same connection count, CPU per request of the client
+#                and of the target (and how busy the target was), and peak RSS;
 #   open model: accuracy at 50% and 90% of shakedown's closed-loop max
 #               (achieved/intended rate, send lag p99);
 #   uploads: peak RSS for 50 concurrent 100 MiB uploads (shared-buffer bodies).
 # Needs: nginx and wrk (apt-get install nginx-light wrk), oha (cargo install oha --locked).
-# Usage: bench/load.sh            (CONNS=64 DURATION=10 by default)
+# Usage: bench/load.sh            (CONNS=64 DURATION=10 ROUNDS=4 by default; the closed-loop
+#                                  tools run in ROUNDS alternating rounds, medians reported)
 # Not part of the test suite: figures go to BENCHMARKS.md by hand.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,12 +41,8 @@ sleep 0.5
 URL="http://127.0.0.1:$PORT/"
 
 rss() { grep MAXRSS_KB "$1" | awk '{printf "%.1f", $2/1024}'; }
+ROUNDS=${ROUNDS:-4}
 
-echo "== closed loop: $CONNS connections, ${DURATION}s, target nginx (1 worker)"
-python3 bench/maxrss.py wrk -t1 -c"$CONNS" -d"${DURATION}s" "$URL" >"$work/wrk.out" 2>"$work/wrk.err"
-wrk_rps=$(awk '/Requests\/sec/ {print $2}' "$work/wrk.out")
-python3 bench/maxrss.py oha -c "$CONNS" -z "${DURATION}s" --no-tui --output-format json "$URL" >"$work/oha.out" 2>"$work/oha.err"
-oha_rps=$(python3 -c "import json,sys; print(round(json.load(open(sys.argv[1]))['summary']['requestsPerSec'],1))" "$work/oha.out")
 run_sd() { # name, args...
   local name=$1; shift
   python3 bench/maxrss.py "$SD" "$@" --quiet --results "$work/results" --run-id "$name" >"$work/$name.out" 2>"$work/$name.err"
@@ -52,16 +50,63 @@ run_sd() { # name, args...
 summary() { # run name, json key
   python3 -c "import json,sys; s=json.load(open(sys.argv[1]))['summary'][0]; print(eval(sys.argv[2], {}, s))" "$work/results/$1/run.json" "$2"
 }
-run_sd closed1 --threads 1 load --target "$URL" --concurrency "$CONNS" --duration "${DURATION}s"
-run_sd closed2 load --target "$URL" --concurrency "$CONNS" --duration "${DURATION}s"
-sd1=$(summary closed1 "round(sent_per_s,1)")
-sd2=$(summary closed2 "round(sent_per_s,1)")
-ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
-printf '| tool | req/s | vs wrk | peak RSS MiB |\n|---|---|---|---|\n'
-printf '| wrk -t1 | %s | 1.00 | %s |\n' "$wrk_rps" "$(rss "$work/wrk.err")"
-printf '| oha (default threads) | %s | %s | %s |\n' "$oha_rps" "$(ratio "$oha_rps" "$wrk_rps")" "$(rss "$work/oha.err")"
-printf '| shakedown --threads 1 | %s | %s | %s |\n' "$sd1" "$(ratio "$sd1" "$wrk_rps")" "$(rss "$work/closed1.err")"
-printf '| shakedown (default threads) | %s | %s | %s |\n' "$sd2" "$(ratio "$sd2" "$wrk_rps")" "$(rss "$work/closed2.err")"
+# The target's CPU time so far (clock ticks of its one worker process), to say whether the
+# target or the client set the closed-loop rate.
+nginx_worker=$(pgrep -P "$(cat "$work/nginx.pid")" | head -1)
+ticks() { awk '{print $14 + $15}' "/proc/$nginx_worker/stat"; }
+closed_run() { # tool, round: one closed-loop run; appends "tool req/s client-CPU-s target-ticks peak-RSS-MiB"
+  local tool=$1 name="$1-$2" t0 rps
+  t0=$(ticks)
+  case $tool in
+    wrk)
+      python3 bench/maxrss.py wrk -t1 -c"$CONNS" -d"${DURATION}s" "$URL" >"$work/$name.out" 2>"$work/$name.err"
+      rps=$(awk '/Requests\/sec/ {print $2}' "$work/$name.out") ;;
+    oha)
+      python3 bench/maxrss.py oha -c "$CONNS" -z "${DURATION}s" --no-tui --output-format json "$URL" >"$work/$name.out" 2>"$work/$name.err"
+      rps=$(python3 -c "import json,sys; print(round(json.load(open(sys.argv[1]))['summary']['requestsPerSec'],1))" "$work/$name.out") ;;
+    sd1)
+      run_sd "$name" --threads 1 load --target "$URL" --concurrency "$CONNS" --duration "${DURATION}s"
+      rps=$(summary "$name" "round(sent_per_s,1)") ;;
+    sd)
+      run_sd "$name" load --target "$URL" --concurrency "$CONNS" --duration "${DURATION}s"
+      rps=$(summary "$name" "round(sent_per_s,1)") ;;
+  esac
+  echo "$tool $rps $(awk '/^CPU_S/ {print $2}' "$work/$name.err") $(( $(ticks) - t0 )) $(rss "$work/$name.err")" >>"$work/closed.rows"
+}
+
+echo "== closed loop: $CONNS connections, ${DURATION}s per run, $ROUNDS alternating rounds, target nginx (1 worker)"
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+: >"$work/closed.rows"
+for round in $(seq 1 "$ROUNDS"); do
+  for tool in wrk oha sd1 sd; do closed_run "$tool" "$round"; done
+done
+echo "load average before / after: $load_before / $(cut -d' ' -f1-3 /proc/loadavg)"
+python3 - "$work/closed.rows" "$DURATION" "$(getconf CLK_TCK)" <<'TABLE'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1])]
+duration, hz = float(sys.argv[2]), float(sys.argv[3])
+names = {"wrk": "wrk -t1", "oha": "oha (default threads)", "sd1": "shakedown --threads 1",
+         "sd": "shakedown (default threads)"}
+by = {t: [r for r in rows if r[0] == t] for t in names}
+med = lambda t, i: statistics.median(float(r[i]) for r in by[t])
+wrk, oha = med("wrk", 1), med("oha", 1)
+print("| tool | req/s (median) | vs wrk | vs oha | client CPU us/req | target CPU us/req | target busy | peak RSS MiB | rounds (req/s) |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+for t, name in names.items():
+    rps = med(t, 1)
+    client = statistics.median(float(r[2]) * 1e6 / (float(r[1]) * duration) for r in by[t])
+    target = statistics.median(float(r[3]) / hz * 1e6 / (float(r[1]) * duration) for r in by[t])
+    busy = statistics.median(float(r[3]) / hz / duration for r in by[t])
+    each = " / ".join(f"{float(r[1]):,.0f}" for r in by[t])
+    print(f"| {name} | {rps:,.0f} | {rps / wrk:.2f} | {rps / oha:.2f} | {client:.1f} | {target:.1f} | "
+          f"{busy:.0%} | {med(t, 4):.1f} | {each} |")
+print()
+print("client CPU: user + system time of the tool per request; target CPU: nginx's worker per request;")
+print("target busy: the worker's share of one core during the run (near 100%: the target set the rate).")
+TABLE
+median_of() { python3 -c "import statistics,sys; print(statistics.median(float(l.split()[1]) for l in open(sys.argv[1]) if l.split()[0] == sys.argv[2]))" "$work/closed.rows" "$1"; }
+sd1=$(median_of sd1)
+sd2=$(median_of sd)
 best=$(python3 -c "print(max($sd1,$sd2))")
 
 echo
