@@ -64,7 +64,6 @@ name = "lb-bench"
 name = "health"
 kind = "event"
 request = { method = "GET", path = "/health" }
-body = { template = "" }
 arrival = "uniform"
 stages = [{ for = "DURATION", rate = "RATE" }]
 TOML

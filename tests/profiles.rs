@@ -628,3 +628,41 @@ fn a_flood_of_unknown_fields_stops_with_a_note() {
             .any(|d| d.message.starts_with("stopped after 50 unknown fields"))
     );
 }
+
+#[test]
+fn a_get_event_stream_may_go_without_a_body_and_sends_none() {
+    let p = parse(
+        r#"name = "reads"
+[[stream]]
+name = "health"
+kind = "event"
+request = { method = "GET", path = "/health" }
+stages = [ { for = "10s", rate = "100/s" } ]
+"#,
+    )
+    .unwrap();
+    assert_eq!(p.streams[0].body, BodySpec::None);
+    assert_eq!(p.streams[0].request.method, http::Method::GET);
+    // A method that anticipates content still needs one (POST is the events' default).
+    expect_error(
+        "name = \"x\"\n[[stream]]\nname = \"e\"\nkind = \"event\"\nstages = [ { for = \"1s\", rate = \"1/s\" } ]\n",
+        "an event stream needs a `body`",
+        4,
+        8,
+    );
+    // A content type says what a body is: without one it is a mistake.
+    expect_error(
+        "name = \"x\"\n[[stream]]\nname = \"e\"\nkind = \"event\"\nrequest = { method = \"DELETE\", path = \"/x\" }\ncontent_type = \"text/plain\"\nstages = [ { for = \"1s\", rate = \"1/s\" } ]\n",
+        "`content_type` without a `body`",
+        6,
+        16,
+    );
+    // Messages always carry one.
+    let errors = errors(
+        "name = \"x\"\n[[stream]]\nname = \"e\"\nkind = \"event\"\ntransport = \"sqs\"\nqueue = \"q\"\nstages = [ { for = \"1s\", rate = \"1/s\" } ]\n",
+    );
+    assert!(
+        errors.iter().any(|d| d.message.contains("needs a `body`")),
+        "{errors:#?}"
+    );
+}

@@ -14,7 +14,7 @@ use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::body::Body;
-use crate::config::profile::{BodySpec, Profile, UploadEncoding};
+use crate::config::profile::{BodySpec, Profile, UploadEncoding, expects_content};
 use crate::schedule::request_rng;
 use crate::template::{Fields, Template};
 
@@ -217,6 +217,7 @@ impl RequestFactory {
         if let Some(ct) = content_type {
             headers.append(CONTENT_TYPE, ct);
         }
+        // RFC 9110 (8.6): no `content-length: 0` where the method anticipates no content.
         if !body.is_empty() || expects_content(&spec.method) {
             headers.append(CONTENT_LENGTH, content_length(body.len()));
         }
@@ -309,22 +310,6 @@ impl RequestFactory {
             }
         }
     }
-}
-
-/// Whether an empty request of `method` still says `content-length: 0`. RFC 9110 (8.6): a
-/// client should not send it when the method does not anticipate content (GET, HEAD,
-/// DELETE, OPTIONS, TRACE, CONNECT), and should send it for one that does (POST, PUT,
-/// PATCH, and unknown methods), so that the server knows the body is empty.
-fn expects_content(method: &Method) -> bool {
-    ![
-        Method::GET,
-        Method::HEAD,
-        Method::DELETE,
-        Method::OPTIONS,
-        Method::TRACE,
-        Method::CONNECT,
-    ]
-    .contains(method)
 }
 
 /// A `content-length` value; the usual empty body's without an allocation.

@@ -85,7 +85,9 @@ impl Checker<'_> {
         })
     }
 
-    pub(super) fn event_body(&mut self, raw: &RawStream) -> Option<BodySpec> {
+    /// An event's body. `bodiless` says the stream may go without one: an HTTP request
+    /// whose method does not anticipate content (a `GET` stream), which then sends none.
+    pub(super) fn event_body(&mut self, raw: &RawStream, bodiless: bool) -> Option<BodySpec> {
         let mut misplaced = false;
         for (field, name) in [
             (&raw.encoding, "encoding"),
@@ -108,13 +110,24 @@ impl Checker<'_> {
             );
             misplaced = true;
         }
+        if raw.body.is_none() && bodiless {
+            if let Some(ct) = &raw.content_type {
+                self.out.error_with_hint(
+                    ct.span(),
+                    "`content_type` without a `body`",
+                    "remove `content_type`, or add a `body`",
+                );
+                return None;
+            }
+            return (!misplaced).then_some(BodySpec::None);
+        }
         let template = match &raw.body {
             None => {
                 let span = raw.kind.as_ref().map_or(0..0, Spanned::span);
                 self.out.error_with_hint(
                     span,
                     "an event stream needs a `body`",
-                    "e.g. `body = { template = '{\"id\":\"{id}\"}' }` or `body = { file = \"events/click.json\" }`",
+                    "e.g. `body = { template = '{\"id\":\"{id}\"}' }` or `body = { file = \"events/click.json\" }` (a `GET`, `HEAD`, `DELETE` or `OPTIONS` request over HTTP may go without)",
                 );
                 None
             }

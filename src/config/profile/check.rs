@@ -226,7 +226,13 @@ impl Checker<'_> {
         let stages = self.stages(raw.stages.as_ref(), header);
         let body = match kind {
             Some(StreamKind::Upload) => self.upload_body(&raw),
-            Some(StreamKind::Event) => self.event_body(&raw),
+            Some(StreamKind::Event) => {
+                let bodiless = matches!(transport, Some(Transport::Http))
+                    && request
+                        .as_ref()
+                        .is_some_and(|r| !super::expects_content(&r.method));
+                self.event_body(&raw, bodiless)
+            }
             None => {
                 // Check what is there; which of the two belongs is unknown until `kind` is fixed.
                 if let Some(size) = &raw.size {

@@ -131,6 +131,23 @@ pub struct RequestSpec {
     pub headers: Vec<(http::HeaderName, Template)>,
 }
 
+/// Whether requests of `method` anticipate content (RFC 9110): `GET`, `HEAD`, `DELETE`,
+/// `OPTIONS`, `TRACE` and `CONNECT` do not, so an event stream of them may go without a
+/// `body`, and an empty one is sent without `content-length: 0`. Every other method does
+/// (unknown ones included).
+pub fn expects_content(method: &http::Method) -> bool {
+    use http::Method;
+    ![
+        Method::GET,
+        Method::HEAD,
+        Method::DELETE,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::CONNECT,
+    ]
+    .contains(method)
+}
+
 /// What each request carries.
 #[derive(Debug, Clone, PartialEq)]
 pub enum BodySpec {
