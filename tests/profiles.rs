@@ -666,3 +666,46 @@ stages = [ { for = "10s", rate = "100/s" } ]
         "{errors:#?}"
     );
 }
+
+#[test]
+fn reads_stay_out_of_the_message_ledger_unless_asked() {
+    let stream = |extra: &str| {
+        let text = format!(
+            "name = \"x\"\n[[stream]]\nname = \"s\"\nstages = [ {{ for = \"1s\", rate = \"1/s\" }} ]\n{extra}\n"
+        );
+        parse(&text).unwrap_or_else(|e| panic!("{e}")).streams[0].ledger
+    };
+    // Writes and messages are what a system must complete.
+    assert!(stream(
+        "kind = \"upload\"\nsize = { dist = \"fixed\", size = \"1KiB\" }"
+    ));
+    assert!(stream("kind = \"event\"\nbody = { template = \"{}\" }"));
+    assert!(stream(
+        "kind = \"event\"\ntransport = \"sqs\"\nqueue = \"q\"\nbody = { template = \"{}\" }"
+    ));
+    assert!(stream(
+        "kind = \"event\"\nrequest = { method = \"PATCH\", path = \"/x\" }\nbody = { template = \"{}\" }"
+    ));
+    // A read's answer is its completion: no system reports it.
+    for method in ["GET", "HEAD", "DELETE", "OPTIONS"] {
+        assert!(
+            !stream(&format!(
+                "kind = \"event\"\nrequest = {{ method = \"{method}\", path = \"/x\" }}"
+            )),
+            "{method}"
+        );
+    }
+    // Either way, when the profile says so.
+    assert!(stream(
+        "kind = \"event\"\nrequest = { method = \"DELETE\", path = \"/x\" }\nledger = true"
+    ));
+    assert!(!stream(
+        "kind = \"event\"\nbody = { template = \"{}\" }\nledger = false"
+    ));
+    expect_error(
+        "name = \"x\"\n[[stream]]\nname = \"s\"\nkind = \"event\"\nbody = { template = \"{}\" }\nledger = \"no\"\nstages = [ { for = \"1s\", rate = \"1/s\" } ]\n",
+        "`ledger` must be `true` or `false`",
+        6,
+        10,
+    );
+}

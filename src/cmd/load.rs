@@ -217,6 +217,7 @@ fn profile_for(args: &LoadArgs) -> anyhow::Result<Profile> {
             body: BodySpec::None,
             arrival: Arrival::Uniform,
             stages,
+            ledger: false,
         }],
         path: None,
     })

@@ -252,7 +252,8 @@ async fn send_batch(ctx: &Ctx, sink: &Sink, stream: usize, batch: Vec<Pending>) 
                         .recorder
                         .record(stream, stream, |w| w.record_failure(class)),
                     None => {
-                        if let Some(accepted) = &ctx.plan.accepted
+                        if ctx.plan.profile.streams[stream].ledger
+                            && let Some(accepted) = &ctx.plan.accepted
                             && let Err(e) = accepted.accept(stream, p.seq)
                         {
                             tracing::warn!("ledger: {e}");

@@ -464,6 +464,7 @@ async fn serve(ctx: &Ctx, id: usize, open: bool, conn: &mut Option<HttpConn>, jo
     match outcome {
         Ok(resp) => {
             if (200..300).contains(&resp.status)
+                && ctx.plan.profile.streams[job.stream].ledger
                 && let Some(accepted) = &ctx.plan.accepted
                 && let Err(e) = accepted.accept(job.stream, job.seq)
             {

@@ -359,6 +359,7 @@ mod tests {
                     from: 1.0,
                     to: 1.0,
                 }],
+                ledger: true,
             }],
             path: None,
         }

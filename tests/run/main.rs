@@ -338,3 +338,65 @@ stages = [ { for = "4s", rate = "200/s" } ]
     assert_eq!(ledger["completed"], accepted, "{ledger}");
     assert_eq!(ledger["lost"], 0);
 }
+
+/// Reads next to writes: the reads' 2xx answers complete nothing (no system reports a
+/// read), so they stay out of the ledger and `no-loss` passes on a healthy system. (They
+/// used to be accepted like writes and then counted lost: a false fail.)
+#[test]
+fn reads_next_to_writes_are_not_counted_as_lost_messages() {
+    let _slot = slot();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("p.toml"),
+        r#"name = "reads-and-writes"
+seed = 7
+[[stream]]
+name = "uploads"
+kind = "upload"
+size = { dist = "fixed", size = "4KiB" }
+stages = [ { for = "4s", rate = "20/s" } ]
+[[stream]]
+name = "health"
+kind = "event"
+request = { method = "GET", path = "/health" }
+stages = [ { for = "4s", rate = "20/s" } ]
+"#,
+    )
+    .unwrap();
+    let exp = dir.path().join("exp.toml");
+    std::fs::write(
+        &exp,
+        "name = \"rw\"\nprofile = \"p.toml\"\n[target.sandbox]\narch = \"queued\"\n[[probe]]\nname = \"backlog\"\nkind = \"sqs\"\nqueue = \"jobs\"\nmetric = \"visible\"\n[[promise]]\ntype = \"no-loss\"\n[cooldown]\nmax = \"30s\"\nuntil = [\"backlog <= 0\"]\n",
+    )
+    .unwrap();
+    let results = dir.path().join("results");
+    let out = cli(
+        &["run", "-q", "--run-id", "r", "--results"],
+        &[&results, &exp],
+    );
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(results.join("r/run.json")).unwrap())
+            .unwrap();
+    let ok = |name: &str| {
+        run["summary"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["stream"] == name)
+            .unwrap_or_else(|| panic!("{name} in {run}"))["ok"]
+            .as_u64()
+            .unwrap()
+    };
+    assert!(ok("health") > 60, "{run}");
+    let ledger: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(results.join("r/ledger.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        ledger["accepted"].as_u64().unwrap(),
+        ok("uploads"),
+        "{ledger}"
+    );
+    assert_eq!(ledger["lost"], 0, "{ledger}");
+}

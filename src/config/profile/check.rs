@@ -249,6 +249,11 @@ impl Checker<'_> {
         {
             self.eventbridge_body(body, raw_body.span());
         }
+        let ledger = match (&raw.ledger, &transport, &request) {
+            (Some(ledger), ..) => *ledger.get_ref(),
+            (None, Some(Transport::Http), Some(request)) => super::expects_content(&request.method),
+            (None, ..) => true,
+        };
         Some(Stream {
             name: name?,
             kind: kind?,
@@ -257,6 +262,7 @@ impl Checker<'_> {
             body: body?,
             arrival: arrival?,
             stages: stages?,
+            ledger,
         })
     }
 

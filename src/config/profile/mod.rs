@@ -76,6 +76,12 @@ pub struct Stream {
     pub body: BodySpec,
     pub arrival: Arrival,
     pub stages: Vec<Stage>,
+    /// Whether each request the target accepts (a 2xx answer, a message sent) is a message
+    /// the system must then complete: in an experiment it enters the message ledger, which
+    /// `no-loss` and the end-to-end latency account for. By default every stream but an
+    /// HTTP one whose method anticipates no content (`GET`, `HEAD`, `DELETE`, `OPTIONS`): a
+    /// read's answer is its completion, and a system never reports it.
+    pub ledger: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

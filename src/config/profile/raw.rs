@@ -68,6 +68,9 @@ pub(super) struct RawStream {
     pub(super) content_type: Option<Spanned<String>>,
     /// Events only, required: `{ template = "..." }` or `{ file = "..." }`.
     pub(super) body: Option<Spanned<RawBody>>,
+    /// Whether each accepted request is a message the system must complete (default: every
+    /// stream but HTTP requests whose method anticipates no content).
+    pub(super) ledger: Option<Spanned<bool>>,
 }
 
 /// `request = { method = "PUT", path = "/upload/{id}", headers = { "x-a" = "b" } }`.

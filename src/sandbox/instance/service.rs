@@ -12,8 +12,9 @@
 //!
 //! A read has no job behind it: its work is done when it is answered. So `manage` reports
 //! each request it answers 2xx (by its `x-shakedown-id`, when the client sent one) to the
-//! completion feed (`worker` = `manage:<instance>`), and the ledger accounts for every
-//! accepted request of every stream, not only the uploads.
+//! completion feed (`worker` = `manage:<instance>`): a read stream that opts into the
+//! message ledger (`ledger = true`, as `profiles/microservices.toml` does; reads stay out
+//! by default) is then accounted like the uploads.
 //!
 //! Resilience of the reference design: `upload` gives `store` `store_timeout`; on a
 //! timeout or a failure the object is *spooled*: the job goes on the queue with kind
