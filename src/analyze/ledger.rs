@@ -40,6 +40,11 @@ pub struct Ledger {
     pub duplicates: u64,
     /// Completion records whose id was never accepted.
     pub unknown: u64,
+    /// The streams not one of whose accepted messages has a record: none completed,
+    /// dead-lettered or listed in the queue at the end. A stream whose requests start no job
+    /// looks like this, and so does one whose every message was lost: the two cannot be told
+    /// apart. (Only ids of the `<prefix>-<number>` shape accepted with their stream count.)
+    pub silent: Vec<Silent>,
     /// Completions per second of the run (by `done_ms`).
     pub completions_per_s: Vec<u64>,
     /// End-to-end latency (accepted -> first completion), microseconds.
@@ -75,6 +80,17 @@ pub struct Completion {
     pub receive_count: u32,
 }
 
+/// A stream of which nothing was heard again ([`Ledger::silent`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Silent {
+    /// The stream's name.
+    pub stream: String,
+    /// Its messages accepted.
+    pub accepted: u64,
+    /// The id prefixes of its messages (`<run tag>-<stream index>` for the driver's ids).
+    pub families: Vec<String>,
+}
+
 impl Ledger {
     /// Matches completions to accepted messages (see [`LedgerBuilder`], which does the same
     /// one record at a time).
@@ -85,7 +101,7 @@ impl Ledger {
     ) -> Ledger {
         let mut b = LedgerBuilder::default();
         for a in accepted {
-            b.accept(&a.id, a.t_ms);
+            b.accept_in(&a.id, &a.stream, a.t_ms);
         }
         for c in completions {
             b.complete(&c.id, c.done_ms, c.outcome);
@@ -124,6 +140,12 @@ pub struct LedgerBuilder {
     /// and comparing it saves hashing the prefix for every line.
     last: Option<(String, usize)>,
     families: Vec<Slots>,
+    /// The stream of each family (an index into `streams`), from its first accepted id
+    /// given with one ([`LedgerBuilder::accept_in`]); [`NO_STREAM`] until then.
+    family_stream: Vec<u32>,
+    streams: Vec<String>,
+    /// The family the last [`LedgerBuilder::slot`] call used, if any.
+    last_family: Option<usize>,
     others: HashMap<String, Slot>,
     accepted: u64,
     duplicates: u64,
@@ -186,6 +208,9 @@ impl Slots {
     }
 }
 
+/// A family whose stream is not known.
+const NO_STREAM: u32 = u32::MAX;
+
 /// Numbers up to this far past a prefix's slots grow its vector; larger jumps go to the
 /// map, so a stray huge number never allocates gigabytes.
 const SLOT_SLACK: u64 = 1 << 20;
@@ -206,6 +231,7 @@ impl LedgerBuilder {
 
     /// The slot of an id; `create` makes it when absent (accepted ids), otherwise `None`.
     fn slot(&mut self, id: &str, create: bool) -> Option<&mut Slot> {
+        self.last_family = None;
         // An id that once went to the map stays there.
         if !self.others.is_empty() && self.others.contains_key(id) {
             return self.others.get_mut(id);
@@ -226,6 +252,7 @@ impl LedgerBuilder {
                 }
                 None if create => {
                     self.families.push(Slots::default());
+                    self.family_stream.push(NO_STREAM);
                     self.prefixes
                         .insert(prefix.to_owned(), self.families.len() - 1);
                     Some(self.families.len() - 1)
@@ -237,6 +264,7 @@ impl LedgerBuilder {
                 if let Ok(i) = usize::try_from(n)
                     && (i < slots.len() || (create && n < slots.len() as u64 + SLOT_SLACK))
                 {
+                    self.last_family = Some(f);
                     let slot = slots.at(i);
                     return (create || slot.accepted != Slot::NONE).then_some(slot);
                 }
@@ -252,6 +280,27 @@ impl LedgerBuilder {
         slot.accepted = slot.accepted.min(Slot::ms(t_ms));
         if first {
             self.accepted += 1;
+        }
+    }
+
+    /// An accepted id of `stream` (the stream's name in `accepted.jsonl`): as
+    /// [`LedgerBuilder::accept`], and the id's family is known to be that stream's, which
+    /// lets the balance tell a stream not one of whose messages was heard of again
+    /// ([`Ledger::silent`]).
+    pub fn accept_in(&mut self, id: &str, stream: &str, t_ms: u64) {
+        self.accept(id, t_ms);
+        if let Some(f) = self.last_family
+            && self.family_stream[f] == NO_STREAM
+            && !stream.is_empty()
+        {
+            let index = match self.streams.iter().position(|s| s == stream) {
+                Some(i) => i,
+                None => {
+                    self.streams.push(stream.to_owned());
+                    self.streams.len() - 1
+                }
+            };
+            self.family_stream[f] = index as u32;
         }
     }
 
@@ -310,9 +359,16 @@ impl LedgerBuilder {
         let (mut completed, mut dead_lettered, mut unaccounted) = (0, 0, 0);
         // The smallest LOST_SAMPLE missing ids (as strings), kept without collecting them all.
         let mut sample: BTreeSet<String> = BTreeSet::new();
+        // Whether a slot was accepted, and then whether anything was heard of it.
+        #[derive(PartialEq)]
+        enum Heard {
+            NotAccepted,
+            Something,
+            Nothing,
+        }
         let mut tally = |slot: &Slot, id: &dyn Fn() -> String| {
             if slot.accepted == Slot::NONE {
-                return;
+                return Heard::NotAccepted;
             }
             if slot.done != Slot::NONE {
                 completed += 1;
@@ -339,34 +395,57 @@ impl LedgerBuilder {
                     list.reserve_exact(records as usize);
                 }
                 list.push(latency_ms);
+                Heard::Something
             } else if slot.dead {
                 dead_lettered += 1;
+                Heard::Something
             } else {
                 unaccounted += 1;
                 let id = id();
+                let mut heard = Heard::Nothing;
                 if let Some(listed) = &listed {
                     if listed.contains(id.as_str()) {
                         queued_listed += 1;
+                        heard = Heard::Something;
                     } else {
-                        lost_sample.insert(id.clone());
-                        if lost_sample.len() > LOST_SAMPLE {
-                            lost_sample.pop_last();
-                        }
+                        keep_smallest(&mut lost_sample, id.clone());
                     }
                 }
-                sample.insert(id);
-                if sample.len() > LOST_SAMPLE {
-                    sample.pop_last();
-                }
+                keep_smallest(&mut sample, id);
+                heard
             }
         };
         let mut names: Vec<(&String, &usize)> = self.prefixes.iter().collect();
         names.sort_by_key(|(_, f)| **f);
+        // Per stream: messages accepted, whether any was heard of, its families.
+        let mut by_stream: Vec<(u64, bool, Vec<String>)> =
+            vec![(0, false, Vec::new()); self.streams.len()];
         for (prefix, f) in names {
+            let (mut accepted, mut heard) = (0u64, false);
             for (n, slot) in self.families[*f].iter().enumerate() {
-                tally(slot, &|| format!("{prefix}-{n}"));
+                match tally(slot, &|| format!("{prefix}-{n}")) {
+                    Heard::NotAccepted => {}
+                    Heard::Something => (accepted, heard) = (accepted + 1, true),
+                    Heard::Nothing => accepted += 1,
+                }
+            }
+            if let Some(s) = by_stream.get_mut(self.family_stream[*f] as usize) {
+                s.0 += accepted;
+                s.1 |= heard;
+                s.2.push(prefix.clone());
             }
         }
+        let silent: Vec<Silent> = self
+            .streams
+            .iter()
+            .zip(by_stream)
+            .filter(|(_, (accepted, heard, _))| *accepted > 0 && !heard)
+            .map(|(stream, (accepted, _, families))| Silent {
+                stream: stream.clone(),
+                accepted,
+                families,
+            })
+            .collect();
         for (id, slot) in &self.others {
             tally(slot, &|| id.clone());
         }
@@ -387,10 +466,19 @@ impl LedgerBuilder {
             unaccounted_sample: sample.into_iter().collect(),
             duplicates: self.duplicates,
             unknown: self.unknown,
+            silent,
             completions_per_s: self.completions_per_s,
             e2e_us,
             e2e_ms_by_done_s,
         }
+    }
+}
+
+/// Adds `id` to `set`, keeping only the [`LOST_SAMPLE`] smallest.
+fn keep_smallest(set: &mut BTreeSet<String>, id: String) {
+    set.insert(id);
+    if set.len() > LOST_SAMPLE {
+        set.pop_last();
     }
 }
 

@@ -158,7 +158,7 @@ fn read_ledger_line_by_line(
     let mut picker = flat::Picker::new(ACCEPTED_KEYS);
     jsonl::for_each_line(&run.accepted(), |line| {
         let a = AcceptedLine::parse(line, &mut picker)?;
-        ledger.accept(&a.id, rel(a.t_ms));
+        ledger.accept_in(&a.id, &a.stream, rel(a.t_ms));
         Ok(())
     })?;
     if has_completions {
@@ -248,13 +248,19 @@ fn read_ledger_in_blocks(
         |block, out| {
             let mut picker = flat::Picker::new(ACCEPTED_KEYS);
             parse_block(block, out, |block, line| {
-                AcceptedLine::parse(line, &mut picker).map(|a| (BlockId::of(a.id, block), a.t_ms))
+                AcceptedLine::parse(line, &mut picker).map(|a| {
+                    (
+                        BlockId::of(a.id, block),
+                        BlockId::of(a.stream, block),
+                        a.t_ms,
+                    )
+                })
             })
         },
         |block, ok, lines| {
             whole &= ok;
-            for (id, t_ms) in lines.drain(..) {
-                ledger.accept(id.get(block), rel(t_ms));
+            for (id, stream, t_ms) in lines.drain(..) {
+                ledger.accept_in(id.get(block), stream.get(block), rel(t_ms));
             }
         },
     );
@@ -464,6 +470,8 @@ fn read_activities(path: &Path) -> Result<Vec<Activity>, LoadError> {
 struct AcceptedLine<'a> {
     #[serde(borrow)]
     id: Cow<'a, str>,
+    #[serde(borrow, default)]
+    stream: Cow<'a, str>,
     t_ms: u64,
 }
 
@@ -498,19 +506,20 @@ struct CompletionLine<'a> {
 }
 
 /// The keys the analyzer picks from a line of `accepted.jsonl` ([`AcceptedLine::parse`]).
-const ACCEPTED_KEYS: [&str; 2] = ["id", "t_ms"];
+const ACCEPTED_KEYS: [&str; 3] = ["id", "stream", "t_ms"];
 /// The keys the analyzer picks from a line of `completions.jsonl`.
 const COMPLETION_KEYS: [&str; 3] = ["id", "done_ms", "outcome"];
 
 impl<'a> AcceptedLine<'a> {
     /// The fast scan for the usual line ([`flat::Picker`] of [`ACCEPTED_KEYS`]), serde for
     /// any other.
-    fn parse(line: &'a [u8], picker: &mut flat::Picker<2>) -> Result<Self, serde_json::Error> {
-        if let Some([Some(Scalar::Str(id)), Some(t)]) = picker.pick(line)
+    fn parse(line: &'a [u8], picker: &mut flat::Picker<3>) -> Result<Self, serde_json::Error> {
+        if let Some([Some(Scalar::Str(id)), Some(Scalar::Str(stream)), Some(t)]) = picker.pick(line)
             && let Some(t_ms) = t.as_u64()
         {
             return Ok(AcceptedLine {
                 id: Cow::Borrowed(id),
+                stream: Cow::Borrowed(stream),
                 t_ms,
             });
         }
@@ -559,7 +568,10 @@ mod tests {
     fn ledger_lines_scan_fast_and_fall_back_to_serde_alike() {
         let mut p = flat::Picker::new(ACCEPTED_KEYS);
         let a = AcceptedLine::parse(br#"{"id":"t-0-5","stream":"up","t_ms":17}"#, &mut p).unwrap();
-        assert_eq!((a.id.as_ref(), a.t_ms), ("t-0-5", 17));
+        assert_eq!(
+            (a.id.as_ref(), a.stream.as_ref(), a.t_ms),
+            ("t-0-5", "up", 17)
+        );
         assert!(matches!(a.id, Cow::Borrowed(_)));
         // The same layout again: read in place.
         let a = AcceptedLine::parse(br#"{"id":"t-0-60","stream":"up","t_ms":9}"#, &mut p).unwrap();
@@ -606,7 +618,17 @@ mod tests {
     }
 
     /// The balance of a ledger read both ways, for comparison.
-    fn balance(l: LedgerBuilder) -> (u64, u64, u64, u64, Vec<String>, Vec<u64>) {
+    type Balance = (
+        u64,
+        u64,
+        u64,
+        u64,
+        Vec<String>,
+        Vec<u64>,
+        Vec<(String, u64)>,
+    );
+
+    fn balance(l: LedgerBuilder) -> Balance {
         let l = l.finish(None);
         (
             l.accepted,
@@ -615,6 +637,10 @@ mod tests {
             l.unknown,
             l.unaccounted_sample,
             l.completions_per_s,
+            l.silent
+                .into_iter()
+                .map(|s| (s.stream, s.accepted))
+                .collect(),
         )
     }
 
@@ -643,6 +669,13 @@ mod tests {
                 ));
             }
         }
+        // A stream never heard of again (reads, say).
+        for i in 0..50u64 {
+            accepted.push_str(&format!(
+                "{{\"id\":\"r-9-{i}\",\"stream\":\"reads\",\"t_ms\":{}}}\n",
+                1000 + i
+            ));
+        }
         // An escaped id (serde's path), a duplicate and an unknown completion.
         accepted.push_str("{\"id\":\"odd\\u0021\",\"t_ms\":5}\n");
         done.push_str("{\"id\":\"odd!\",\"done_ms\":9}\n{\"id\":\"r-0-3\",\"done_ms\":9}\n");
@@ -653,7 +686,8 @@ mod tests {
         let lines = read_ledger_line_by_line(&run, 1000, true).unwrap();
         let (b, l) = (balance(blocks), balance(lines));
         assert_eq!(b, l);
-        assert_eq!((b.0, b.1, b.2, b.3), (30_001, 29_911, 1, 1));
+        assert_eq!((b.0, b.1, b.2, b.3), (30_051, 29_911, 1, 1));
+        assert_eq!(b.6, [("reads".to_owned(), 50)]);
 
         // A torn last line, as a killed run leaves it: skipped.
         std::fs::write(run.completions(), format!("{done}{{\"id\":\"r-0")).unwrap();

@@ -2,6 +2,7 @@
 //! end. Formulas: `docs/promises.md#no-loss`.
 
 use super::missing;
+use crate::analyze::ledger::Ledger;
 use crate::analyze::verdict::{Builder, Status, Verdict};
 use crate::analyze::view::RunView;
 
@@ -65,6 +66,63 @@ impl NoLoss {
         if let Some(listed) = l.queued_listed {
             b.figure("still_queued_listed", listed);
         }
+        // Streams not one of whose messages was heard of again stand apart: see `silent`.
+        let silent: u64 = l.silent.iter().map(|s| s.accepted).sum();
+        let rest;
+        let l = if silent > 0 {
+            let streams: Vec<String> = l
+                .silent
+                .iter()
+                .map(|s| format!("`{}` ({} accepted)", s.stream, s.accepted))
+                .collect();
+            b.figure("silent", silent).figure(
+                "silent_streams",
+                l.silent
+                    .iter()
+                    .map(|s| s.stream.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            );
+            b.leg(
+                Status::NotEvaluable,
+                format!(
+                    "not one message of stream {} has a record (none completed, \
+                     dead-lettered or still queued): if its requests start no job, leave it out \
+                     of the ledger (`ledger = false` in the profile); if they do, every one was \
+                     lost; the two cannot be told apart",
+                    streams.join(", ")
+                ),
+            );
+            if l.accepted == silent {
+                return b.finish();
+            }
+            let others = |ids: &[String]| -> Vec<String> {
+                ids.iter()
+                    .filter(|id| {
+                        !l.silent
+                            .iter()
+                            .any(|s| s.families.iter().any(|p| in_family(id, p)))
+                    })
+                    .cloned()
+                    .collect()
+            };
+            rest = Ledger {
+                accepted: l.accepted - silent,
+                unaccounted: l.unaccounted - silent,
+                // By count, the queue's messages cannot be told from the silent ids.
+                still_queued_settled: None,
+                lost_sample: others(&l.lost_sample),
+                unaccounted_sample: others(&l.unaccounted_sample),
+                silent: Vec::new(),
+                completions_per_s: Vec::new(),
+                e2e_us: crate::metrics::new_histogram(),
+                e2e_ms_by_done_s: Vec::new(),
+                ..*l
+            };
+            &rest
+        } else {
+            l
+        };
         let records = l.completed + l.dead_lettered + l.duplicates + l.unknown;
         let sample = |ids: &[String]| ids.iter().take(3).cloned().collect::<Vec<_>>().join(", ");
         match (l.lost(), l.queued_listed, l.still_queued) {
@@ -183,6 +241,13 @@ impl NoLoss {
         }
         b.finish()
     }
+}
+
+/// Whether `id` is `<prefix>-<number>`.
+fn in_family(id: &str, prefix: &str) -> bool {
+    id.strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix('-'))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 #[cfg(test)]
@@ -378,5 +443,78 @@ mod tests {
         );
         // Everything completed: the queue count is not needed.
         assert_eq!(eval(&spec, ledger(10, 10, 0, None)).status, Status::Pass);
+    }
+
+    /// Two streams with the driver's ids (`r-<stream>-<seq>`): `writes`, of which `done`
+    /// of 50 completed, and `reads`, 30 accepted and never heard of again.
+    fn writes_and_reads(done: u64) -> Ledger {
+        let acc: Vec<Accepted> = (0..50)
+            .map(|i| (format!("r-0-{i}"), "writes"))
+            .chain((0..30).map(|i| (format!("r-1-{i}"), "reads")))
+            .map(|(id, stream)| Accepted {
+                id,
+                stream: stream.into(),
+                t_ms: 0,
+            })
+            .collect();
+        let completions: Vec<Completion> = (0..done)
+            .map(|i| Completion {
+                id: format!("r-0-{i}"),
+                done_ms: 100,
+                outcome: Outcome::Completed,
+                receive_count: 1,
+            })
+            .collect();
+        Ledger::build(&acc, &completions, Some(0))
+    }
+
+    /// A stream not one of whose messages was heard of again may start no job at all (a
+    /// read over POST): it is not evaluable, never lost, while the other streams still
+    /// pass or fail on their own.
+    #[test]
+    fn a_stream_never_heard_of_again_is_not_evaluable_and_the_rest_still_counts() {
+        let spec = NoLoss {
+            allow_duplicates: true,
+        };
+        let l = writes_and_reads(50);
+        assert_eq!(l.silent.len(), 1);
+        assert_eq!(
+            (l.silent[0].stream.as_str(), l.silent[0].accepted),
+            ("reads", 30)
+        );
+        let v = eval(&spec, l);
+        assert_eq!(v.status, Status::NotEvaluable, "{:?}", v.reason);
+        let reason = v.reason.unwrap();
+        assert!(reason.contains("stream `reads` (30 accepted)"), "{reason}");
+        assert!(reason.contains("`ledger = false`"), "{reason}");
+        // The writes balanced: nothing lost.
+        assert_eq!(v.figures["lost"], 0u64.into());
+        assert_eq!(v.figures["silent"], 30u64.into());
+        // The writes lost 5: a fail, whatever the reads were.
+        let v = eval(&spec, writes_and_reads(45));
+        assert_eq!(v.status, Status::Fail);
+        assert_eq!(v.figures["lost"], 5u64.into());
+        assert!(v.reason.unwrap().contains("e.g. r-0-45"));
+        // A stream with one message heard of is not silent: its missing ones are lost.
+        let mut l = writes_and_reads(50);
+        l = {
+            let acc: Vec<Accepted> = (0..30)
+                .map(|i| Accepted {
+                    id: format!("r-1-{i}"),
+                    stream: "reads".into(),
+                    t_ms: 0,
+                })
+                .collect();
+            let one = Completion {
+                id: "r-1-0".into(),
+                done_ms: 100,
+                outcome: Outcome::Completed,
+                receive_count: 1,
+            };
+            drop(l);
+            Ledger::build(&acc, &[one], Some(0))
+        };
+        assert!(l.silent.is_empty());
+        assert_eq!(eval(&spec, l).status, Status::Fail);
     }
 }
