@@ -317,22 +317,7 @@ stages = [ { for = "4s", rate = "200/s" } ]
 "#,
     )
     .unwrap();
-    let exp = dir.path().join("exp.toml");
-    std::fs::write(
-        &exp,
-        "name = \"q\"\nprofile = \"jobs.toml\"\n[target.sandbox]\n[[probe]]\nname = \"backlog\"\nkind = \"sqs\"\nqueue = \"jobs\"\nmetric = \"visible\"\n[[promise]]\ntype = \"no-loss\"\n[cooldown]\nmax = \"30s\"\nuntil = [\"backlog <= 0\"]\n",
-    )
-    .unwrap();
-    let results = dir.path().join("results");
-    let out = cli(
-        &["run", "-q", "--run-id", "r", "--results"],
-        &[&results, &exp],
-    );
-    let t = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{t}");
-    let ledger: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(results.join("r/ledger.json")).unwrap())
-            .unwrap();
+    let (ledger, _) = run_for_no_loss(dir.path(), "jobs.toml", "");
     let accepted = ledger["accepted"].as_u64().unwrap();
     assert!(accepted > 600, "{ledger}");
     assert_eq!(ledger["completed"], accepted, "{ledger}");
@@ -363,22 +348,7 @@ stages = [ { for = "4s", rate = "20/s" } ]
 "#,
     )
     .unwrap();
-    let exp = dir.path().join("exp.toml");
-    std::fs::write(
-        &exp,
-        "name = \"rw\"\nprofile = \"p.toml\"\n[target.sandbox]\narch = \"queued\"\n[[probe]]\nname = \"backlog\"\nkind = \"sqs\"\nqueue = \"jobs\"\nmetric = \"visible\"\n[[promise]]\ntype = \"no-loss\"\n[cooldown]\nmax = \"30s\"\nuntil = [\"backlog <= 0\"]\n",
-    )
-    .unwrap();
-    let results = dir.path().join("results");
-    let out = cli(
-        &["run", "-q", "--run-id", "r", "--results"],
-        &[&results, &exp],
-    );
-    let t = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{t}");
-    let run: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(results.join("r/run.json")).unwrap())
-            .unwrap();
+    let (ledger, run) = run_for_no_loss(dir.path(), "p.toml", "arch = \"queued\"\n");
     let ok = |name: &str| {
         run["summary"]
             .as_array()
@@ -390,13 +360,39 @@ stages = [ { for = "4s", rate = "20/s" } ]
             .unwrap()
     };
     assert!(ok("health") > 60, "{run}");
-    let ledger: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(results.join("r/ledger.json")).unwrap())
-            .unwrap();
     assert_eq!(
         ledger["accepted"].as_u64().unwrap(),
         ok("uploads"),
         "{ledger}"
     );
     assert_eq!(ledger["lost"], 0, "{ledger}");
+}
+
+/// Runs `profile` (a file in `dir`) on the sandbox (`[target.sandbox]` plus `sandbox`) with a
+/// `no-loss` promise and a cool-down until the queue is empty; asserts the run passed and
+/// returns its `ledger.json` and `run.json`.
+fn run_for_no_loss(
+    dir: &Path,
+    profile: &str,
+    sandbox: &str,
+) -> (serde_json::Value, serde_json::Value) {
+    let exp = dir.join("exp.toml");
+    std::fs::write(
+        &exp,
+        format!(
+            "name = \"q\"\nprofile = \"{profile}\"\n[target.sandbox]\n{sandbox}[[probe]]\nname = \"backlog\"\nkind = \"sqs\"\nqueue = \"jobs\"\nmetric = \"visible\"\n[[promise]]\ntype = \"no-loss\"\n[cooldown]\nmax = \"30s\"\nuntil = [\"backlog <= 0\"]\n"
+        ),
+    )
+    .unwrap();
+    let results = dir.join("results");
+    let out = cli(
+        &["run", "-q", "--run-id", "r", "--results"],
+        &[&results, &exp],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let read = |file: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(results.join("r").join(file)).unwrap())
+            .unwrap()
+    };
+    (read("ledger.json"), read("run.json"))
 }
