@@ -252,12 +252,7 @@ async fn send_batch(ctx: &Ctx, sink: &Sink, stream: usize, batch: Vec<Pending>) 
                         .recorder
                         .record(stream, stream, |w| w.record_failure(class)),
                     None => {
-                        if ctx.plan.profile.streams[stream].ledger
-                            && let Some(accepted) = &ctx.plan.accepted
-                            && let Err(e) = accepted.accept(stream, p.seq)
-                        {
-                            tracing::warn!("ledger: {e}");
-                        }
+                        ctx.accepted(stream, p.seq);
                         let corrected = micros(done - p.intended);
                         ctx.recorder.record(stream, stream, |w| {
                             w.record_response(corrected, uncorrected, None)

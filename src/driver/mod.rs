@@ -127,6 +127,19 @@ struct Ctx {
     aborted: AtomicU64,
 }
 
+impl Ctx {
+    /// Records that the target accepted message `seq` of `stream` (a 2xx answer, a message
+    /// sent), when the run keeps a ledger and the stream is in it (its `ledger` key).
+    fn accepted(&self, stream: usize, seq: u64) {
+        if self.plan.profile.streams[stream].ledger
+            && let Some(accepted) = &self.plan.accepted
+            && let Err(e) = accepted.accept(stream, seq)
+        {
+            tracing::warn!("ledger: {e}");
+        }
+    }
+}
+
 /// Runs the load until the schedule (or duration) ends or `stop` fires, then
 /// drains in-flight requests: up to their whole connect + request timeout
 /// after a normal end, up to `grace` after a stop.
@@ -463,12 +476,8 @@ async fn serve(ctx: &Ctx, id: usize, open: bool, conn: &mut Option<HttpConn>, jo
     let uncorrected = micros(done - sent_at);
     match outcome {
         Ok(resp) => {
-            if (200..300).contains(&resp.status)
-                && ctx.plan.profile.streams[job.stream].ledger
-                && let Some(accepted) = &ctx.plan.accepted
-                && let Err(e) = accepted.accept(job.stream, job.seq)
-            {
-                tracing::warn!("ledger: {e}");
+            if (200..300).contains(&resp.status) {
+                ctx.accepted(job.stream, job.seq);
             }
             ctx.recorder.record(id, job.stream, |w| {
                 w.counters.bytes_received += resp.bytes_received;
