@@ -218,7 +218,7 @@ const SLOT_SLACK: u64 = 1 << 20;
 impl LedgerBuilder {
     /// Splits `<prefix>-<number>`; `None` for any other shape (or a number with a leading
     /// zero, which would not round-trip).
-    fn split(id: &str) -> Option<(&str, u64)> {
+    pub(crate) fn split(id: &str) -> Option<(&str, u64)> {
         // The number is a few bytes at the end: a plain backwards loop finds its dash before
         // a vectorized search (`rsplit_once`) has set up.
         let dash = id.bytes().rposition(|b| b == b'-')?;
@@ -360,7 +360,6 @@ impl LedgerBuilder {
         // The smallest LOST_SAMPLE missing ids (as strings), kept without collecting them all.
         let mut sample: BTreeSet<String> = BTreeSet::new();
         // Whether a slot was accepted, and then whether anything was heard of it.
-        #[derive(PartialEq)]
         enum Heard {
             NotAccepted,
             Something,

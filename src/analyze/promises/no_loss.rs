@@ -2,7 +2,7 @@
 //! end. Formulas: `docs/promises.md#no-loss`.
 
 use super::missing;
-use crate::analyze::ledger::Ledger;
+use crate::analyze::ledger::{Ledger, LedgerBuilder};
 use crate::analyze::verdict::{Builder, Status, Verdict};
 use crate::analyze::view::RunView;
 
@@ -99,9 +99,11 @@ impl NoLoss {
             let others = |ids: &[String]| -> Vec<String> {
                 ids.iter()
                     .filter(|id| {
+                        // A silent family is one of the ledger's: its ids split alike.
+                        let prefix = LedgerBuilder::split(id).map(|(p, _)| p);
                         !l.silent
                             .iter()
-                            .any(|s| s.families.iter().any(|p| in_family(id, p)))
+                            .any(|s| s.families.iter().any(|p| Some(p.as_str()) == prefix))
                     })
                     .cloned()
                     .collect()
@@ -241,13 +243,6 @@ impl NoLoss {
         }
         b.finish()
     }
-}
-
-/// Whether `id` is `<prefix>-<number>`.
-fn in_family(id: &str, prefix: &str) -> bool {
-    id.strip_prefix(prefix)
-        .and_then(|rest| rest.strip_prefix('-'))
-        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 #[cfg(test)]

@@ -224,15 +224,15 @@ impl Checker<'_> {
             }),
         };
         let stages = self.stages(raw.stages.as_ref(), header);
+        // A read: an HTTP request whose method anticipates no content. It may go without a
+        // body, and stays out of the message ledger unless the stream says otherwise.
+        let read = matches!(transport, Some(Transport::Http))
+            && request
+                .as_ref()
+                .is_some_and(|r| !super::expects_content(&r.method));
         let body = match kind {
             Some(StreamKind::Upload) => self.upload_body(&raw),
-            Some(StreamKind::Event) => {
-                let bodiless = matches!(transport, Some(Transport::Http))
-                    && request
-                        .as_ref()
-                        .is_some_and(|r| !super::expects_content(&r.method));
-                self.event_body(&raw, bodiless)
-            }
+            Some(StreamKind::Event) => self.event_body(&raw, read),
             None => {
                 // Check what is there; which of the two belongs is unknown until `kind` is fixed.
                 if let Some(size) = &raw.size {
@@ -249,11 +249,7 @@ impl Checker<'_> {
         {
             self.eventbridge_body(body, raw_body.span());
         }
-        let ledger = match (&raw.ledger, &transport, &request) {
-            (Some(ledger), ..) => *ledger.get_ref(),
-            (None, Some(Transport::Http), Some(request)) => super::expects_content(&request.method),
-            (None, ..) => true,
-        };
+        let ledger = raw.ledger.as_ref().map_or(!read, |l| *l.get_ref());
         Some(Stream {
             name: name?,
             kind: kind?,
